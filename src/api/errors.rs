@@ -1,0 +1,135 @@
+//! The one edge where a `GatewayError` becomes an HTTP response, shaped like the
+//! errors of the API the caller speaks so its SDK raises the right exception.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use serde_json::json;
+
+use super::Dialect;
+use crate::body::{GatewayBody, full};
+use crate::error::GatewayError;
+
+pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response<GatewayBody> {
+    use GatewayError::*;
+    let (status, openai_type, code, anthropic_type) = match error {
+        InvalidJson(_) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_json",
+            "invalid_request_error",
+        ),
+        InvalidField { .. } => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_value",
+            "invalid_request_error",
+        ),
+        MissingModel => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "missing_model",
+            "invalid_request_error",
+        ),
+        DialectNotSupported { .. } => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "dialect_not_supported",
+            "invalid_request_error",
+        ),
+        BodyRead(_) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "body_unreadable",
+            "invalid_request_error",
+        ),
+        BodyTooLarge { .. } => (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "invalid_request_error",
+            "request_too_large",
+            "request_too_large",
+        ),
+        UnknownModel(_) => (
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "model_not_found",
+            "not_found_error",
+        ),
+        NotFound { .. } => (
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "not_found",
+            "not_found_error",
+        ),
+        MethodNotAllowed { .. } => (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            "method_not_allowed",
+            "invalid_request_error",
+        ),
+        MissingKey | InvalidKey => (
+            StatusCode::UNAUTHORIZED,
+            "authentication_error",
+            "invalid_api_key",
+            "authentication_error",
+        ),
+        ProviderUnreachable { .. } => (
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "provider_unreachable",
+            "api_error",
+        ),
+        ProviderAuth { .. } => (
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "provider_auth_failed",
+            "api_error",
+        ),
+        ProviderProtocol { .. } => (
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "provider_protocol_error",
+            "api_error",
+        ),
+        ProviderTimeout { .. } => (
+            StatusCode::GATEWAY_TIMEOUT,
+            "api_error",
+            "provider_timeout",
+            "timeout_error",
+        ),
+    };
+    let message = error.to_string();
+    let body = match dialect {
+        Dialect::OpenAi => json!({
+            "error": {
+                "message": message,
+                "type": openai_type,
+                "param": param_of(error),
+                "code": code,
+            }
+        }),
+        Dialect::Anthropic => json!({
+            "type": "error",
+            "error": { "type": anthropic_type, "message": message },
+        }),
+    };
+    let mut response = Response::new(full(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let MethodNotAllowed { allowed, .. } = error {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allowed));
+    }
+    response
+}
+
+fn param_of(error: &GatewayError) -> Option<&str> {
+    match error {
+        GatewayError::InvalidField { field, .. } => Some(field),
+        GatewayError::MissingModel | GatewayError::UnknownModel(_) => Some("model"),
+        _ => None,
+    }
+}

@@ -1,0 +1,131 @@
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+
+use super::{Exchange, ExchangeSink, ExchangeStart, Outcome, ResponseCapture};
+use crate::body::{BoxError, GatewayBody};
+
+#[derive(Debug, thiserror::Error)]
+#[error("the provider's total timeout ran out while the response was streaming")]
+pub struct BodyTimeout;
+
+struct Pending {
+    start: ExchangeStart,
+    capture: ResponseCapture,
+    first_byte: Option<Instant>,
+    sink: Arc<dyn ExchangeSink>,
+}
+
+impl Pending {
+    fn finish(self, outcome: Outcome) {
+        let now = Instant::now();
+        let exchange = Exchange {
+            first_byte_after: self.first_byte.map(|t| t - self.start.started),
+            duration: now - self.start.started,
+            outcome,
+            captured: self.capture.finish(),
+            start: self.start,
+        };
+        self.sink.record(exchange);
+    }
+}
+
+pin_project! {
+    /// A response body that forwards every frame as soon as it arrives while a
+    /// copy-free view of it feeds the capture, enforces the provider's total
+    /// timeout, and reports the exchange exactly once: at the end, on error,
+    /// or when dropped early because the caller disconnected.
+    pub struct ObservedBody {
+        #[pin]
+        inner: GatewayBody,
+        deadline: Option<Pin<Box<Sleep>>>,
+        pending: Option<Pending>,
+    }
+
+    impl PinnedDrop for ObservedBody {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(pending) = this.project().pending.take() {
+                pending.finish(Outcome::ClientDisconnected);
+            }
+        }
+    }
+}
+
+impl ObservedBody {
+    pub fn new(
+        inner: GatewayBody,
+        start: ExchangeStart,
+        capture: ResponseCapture,
+        deadline: Option<Pin<Box<Sleep>>>,
+        sink: Arc<dyn ExchangeSink>,
+    ) -> ObservedBody {
+        ObservedBody {
+            inner,
+            deadline,
+            pending: Some(Pending {
+                start,
+                capture,
+                first_byte: None,
+                sink,
+            }),
+        }
+    }
+}
+
+impl Body for ObservedBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        if let Some(deadline) = this.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                if let Some(pending) = this.pending.take() {
+                    pending.finish(Outcome::TimedOut);
+                }
+                return Poll::Ready(Some(Err(Box::new(BodyTimeout))));
+            }
+        }
+        let frame = ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let (Some(data), Some(pending)) = (frame.data_ref(), this.pending.as_mut()) {
+                    if pending.first_byte.is_none() && !data.is_empty() {
+                        pending.first_byte = Some(Instant::now());
+                    }
+                    pending.capture.observe(data);
+                }
+            }
+            Some(Err(err)) => {
+                if let Some(pending) = this.pending.take() {
+                    pending.finish(Outcome::UpstreamBroken(err.to_string()));
+                }
+            }
+            None => {
+                if let Some(pending) = this.pending.take() {
+                    pending.finish(Outcome::Completed);
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    // Claims the end only once the exchange is reported, so the server polls
+    // to the end even for bodies that know their length.
+    fn is_end_stream(&self) -> bool {
+        self.pending.is_none() && self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

@@ -1,0 +1,413 @@
+//! Pulls the text and token usage out of a provider response as it streams by,
+//! for the audit log. Knows the OpenAI (chat, completions, embeddings, responses)
+//! and Anthropic (messages) shapes, streamed or not.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::sse::{SseDecoder, SseEvent};
+use crate::api::Endpoint;
+
+/// Upper bound on the response bytes kept for the audit log; the caller still
+/// receives every byte.
+pub const MAX_CAPTURED_BYTES: usize = 4 * 1024 * 1024;
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+}
+
+/// What was seen of one response.
+#[derive(Debug, Default, Clone)]
+pub struct Captured {
+    /// The generated text: reassembled from the deltas of a stream, or read
+    /// from the JSON body.
+    pub text: String,
+    pub usage: Usage,
+    /// The raw body of a non-streamed response (up to `MAX_CAPTURED_BYTES`).
+    pub body: Vec<u8>,
+    /// The body exceeded `MAX_CAPTURED_BYTES` and was cut in the capture.
+    pub truncated: bool,
+    /// An `error` event seen inside a stream that began with 200.
+    pub stream_error: Option<String>,
+}
+
+pub struct ResponseCapture {
+    endpoint: Endpoint,
+    sse: Option<SseDecoder>,
+    captured: Captured,
+    text_bytes: usize,
+}
+
+impl ResponseCapture {
+    /// `event_stream`: the response's content type is `text/event-stream`.
+    pub fn new(endpoint: Endpoint, event_stream: bool) -> ResponseCapture {
+        ResponseCapture {
+            endpoint,
+            sse: event_stream.then(SseDecoder::new),
+            captured: Captured::default(),
+            text_bytes: 0,
+        }
+    }
+
+    pub fn observe(&mut self, chunk: &[u8]) {
+        match &mut self.sse {
+            Some(decoder) => {
+                let endpoint = self.endpoint;
+                let captured = &mut self.captured;
+                let text_bytes = &mut self.text_bytes;
+                decoder.feed(chunk, &mut |event| {
+                    apply_event(endpoint, event, captured, text_bytes)
+                });
+            }
+            None => {
+                let room = MAX_CAPTURED_BYTES.saturating_sub(self.captured.body.len());
+                if chunk.len() > room {
+                    self.captured.truncated = true;
+                }
+                self.captured
+                    .body
+                    .extend_from_slice(&chunk[..chunk.len().min(room)]);
+            }
+        }
+    }
+
+    pub fn finish(mut self) -> Captured {
+        match self.sse.take() {
+            Some(mut decoder) => {
+                let endpoint = self.endpoint;
+                let captured = &mut self.captured;
+                let text_bytes = &mut self.text_bytes;
+                decoder.finish(&mut |event| apply_event(endpoint, event, captured, text_bytes));
+            }
+            None if !self.captured.truncated => {
+                if let Ok(body) = serde_json::from_slice::<Value>(&self.captured.body) {
+                    read_json_body(self.endpoint, &body, &mut self.captured);
+                }
+            }
+            None => {}
+        }
+        self.captured
+    }
+}
+
+fn push_text(captured: &mut Captured, text_bytes: &mut usize, text: &str) {
+    if *text_bytes + text.len() > MAX_CAPTURED_BYTES {
+        captured.truncated = true;
+        return;
+    }
+    *text_bytes += text.len();
+    captured.text.push_str(text);
+}
+
+#[derive(Deserialize)]
+struct OpenAiChunk<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<OpenAiChoice<'a>>,
+    usage: Option<TokenUsage>,
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiChoice<'a> {
+    #[serde(borrow)]
+    delta: Option<OpenAiDelta<'a>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct OpenAiDelta<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+}
+
+/// Token counts under the names used by OpenAI chat (`prompt_tokens`), OpenAI
+/// responses and Anthropic (`input_tokens`).
+#[derive(Deserialize, Default)]
+struct TokenUsage {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+}
+
+impl TokenUsage {
+    fn merge_into(&self, usage: &mut Usage) {
+        if let Some(n) = self.prompt_tokens.or(self.input_tokens) {
+            usage.input_tokens = Some(n);
+        }
+        if let Some(n) = self.completion_tokens.or(self.output_tokens) {
+            usage.output_tokens = Some(n);
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TypedEvent<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    message: Option<UsageHolder>,
+    response: Option<UsageHolder>,
+    #[serde(borrow)]
+    delta: Option<EventDelta<'a>>,
+    usage: Option<TokenUsage>,
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct UsageHolder {
+    usage: Option<TokenUsage>,
+}
+
+/// Anthropic's `delta` is an object; the OpenAI responses API's is a string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EventDelta<'a> {
+    Text(#[serde(borrow)] Cow<'a, str>),
+    Object {
+        #[serde(borrow)]
+        text: Option<Cow<'a, str>>,
+    },
+}
+
+fn apply_event(
+    endpoint: Endpoint,
+    event: SseEvent<'_>,
+    captured: &mut Captured,
+    text_bytes: &mut usize,
+) {
+    let data = event.data;
+    if data == "[DONE]" {
+        return;
+    }
+    match endpoint {
+        Endpoint::ChatCompletions | Endpoint::Completions => {
+            let Ok(chunk) = serde_json::from_str::<OpenAiChunk<'_>>(data) else {
+                return;
+            };
+            if let Some(error) = chunk.error {
+                captured.stream_error = Some(error.to_string());
+            }
+            if let Some(choice) = chunk.choices.first() {
+                if let Some(text) = choice.delta.as_ref().and_then(|d| d.content.as_deref()) {
+                    push_text(captured, text_bytes, text);
+                }
+                if let Some(text) = choice.text.as_deref() {
+                    push_text(captured, text_bytes, text);
+                }
+            }
+            if let Some(usage) = chunk.usage {
+                usage.merge_into(&mut captured.usage);
+            }
+        }
+        _ => {
+            let Ok(typed) = serde_json::from_str::<TypedEvent<'_>>(data) else {
+                return;
+            };
+            match typed.kind.as_ref() {
+                // Anthropic
+                "message_start" => {
+                    if let Some(usage) = typed.message.and_then(|m| m.usage) {
+                        usage.merge_into(&mut captured.usage);
+                    }
+                }
+                "content_block_delta" | "response.output_text.delta" => match typed.delta {
+                    Some(EventDelta::Text(text))
+                    | Some(EventDelta::Object { text: Some(text) }) => {
+                        push_text(captured, text_bytes, &text)
+                    }
+                    _ => {}
+                },
+                // Anthropic's `output_tokens` here is cumulative: the last one wins.
+                "message_delta" => {
+                    if let Some(usage) = typed.usage {
+                        usage.merge_into(&mut captured.usage);
+                    }
+                }
+                "response.completed" | "response.failed" | "response.incomplete" => {
+                    if let Some(usage) = typed.response.and_then(|r| r.usage) {
+                        usage.merge_into(&mut captured.usage);
+                    }
+                }
+                "error" => {
+                    captured.stream_error = Some(
+                        typed
+                            .error
+                            .map_or_else(|| data.to_owned(), |e| e.to_string()),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn read_json_body(endpoint: Endpoint, body: &Value, captured: &mut Captured) {
+    if let Some(usage) = body.get("usage") {
+        if let Ok(usage) = TokenUsage::deserialize(usage) {
+            usage.merge_into(&mut captured.usage);
+        }
+    }
+    let mut text = String::new();
+    match endpoint {
+        Endpoint::ChatCompletions => {
+            if let Some(content) = body
+                .pointer("/choices/0/message/content")
+                .and_then(Value::as_str)
+            {
+                text.push_str(content);
+            }
+        }
+        Endpoint::Completions => {
+            if let Some(content) = body.pointer("/choices/0/text").and_then(Value::as_str) {
+                text.push_str(content);
+            }
+        }
+        Endpoint::Messages => {
+            for block in body
+                .get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(t) = block.get("text").and_then(Value::as_str) {
+                    text.push_str(t);
+                }
+            }
+        }
+        Endpoint::Responses => {
+            for item in body
+                .get("output")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                for part in item
+                    .get("content")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(t) = part.get("text").and_then(Value::as_str) {
+                        text.push_str(t);
+                    }
+                }
+            }
+        }
+        Endpoint::Embeddings | Endpoint::CountTokens | Endpoint::Models => {}
+    }
+    captured.text = text;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn capture(endpoint: Endpoint, sse: bool, body: &str, piece: usize) -> Captured {
+        let mut capture = ResponseCapture::new(endpoint, sse);
+        for chunk in body.as_bytes().chunks(piece) {
+            capture.observe(chunk);
+        }
+        capture.finish()
+    }
+
+    #[test]
+    fn openai_stream_text_and_usage_chunk() {
+        let body = concat!(
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}]}\n\n",
+            "data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo \\\"w\\u00f6rld\\\"\"}}]}\n\n",
+            "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":3,\"total_tokens\":10}}\n\n",
+            "data: [DONE]\n\n"
+        );
+        for piece in [1, 5, 64, body.len()] {
+            let c = capture(Endpoint::ChatCompletions, true, body, piece);
+            assert_eq!(c.text, "Hello \"wörld\"");
+            assert_eq!(
+                c.usage,
+                Usage {
+                    input_tokens: Some(7),
+                    output_tokens: Some(3)
+                }
+            );
+            assert!(c.stream_error.is_none());
+        }
+    }
+
+    #[test]
+    fn anthropic_stream_with_cumulative_output_tokens_and_ping() {
+        let body = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":12,\"output_tokens\":1}}}\n\n",
+            "event: ping\ndata: {\"type\":\"ping\"}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hi \"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"there\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":2}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":5}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+        );
+        let c = capture(Endpoint::Messages, true, body, 3);
+        assert_eq!(c.text, "Hi there");
+        assert_eq!(
+            c.usage,
+            Usage {
+                input_tokens: Some(12),
+                output_tokens: Some(5)
+            }
+        );
+    }
+
+    #[test]
+    fn anthropic_error_event_after_200() {
+        let body = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
+        let c = capture(Endpoint::Messages, true, body, 7);
+        assert!(c.stream_error.unwrap().contains("overloaded_error"));
+    }
+
+    #[test]
+    fn json_bodies_of_each_endpoint() {
+        let chat = r#"{"choices":[{"message":{"role":"assistant","content":"ok"}}],"usage":{"prompt_tokens":4,"completion_tokens":1}}"#;
+        let c = capture(Endpoint::ChatCompletions, false, chat, 10);
+        assert_eq!(
+            (c.text.as_str(), c.usage.input_tokens, c.usage.output_tokens),
+            ("ok", Some(4), Some(1))
+        );
+        assert_eq!(c.body, chat.as_bytes());
+
+        let messages = r#"{"content":[{"type":"text","text":"a"},{"type":"text","text":"b"}],"usage":{"input_tokens":9,"output_tokens":2}}"#;
+        let c = capture(Endpoint::Messages, false, messages, 10);
+        assert_eq!(
+            (c.text.as_str(), c.usage.input_tokens, c.usage.output_tokens),
+            ("ab", Some(9), Some(2))
+        );
+
+        let responses = r#"{"output":[{"type":"message","content":[{"type":"output_text","text":"r"}]}],"usage":{"input_tokens":3,"output_tokens":1}}"#;
+        let c = capture(Endpoint::Responses, false, responses, 10);
+        assert_eq!((c.text.as_str(), c.usage.output_tokens), ("r", Some(1)));
+
+        let embeddings =
+            r#"{"data":[{"embedding":[0.1]}],"usage":{"prompt_tokens":5,"total_tokens":5}}"#;
+        let c = capture(Endpoint::Embeddings, false, embeddings, 10);
+        assert_eq!((c.text.as_str(), c.usage.input_tokens), ("", Some(5)));
+    }
+
+    #[test]
+    fn responses_api_stream() {
+        let body = concat!(
+            "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n",
+            "event: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":2,\"output_tokens\":1}}}\n\n"
+        );
+        let c = capture(Endpoint::Responses, true, body, 4);
+        assert_eq!(c.text, "Hi");
+        assert_eq!(
+            c.usage,
+            Usage {
+                input_tokens: Some(2),
+                output_tokens: Some(1)
+            }
+        );
+    }
+}

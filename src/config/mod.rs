@@ -1,0 +1,136 @@
+//! Configuration: the TOML file is parsed into `raw` types, validated into
+//! `model` types, and every problem is reported as `file:line: field.path: message`.
+
+mod location;
+pub mod model;
+pub mod raw;
+mod validate;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+
+pub use model::*;
+pub use validate::FieldError;
+
+/// A config problem located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {}: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}", render_problems(file, problems))]
+    Invalid {
+        file: PathBuf,
+        problems: Vec<Problem>,
+    },
+}
+
+fn render_problems(file: &Path, problems: &[Problem]) -> String {
+    let mut out = String::new();
+    for (i, problem) in problems.iter().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&file.display().to_string());
+        if let Some(line) = problem.line {
+            out.push_str(&format!(":{line}"));
+        }
+        out.push_str(": ");
+        if !problem.path.is_empty() {
+            out.push_str(&problem.path);
+            out.push_str(": ");
+        }
+        out.push_str(&problem.message);
+    }
+    out
+}
+
+impl ConfigError {
+    pub fn problems(&self) -> &[Problem] {
+        match self {
+            ConfigError::Read { .. } => &[],
+            ConfigError::Invalid { problems, .. } => problems,
+        }
+    }
+}
+
+/// Options that come from the command line rather than the file.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    pub listen_override: Option<SocketAddr>,
+}
+
+/// Reads, parses and validates a config file. Secrets named in it are read from
+/// the process environment or from files.
+pub fn load_file(file: &Path, options: &LoadOptions) -> Result<Config, ConfigError> {
+    let source = std::fs::read_to_string(file).map_err(|source| ConfigError::Read {
+        file: file.to_owned(),
+        source,
+    })?;
+    let base_dir = file.parent().unwrap_or(Path::new("."));
+    let read_env = |name: &str| std::env::var(name).ok();
+    parse(
+        &source,
+        &validate::Environment {
+            base_dir,
+            listen_override: options.listen_override,
+            read_env: &read_env,
+        },
+    )
+    .map_err(|problems| ConfigError::Invalid {
+        file: file.to_owned(),
+        problems,
+    })
+}
+
+fn parse(source: &str, env: &validate::Environment<'_>) -> Result<Config, Vec<Problem>> {
+    let deserializer =
+        toml::Deserializer::parse(source).map_err(|err| vec![syntax_problem(source, "", &err)])?;
+    let raw: raw::RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        vec![syntax_problem(source, &path, err.inner())]
+    })?;
+    validate::validate(raw, config_version(source), env).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|FieldError { path, message }| Problem {
+                line: location::line_of(source, &path),
+                path,
+                message,
+            })
+            .collect()
+    })
+}
+
+fn syntax_problem(source: &str, path: &str, err: &toml::de::Error) -> Problem {
+    Problem {
+        line: err
+            .span()
+            .map(|span| location::line_at(source, span.start))
+            .or_else(|| location::line_of(source, path)),
+        path: path.to_owned(),
+        message: err.message().to_owned(),
+    }
+}
+
+/// First 12 hex characters of the file's SHA-256: the config version.
+pub fn config_version(source: &str) -> Arc<str> {
+    let digest = Sha256::digest(source.as_bytes());
+    hex::encode(&digest[..6]).into()
+}
+
+#[cfg(test)]
+mod tests;

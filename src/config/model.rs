@@ -1,0 +1,144 @@
+//! The validated configuration. Every value here has been checked: a `Config`
+//! that exists can be served.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Authority, Scheme};
+use http::{HeaderName, HeaderValue};
+
+#[derive(Debug)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub providers: Vec<Arc<ProviderConfig>>,
+    pub routes: Vec<RouteConfig>,
+    /// Short content hash of the config file: the version every response and
+    /// record carries.
+    pub version: Arc<str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub max_body_bytes: usize,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug)]
+pub enum AuthConfig {
+    /// Any caller is accepted; validation guarantees the listener is loopback.
+    Open,
+    Keys(Vec<ClientKey>),
+}
+
+#[derive(Clone)]
+pub struct ClientKey {
+    pub id: Arc<str>,
+    pub sha256: [u8; 32],
+}
+
+impl fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Index of a provider in `Config::providers`.
+pub type ProviderId = usize;
+
+#[derive(Debug)]
+pub struct ProviderConfig {
+    pub name: Arc<str>,
+    pub kind: ProviderKind,
+    pub timeouts: Timeouts,
+    pub retry: RetryPolicy,
+}
+
+#[derive(Debug)]
+pub enum ProviderKind {
+    OpenAi(HttpUpstream),
+    Anthropic(HttpUpstream),
+    /// Answers in-process with deterministic text: no network, no key.
+    Demo,
+}
+
+impl ProviderKind {
+    pub fn label(&self) -> &'static str {
+        match self {
+            ProviderKind::OpenAi(_) => "openai",
+            ProviderKind::Anthropic(_) => "anthropic",
+            ProviderKind::Demo => "demo",
+        }
+    }
+}
+
+/// Where and how to reach an HTTP provider.
+#[derive(Debug)]
+pub struct HttpUpstream {
+    pub scheme: Scheme,
+    pub authority: Authority,
+    /// Path of the base URL without a trailing slash (`/v1` for OpenAI).
+    pub path_prefix: String,
+    /// Pre-encoded query string without `?`, empty when none.
+    pub query: String,
+    pub credential: Option<Credential>,
+}
+
+/// The provider key as a ready header. The value is marked sensitive so hyper
+/// never logs it, and `Debug` prints only the header name.
+pub struct Credential {
+    pub header: HeaderName,
+    pub value: HeaderValue,
+}
+
+impl fmt::Debug for Credential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Credential({}: [redacted])", self.header)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Until the response head arrives.
+    pub first_byte: Duration,
+    /// For the whole exchange, body included.
+    pub total: Duration,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_retries: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+#[derive(Debug)]
+pub struct RouteConfig {
+    pub patterns: Vec<ModelPattern>,
+    pub upstream_model: Option<Arc<str>>,
+    /// Non-empty, in fallback order.
+    pub providers: Vec<ProviderId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelPattern {
+    Exact(Arc<str>),
+    /// Contains at least one `*`, which matches any run of characters.
+    Wildcard(Arc<str>),
+}
+
+impl ModelPattern {
+    pub fn parse(text: &str) -> ModelPattern {
+        if text.contains('*') {
+            ModelPattern::Wildcard(text.into())
+        } else {
+            ModelPattern::Exact(text.into())
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! Raw → validated config. Every problem is collected (not just the first) with
+//! the dotted path of the field it concerns, so `check-config` can list them all.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::uri::{Scheme, Uri};
+use http::{HeaderName, HeaderValue};
+
+use super::model::*;
+use super::raw::*;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_MAX_BODY_BYTES: u64 = 8 * 1024 * 1024;
+const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+// A non-streaming completion sends its first byte only when generation ends.
+const DEFAULT_FIRST_BYTE_TIMEOUT_MS: u64 = 120_000;
+const DEFAULT_TOTAL_TIMEOUT_MS: u64 = 600_000;
+const DEFAULT_MAX_RETRIES: u32 = 2;
+const DEFAULT_RETRY_BASE_MS: u64 = 200;
+const DEFAULT_RETRY_MAX_MS: u64 = 5_000;
+
+/// One problem in the config, at a dotted field path such as
+/// `providers.openai.base_url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub path: String,
+    pub message: String,
+}
+
+/// What validation needs from outside the file.
+pub struct Environment<'a> {
+    /// Directory that relative `api_key_file` paths are resolved against.
+    pub base_dir: &'a Path,
+    pub listen_override: Option<SocketAddr>,
+    pub read_env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+pub fn validate(
+    raw: RawConfig,
+    version: Arc<str>,
+    env: &Environment<'_>,
+) -> Result<Config, Vec<FieldError>> {
+    let mut errors = Errors::default();
+    let server = validate_server(&raw.server, env.listen_override, &mut errors);
+    let auth = validate_auth(&raw.auth, server.as_ref().map(|s| s.listen), &mut errors);
+
+    let mut providers = Vec::with_capacity(raw.providers.len());
+    let mut provider_ids = HashMap::new();
+    for (name, provider) in &raw.providers {
+        if let Some(provider) = validate_provider(name, provider, env, &mut errors) {
+            provider_ids.insert(name.as_str(), providers.len());
+            providers.push(Arc::new(provider));
+        }
+    }
+    let routes = validate_routes(&raw.routes, &raw.providers, &provider_ids, &mut errors);
+
+    match (server, auth, errors.list.is_empty()) {
+        (Some(server), Some(auth), true) => Ok(Config {
+            server,
+            auth,
+            providers,
+            routes,
+            version,
+        }),
+        _ => Err(errors.list),
+    }
+}
+
+#[derive(Default)]
+struct Errors {
+    list: Vec<FieldError>,
+}
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.list.push(FieldError {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+fn validate_server(
+    raw: &RawServer,
+    listen_override: Option<SocketAddr>,
+    errors: &mut Errors,
+) -> Option<ServerConfig> {
+    let listen = match listen_override {
+        Some(addr) => Some(addr),
+        None => {
+            let text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+            match text.parse::<SocketAddr>() {
+                Ok(addr) => Some(addr),
+                Err(_) => {
+                    errors.push(
+                        "server.listen",
+                        format!("`{text}` is not an IP address and port such as 127.0.0.1:8080"),
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let max_body_bytes = raw.max_body_bytes.unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if max_body_bytes == 0 {
+        errors.push("server.max_body_bytes", "must be greater than 0");
+    }
+    let max_body_bytes = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
+    Some(ServerConfig {
+        listen: listen?,
+        max_body_bytes,
+        shutdown_grace: Duration::from_millis(
+            raw.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
+        ),
+    })
+}
+
+fn validate_auth(
+    raw: &RawAuth,
+    listen: Option<SocketAddr>,
+    errors: &mut Errors,
+) -> Option<AuthConfig> {
+    if raw.open {
+        if !raw.clients.is_empty() {
+            errors.push(
+                "auth.clients",
+                "client keys are ignored when `auth.open = true`: remove one of the two",
+            );
+        }
+        return match listen {
+            Some(addr) if addr.ip().is_loopback() => Some(AuthConfig::Open),
+            Some(addr) => {
+                errors.push(
+                    "auth.open",
+                    format!(
+                        "open mode is only allowed on a loopback address, but the gateway listens on {addr}; declare client keys under [[auth.clients]]"
+                    ),
+                );
+                None
+            }
+            None => None,
+        };
+    }
+    if raw.clients.is_empty() {
+        errors.push(
+            "auth.clients",
+            "no client keys declared: add [[auth.clients]] entries, or set `auth.open = true` on a loopback listener",
+        );
+        return None;
+    }
+    let mut keys = Vec::with_capacity(raw.clients.len());
+    let mut seen = HashMap::new();
+    for (index, client) in raw.clients.iter().enumerate() {
+        let path = format!("auth.clients[{index}]");
+        if client.id.trim().is_empty() {
+            errors.push(format!("{path}.id"), "must not be empty");
+        } else if let Some(first) = seen.insert(client.id.as_str(), index) {
+            errors.push(
+                format!("{path}.id"),
+                format!("`{}` is already the id of auth.clients[{first}]", client.id),
+            );
+        }
+        let mut sha256 = [0u8; 32];
+        match hex::decode_to_slice(client.key_sha256.trim(), &mut sha256) {
+            Ok(()) => keys.push(ClientKey {
+                id: client.id.as_str().into(),
+                sha256,
+            }),
+            Err(_) => errors.push(
+                format!("{path}.key_sha256"),
+                "must be 64 hexadecimal characters (the SHA-256 of the key; see `promptgate hash-key`)",
+            ),
+        }
+    }
+    Some(AuthConfig::Keys(keys))
+}
+
+fn validate_provider(
+    name: &str,
+    raw: &RawProvider,
+    env: &Environment<'_>,
+    errors: &mut Errors,
+) -> Option<ProviderConfig> {
+    let path = format!("providers.{name}");
+    let before = errors.list.len();
+    let kind = match raw.kind {
+        RawProviderKind::Demo => {
+            for (field, set) in [
+                ("base_url", raw.base_url.is_some()),
+                ("api_key_env", raw.api_key_env.is_some()),
+                ("api_key_file", raw.api_key_file.is_some()),
+                ("api_key_header", raw.api_key_header.is_some()),
+                ("query", !raw.query.is_empty()),
+            ] {
+                if set {
+                    errors.push(
+                        format!("{path}.{field}"),
+                        "the demo provider answers in-process and takes no such setting",
+                    );
+                }
+            }
+            ProviderKind::Demo
+        }
+        RawProviderKind::Openai | RawProviderKind::Anthropic => {
+            let upstream = validate_upstream(&path, raw, env, errors);
+            match (raw.kind, upstream) {
+                (RawProviderKind::Openai, Some(up)) => ProviderKind::OpenAi(up),
+                (_, Some(up)) => ProviderKind::Anthropic(up),
+                (_, None) => return None,
+            }
+        }
+    };
+    let connect = raw.connect_timeout_ms.unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS);
+    let first_byte = raw
+        .first_byte_timeout_ms
+        .unwrap_or(DEFAULT_FIRST_BYTE_TIMEOUT_MS);
+    let total = raw.total_timeout_ms.unwrap_or(DEFAULT_TOTAL_TIMEOUT_MS);
+    for (field, value) in [
+        ("connect_timeout_ms", connect),
+        ("first_byte_timeout_ms", first_byte),
+        ("total_timeout_ms", total),
+    ] {
+        if value == 0 {
+            errors.push(format!("{path}.{field}"), "must be greater than 0");
+        }
+    }
+    if total < first_byte {
+        errors.push(
+            format!("{path}.total_timeout_ms"),
+            format!("{total} ms is shorter than first_byte_timeout_ms ({first_byte} ms)"),
+        );
+    }
+    let base = raw.retry_base_ms.unwrap_or(DEFAULT_RETRY_BASE_MS);
+    let max = raw.retry_max_ms.unwrap_or(DEFAULT_RETRY_MAX_MS);
+    if max < base {
+        errors.push(
+            format!("{path}.retry_max_ms"),
+            format!("{max} ms is shorter than retry_base_ms ({base} ms)"),
+        );
+    }
+    if errors.list.len() > before {
+        return None;
+    }
+    Some(ProviderConfig {
+        name: name.into(),
+        kind,
+        timeouts: Timeouts {
+            connect: Duration::from_millis(connect),
+            first_byte: Duration::from_millis(first_byte),
+            total: Duration::from_millis(total),
+        },
+        retry: RetryPolicy {
+            max_retries: raw.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
+            base_delay: Duration::from_millis(base),
+            max_delay: Duration::from_millis(max),
+        },
+    })
+}
+
+fn validate_upstream(
+    path: &str,
+    raw: &RawProvider,
+    env: &Environment<'_>,
+    errors: &mut Errors,
+) -> Option<HttpUpstream> {
+    let Some(base_url) = raw.base_url.as_deref() else {
+        errors.push(
+            format!("{path}.base_url"),
+            "is required for this kind (e.g. https://api.openai.com/v1 or https://api.anthropic.com)",
+        );
+        return None;
+    };
+    let parsed = parse_base_url(base_url);
+    if let Err(message) = &parsed {
+        errors.push(format!("{path}.base_url"), message.clone());
+    }
+    let credential = read_credential(path, raw, env, errors);
+    let query = encode_query(&raw.query);
+    let (scheme, authority, path_prefix) = parsed.ok()?;
+    Some(HttpUpstream {
+        scheme,
+        authority,
+        path_prefix,
+        query,
+        credential: credential?,
+    })
+}
+
+fn parse_base_url(text: &str) -> Result<(Scheme, http::uri::Authority, String), String> {
+    let uri: Uri = text.parse().map_err(|_| format!("invalid URL `{text}`"))?;
+    let scheme = match uri.scheme() {
+        Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => s.clone(),
+        _ => {
+            return Err(format!(
+                "invalid URL `{text}`: must start with http:// or https://"
+            ));
+        }
+    };
+    let authority = uri
+        .authority()
+        .cloned()
+        .ok_or_else(|| format!("invalid URL `{text}`: no host"))?;
+    if uri.query().is_some() {
+        return Err(format!(
+            "invalid URL `{text}`: put query parameters under `query` instead"
+        ));
+    }
+    let path_prefix = uri.path().trim_end_matches('/').to_owned();
+    Ok((scheme, authority, path_prefix))
+}
+
+/// `Some(None)`: no key configured (a local vLLM, say). `None`: an error was recorded.
+fn read_credential(
+    path: &str,
+    raw: &RawProvider,
+    env: &Environment<'_>,
+    errors: &mut Errors,
+) -> Option<Option<Credential>> {
+    let secret = match (&raw.api_key_env, &raw.api_key_file) {
+        (Some(_), Some(_)) => {
+            errors.push(
+                format!("{path}.api_key_file"),
+                "set either api_key_env or api_key_file, not both",
+            );
+            return None;
+        }
+        (Some(var), None) => match (env.read_env)(var) {
+            Some(value) if !value.trim().is_empty() => value.trim().to_owned(),
+            _ => {
+                errors.push(
+                    format!("{path}.api_key_env"),
+                    format!("environment variable {var} is not set or empty"),
+                );
+                return None;
+            }
+        },
+        (None, Some(file)) => {
+            let file_path = env.base_dir.join(file);
+            match std::fs::read_to_string(&file_path) {
+                Ok(value) if !value.trim().is_empty() => value.trim().to_owned(),
+                Ok(_) => {
+                    errors.push(
+                        format!("{path}.api_key_file"),
+                        format!("{} is empty", file_path.display()),
+                    );
+                    return None;
+                }
+                Err(err) => {
+                    errors.push(
+                        format!("{path}.api_key_file"),
+                        format!("cannot read {}: {err}", file_path.display()),
+                    );
+                    return None;
+                }
+            }
+        }
+        (None, None) => return Some(None),
+    };
+    let (default_header, prefix) = match raw.kind {
+        RawProviderKind::Anthropic => ("x-api-key", ""),
+        _ => ("authorization", "Bearer "),
+    };
+    let header_text = raw.api_key_header.as_deref().unwrap_or(default_header);
+    let Ok(header) = HeaderName::try_from(header_text.to_ascii_lowercase()) else {
+        errors.push(
+            format!("{path}.api_key_header"),
+            format!("`{header_text}` is not a valid header name"),
+        );
+        return None;
+    };
+    // A custom header (Azure's `api-key`) carries the bare key.
+    let prefix = if raw.api_key_header.is_some() && header != http::header::AUTHORIZATION {
+        ""
+    } else {
+        prefix
+    };
+    match HeaderValue::try_from(format!("{prefix}{secret}")) {
+        Ok(mut value) => {
+            value.set_sensitive(true);
+            Some(Some(Credential { header, value }))
+        }
+        Err(_) => {
+            // Never echo the secret itself.
+            errors.push(
+                format!("{path}.api_key_env"),
+                "the provider key contains characters that cannot be sent in a header",
+            );
+            None
+        }
+    }
+}
+
+fn encode_query(query: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    for (key, value) in query {
+        if !out.is_empty() {
+            out.push('&');
+        }
+        percent_encode_into(key, &mut out);
+        out.push('=');
+        percent_encode_into(value, &mut out);
+    }
+    out
+}
+
+fn percent_encode_into(text: &str, out: &mut String) {
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+}
+
+fn validate_routes(
+    raw: &[RawRoute],
+    raw_providers: &BTreeMap<String, RawProvider>,
+    provider_ids: &HashMap<&str, ProviderId>,
+    errors: &mut Errors,
+) -> Vec<RouteConfig> {
+    let mut routes = Vec::with_capacity(raw.len());
+    let mut exact_seen: HashMap<&str, usize> = HashMap::new();
+    for (index, route) in raw.iter().enumerate() {
+        let path = format!("routes[{index}]");
+        if route.models.is_empty() {
+            errors.push(format!("{path}.models"), "must name at least one model");
+        }
+        let mut patterns = Vec::with_capacity(route.models.len());
+        for (m, model) in route.models.iter().enumerate() {
+            if model.trim().is_empty() {
+                errors.push(format!("{path}.models[{m}]"), "must not be empty");
+                continue;
+            }
+            let pattern = ModelPattern::parse(model);
+            if let ModelPattern::Exact(name) = &pattern {
+                if let Some(first) = exact_seen.insert(model.as_str(), index) {
+                    errors.push(
+                        format!("{path}.models[{m}]"),
+                        format!("`{name}` is already routed by routes[{first}]"),
+                    );
+                }
+            }
+            patterns.push(pattern);
+        }
+        if route.providers.is_empty() {
+            errors.push(
+                format!("{path}.providers"),
+                "must name at least one provider",
+            );
+        }
+        let mut providers = Vec::with_capacity(route.providers.len());
+        for (p, name) in route.providers.iter().enumerate() {
+            match provider_ids.get(name.as_str()) {
+                Some(id) => providers.push(*id),
+                // Invalid providers already have their own error.
+                None if raw_providers.contains_key(name) => {}
+                None => {
+                    let known: Vec<&str> = raw_providers.keys().map(String::as_str).collect();
+                    errors.push(
+                        format!("{path}.providers[{p}]"),
+                        format!(
+                            "unknown provider `{name}` (declared: {})",
+                            if known.is_empty() {
+                                "none".to_owned()
+                            } else {
+                                known.join(", ")
+                            }
+                        ),
+                    );
+                }
+            }
+        }
+        if route
+            .upstream_model
+            .as_deref()
+            .is_some_and(|m| m.trim().is_empty())
+        {
+            errors.push(format!("{path}.upstream_model"), "must not be empty");
+        }
+        routes.push(RouteConfig {
+            patterns,
+            upstream_model: route.upstream_model.as_deref().map(Arc::from),
+            providers,
+        });
+    }
+    routes
+}

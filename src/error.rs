@@ -1,0 +1,92 @@
+//! Everything that can fail a request, as one enum. It is turned into a
+//! response in exactly one place (`api::error_response`), in the caller's
+//! dialect. Messages never contain provider URLs, keys or upstream error text.
+
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    #[error("invalid JSON in request body: {0}")]
+    InvalidJson(String),
+    #[error("invalid value for `{field}`: {message}")]
+    InvalidField { field: String, message: String },
+    #[error("request body exceeds the limit of {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("missing required field `model`")]
+    MissingModel,
+    #[error("the model `{0}` does not exist or is not routed by this gateway")]
+    UnknownModel(String),
+    #[error(
+        "the model `{model}` is served by provider `{provider}`, which does not speak the {dialect} API"
+    )]
+    DialectNotSupported {
+        model: String,
+        provider: String,
+        dialect: &'static str,
+    },
+    #[error("missing API key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`")]
+    MissingKey,
+    #[error("invalid API key")]
+    InvalidKey,
+    #[error("no such endpoint: {method} {path}")]
+    NotFound { method: String, path: String },
+    #[error("method not allowed on {path}; use {allowed}")]
+    MethodNotAllowed { path: String, allowed: &'static str },
+    #[error("the request body could not be read: {0}")]
+    BodyRead(String),
+    #[error("provider `{provider}` is unreachable")]
+    ProviderUnreachable { provider: String },
+    #[error("provider `{provider}` did not respond within {} ms", timeout.as_millis())]
+    ProviderTimeout { provider: String, timeout: Duration },
+    #[error(
+        "provider `{provider}` rejected the gateway's credentials; the gateway operator must fix its provider key"
+    )]
+    ProviderAuth { provider: String },
+    #[error("provider `{provider}` sent an invalid response")]
+    ProviderProtocol { provider: String },
+}
+
+/// What kind of failure, for metrics and audit labels (a fixed set, never user text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    BadRequest,
+    Auth,
+    NotFound,
+    TooLarge,
+    Upstream,
+    Timeout,
+}
+
+impl ErrorClass {
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorClass::BadRequest => "bad_request",
+            ErrorClass::Auth => "auth",
+            ErrorClass::NotFound => "not_found",
+            ErrorClass::TooLarge => "too_large",
+            ErrorClass::Upstream => "upstream",
+            ErrorClass::Timeout => "timeout",
+        }
+    }
+}
+
+impl GatewayError {
+    pub fn class(&self) -> ErrorClass {
+        use GatewayError::*;
+        match self {
+            InvalidJson(_)
+            | InvalidField { .. }
+            | MissingModel
+            | DialectNotSupported { .. }
+            | BodyRead(_)
+            | MethodNotAllowed { .. } => ErrorClass::BadRequest,
+            MissingKey | InvalidKey => ErrorClass::Auth,
+            UnknownModel(_) | NotFound { .. } => ErrorClass::NotFound,
+            BodyTooLarge { .. } => ErrorClass::TooLarge,
+            ProviderUnreachable { .. } | ProviderAuth { .. } | ProviderProtocol { .. } => {
+                ErrorClass::Upstream
+            }
+            ProviderTimeout { .. } => ErrorClass::Timeout,
+        }
+    }
+}

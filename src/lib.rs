@@ -1,0 +1,16 @@
+//! promptgate: an LLM gateway. Requests flow one way through the modules:
+//! `server` (accept, authenticate) → `api` (dialect, parsing) → `snapshot`
+//! (the config in force) → `routing` (model → providers) → `providers`
+//! (send, retry, fall back) → `capture` (observe the response, report the
+//! exchange). `config` builds the snapshot; `simulator` is the test provider.
+
+pub mod api;
+pub mod body;
+pub mod capture;
+pub mod config;
+pub mod error;
+pub mod providers;
+pub mod routing;
+pub mod server;
+pub mod simulator;
+pub mod snapshot;

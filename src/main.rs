@@ -1,0 +1,172 @@
+//! The `promptgate` binary: command-line parsing, logging set-up and signal
+//! handling. Everything else lives in the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use promptgate::capture::LogSink;
+use promptgate::config::{self, LoadOptions};
+use promptgate::server::{self, Gateway};
+use promptgate::snapshot::{Snapshot, SnapshotHandle};
+
+#[derive(Parser)]
+#[command(
+    name = "promptgate",
+    version,
+    about = "An LLM gateway for prompt experiments with evidence"
+)]
+struct Cli {
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// The TOML config file.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Listen on this address instead of `server.listen` (port 0 picks a free port).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Validate a config file: exit 0 when valid, else list every problem as file:line: field: message.
+    CheckConfig {
+        /// The TOML config file.
+        config: PathBuf,
+    },
+    /// Print the SHA-256 to put in `auth.clients[].key_sha256` for a client key read from standard input.
+    HashKey,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Serve { config, listen } => serve(config, listen),
+        Command::CheckConfig { config } => check_config(&config),
+        Command::HashKey => hash_key(),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn check_config(path: &PathBuf) -> anyhow::Result<ExitCode> {
+    match config::load_file(path, &LoadOptions::default()) {
+        Ok(config) => {
+            println!(
+                "{}: valid (version {}, {} providers, {} routes)",
+                path.display(),
+                config.version,
+                config.providers.len(),
+                config.routes.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn hash_key() -> anyhow::Result<ExitCode> {
+    let mut key = String::new();
+    std::io::stdin()
+        .read_line(&mut key)
+        .context("reading the key from standard input")?;
+    let key = key.trim();
+    anyhow::ensure!(!key.is_empty(), "no key on standard input");
+    println!("{}", server::hash_key(key));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn serve(config_path: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
+    let config = config::load_file(
+        &config_path,
+        &LoadOptions {
+            listen_override: listen,
+        },
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let addr = config.server.listen;
+        let grace = config.server.shutdown_grace;
+        let version = config.version.clone();
+        let listener = server::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
+        let local = listener.local_addr().context("reading the bound address")?;
+        let gateway = Arc::new(Gateway {
+            snapshots: SnapshotHandle::new(Snapshot::new(config)),
+            sink: Arc::new(LogSink),
+        });
+        tracing::info!(%local, config = %config_path.display(), %version, "promptgate listening");
+        server::serve(listener, gateway, grace, shutdown_signal()).await;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,344 @@
+//! Sending a request to the providers of a route: retries with backoff before
+//! the first byte, then fallback along the route's provider list. The response
+//! that is delivered streams through an `ObservedBody` so the exchange is
+//! reported once it ends.
+
+pub mod demo;
+mod headers;
+pub mod retry;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, StreamBody};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::api::{Dialect, Endpoint};
+use crate::body::{BoxError, GatewayBody};
+use crate::capture::{ExchangeSink, ExchangeStart, ObservedBody, ResponseCapture};
+use crate::config::{Config, HttpUpstream, ProviderConfig, ProviderKind, RouteConfig};
+use crate::error::GatewayError;
+use retry::StatusVerdict;
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// One connection pool per HTTP provider, built with its connect timeout.
+pub struct Upstreams {
+    providers: Vec<Arc<ProviderConfig>>,
+    clients: Vec<Option<HttpClient>>,
+}
+
+impl Upstreams {
+    pub fn new(config: &Config) -> Upstreams {
+        let clients = config
+            .providers
+            .iter()
+            .map(|provider| match provider.kind {
+                ProviderKind::Demo => None,
+                _ => Some(http_client(provider.timeouts.connect)),
+            })
+            .collect();
+        Upstreams {
+            providers: config.providers.clone(),
+            clients,
+        }
+    }
+}
+
+fn http_client(connect_timeout: Duration) -> HttpClient {
+    let mut http = HttpConnector::new();
+    // Without it, Nagle + delayed ACK stall every pooled request by ~40 ms.
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(connect_timeout));
+    http.enforce_http(false);
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
+        .map_or_else(
+            // Only fails if the ring provider lacks TLS 1.2/1.3, which it never does.
+            |_| hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots(),
+            |builder| builder,
+        )
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(https)
+}
+
+/// What the forwarder needs to know about the caller's request.
+pub struct ForwardRequest<'a> {
+    pub endpoint: Endpoint,
+    /// The model as the caller named it.
+    pub model: &'a str,
+    pub stream: bool,
+    /// The body to send (with the model already rewritten for an alias).
+    pub body: Bytes,
+    pub caller_headers: &'a HeaderMap,
+    pub request_id: &'a Arc<str>,
+    pub request_id_header: &'a HeaderValue,
+    pub client_id: Option<Arc<str>>,
+    pub started: Instant,
+    pub started_at: SystemTime,
+}
+
+fn speaks(kind: &ProviderKind, dialect: Dialect) -> bool {
+    match kind {
+        ProviderKind::Demo => true,
+        ProviderKind::OpenAi(_) => dialect == Dialect::OpenAi,
+        ProviderKind::Anthropic(_) => dialect == Dialect::Anthropic,
+    }
+}
+
+/// A failed attempt: what the caller gets if nothing better comes.
+enum Failure {
+    Error(GatewayError),
+    Response(Response<GatewayBody>),
+}
+
+pub async fn forward(
+    upstreams: &Upstreams,
+    route: &RouteConfig,
+    request: ForwardRequest<'_>,
+    sink: &Arc<dyn ExchangeSink>,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let dialect = request.endpoint.dialect();
+    let candidates: Vec<usize> = route
+        .providers
+        .iter()
+        .copied()
+        .filter(|&id| speaks(&upstreams.providers[id].kind, dialect))
+        .collect();
+    let Some(&last_candidate) = candidates.last() else {
+        let first = route.providers.first().map(|&id| &upstreams.providers[id]);
+        return Err(GatewayError::DialectNotSupported {
+            model: request.model.to_owned(),
+            provider: first.map_or_else(String::new, |p| p.name.to_string()),
+            dialect: match dialect {
+                Dialect::OpenAi => "OpenAI",
+                Dialect::Anthropic => "Anthropic Messages",
+            },
+        });
+    };
+
+    let mut attempts = 0u32;
+    let mut failure = None;
+    for id in candidates {
+        let provider = &upstreams.providers[id];
+        let client = upstreams.clients[id].as_ref();
+        for attempt in 0..=provider.retry.max_retries {
+            attempts += 1;
+            let attempt_started = Instant::now();
+            let outcome = match (&provider.kind, client) {
+                (
+                    ProviderKind::OpenAi(upstream) | ProviderKind::Anthropic(upstream),
+                    Some(client),
+                ) => send_http(client, provider, upstream, &request).await,
+                _ => Ok(demo_response(
+                    request.endpoint,
+                    &request.body,
+                    request.stream,
+                )),
+            };
+            let retry_headers = match outcome {
+                Ok(response) => match retry::classify(response.status()) {
+                    StatusVerdict::Deliver => {
+                        return Ok(deliver(
+                            response,
+                            provider,
+                            &request,
+                            attempts,
+                            attempt_started,
+                            sink,
+                        ));
+                    }
+                    StatusVerdict::CredentialsRejected => {
+                        tracing::warn!(provider = %provider.name, status = response.status().as_u16(), "provider rejected the gateway's credentials");
+                        failure = Some(Failure::Error(GatewayError::ProviderAuth {
+                            provider: provider.name.to_string(),
+                        }));
+                        break;
+                    }
+                    StatusVerdict::Retry => {
+                        let headers = response.headers().clone();
+                        failure = Some(Failure::Response(response));
+                        Some(headers)
+                    }
+                },
+                Err(error) => {
+                    failure = Some(Failure::Error(error));
+                    None
+                }
+            };
+            if attempt == provider.retry.max_retries {
+                break;
+            }
+            match retry::delay_before_retry(&provider.retry, attempt, retry_headers.as_ref()) {
+                Some(delay) => {
+                    // Release the failed response's connection before waiting:
+                    // the next attempt replaces it.
+                    if matches!(failure, Some(Failure::Response(_))) {
+                        failure = None;
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+                None => break,
+            }
+        }
+        if id != last_candidate {
+            tracing::debug!(provider = %provider.name, "falling back to the next provider");
+            if matches!(failure, Some(Failure::Response(_))) {
+                failure = None;
+            }
+        }
+    }
+    match failure {
+        // The last provider's own error status and body reach the caller unchanged.
+        Some(Failure::Response(response)) => {
+            let provider = &upstreams.providers[last_candidate];
+            Ok(deliver(
+                response,
+                provider,
+                &request,
+                attempts,
+                Instant::now(),
+                sink,
+            ))
+        }
+        Some(Failure::Error(error)) => Err(error),
+        None => Err(GatewayError::ProviderUnreachable {
+            provider: upstreams.providers[last_candidate].name.to_string(),
+        }),
+    }
+}
+
+fn upstream_uri(upstream: &HttpUpstream, endpoint: Endpoint) -> Result<Uri, http::Error> {
+    let mut path = String::with_capacity(upstream.path_prefix.len() + 40 + upstream.query.len());
+    path.push_str(&upstream.path_prefix);
+    path.push_str(endpoint.upstream_path());
+    if !upstream.query.is_empty() {
+        path.push('?');
+        path.push_str(&upstream.query);
+    }
+    Uri::builder()
+        .scheme(upstream.scheme.clone())
+        .authority(upstream.authority.clone())
+        .path_and_query(path)
+        .build()
+}
+
+async fn send_http(
+    client: &HttpClient,
+    provider: &ProviderConfig,
+    upstream: &HttpUpstream,
+    request: &ForwardRequest<'_>,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let unreachable = || GatewayError::ProviderUnreachable {
+        provider: provider.name.to_string(),
+    };
+    let uri = upstream_uri(upstream, request.endpoint).map_err(|_| unreachable())?;
+    let mut headers = headers::to_provider(request.caller_headers, request.request_id_header);
+    if let Some(credential) = &upstream.credential {
+        headers.insert(credential.header.clone(), credential.value.clone());
+    }
+    headers
+        .entry(CONTENT_TYPE)
+        .or_insert(HeaderValue::from_static("application/json"));
+    let mut outgoing = Request::new(Full::new(request.body.clone()));
+    *outgoing.method_mut() = Method::POST;
+    *outgoing.uri_mut() = uri;
+    *outgoing.headers_mut() = headers;
+    match tokio::time::timeout(provider.timeouts.first_byte, client.request(outgoing)).await {
+        Err(_) => Err(GatewayError::ProviderTimeout {
+            provider: provider.name.to_string(),
+            timeout: provider.timeouts.first_byte,
+        }),
+        Ok(Err(error)) => {
+            // The detail stays in the operator's log; the caller learns only which provider.
+            tracing::warn!(provider = %provider.name, error = %error, connect = error.is_connect(), "provider request failed");
+            Err(unreachable())
+        }
+        Ok(Ok(response)) => Ok(response.map(|body| body.map_err(BoxError::from).boxed_unsync())),
+    }
+}
+
+fn demo_response(endpoint: Endpoint, body: &Bytes, stream: bool) -> Response<GatewayBody> {
+    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let answer = demo::answer(endpoint, &request);
+    let (content_type, body) = if stream && demo::streams(endpoint) {
+        let frames = demo::sse_frames(endpoint, &answer, &request);
+        let stream = futures_util::stream::iter(
+            frames
+                .into_iter()
+                .map(|frame| Ok::<_, BoxError>(http_body::Frame::data(frame))),
+        );
+        ("text/event-stream", StreamBody::new(stream).boxed_unsync())
+    } else {
+        (
+            "application/json",
+            crate::body::full(demo::json_body(endpoint, &answer).to_string()),
+        )
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = StatusCode::OK;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+fn deliver(
+    response: Response<GatewayBody>,
+    provider: &ProviderConfig,
+    request: &ForwardRequest<'_>,
+    attempts: u32,
+    attempt_started: Instant,
+    sink: &Arc<dyn ExchangeSink>,
+) -> Response<GatewayBody> {
+    let (mut parts, body) = response.into_parts();
+    let event_stream = parts
+        .headers
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/event-stream"));
+    let start = ExchangeStart {
+        request_id: request.request_id.clone(),
+        client_id: request.client_id.clone(),
+        endpoint: request.endpoint,
+        provider: provider.name.clone(),
+        model: request.model.to_owned(),
+        stream: request.stream,
+        status: parts.status.as_u16(),
+        attempts,
+        started_at: request.started_at,
+        started: request.started,
+        head_after: request.started.elapsed(),
+    };
+    let deadline = match provider.kind {
+        ProviderKind::Demo => None,
+        _ => Some(Box::pin(tokio::time::sleep_until(
+            (attempt_started + provider.timeouts.total).into(),
+        ))),
+    };
+    let body = ObservedBody::new(
+        body,
+        start,
+        ResponseCapture::new(request.endpoint, event_stream),
+        deadline,
+        sink.clone(),
+    );
+    parts.headers = headers::to_caller(&parts.headers);
+    Response::from_parts(parts, body.boxed_unsync())
+}
+
+impl Upstreams {
+    pub fn provider_name(&self, id: usize) -> &str {
+        self.providers.get(id).map_or("", |p| &p.name)
+    }
+}

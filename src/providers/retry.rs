@@ -1,0 +1,146 @@
+//! When to try again, kept apart from how requests are sent. Retries happen
+//! only before anything reached the caller: the forwarder decides on the
+//! response head, never after the first body byte.
+
+use std::time::{Duration, SystemTime};
+
+use http::{HeaderMap, StatusCode};
+use rand::RngExt;
+
+use crate::config::RetryPolicy;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatusVerdict {
+    /// Hand the response to the caller (success, or the caller's own mistake).
+    Deliver,
+    /// Overloaded or failing: retry, then fall back to the next provider.
+    Retry,
+    /// The provider refused the gateway's key: no retry, next provider.
+    CredentialsRejected,
+}
+
+pub fn classify(status: StatusCode) -> StatusVerdict {
+    match status.as_u16() {
+        401 | 403 => StatusVerdict::CredentialsRejected,
+        // 408 request timeout, 409 is OpenAI's "try again" on conflicts, 429 rate limit;
+        // 5xx includes Anthropic's 529 "overloaded".
+        408 | 409 | 429 | 500..=599 => StatusVerdict::Retry,
+        _ => StatusVerdict::Deliver,
+    }
+}
+
+/// How long to wait before attempt `attempt + 1` (attempt counts from 0), or
+/// `None` when the provider asks for a longer pause than the policy allows:
+/// then falling back to the next provider beats waiting.
+pub fn delay_before_retry(
+    policy: &RetryPolicy,
+    attempt: u32,
+    headers: Option<&HeaderMap>,
+) -> Option<Duration> {
+    let exponential = policy
+        .base_delay
+        .saturating_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX))
+        .min(policy.max_delay);
+    // "Equal jitter": half fixed, half random, so replicas do not retry in step.
+    let half = exponential / 2;
+    let jittered = half + rand::rng().random_range(Duration::ZERO..=half);
+    match headers.and_then(retry_after) {
+        Some(asked) if asked > policy.max_delay => None,
+        Some(asked) => Some(asked.max(jittered)),
+        None => Some(jittered),
+    }
+}
+
+/// `retry-after-ms` (OpenAI) or `retry-after` in seconds or as an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    if let Some(ms) = headers
+        .get("retry-after-ms")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    let value = headers
+        .get(http::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(value).ok()?;
+    Some(
+        when.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy {
+            max_retries: 3,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_secs(2),
+        }
+    }
+
+    #[test]
+    fn statuses() {
+        assert_eq!(classify(StatusCode::OK), StatusVerdict::Deliver);
+        assert_eq!(classify(StatusCode::BAD_REQUEST), StatusVerdict::Deliver);
+        assert_eq!(classify(StatusCode::NOT_FOUND), StatusVerdict::Deliver);
+        assert_eq!(
+            classify(StatusCode::TOO_MANY_REQUESTS),
+            StatusVerdict::Retry
+        );
+        assert_eq!(
+            classify(StatusCode::from_u16(529).unwrap()),
+            StatusVerdict::Retry
+        );
+        assert_eq!(classify(StatusCode::BAD_GATEWAY), StatusVerdict::Retry);
+        assert_eq!(
+            classify(StatusCode::UNAUTHORIZED),
+            StatusVerdict::CredentialsRejected
+        );
+    }
+
+    #[test]
+    fn exponential_with_jitter_and_cap() {
+        let p = policy();
+        for attempt in 0..10 {
+            let full = Duration::from_millis(100 * (1 << attempt.min(5))).min(p.max_delay);
+            let d = delay_before_retry(&p, attempt, None).unwrap();
+            assert!(
+                d >= full / 2 && d <= full,
+                "attempt {attempt}: {d:?} vs {full:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_or_skipped_when_too_long() {
+        let p = policy();
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after", HeaderValue::from_static("1"));
+        assert_eq!(
+            delay_before_retry(&p, 0, Some(&headers)),
+            Some(Duration::from_secs(1))
+        );
+        headers.insert("retry-after", HeaderValue::from_static("30"));
+        assert_eq!(delay_before_retry(&p, 0, Some(&headers)), None);
+        let mut headers = HeaderMap::new();
+        headers.insert("retry-after-ms", HeaderValue::from_static("1500"));
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "retry-after",
+            HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
+        );
+        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+    }
+}

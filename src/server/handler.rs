@@ -1,0 +1,194 @@
+//! One request, in phases: identify → load snapshot → match endpoint →
+//! authenticate → read body → parse → route → forward → decorate response.
+//! Every failure returns a `GatewayError`, turned into a response at the end
+//! in the caller's dialect; nothing here writes a response by hand.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use super::Gateway;
+use super::auth::authenticate;
+use crate::api::{self, Dialect, Endpoint, EndpointMismatch};
+use crate::body::{GatewayBody, full};
+use crate::error::GatewayError;
+use crate::providers::{self, ForwardRequest};
+use crate::snapshot::Snapshot;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+const CONFIG_VERSION: HeaderName = HeaderName::from_static("x-promptgate-config-version");
+const MAX_CALLER_REQUEST_ID_LEN: usize = 128;
+
+pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Response<GatewayBody> {
+    let started = Instant::now();
+    let started_at = SystemTime::now();
+    let (request_id, request_id_header) = request_id(request.headers());
+    let snapshot = gateway.snapshots.load();
+    let dialect = Dialect::of_path(request.uri().path());
+
+    let mut response = match serve(
+        &gateway,
+        &snapshot,
+        request,
+        &request_id,
+        &request_id_header,
+        started,
+        started_at,
+    )
+    .await
+    {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::debug!(request_id = %request_id, class = error.class().label(), %error, "request refused");
+            api::error_response(dialect, &error)
+        }
+    };
+    let headers = response.headers_mut();
+    headers.insert(REQUEST_ID, request_id_header.clone());
+    if dialect == Dialect::Anthropic {
+        headers.insert(ANTHROPIC_REQUEST_ID, request_id_header);
+    }
+    if let Ok(version) = HeaderValue::from_str(&snapshot.version) {
+        headers.insert(CONFIG_VERSION, version);
+    }
+    response
+}
+
+/// The caller's `x-request-id` when it is a sane token, else a fresh UUIDv7
+/// (time-ordered, so ids sort like the log).
+fn request_id(headers: &http::HeaderMap) -> (Arc<str>, HeaderValue) {
+    if let Some(value) = headers.get(&REQUEST_ID) {
+        if let Ok(text) = value.to_str() {
+            let valid = !text.is_empty()
+                && text.len() <= MAX_CALLER_REQUEST_ID_LEN
+                && text.bytes().all(|b| b.is_ascii_graphic());
+            if valid {
+                return (Arc::from(text), value.clone());
+            }
+        }
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let header = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    (Arc::from(id), header)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    gateway: &Gateway,
+    snapshot: &Snapshot,
+    request: Request<Incoming>,
+    request_id: &Arc<str>,
+    request_id_header: &HeaderValue,
+    started: Instant,
+    started_at: SystemTime,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let endpoint =
+        Endpoint::from_request(request.method(), request.uri().path()).map_err(|mismatch| {
+            match mismatch {
+                EndpointMismatch::NotFound => GatewayError::NotFound {
+                    method: request.method().to_string(),
+                    path: request.uri().path().to_owned(),
+                },
+                EndpointMismatch::MethodNotAllowed { allowed } => GatewayError::MethodNotAllowed {
+                    path: request.uri().path().to_owned(),
+                    allowed,
+                },
+            }
+        })?;
+    let client_id = authenticate(&snapshot.auth, request.headers())?;
+    if endpoint == Endpoint::Models {
+        return Ok(list_models(snapshot));
+    }
+
+    let (parts, body) = request.into_parts();
+    let body = read_body(body, &parts.headers, snapshot.server.max_body_bytes).await?;
+    let head = api::parse_head(&body)?;
+    let route = snapshot
+        .routes
+        .resolve(&head.model)
+        .ok_or_else(|| GatewayError::UnknownModel(head.model.clone()))?;
+    let body = match &route.upstream_model {
+        Some(upstream_model) => rewrite_model(&body, upstream_model)?,
+        None => body,
+    };
+    providers::forward(
+        &snapshot.upstreams,
+        route,
+        ForwardRequest {
+            endpoint,
+            model: &head.model,
+            stream: head.stream,
+            body,
+            caller_headers: &parts.headers,
+            request_id,
+            request_id_header,
+            client_id,
+            started,
+            started_at,
+        },
+        &gateway.sink,
+    )
+    .await
+}
+
+async fn read_body(
+    body: Incoming,
+    headers: &http::HeaderMap,
+    limit: usize,
+) -> Result<Bytes, GatewayError> {
+    // Refuse early when the caller announces an oversize body.
+    let announced = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > limit as u64) {
+        return Err(GatewayError::BodyTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            Err(GatewayError::BodyTooLarge { limit })
+        }
+        Err(error) => Err(GatewayError::BodyRead(error.to_string())),
+    }
+}
+
+/// Sends the route's upstream model name instead of the alias the caller used.
+fn rewrite_model(body: &[u8], upstream_model: &str) -> Result<Bytes, GatewayError> {
+    let mut value: Value =
+        serde_json::from_slice(body).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+    if let Some(object) = value.as_object_mut() {
+        object.insert("model".into(), Value::String(upstream_model.to_owned()));
+    }
+    serde_json::to_vec(&value)
+        .map(Bytes::from)
+        .map_err(|e| GatewayError::InvalidJson(e.to_string()))
+}
+
+/// `GET /v1/models`: the names callers can use, in OpenAI's list shape.
+fn list_models(snapshot: &Snapshot) -> Response<GatewayBody> {
+    let data: Vec<Value> = snapshot
+        .routes
+        .listable_models()
+        .map(|(model, route)| {
+            let owner = route
+                .providers
+                .first()
+                .map(|&id| snapshot.upstreams.provider_name(id))
+                .unwrap_or("promptgate");
+            json!({"id": model, "object": "model", "created": 0, "owned_by": owner})
+        })
+        .collect();
+    let mut response = Response::new(full(json!({"object": "list", "data": data}).to_string()));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

@@ -1,0 +1,60 @@
+//! The whole routing state as one immutable value. A request loads the current
+//! snapshot once and keeps it to the end; a reload builds a complete new one
+//! (which may fail, leaving the old one serving) and swaps it in atomically.
+//! This module is the only one that touches the `ArcSwap`.
+
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{AuthConfig, Config, ServerConfig};
+use crate::providers::Upstreams;
+use crate::routing::RouteTable;
+
+pub struct Snapshot {
+    pub version: Arc<str>,
+    pub server: ServerConfig,
+    pub auth: AuthConfig,
+    pub routes: RouteTable,
+    pub upstreams: Upstreams,
+}
+
+impl Snapshot {
+    pub fn new(config: Config) -> Snapshot {
+        let upstreams = Upstreams::new(&config);
+        let Config {
+            server,
+            auth,
+            routes,
+            version,
+            ..
+        } = config;
+        Snapshot {
+            version,
+            server,
+            auth,
+            routes: RouteTable::new(routes),
+            upstreams,
+        }
+    }
+}
+
+pub struct SnapshotHandle {
+    current: ArcSwap<Snapshot>,
+}
+
+impl SnapshotHandle {
+    pub fn new(snapshot: Snapshot) -> SnapshotHandle {
+        SnapshotHandle {
+            current: ArcSwap::from_pointee(snapshot),
+        }
+    }
+
+    pub fn load(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    pub fn replace(&self, snapshot: Snapshot) {
+        self.current.store(Arc::new(snapshot));
+    }
+}
