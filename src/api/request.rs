@@ -23,17 +23,24 @@ pub fn parse_head(body: &[u8]) -> Result<RequestHead, GatewayError> {
             "the request body is empty; expected a JSON object".into(),
         ));
     }
+    // serde would read a struct from an array by position; only objects are requests.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(
+            match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => GatewayError::InvalidField {
+                    field: "body".into(),
+                    message: "the request body must be a JSON object".into(),
+                },
+                Err(err) => GatewayError::InvalidJson(err.to_string()),
+            },
+        );
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let head: Head = serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_syntax() || inner.is_eof() {
             GatewayError::InvalidJson(inner.to_string())
-        } else if path == "." {
-            GatewayError::InvalidField {
-                field: "body".into(),
-                message: format!("{inner}; the request body must be a JSON object"),
-            }
         } else {
             GatewayError::InvalidField {
                 field: path,

@@ -86,7 +86,7 @@ impl Body for ObservedBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.project();
+        let mut this = self.project();
         if let Some(deadline) = this.deadline.as_mut() {
             if deadline.as_mut().poll(cx).is_ready() {
                 if let Some(pending) = this.pending.take() {
@@ -95,7 +95,7 @@ impl Body for ObservedBody {
                 return Poll::Ready(Some(Err(Box::new(BodyTimeout))));
             }
         }
-        let frame = ready!(this.inner.poll_frame(cx));
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
         match &frame {
             Some(Ok(frame)) => {
                 if let (Some(data), Some(pending)) = (frame.data_ref(), this.pending.as_mut()) {
@@ -103,6 +103,12 @@ impl Body for ObservedBody {
                         pending.first_byte = Some(Instant::now());
                     }
                     pending.capture.observe(data);
+                }
+                // A body of known length is not polled again after its last byte.
+                if this.inner.is_end_stream() {
+                    if let Some(pending) = this.pending.take() {
+                        pending.finish(Outcome::Completed);
+                    }
                 }
             }
             Some(Err(err)) => {

@@ -1,0 +1,279 @@
+//! Shared test harness: the real gateway on a loopback port, the simulated
+//! provider, and a small HTTP client. Every test gets its own ports.
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use promptgate::capture::{Exchange, ExchangeSink};
+use promptgate::config::{self, LoadOptions};
+use promptgate::server::{self, Gateway};
+use promptgate::snapshot::{Snapshot, SnapshotHandle};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub const CLIENT_KEY: &str = "pg-test-key";
+pub const PROVIDER_KEY: &str = "sk-provider-test";
+
+/// Keeps every finished exchange for assertions.
+#[derive(Default)]
+pub struct RecordingSink {
+    pub exchanges: Mutex<Vec<Exchange>>,
+}
+
+impl ExchangeSink for RecordingSink {
+    fn record(&self, exchange: Exchange) {
+        self.exchanges.lock().unwrap().push(exchange);
+    }
+}
+
+impl RecordingSink {
+    pub fn all(&self) -> Vec<Exchange> {
+        self.exchanges.lock().unwrap().clone()
+    }
+
+    /// Waits until `n` exchanges were reported (they are reported when bodies end).
+    pub async fn wait_for(&self, n: usize) -> Vec<Exchange> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let all = self.all();
+            if all.len() >= n || Instant::now() > deadline {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub sink: Arc<RecordingSink>,
+    pub dir: tempfile::TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestGateway {
+    /// Starts the gateway from a config text on a free loopback port. The text
+    /// may use `{dir}`, replaced by a temporary directory holding
+    /// `provider.key` (containing `PROVIDER_KEY`).
+    pub async fn start(config_text: &str) -> TestGateway {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("provider.key"), PROVIDER_KEY).unwrap();
+        let path = dir.path().join("gateway.toml");
+        std::fs::write(
+            &path,
+            config_text.replace("{dir}", &dir.path().display().to_string()),
+        )
+        .unwrap();
+        let config = config::load_file(
+            &path,
+            &LoadOptions {
+                listen_override: Some("127.0.0.1:0".parse().unwrap()),
+            },
+        )
+        .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
+        let grace = config.server.shutdown_grace;
+        let listener = server::bind(config.server.listen).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let sink = Arc::new(RecordingSink::default());
+        let gateway = Arc::new(Gateway {
+            snapshots: SnapshotHandle::new(Snapshot::new(config)),
+            sink: sink.clone(),
+        });
+        let (shutdown, shutdown_rx) = oneshot::channel();
+        let task = tokio::spawn(server::serve(listener, gateway, grace, async {
+            let _ = shutdown_rx.await;
+        }));
+        TestGateway {
+            addr,
+            sink,
+            dir,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.addr, path)
+    }
+
+    /// Signals shutdown and returns the server task, which ends once drained.
+    pub fn begin_shutdown(&mut self) -> JoinHandle<()> {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        self.task.take().expect("shutdown twice")
+    }
+}
+
+impl Drop for TestGateway {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A config routing `gpt-*` to an OpenAI-kind provider and `claude-*` to an
+/// Anthropic-kind provider, both at the simulator, plus `demo-*` to the demo.
+pub fn standard_config(sim: &promptgate::simulator::Simulator) -> String {
+    format!(
+        r#"
+[server]
+max_body_bytes = 65536
+shutdown_grace_ms = 5000
+
+[auth]
+[[auth.clients]]
+id = "test-app"
+key_sha256 = "{key_hash}"
+
+[providers.sim_openai]
+kind = "openai"
+base_url = "{openai}"
+api_key_file = "{{dir}}/provider.key"
+max_retries = 2
+retry_base_ms = 5
+retry_max_ms = 2000
+first_byte_timeout_ms = 1000
+total_timeout_ms = 5000
+
+[providers.sim_anthropic]
+kind = "anthropic"
+base_url = "{anthropic}"
+api_key_file = "{{dir}}/provider.key"
+max_retries = 0
+
+[providers.demo]
+kind = "demo"
+
+[providers.dead]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+max_retries = 0
+connect_timeout_ms = 500
+
+[[routes]]
+models = ["gpt-*"]
+providers = ["sim_openai"]
+
+[[routes]]
+models = ["fast"]
+upstream_model = "gpt-4o-mini"
+providers = ["sim_openai"]
+
+[[routes]]
+models = ["claude-*"]
+providers = ["sim_anthropic"]
+
+[[routes]]
+models = ["demo-*"]
+providers = ["demo"]
+
+[[routes]]
+models = ["dead-model"]
+providers = ["dead"]
+"#,
+        key_hash = server::hash_key(CLIENT_KEY),
+        openai = sim.openai_base_url(),
+        anthropic = sim.anthropic_base_url(),
+    )
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    /// Body pieces with their arrival times.
+    pub chunks: Vec<(Instant, Bytes)>,
+    pub sent_at: Instant,
+    pub error: Option<String>,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+pub type TestClient = Client<HttpConnector, Full<Bytes>>;
+
+pub fn client() -> TestClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// Sends a request and reads the whole body, keeping each piece's arrival time.
+pub async fn send(
+    client: &TestClient,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
+    let mut request = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request.body(Full::new(body.into())).unwrap();
+    let sent_at = Instant::now();
+    let response = client.request(request).await.expect("request failed");
+    let (parts, mut body) = response.into_parts();
+    let mut chunks = Vec::new();
+    let mut all = Vec::new();
+    let mut error = None;
+    while let Some(frame) = body.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    all.extend_from_slice(&data);
+                    chunks.push((Instant::now(), data));
+                }
+            }
+            Err(e) => {
+                error = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    Reply {
+        status: parts.status,
+        headers: parts.headers,
+        body: Bytes::from(all),
+        chunks,
+        sent_at,
+        error,
+    }
+}
+
+/// POST with JSON content type and the test client key.
+pub async fn post(client: &TestClient, url: &str, body: &str) -> Reply {
+    send(
+        client,
+        Method::POST,
+        url,
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &format!("Bearer {CLIENT_KEY}")),
+        ],
+        body.to_owned(),
+    )
+    .await
+}
