@@ -2,7 +2,7 @@
 //! handling. Everything else lives in the library.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -83,7 +83,7 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn check_config(path: &PathBuf) -> anyhow::Result<ExitCode> {
+fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     match config::load_file(path, &LoadOptions::default()) {
         Ok(config) => {
             println!(

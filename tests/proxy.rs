@@ -586,3 +586,51 @@ async fn graceful_shutdown_lets_a_running_stream_finish() {
     assert!(tokio::net::TcpStream::connect(gw.addr).await.is_err());
     assert_eq!(json!(gw.sink.all().len()), json!(1));
 }
+
+#[tokio::test]
+async fn total_timeout_cuts_a_stream_that_runs_too_long() {
+    let sim = Simulator::start(SimConfig {
+        chunk_delay: Duration::from_millis(100),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let config = format!(
+        "[auth]\nopen = true\n[providers.s]\nkind = \"openai\"\nbase_url = \"{}\"\nfirst_byte_timeout_ms = 300\ntotal_timeout_ms = 400\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"s\"]\n",
+        sim.openai_base_url()
+    );
+    let gw = TestGateway::start(&config).await;
+    let reply = post(&client(), &gw.url("/v1/chat/completions"), r#"{"model":"x","stream":true,"messages":[{"role":"user","content":"a b c d e f g h i j"}]}"#).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.error.is_some(), "the stream should be cut");
+    assert!(reply.sent_at.elapsed() < Duration::from_millis(900));
+    assert_eq!(gw.sink.wait_for(1).await[0].outcome, Outcome::TimedOut);
+}
+
+#[tokio::test]
+async fn azure_style_paths_query_and_key_header() {
+    let sim = Simulator::start(SimConfig {
+        required_key: Some(PROVIDER_KEY.into()),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let config = format!(
+        "[auth]\nopen = true\n[providers.azure]\nkind = \"openai\"\nbase_url = \"http://{}/openai/deployments/gpt4o\"\napi_key_file = \"{{dir}}/provider.key\"\napi_key_header = \"api-key\"\nquery = {{ \"api-version\" = \"2024-10-21\" }}\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"azure\"]\n",
+        sim.addr()
+    );
+    let gw = TestGateway::start(&config).await;
+    let reply = post(&client(), &gw.url("/v1/chat/completions"), CHAT).await;
+    assert_eq!(
+        reply.status,
+        StatusCode::OK,
+        "{} {:?}",
+        reply.text(),
+        sim.received()
+    );
+    let upstream = &sim.received()[0];
+    assert_eq!(upstream.path, "/openai/deployments/gpt4o/chat/completions");
+    assert_eq!(upstream.query.as_deref(), Some("api-version=2024-10-21"));
+    assert_eq!(upstream.header("api-key"), Some(PROVIDER_KEY));
+    assert_eq!(upstream.header("authorization"), None);
+}

@@ -87,13 +87,13 @@ impl Body for ObservedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
-        if let Some(deadline) = this.deadline.as_mut() {
-            if deadline.as_mut().poll(cx).is_ready() {
-                if let Some(pending) = this.pending.take() {
-                    pending.finish(Outcome::TimedOut);
-                }
-                return Poll::Ready(Some(Err(Box::new(BodyTimeout))));
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            if let Some(pending) = this.pending.take() {
+                pending.finish(Outcome::TimedOut);
             }
+            return Poll::Ready(Some(Err(Box::new(BodyTimeout))));
         }
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
         match &frame {
@@ -105,10 +105,10 @@ impl Body for ObservedBody {
                     pending.capture.observe(data);
                 }
                 // A body of known length is not polled again after its last byte.
-                if this.inner.is_end_stream() {
-                    if let Some(pending) = this.pending.take() {
-                        pending.finish(Outcome::Completed);
-                    }
+                if this.inner.is_end_stream()
+                    && let Some(pending) = this.pending.take()
+                {
+                    pending.finish(Outcome::Completed);
                 }
             }
             Some(Err(err)) => {

@@ -247,10 +247,10 @@ fn apply_event(
 }
 
 fn read_json_body(endpoint: Endpoint, body: &Value, captured: &mut Captured) {
-    if let Some(usage) = body.get("usage") {
-        if let Ok(usage) = TokenUsage::deserialize(usage) {
-            usage.merge_into(&mut captured.usage);
-        }
+    if let Some(usage) = body.get("usage")
+        && let Ok(usage) = TokenUsage::deserialize(usage)
+    {
+        usage.merge_into(&mut captured.usage);
     }
     let mut text = String::new();
     match endpoint {

@@ -1,1 +1,277 @@
+use std::collections::HashMap;
+use std::path::Path;
 
+use super::validate::Environment;
+use super::*;
+
+fn parse_with_env(
+    source: &str,
+    env: &[(&str, &str)],
+    listen: Option<&str>,
+) -> Result<Config, Vec<Problem>> {
+    let vars: HashMap<String, String> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let read_env = move |name: &str| vars.get(name).cloned();
+    parse(
+        source,
+        &Environment {
+            base_dir: Path::new("/nonexistent"),
+            listen_override: listen.map(|l| l.parse().unwrap()),
+            read_env: &read_env,
+        },
+    )
+}
+
+fn problems(source: &str) -> Vec<(Option<usize>, String, String)> {
+    parse_with_env(source, &[], None)
+        .expect_err("config should be invalid")
+        .into_iter()
+        .map(|p| (p.line, p.path, p.message))
+        .collect()
+}
+
+const OPEN_DEMO: &str = "[auth]\nopen = true\n[providers.demo]\nkind = \"demo\"\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"demo\"]\n";
+
+#[test]
+fn the_shipped_configs_are_valid() {
+    let quickstart = include_str!("../../config/quickstart.toml");
+    let config = parse_with_env(quickstart, &[], None).unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert!(matches!(config.auth, AuthConfig::Open));
+
+    let example = include_str!("../../config/example.toml");
+    let config = parse_with_env(
+        example,
+        &[("OPENAI_API_KEY", "sk-1"), ("ANTHROPIC_API_KEY", "sk-2")],
+        None,
+    )
+    .unwrap();
+    assert_eq!(config.providers.len(), 4);
+    assert_eq!(config.routes.len(), 4);
+    let AuthConfig::Keys(keys) = &config.auth else {
+        panic!("example declares keys")
+    };
+    assert_eq!(&*keys[0].id, "checkout-service");
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let config = parse_with_env(OPEN_DEMO, &[], None).unwrap();
+    assert_eq!(config.server.max_body_bytes, 8 * 1024 * 1024);
+    assert_eq!(config.server.shutdown_grace.as_secs(), 30);
+    assert_eq!(config.version.len(), 12);
+}
+
+#[test]
+fn unknown_keys_are_errors_with_their_line() {
+    let found = problems("[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n");
+    assert_eq!(found.len(), 1);
+    let (line, path, message) = &found[0];
+    assert_eq!(*line, Some(3));
+    assert!(message.contains("unknown field `listen_port`"), "{message}");
+    assert_eq!(path, "server.listen_port");
+}
+
+#[test]
+fn wrong_types_and_bad_kinds_name_their_path() {
+    let found = problems("[providers.x]\nkind = \"gemini\"\n");
+    assert_eq!(found[0].0, Some(2));
+    assert!(
+        found[0].2.contains("unknown variant `gemini`"),
+        "{:?}",
+        found
+    );
+    assert_eq!(found[0].1, "providers.x.kind");
+
+    let found = problems("[server]\nmax_body_bytes = \"big\"\n");
+    assert_eq!(found[0].0, Some(2));
+    assert_eq!(found[0].1, "server.max_body_bytes");
+}
+
+#[test]
+fn syntax_errors_have_a_line() {
+    let found = problems("[server]\nlisten = \n");
+    assert_eq!(found[0].0, Some(2));
+}
+
+#[test]
+fn every_validation_error_is_listed_with_line_and_path() {
+    let source = r#"
+[server]
+listen = "localhost"
+
+[auth]
+[[auth.clients]]
+id = "a"
+key_sha256 = "abc"
+
+[[auth.clients]]
+id = "a"
+key_sha256 = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
+
+[providers.openai]
+kind = "openai"
+base_url = "ftp://example.com"
+api_key_env = "MISSING_KEY"
+
+[providers.anthropic]
+kind = "anthropic"
+
+[providers.demo]
+kind = "demo"
+base_url = "http://x"
+
+[[routes]]
+models = []
+providers = ["nope"]
+"#;
+    let found = problems(source);
+    let expect = [
+        (3, "server.listen", "not an IP address and port"),
+        (
+            11,
+            "auth.clients[1].id",
+            "already the id of auth.clients[0]",
+        ),
+        (8, "auth.clients[0].key_sha256", "64 hexadecimal characters"),
+        (
+            16,
+            "providers.openai.base_url",
+            "invalid URL `ftp://example.com`",
+        ),
+        (
+            17,
+            "providers.openai.api_key_env",
+            "environment variable MISSING_KEY is not set",
+        ),
+        (19, "providers.anthropic.base_url", "is required"),
+        (24, "providers.demo.base_url", "takes no such setting"),
+        (27, "routes[0].models", "at least one model"),
+        (28, "routes[0].providers[0]", "unknown provider `nope`"),
+    ];
+    for (line, path, message) in expect {
+        assert!(
+            found
+                .iter()
+                .any(|(l, p, m)| *l == Some(line) && p == path && m.contains(message)),
+            "missing {line} {path} {message} in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expect.len(), "{found:#?}");
+}
+
+#[test]
+fn open_mode_only_on_loopback() {
+    assert!(parse_with_env(OPEN_DEMO, &[], Some("127.0.0.1:0")).is_ok());
+    assert!(parse_with_env(OPEN_DEMO, &[], Some("[::1]:0")).is_ok());
+    let found = parse_with_env(OPEN_DEMO, &[], Some("0.0.0.0:8080")).unwrap_err();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].path, "auth.open");
+    assert!(
+        found[0]
+            .message
+            .contains("only allowed on a loopback address"),
+        "{}",
+        found[0].message
+    );
+    assert_eq!(found[0].line, Some(2));
+}
+
+#[test]
+fn no_keys_and_not_open_is_an_error() {
+    let found = problems("[providers.demo]\nkind = \"demo\"\n");
+    assert_eq!(found[0].1, "auth.clients");
+}
+
+#[test]
+fn duplicate_exact_model_names_across_routes() {
+    let source =
+        format!("{OPEN_DEMO}[[routes]]\nmodels = [\"a\", \"*\"]\nproviders = [\"demo\"]\n");
+    let found = problems(&format!(
+        "{source}[[routes]]\nmodels = [\"a\"]\nproviders = [\"demo\"]\n"
+    ));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].1, "routes[2].models[0]");
+    assert!(found[0].2.contains("already routed by routes[1]"));
+}
+
+#[test]
+fn provider_keys_become_sensitive_headers_and_never_print() {
+    let source = "[auth]\nopen = true\n[providers.o]\nkind = \"openai\"\nbase_url = \"https://api.openai.com/v1/\"\napi_key_env = \"K\"\n[providers.a]\nkind = \"anthropic\"\nbase_url = \"https://api.anthropic.com\"\napi_key_env = \"K\"\n[providers.az]\nkind = \"openai\"\nbase_url = \"https://r.openai.azure.com/openai/deployments/d\"\napi_key_env = \"K\"\napi_key_header = \"api-key\"\nquery = { \"api-version\" = \"2024-10-21\" }\n";
+    let config = parse_with_env(source, &[("K", "sk-very-secret")], None).unwrap();
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("sk-very-secret"), "{debug}");
+    let upstream = |name: &str| match &config
+        .providers
+        .iter()
+        .find(|p| &*p.name == name)
+        .unwrap()
+        .kind
+    {
+        ProviderKind::OpenAi(u) | ProviderKind::Anthropic(u) => u,
+        ProviderKind::Demo => unreachable!(),
+    };
+    let o = upstream("o");
+    assert_eq!(o.path_prefix, "/v1");
+    let credential = o.credential.as_ref().unwrap();
+    assert_eq!(credential.header, "authorization");
+    assert_eq!(credential.value, "Bearer sk-very-secret");
+    assert!(credential.value.is_sensitive());
+    assert_eq!(
+        upstream("a").credential.as_ref().unwrap().header,
+        "x-api-key"
+    );
+    assert_eq!(
+        upstream("a").credential.as_ref().unwrap().value,
+        "sk-very-secret"
+    );
+    let az = upstream("az");
+    assert_eq!(az.credential.as_ref().unwrap().header, "api-key");
+    assert_eq!(az.credential.as_ref().unwrap().value, "sk-very-secret");
+    assert_eq!(az.query, "api-version=2024-10-21");
+    assert_eq!(az.path_prefix, "/openai/deployments/d");
+}
+
+#[test]
+fn timeouts_must_be_coherent() {
+    let found = problems(
+        "[auth]\nopen = true\n[providers.o]\nkind = \"openai\"\nbase_url = \"http://h/v1\"\nfirst_byte_timeout_ms = 5000\ntotal_timeout_ms = 1000\nconnect_timeout_ms = 0\n",
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(l, p, _)| p == "providers.o.total_timeout_ms" && *l == Some(7)),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(_, p, _)| p == "providers.o.connect_timeout_ms"),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn rendered_error_lists_file_line_and_path() {
+    let error = ConfigError::Invalid {
+        file: "config/x.toml".into(),
+        problems: vec![
+            Problem {
+                line: Some(4),
+                path: "providers.openai.base_url".into(),
+                message: "invalid URL `x`".into(),
+            },
+            Problem {
+                line: None,
+                path: "auth.clients".into(),
+                message: "no client keys declared".into(),
+            },
+        ],
+    };
+    assert_eq!(
+        error.to_string(),
+        "config/x.toml:4: providers.openai.base_url: invalid URL `x`\nconfig/x.toml: auth.clients: no client keys declared"
+    );
+}

@@ -438,13 +438,13 @@ fn validate_routes(
                 continue;
             }
             let pattern = ModelPattern::parse(model);
-            if let ModelPattern::Exact(name) = &pattern {
-                if let Some(first) = exact_seen.insert(model.as_str(), index) {
-                    errors.push(
-                        format!("{path}.models[{m}]"),
-                        format!("`{name}` is already routed by routes[{first}]"),
-                    );
-                }
+            if let ModelPattern::Exact(name) = &pattern
+                && let Some(first) = exact_seen.insert(model.as_str(), index)
+            {
+                errors.push(
+                    format!("{path}.models[{m}]"),
+                    format!("`{name}` is already routed by routes[{first}]"),
+                );
             }
             patterns.push(pattern);
         }

@@ -107,14 +107,13 @@ fn prompt_text(request: &Value) -> String {
 }
 
 fn last_user_text(request: &Value) -> String {
-    if let Some(messages) = request.get("messages").and_then(Value::as_array) {
-        if let Some(last) = messages
+    if let Some(messages) = request.get("messages").and_then(Value::as_array)
+        && let Some(last) = messages
             .iter()
             .rev()
             .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        {
-            return last.get("content").map(content_text).unwrap_or_default();
-        }
+    {
+        return last.get("content").map(content_text).unwrap_or_default();
     }
     prompt_text(request)
 }

@@ -59,11 +59,8 @@ fn http_client(connect_timeout: Duration) -> HttpClient {
     http.enforce_http(false);
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
-        .map_or_else(
-            // Only fails if the ring provider lacks TLS 1.2/1.3, which it never does.
-            |_| hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots(),
-            |builder| builder,
-        )
+        // Fails only if ring lacked every TLS version, which it never does.
+        .unwrap_or_else(|_| hyper_rustls::HttpsConnectorBuilder::new().with_webpki_roots())
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);

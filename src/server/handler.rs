@@ -64,14 +64,14 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
 /// The caller's `x-request-id` when it is a sane token, else a fresh UUIDv7
 /// (time-ordered, so ids sort like the log).
 fn request_id(headers: &http::HeaderMap) -> (Arc<str>, HeaderValue) {
-    if let Some(value) = headers.get(&REQUEST_ID) {
-        if let Ok(text) = value.to_str() {
-            let valid = !text.is_empty()
-                && text.len() <= MAX_CALLER_REQUEST_ID_LEN
-                && text.bytes().all(|b| b.is_ascii_graphic());
-            if valid {
-                return (Arc::from(text), value.clone());
-            }
+    if let Some(value) = headers.get(&REQUEST_ID)
+        && let Ok(text) = value.to_str()
+    {
+        let valid = !text.is_empty()
+            && text.len() <= MAX_CALLER_REQUEST_ID_LEN
+            && text.bytes().all(|b| b.is_ascii_graphic());
+        if valid {
+            return (Arc::from(text), value.clone());
         }
     }
     let id = uuid::Uuid::now_v7().to_string();

@@ -218,10 +218,12 @@ async fn respond(
             .headers
             .get("authorization")
             .is_some_and(|v| v.as_bytes() == bearer.as_bytes())
-            || parts
-                .headers
-                .get("x-api-key")
-                .is_some_and(|v| v.as_bytes() == required.as_bytes());
+            || ["x-api-key", "api-key"].iter().any(|name| {
+                parts
+                    .headers
+                    .get(*name)
+                    .is_some_and(|v| v.as_bytes() == required.as_bytes())
+            });
         if !authorized {
             return Ok(json_response(
                 StatusCode::UNAUTHORIZED,
@@ -317,12 +319,21 @@ async fn respond(
 }
 
 /// Providers are mounted under a base URL; the simulator answers at `/v1/...`
-/// and also under any prefix (`/openai/v1/...`), like Azure-style paths.
+/// and under any other prefix that ends in an OpenAI path, like Azure's
+/// `/openai/deployments/<name>/chat/completions`.
 fn path_without_base(path: &str) -> String {
-    match path.find("/v1/") {
-        Some(at) => path[at..].to_owned(),
-        None => path.to_owned(),
+    if let Some(at) = path.find("/v1/") {
+        return path[at..].to_owned();
     }
+    [
+        "/chat/completions",
+        "/completions",
+        "/embeddings",
+        "/responses",
+    ]
+    .iter()
+    .find(|suffix| path.ends_with(*suffix))
+    .map_or_else(|| path.to_owned(), |suffix| format!("/v1{suffix}"))
 }
 
 fn json_response(status: StatusCode, value: &Value) -> Response<GatewayBody> {

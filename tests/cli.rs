@@ -1,0 +1,173 @@
+//! The `promptgate` binary itself: config checking, key hashing, and a real
+//! process that drains in-flight streams on SIGTERM and exits 0.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use http::StatusCode;
+use promptgate::simulator::{SimConfig, Simulator};
+
+const BIN: &str = env!("CARGO_BIN_EXE_promptgate");
+
+fn repo_file(path: &str) -> String {
+    format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn check_config_accepts_the_quickstart() {
+    let out = Command::new(BIN)
+        .args(["check-config", &repo_file("config/quickstart.toml")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid (version "));
+}
+
+#[test]
+fn check_config_lists_every_problem_with_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.toml");
+    std::fs::write(
+        &path,
+        "[auth]\nopen = true\n\n[providers.openai]\nkind = \"openai\"\nbase_url = \"not a url\"\n\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"missing\"]\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let file = path.display().to_string();
+    assert!(
+        stderr.contains(&format!(
+            "{file}:6: providers.openai.base_url: invalid URL `not a url`"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "{file}:10: routes[0].providers[0]: unknown provider `missing`"
+        )),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn open_mode_is_refused_off_loopback() {
+    let out = Command::new(BIN)
+        .args([
+            "serve",
+            "--config",
+            &repo_file("config/quickstart.toml"),
+            "--listen",
+            "0.0.0.0:0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("auth.open: open mode is only allowed on a loopback address"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn hash_key_prints_the_sha256_of_stdin() {
+    let mut child = Command::new(BIN)
+        .arg("hash-key")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"abc\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_streams_finish_then_exits_zero() {
+    let sim = Simulator::start(SimConfig {
+        chunk_delay: Duration::from_millis(40),
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nshutdown_grace_ms = 10000\n[auth]\nopen = true\n[providers.sim]\nkind = \"openai\"\nbase_url = \"{}\"\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"sim\"]\n",
+            sim.openai_base_url()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(BIN)
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("gateway exited before listening")
+            .unwrap();
+        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if let Some(local) = log["fields"]["local"].as_str() {
+            break local.to_owned();
+        }
+    };
+    let logs = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+
+    let url = format!("http://{addr}/v1/chat/completions");
+    let stream = tokio::spawn(async move {
+        support::post(&support::client(), &url, r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"one two three four five six seven eight"}]}"#).await
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let signalled = Instant::now();
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+
+    let reply = stream.await.unwrap();
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.error.is_none(), "stream cut: {:?}", reply.error);
+    assert!(
+        reply.text().ends_with("data: [DONE]\n\n"),
+        "{}",
+        reply.text()
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(signalled.elapsed() < Duration::from_secs(5));
+    let logs = logs.join().unwrap().join("\n");
+    assert!(logs.contains("SIGTERM received"), "{logs}");
+    assert!(logs.contains("all connections drained"), "{logs}");
+}
