@@ -104,14 +104,17 @@ fn parse(source: &str, env: &validate::Environment<'_>) -> Result<Config, Vec<Pr
         vec![syntax_problem(source, &path, err.inner())]
     })?;
     validate::validate(raw, config_version(source), env).map_err(|errors| {
-        errors
+        let mut problems: Vec<Problem> = errors
             .into_iter()
             .map(|FieldError { path, message }| Problem {
                 line: location::line_of(source, &path),
                 path,
                 message,
             })
-            .collect()
+            .collect();
+        // In file order, as an editor would walk them.
+        problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
+        problems
     })
 }
 
