@@ -24,6 +24,29 @@ pub enum GatewayError {
         provider: String,
         dialect: &'static str,
     },
+    #[error("no experiment named `{0}`")]
+    UnknownExperiment(String),
+    #[error("experiment `{experiment}` has no variant `{variant}`")]
+    UnknownVariant { experiment: String, variant: String },
+    #[error(
+        "this client key may not choose the variant of experiment `{experiment}` (x-promptgate-variant); ask for it to be listed in the experiment's override_clients"
+    )]
+    OverrideForbidden { experiment: String },
+    #[error(
+        "variant `{variant}` of experiment `{experiment}`: {missing}; send it in the body as \"promptgate\": {{\"variables\": {{...}}}}"
+    )]
+    MissingVariable {
+        experiment: String,
+        variant: String,
+        missing: crate::experiments::template::MissingVariable,
+    },
+    #[error(
+        "experiment `{experiment}` cannot be used on {endpoint}: experiments apply to chat completions, responses and messages"
+    )]
+    ExperimentNotApplicable {
+        experiment: String,
+        endpoint: &'static str,
+    },
     #[error("missing API key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`")]
     MissingKey,
     #[error("invalid API key")]
@@ -42,6 +65,8 @@ pub enum GatewayError {
         "provider `{provider}` rejected the gateway's credentials; the gateway operator must fix its provider key"
     )]
     ProviderAuth { provider: String },
+    #[error("provider `{provider}` failed with status {status}")]
+    ProviderStatus { provider: String, status: u16 },
     #[error("provider `{provider}` sent an invalid response")]
     ProviderProtocol { provider: String },
 }
@@ -51,6 +76,7 @@ pub enum GatewayError {
 pub enum ErrorClass {
     BadRequest,
     Auth,
+    Forbidden,
     NotFound,
     TooLarge,
     Upstream,
@@ -62,6 +88,7 @@ impl ErrorClass {
         match self {
             ErrorClass::BadRequest => "bad_request",
             ErrorClass::Auth => "auth",
+            ErrorClass::Forbidden => "forbidden",
             ErrorClass::NotFound => "not_found",
             ErrorClass::TooLarge => "too_large",
             ErrorClass::Upstream => "upstream",
@@ -79,13 +106,18 @@ impl GatewayError {
             | MissingModel
             | DialectNotSupported { .. }
             | BodyRead(_)
-            | MethodNotAllowed { .. } => ErrorClass::BadRequest,
+            | MethodNotAllowed { .. }
+            | UnknownVariant { .. }
+            | MissingVariable { .. }
+            | ExperimentNotApplicable { .. } => ErrorClass::BadRequest,
+            OverrideForbidden { .. } => ErrorClass::Forbidden,
             MissingKey | InvalidKey => ErrorClass::Auth,
-            UnknownModel(_) | NotFound { .. } => ErrorClass::NotFound,
+            UnknownModel(_) | UnknownExperiment(_) | NotFound { .. } => ErrorClass::NotFound,
             BodyTooLarge { .. } => ErrorClass::TooLarge,
-            ProviderUnreachable { .. } | ProviderAuth { .. } | ProviderProtocol { .. } => {
-                ErrorClass::Upstream
-            }
+            ProviderUnreachable { .. }
+            | ProviderAuth { .. }
+            | ProviderProtocol { .. }
+            | ProviderStatus { .. } => ErrorClass::Upstream,
             ProviderTimeout { .. } => ErrorClass::Timeout,
         }
     }

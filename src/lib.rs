@@ -9,6 +9,7 @@ pub mod body;
 pub mod capture;
 pub mod config;
 pub mod error;
+pub mod experiments;
 pub mod providers;
 pub mod routing;
 pub mod server;

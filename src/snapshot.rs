@@ -3,11 +3,13 @@
 //! (which may fail, leaving the old one serving) and swaps it in atomically.
 //! This module is the only one that touches the `ArcSwap`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
 use crate::config::{AuthConfig, Config, ServerConfig};
+use crate::experiments::model::Experiment;
 use crate::providers::Upstreams;
 use crate::routing::RouteTable;
 
@@ -16,6 +18,7 @@ pub struct Snapshot {
     pub server: ServerConfig,
     pub auth: AuthConfig,
     pub routes: RouteTable,
+    pub experiments: HashMap<Arc<str>, Experiment>,
     pub upstreams: Upstreams,
 }
 
@@ -26,6 +29,7 @@ impl Snapshot {
             server,
             auth,
             routes,
+            experiments,
             version,
             ..
         } = config;
@@ -34,6 +38,7 @@ impl Snapshot {
             server,
             auth,
             routes: RouteTable::new(routes),
+            experiments: experiments.into_iter().map(|e| (e.id.clone(), e)).collect(),
             upstreams,
         }
     }

@@ -48,6 +48,36 @@ pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response<Gatewa
             "request_too_large",
             "request_too_large",
         ),
+        UnknownExperiment(_) => (
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            "experiment_not_found",
+            "not_found_error",
+        ),
+        UnknownVariant { .. } => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "variant_not_found",
+            "invalid_request_error",
+        ),
+        OverrideForbidden { .. } => (
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "override_forbidden",
+            "permission_error",
+        ),
+        MissingVariable { .. } => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "missing_variable",
+            "invalid_request_error",
+        ),
+        ExperimentNotApplicable { .. } => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "experiment_not_applicable",
+            "invalid_request_error",
+        ),
         UnknownModel(_) => (
             StatusCode::NOT_FOUND,
             "invalid_request_error",
@@ -82,6 +112,12 @@ pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response<Gatewa
             StatusCode::BAD_GATEWAY,
             "api_error",
             "provider_auth_failed",
+            "api_error",
+        ),
+        ProviderStatus { .. } => (
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "provider_error",
             "api_error",
         ),
         ProviderProtocol { .. } => (

@@ -78,6 +78,15 @@ impl ObservedBody {
     }
 }
 
+impl ObservedBody {
+    /// Reports the exchange as abandoned by the gateway and drops the body.
+    pub fn abandon(mut self) {
+        if let Some(pending) = self.pending.take() {
+            pending.finish(Outcome::Abandoned);
+        }
+    }
+}
+
 impl Body for ObservedBody {
     type Data = Bytes;
     type Error = BoxError;

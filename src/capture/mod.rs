@@ -26,6 +26,23 @@ pub enum Outcome {
     UpstreamBroken(String),
     /// The provider's total timeout ran out mid-body.
     TimedOut,
+    /// The gateway discarded this failed answer and tried something else
+    /// (an experiment's fallback variant).
+    Abandoned,
+}
+
+/// The experiment a request belonged to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentTag {
+    pub experiment: Arc<str>,
+    pub assigned_variant: Arc<str>,
+    /// Differs from the assigned one after a fallback.
+    pub served_variant: Arc<str>,
+    pub variant_version: Arc<str>,
+    pub reason: crate::experiments::decide::Reason,
+    /// Raw; pseudonymise before writing anywhere.
+    pub unit_key: String,
+    pub sticky: bool,
 }
 
 /// Facts known when the upstream response head arrives.
@@ -43,6 +60,7 @@ pub struct ExchangeStart {
     pub started: Instant,
     /// Time until the upstream response head arrived.
     pub head_after: Duration,
+    pub experiment: Option<ExperimentTag>,
 }
 
 /// One finished exchange.

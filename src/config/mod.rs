@@ -5,6 +5,7 @@ mod location;
 pub mod model;
 pub mod raw;
 mod validate;
+mod validate_experiments;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -103,7 +104,7 @@ fn parse(source: &str, env: &validate::Environment<'_>) -> Result<Config, Vec<Pr
         let path = if path == "." { String::new() } else { path };
         vec![syntax_problem(source, &path, err.inner())]
     })?;
-    validate::validate(raw, config_version(source), env).map_err(|errors| {
+    validate::validate(raw, source, env).map_err(|errors| {
         let mut problems: Vec<Problem> = errors
             .into_iter()
             .map(|FieldError { path, message }| Problem {
@@ -129,10 +130,18 @@ fn syntax_problem(source: &str, path: &str, err: &toml::de::Error) -> Problem {
     }
 }
 
-/// First 12 hex characters of the file's SHA-256: the config version.
-pub fn config_version(source: &str) -> Arc<str> {
-    let digest = Sha256::digest(source.as_bytes());
-    hex::encode(&digest[..6]).into()
+/// First 12 hex characters of the SHA-256 of the config text and every prompt
+/// file (path and content): the config version.
+pub fn config_version(source: &str, files: &[(PathBuf, String)]) -> Arc<str> {
+    let mut hasher = Sha256::new();
+    hasher.update(source.as_bytes());
+    for (path, text) in files {
+        for part in [path.to_string_lossy().as_bytes(), text.as_bytes()] {
+            hasher.update((part.len() as u64).to_le_bytes());
+            hasher.update(part);
+        }
+    }
+    hex::encode(&hasher.finalize()[..6]).into()
 }
 
 #[cfg(test)]

@@ -15,9 +15,12 @@ pub struct Config {
     pub auth: AuthConfig,
     pub providers: Vec<Arc<ProviderConfig>>,
     pub routes: Vec<RouteConfig>,
-    /// Short content hash of the config file: the version every response and
-    /// record carries.
+    pub experiments: Vec<crate::experiments::model::Experiment>,
+    /// Short content hash of the config file and every prompt file it reads:
+    /// the version every response and record carries.
     pub version: Arc<str>,
+    /// Prompt files read, which a reload watches besides the config file.
+    pub prompt_files: Vec<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone)]

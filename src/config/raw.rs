@@ -17,6 +17,8 @@ pub struct RawConfig {
     pub providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
+    #[serde(default)]
+    pub experiments: BTreeMap<String, RawExperiment>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,4 +87,89 @@ pub struct RawRoute {
     pub upstream_model: Option<String>,
     /// Providers in fallback order.
     pub providers: Vec<String>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExperiment {
+    /// Off: everyone gets the default variant (reason `disabled`).
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// Defaults to the experiment id; changing it re-randomises every unit.
+    pub salt: Option<String>,
+    pub unit_key: RawUnitKey,
+    /// Share of units in the experiment (0–100); the rest get the default variant.
+    pub enrolment_percent: Option<f64>,
+    /// For units not enrolled and disabled experiments; defaults to the first variant.
+    pub default_variant: Option<String>,
+    /// Served when the assigned variant's providers all fail before the first byte.
+    pub fallback_variant: Option<String>,
+    /// Sends everyone to this variant (an emergency stop for a bad variant).
+    pub killswitch: Option<String>,
+    /// Client ids allowed to force a variant with `x-promptgate-variant`
+    /// (`"*"`: every caller, including open mode).
+    #[serde(default)]
+    pub override_clients: Vec<String>,
+    pub variants: Vec<RawVariant>,
+    #[serde(default)]
+    pub rules: Vec<RawRule>,
+}
+
+/// Where the unit key comes from: exactly one of the three.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnitKey {
+    /// A request header, e.g. `x-user-id`.
+    pub header: Option<String>,
+    /// A dotted path into the JSON body, e.g. `user` or `metadata.user_id`.
+    pub body: Option<String>,
+    /// The authenticated client key's id.
+    pub client_id: Option<bool>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawMessagesMode {
+    Keep,
+    Prepend,
+    Replace,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVariant {
+    pub name: String,
+    pub weight: f64,
+    /// A label analysts see; defaults to a hash of the variant's definition.
+    pub version: Option<String>,
+    pub model: String,
+    /// Providers in fallback order.
+    pub providers: Vec<String>,
+    pub system: Option<String>,
+    /// File holding the system template, relative to the config file.
+    pub system_file: Option<String>,
+    pub user: Option<String>,
+    pub user_file: Option<String>,
+    /// What happens to the caller's own messages.
+    pub messages: Option<RawMessagesMode>,
+    /// Request parameters set by the variant (temperature, max_tokens, …).
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRule {
+    pub name: String,
+    pub variant: String,
+    /// `header:<name>`, `client_id`, `model` or `metadata:<field>`.
+    pub attribute: String,
+    pub equals: Option<String>,
+    #[serde(rename = "in")]
+    pub one_of: Option<Vec<String>>,
+    pub prefix: Option<String>,
 }

@@ -1,7 +1,7 @@
 //! Raw → validated config. Every problem is collected (not just the first) with
 //! the dotted path of the field it concerns, so `check-config` can list them all.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -12,6 +12,7 @@ use http::{HeaderName, HeaderValue};
 
 use super::model::*;
 use super::raw::*;
+use super::validate_experiments::{Context, validate_experiments};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_MAX_BODY_BYTES: u64 = 8 * 1024 * 1024;
@@ -40,9 +41,11 @@ pub struct Environment<'a> {
     pub read_env: &'a dyn Fn(&str) -> Option<String>,
 }
 
+/// Validates `raw`; `source` is the config text, hashed with every prompt file
+/// read into the config version.
 pub fn validate(
     raw: RawConfig,
-    version: Arc<str>,
+    source: &str,
     env: &Environment<'_>,
 ) -> Result<Config, Vec<FieldError>> {
     let mut errors = Errors::default();
@@ -58,6 +61,25 @@ pub fn validate(
         }
     }
     let routes = validate_routes(&raw.routes, &raw.providers, &provider_ids, &mut errors);
+    let exact_models: HashSet<String> = raw
+        .routes
+        .iter()
+        .flat_map(|r| r.models.iter())
+        .filter(|m| !m.contains('*'))
+        .cloned()
+        .collect();
+    let mut files = Vec::new();
+    let experiments = validate_experiments(
+        &raw.experiments,
+        &mut Context {
+            env,
+            provider_ids: &provider_ids,
+            raw_providers: &raw.providers,
+            exact_models: &exact_models,
+            files: &mut files,
+        },
+        &mut errors,
+    );
 
     match (server, auth, errors.list.is_empty()) {
         (Some(server), Some(auth), true) => Ok(Config {
@@ -65,23 +87,29 @@ pub fn validate(
             auth,
             providers,
             routes,
-            version,
+            experiments,
+            version: super::config_version(source, &files),
+            prompt_files: files.into_iter().map(|(path, _)| path).collect(),
         }),
         _ => Err(errors.list),
     }
 }
 
 #[derive(Default)]
-struct Errors {
+pub(super) struct Errors {
     list: Vec<FieldError>,
 }
 
 impl Errors {
-    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn push(&mut self, path: impl AsRef<str>, message: impl Into<String>) {
         self.list.push(FieldError {
-            path: path.into(),
+            path: path.as_ref().to_owned(),
             message: message.into(),
         });
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.list.len()
     }
 }
 

@@ -21,7 +21,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::api::{Dialect, Endpoint};
 use crate::body::{BoxError, GatewayBody};
-use crate::capture::{ExchangeSink, ExchangeStart, ObservedBody, ResponseCapture};
+use crate::capture::{ExchangeSink, ExchangeStart, ExperimentTag, ObservedBody, ResponseCapture};
 use crate::config::{Config, HttpUpstream, ProviderConfig, ProviderKind, RouteConfig};
 use crate::error::GatewayError;
 use retry::StatusVerdict;
@@ -83,6 +83,17 @@ pub struct ForwardRequest<'a> {
     pub client_id: Option<Arc<str>>,
     pub started: Instant,
     pub started_at: SystemTime,
+    pub experiment: Option<ExperimentTag>,
+    pub when_exhausted: WhenExhausted,
+}
+
+/// What to do when every provider of the route failed with a retryable
+/// status (429, 5xx): hand that last answer to the caller, or report failure
+/// so the caller can try something else (an experiment's fallback variant).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenExhausted {
+    PassThrough,
+    Fail,
 }
 
 fn speaks(kind: &ProviderKind, dialect: Dialect) -> bool {
@@ -153,7 +164,8 @@ pub async fn forward(
                             attempts,
                             attempt_started,
                             sink,
-                        ));
+                        )
+                        .map(BodyExt::boxed_unsync));
                     }
                     StatusVerdict::CredentialsRejected => {
                         tracing::warn!(provider = %provider.name, status = response.status().as_u16(), "provider rejected the gateway's credentials");
@@ -199,14 +211,18 @@ pub async fn forward(
         // The last provider's own error status and body reach the caller unchanged.
         Some(Failure::Response(response)) => {
             let provider = &upstreams.providers[last_candidate];
-            Ok(deliver(
-                response,
-                provider,
-                &request,
-                attempts,
-                Instant::now(),
-                sink,
-            ))
+            let status = response.status().as_u16();
+            let response = deliver(response, provider, &request, attempts, Instant::now(), sink);
+            match request.when_exhausted {
+                WhenExhausted::PassThrough => Ok(response.map(BodyExt::boxed_unsync)),
+                WhenExhausted::Fail => {
+                    response.into_body().abandon();
+                    Err(GatewayError::ProviderStatus {
+                        provider: provider.name.to_string(),
+                        status,
+                    })
+                }
+            }
         }
         Some(Failure::Error(error)) => Err(error),
         None => Err(GatewayError::ProviderUnreachable {
@@ -297,7 +313,7 @@ fn deliver(
     attempts: u32,
     attempt_started: Instant,
     sink: &Arc<dyn ExchangeSink>,
-) -> Response<GatewayBody> {
+) -> Response<ObservedBody> {
     let (mut parts, body) = response.into_parts();
     let event_stream = parts
         .headers
@@ -316,6 +332,7 @@ fn deliver(
         started_at: request.started_at,
         started: request.started,
         head_after: request.started.elapsed(),
+        experiment: request.experiment.clone(),
     };
     let deadline = match provider.kind {
         ProviderKind::Demo => None,
@@ -331,7 +348,7 @@ fn deliver(
         sink.clone(),
     );
     parts.headers = headers::to_caller(&parts.headers);
-    Response::from_parts(parts, body.boxed_unsync())
+    Response::from_parts(parts, body)
 }
 
 impl Upstreams {

@@ -15,14 +15,19 @@ use serde_json::{Value, json};
 
 use super::Gateway;
 use super::auth::authenticate;
+use super::variant;
 use crate::api::{self, Dialect, Endpoint, EndpointMismatch};
 use crate::body::{GatewayBody, full};
+use crate::capture::ExperimentTag;
+use crate::config::RouteConfig;
 use crate::error::GatewayError;
-use crate::providers::{self, ForwardRequest};
+use crate::experiments::model::Experiment;
+use crate::providers::{self, ForwardRequest, WhenExhausted};
 use crate::snapshot::Snapshot;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
+pub(super) const EXPERIMENT_HEADER: HeaderName = HeaderName::from_static("x-promptgate-experiment");
 const CONFIG_VERSION: HeaderName = HeaderName::from_static("x-promptgate-config-version");
 const MAX_CALLER_REQUEST_ID_LEN: usize = 128;
 
@@ -110,6 +115,22 @@ async fn serve(
     let (parts, body) = request.into_parts();
     let body = read_body(body, &parts.headers, snapshot.server.max_body_bytes).await?;
     let head = api::parse_head(&body)?;
+    let exchange = Exchange {
+        gateway,
+        snapshot,
+        endpoint,
+        headers: &parts.headers,
+        model: &head.model,
+        stream: head.stream,
+        request_id,
+        request_id_header,
+        client_id,
+        started,
+        started_at,
+    };
+    if let Some(experiment) = experiment_of(snapshot, &parts.headers, &head.model)? {
+        return variant::serve(&exchange, experiment, body).await;
+    }
     let route = snapshot
         .routes
         .resolve(&head.model)
@@ -118,24 +139,73 @@ async fn serve(
         Some(upstream_model) => rewrite_model(&body, upstream_model)?,
         None => body,
     };
-    providers::forward(
-        &snapshot.upstreams,
-        route,
-        ForwardRequest {
-            endpoint,
-            model: &head.model,
-            stream: head.stream,
-            body,
-            caller_headers: &parts.headers,
-            request_id,
-            request_id_header,
-            client_id,
-            started,
-            started_at,
-        },
-        &gateway.sink,
-    )
-    .await
+    exchange
+        .forward(route, body, None, WhenExhausted::PassThrough)
+        .await
+}
+
+/// A request opts into an experiment by the `x-promptgate-experiment` header
+/// or by naming the experiment as its model.
+fn experiment_of<'s>(
+    snapshot: &'s Snapshot,
+    headers: &http::HeaderMap,
+    model: &str,
+) -> Result<Option<&'s Experiment>, GatewayError> {
+    if let Some(requested) = headers.get(&EXPERIMENT_HEADER) {
+        let id = requested.to_str().unwrap_or_default().trim();
+        return snapshot
+            .experiments
+            .get(id)
+            .map(Some)
+            .ok_or_else(|| GatewayError::UnknownExperiment(id.to_owned()));
+    }
+    Ok(snapshot.experiments.get(model))
+}
+
+/// One request's facts, shared by the routing and experiment phases.
+pub(super) struct Exchange<'a> {
+    pub gateway: &'a Gateway,
+    pub snapshot: &'a Snapshot,
+    pub endpoint: Endpoint,
+    pub headers: &'a http::HeaderMap,
+    pub model: &'a str,
+    pub stream: bool,
+    pub request_id: &'a Arc<str>,
+    pub request_id_header: &'a HeaderValue,
+    pub client_id: Option<Arc<str>>,
+    pub started: Instant,
+    pub started_at: SystemTime,
+}
+
+impl Exchange<'_> {
+    pub async fn forward(
+        &self,
+        route: &RouteConfig,
+        body: Bytes,
+        experiment: Option<ExperimentTag>,
+        when_exhausted: WhenExhausted,
+    ) -> Result<Response<GatewayBody>, GatewayError> {
+        providers::forward(
+            &self.snapshot.upstreams,
+            route,
+            ForwardRequest {
+                endpoint: self.endpoint,
+                model: self.model,
+                stream: self.stream,
+                body,
+                caller_headers: self.headers,
+                request_id: self.request_id,
+                request_id_header: self.request_id_header,
+                client_id: self.client_id.clone(),
+                started: self.started,
+                started_at: self.started_at,
+                experiment,
+                when_exhausted,
+            },
+            &self.gateway.sink,
+        )
+        .await
+    }
 }
 
 async fn read_body(

@@ -4,6 +4,7 @@
 
 mod auth;
 mod handler;
+mod variant;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -1,0 +1,146 @@
+//! Which variant a request gets, and why. Evaluated in this order, first match wins:
+//! 1. experiment switched off → default variant (`disabled`);
+//! 2. kill switch → its variant (`killswitch`): an emergency stop beats everything;
+//! 3. `x-promptgate-variant` from a client allowed to override (`override`);
+//! 4. flag rules in config order (`flag:<rule>`);
+//! 5. unit outside the enrolment percentage → default variant (`not_enrolled`);
+//! 6. weighted rendezvous hash of the unit key (`hash`).
+
+use std::fmt;
+use std::sync::Arc;
+
+use http::{HeaderMap, HeaderName};
+use serde_json::Value;
+
+use super::assign;
+use super::model::{Attribute, Experiment, UnitKeySource};
+use crate::error::GatewayError;
+
+pub const VARIANT_OVERRIDE: HeaderName = HeaderName::from_static("x-promptgate-variant");
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    Hash,
+    Flag(Arc<str>),
+    Override,
+    NotEnrolled,
+    Killswitch,
+    Disabled,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Reason::Hash => f.write_str("hash"),
+            Reason::Flag(rule) => write!(f, "flag:{rule}"),
+            Reason::Override => f.write_str("override"),
+            Reason::NotEnrolled => f.write_str("not_enrolled"),
+            Reason::Killswitch => f.write_str("killswitch"),
+            Reason::Disabled => f.write_str("disabled"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assignment {
+    /// Index into the experiment's variants.
+    pub variant: usize,
+    pub reason: Reason,
+    /// The unit key used (raw: the audit log pseudonymises it before writing).
+    pub unit_key: String,
+    /// False when the configured unit key was absent and the request id stood in.
+    pub sticky: bool,
+}
+
+/// What assignment may look at in a request.
+pub struct RequestFacts<'a> {
+    pub headers: &'a HeaderMap,
+    pub client_id: Option<&'a str>,
+    pub model: &'a str,
+    pub body: &'a Value,
+    pub request_id: &'a str,
+}
+
+pub fn decide(
+    experiment: &Experiment,
+    facts: &RequestFacts<'_>,
+) -> Result<Assignment, GatewayError> {
+    let (unit_key, sticky) = match unit_key(&experiment.unit_key, facts) {
+        Some(key) => (key, true),
+        None => (facts.request_id.to_owned(), false),
+    };
+    let chosen = |variant, reason| Assignment {
+        variant,
+        reason,
+        unit_key: unit_key.clone(),
+        sticky,
+    };
+    if !experiment.enabled {
+        return Ok(chosen(experiment.default_variant, Reason::Disabled));
+    }
+    if let Some(variant) = experiment.killswitch {
+        return Ok(chosen(variant, Reason::Killswitch));
+    }
+    if let Some(requested) = facts.headers.get(&VARIANT_OVERRIDE) {
+        if !experiment.overrides.allows(facts.client_id) {
+            return Err(GatewayError::OverrideForbidden {
+                experiment: experiment.id.to_string(),
+            });
+        }
+        let name = requested.to_str().unwrap_or_default().trim();
+        let variant =
+            experiment
+                .variant_index(name)
+                .ok_or_else(|| GatewayError::UnknownVariant {
+                    experiment: experiment.id.to_string(),
+                    variant: name.to_owned(),
+                })?;
+        return Ok(chosen(variant, Reason::Override));
+    }
+    for rule in &experiment.rules {
+        if attribute(&rule.attribute, facts).is_some_and(|value| rule.matcher.matches(&value)) {
+            return Ok(chosen(rule.variant, Reason::Flag(rule.name.clone())));
+        }
+    }
+    if !assign::is_enrolled(&experiment.salt, &unit_key, experiment.enrolment_percent) {
+        return Ok(chosen(experiment.default_variant, Reason::NotEnrolled));
+    }
+    let variant = assign::choose_variant(
+        &experiment.salt,
+        &unit_key,
+        experiment.variants.iter().map(|v| (&*v.name, v.weight)),
+    )
+    // Validation guarantees a positive weight; the default keeps this total.
+    .unwrap_or(experiment.default_variant);
+    Ok(chosen(variant, Reason::Hash))
+}
+
+fn unit_key(source: &UnitKeySource, facts: &RequestFacts<'_>) -> Option<String> {
+    let key = match source {
+        UnitKeySource::Header(name) => facts.headers.get(name)?.to_str().ok()?.trim().to_owned(),
+        UnitKeySource::BodyField(path) => {
+            scalar_text(path.iter().try_fold(facts.body, |v, k| v.get(k))?)?
+        }
+        UnitKeySource::ClientId => facts.client_id?.to_owned(),
+    };
+    (!key.is_empty()).then_some(key)
+}
+
+fn attribute(attribute: &Attribute, facts: &RequestFacts<'_>) -> Option<String> {
+    match attribute {
+        Attribute::Header(name) => facts.headers.get(name)?.to_str().ok().map(str::to_owned),
+        Attribute::ClientId => facts.client_id.map(str::to_owned),
+        Attribute::Model => Some(facts.model.to_owned()),
+        Attribute::Metadata(field) => scalar_text(facts.body.get("metadata")?.get(field)?),
+    }
+}
+
+/// Strings as they are; numbers and booleans in their JSON spelling.
+pub fn scalar_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}

@@ -1,0 +1,10 @@
+//! Experiments: prompt variants, sticky assignment, feature flags and
+//! template rendering. `model` holds the validated types, `assign` the pure
+//! hashing core, `decide` the per-request choice of variant and its reason,
+//! `render` how a variant rewrites a request, `template` the prompt templates.
+
+pub mod assign;
+pub mod decide;
+pub mod model;
+pub mod render;
+pub mod template;

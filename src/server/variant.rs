@@ -1,0 +1,124 @@
+//! The experiment phase of a request: decide the variant, render it into the
+//! body, forward it, and fall back to the experiment's fallback variant when
+//! the assigned one's providers all fail before the first byte.
+
+use bytes::Bytes;
+use http::Response;
+use http::header::{HeaderName, HeaderValue};
+use serde_json::Value;
+
+use super::handler::{EXPERIMENT_HEADER, Exchange};
+use crate::body::GatewayBody;
+use crate::capture::ExperimentTag;
+use crate::error::{ErrorClass, GatewayError};
+use crate::experiments::decide::{self, RequestFacts};
+use crate::experiments::model::Experiment;
+use crate::experiments::render::{self, Variables};
+use crate::providers::WhenExhausted;
+
+const VARIANT_HEADER: HeaderName = HeaderName::from_static("x-promptgate-variant");
+const REASON_HEADER: HeaderName = HeaderName::from_static("x-promptgate-assignment");
+
+pub(super) async fn serve(
+    exchange: &Exchange<'_>,
+    experiment: &Experiment,
+    body: Bytes,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+    let assignment = decide::decide(
+        experiment,
+        &RequestFacts {
+            headers: exchange.headers,
+            client_id: exchange.client_id.as_deref(),
+            model: exchange.model,
+            body: &value,
+            request_id: exchange.request_id,
+        },
+    )?;
+    // `parse_head` already proved the body is a JSON object.
+    let Value::Object(mut body) = value else {
+        return Err(GatewayError::InvalidJson(
+            "the request body must be a JSON object".into(),
+        ));
+    };
+    let variables = Variables::take_from(&mut body, exchange.endpoint)?;
+    let fallback = experiment
+        .fallback_variant
+        .filter(|&fallback| fallback != assignment.variant);
+    let tag = |served: usize| {
+        let assigned = &experiment.variants[assignment.variant];
+        let served = &experiment.variants[served];
+        ExperimentTag {
+            experiment: experiment.id.clone(),
+            assigned_variant: assigned.name.clone(),
+            served_variant: served.name.clone(),
+            variant_version: served.version.clone(),
+            reason: assignment.reason.clone(),
+            unit_key: assignment.unit_key.clone(),
+            sticky: assignment.sticky,
+        }
+    };
+    let render_for = |index: usize, mut body: serde_json::Map<String, Value>| {
+        let variant = &experiment.variants[index];
+        render::apply(
+            experiment,
+            variant,
+            exchange.endpoint,
+            &mut body,
+            &variables,
+        )?;
+        serde_json::to_vec(&body)
+            .map(Bytes::from)
+            .map_err(|e| GatewayError::InvalidJson(e.to_string()))
+    };
+
+    let assigned = &experiment.variants[assignment.variant];
+    let (first_body, fallback_source) = match fallback {
+        Some(_) => (render_for(assignment.variant, body.clone())?, Some(body)),
+        None => (render_for(assignment.variant, body)?, None),
+    };
+    let when_exhausted = if fallback.is_some() {
+        WhenExhausted::Fail
+    } else {
+        WhenExhausted::PassThrough
+    };
+    let first = exchange
+        .forward(
+            &assigned.route,
+            first_body,
+            Some(tag(assignment.variant)),
+            when_exhausted,
+        )
+        .await;
+    let (response, served) = match (first, fallback, fallback_source) {
+        (Err(error), Some(fallback), Some(source))
+            if matches!(error.class(), ErrorClass::Upstream | ErrorClass::Timeout) =>
+        {
+            tracing::debug!(experiment = %experiment.id, %error, "assigned variant failed; serving the fallback variant");
+            let variant = &experiment.variants[fallback];
+            let response = exchange
+                .forward(
+                    &variant.route,
+                    render_for(fallback, source)?,
+                    Some(tag(fallback)),
+                    WhenExhausted::PassThrough,
+                )
+                .await?;
+            (response, fallback)
+        }
+        (result, _, _) => (result?, assignment.variant),
+    };
+    let mut response = response;
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (EXPERIMENT_HEADER, experiment.id.as_ref()),
+        (VARIANT_HEADER, experiment.variants[served].name.as_ref()),
+        (REASON_HEADER, &assignment.reason.to_string()),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    }
+    Ok(response)
+}
