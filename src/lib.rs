@@ -4,13 +4,16 @@
 //! (send, retry, fall back) → `capture` (observe the response, report the
 //! exchange). `config` builds the snapshot; `simulator` is the test provider.
 
+pub mod admin;
 pub mod api;
+pub mod app;
 pub mod body;
 pub mod capture;
 pub mod config;
 pub mod error;
 pub mod experiments;
 pub mod providers;
+pub mod reload;
 pub mod routing;
 pub mod server;
 pub mod simulator;

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+use promptgate::app::App;
 use promptgate::capture::LogSink;
 use promptgate::config::{self, LoadOptions};
-use promptgate::server::{self, Gateway};
-use promptgate::snapshot::{Snapshot, SnapshotHandle};
+use promptgate::server;
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +44,9 @@ enum Command {
         /// Listen on this address instead of `server.listen` (port 0 picks a free port).
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Serve the admin API on this address instead of `admin.listen`.
+        #[arg(long)]
+        admin_listen: Option<SocketAddr>,
     },
     /// Validate a config file: exit 0 when valid, else list every problem as file:line: field: message.
     CheckConfig {
@@ -58,7 +61,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
     let result = match cli.command {
-        Command::Serve { config, listen } => serve(config, listen),
+        Command::Serve {
+            config,
+            listen,
+            admin_listen,
+        } => serve(config, listen, admin_listen),
         Command::CheckConfig { config } => check_config(&config),
         Command::HashKey => hash_key(),
     };
@@ -113,31 +120,22 @@ fn hash_key() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(config_path: PathBuf, listen: Option<SocketAddr>) -> anyhow::Result<ExitCode> {
-    let config = config::load_file(
-        &config_path,
-        &LoadOptions {
-            listen_override: listen,
-        },
-    )?;
+fn serve(
+    config_path: PathBuf,
+    listen: Option<SocketAddr>,
+    admin_listen: Option<SocketAddr>,
+) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let addr = config.server.listen;
-        let grace = config.server.shutdown_grace;
-        let version = config.version.clone();
-        let listener = server::bind(addr)
-            .await
-            .with_context(|| format!("binding {addr}"))?;
-        let local = listener.local_addr().context("reading the bound address")?;
-        let gateway = Arc::new(Gateway {
-            snapshots: SnapshotHandle::new(Snapshot::new(config)),
-            sink: Arc::new(LogSink),
-        });
-        tracing::info!(%local, config = %config_path.display(), %version, "promptgate listening");
-        server::serve(listener, gateway, grace, shutdown_signal()).await;
+        let options = LoadOptions { listen_override: listen, admin_listen_override: admin_listen };
+        let app = App::start(config_path.clone(), options, Arc::new(LogSink)).await?;
+        let version = app.reloader.status().version;
+        tracing::info!(local = %app.addr, admin = %app.admin_addr, config = %config_path.display(), %version, "promptgate listening");
+        shutdown_signal().await;
+        app.shutdown().await;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{AuthConfig, Config, ServerConfig};
+use crate::config::{AdminConfig, AuthConfig, Config, ServerConfig};
 use crate::experiments::model::Experiment;
 use crate::providers::Upstreams;
 use crate::routing::RouteTable;
@@ -16,6 +16,7 @@ use crate::routing::RouteTable;
 pub struct Snapshot {
     pub version: Arc<str>,
     pub server: ServerConfig,
+    pub admin: AdminConfig,
     pub auth: AuthConfig,
     pub routes: RouteTable,
     pub experiments: HashMap<Arc<str>, Experiment>,
@@ -27,6 +28,7 @@ impl Snapshot {
         let upstreams = Upstreams::new(&config);
         let Config {
             server,
+            admin,
             auth,
             routes,
             experiments,
@@ -36,6 +38,7 @@ impl Snapshot {
         Snapshot {
             version,
             server,
+            admin,
             auth,
             routes: RouteTable::new(routes),
             experiments: experiments.into_iter().map(|e| (e.id.clone(), e)).collect(),

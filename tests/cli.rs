@@ -124,6 +124,8 @@ async fn sigterm_lets_in_flight_streams_finish_then_exits_zero() {
             config.to_str().unwrap(),
             "--listen",
             "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
         ])
         .stderr(Stdio::piped())
         .spawn()

@@ -71,6 +71,7 @@ impl ConfigError {
 #[derive(Debug, Clone, Default)]
 pub struct LoadOptions {
     pub listen_override: Option<SocketAddr>,
+    pub admin_listen_override: Option<SocketAddr>,
 }
 
 /// Reads, parses and validates a config file. Secrets named in it are read from
@@ -87,6 +88,7 @@ pub fn load_file(file: &Path, options: &LoadOptions) -> Result<Config, ConfigErr
         &validate::Environment {
             base_dir,
             listen_override: options.listen_override,
+            admin_listen_override: options.admin_listen_override,
             read_env: &read_env,
         },
     )

@@ -13,6 +13,7 @@ use http::{HeaderName, HeaderValue};
 pub struct Config {
     pub server: ServerConfig,
     pub auth: AuthConfig,
+    pub admin: AdminConfig,
     pub providers: Vec<Arc<ProviderConfig>>,
     pub routes: Vec<RouteConfig>,
     pub experiments: Vec<crate::experiments::model::Experiment>,
@@ -28,6 +29,24 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
+    /// `None`: the files are not watched.
+    pub config_poll: Option<Duration>,
+}
+
+#[derive(Clone)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// SHA-256 of the admin token; `None` only on a loopback listener.
+    pub token_sha256: Option<[u8; 32]>,
+}
+
+impl fmt::Debug for AdminConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AdminConfig")
+            .field("listen", &self.listen)
+            .field("token", &self.token_sha256.map(|_| "[redacted]"))
+            .finish()
+    }
 }
 
 #[derive(Debug)]

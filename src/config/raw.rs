@@ -14,6 +14,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub auth: RawAuth,
     #[serde(default)]
+    pub admin: RawAdmin,
+    #[serde(default)]
     pub providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     pub routes: Vec<RawRoute>,
@@ -27,6 +29,20 @@ pub struct RawServer {
     pub listen: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
+    /// How often the config and prompt files are checked for changes (0: never;
+    /// SIGHUP and the admin endpoint still reload).
+    pub config_poll_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Default 127.0.0.1:9090. Health, readiness, reload and experiment views.
+    pub listen: Option<String>,
+    /// Bearer token for /admin/* (health checks need none). Required unless
+    /// the admin listener is on loopback.
+    pub token_env: Option<String>,
+    pub token_file: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

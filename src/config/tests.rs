@@ -19,6 +19,7 @@ fn parse_with_env(
         &Environment {
             base_dir: Path::new("/nonexistent"),
             listen_override: listen.map(|l| l.parse().unwrap()),
+            admin_listen_override: None,
             read_env: &read_env,
         },
     )

@@ -9,12 +9,15 @@ use std::time::Duration;
 
 use http::uri::{Scheme, Uri};
 use http::{HeaderName, HeaderValue};
+use sha2::Digest;
 
 use super::model::*;
 use super::raw::*;
 use super::validate_experiments::{Context, validate_experiments};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
+const DEFAULT_CONFIG_POLL_MS: u64 = 1_000;
 const DEFAULT_MAX_BODY_BYTES: u64 = 8 * 1024 * 1024;
 const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
@@ -38,6 +41,7 @@ pub struct Environment<'a> {
     /// Directory that relative `api_key_file` paths are resolved against.
     pub base_dir: &'a Path,
     pub listen_override: Option<SocketAddr>,
+    pub admin_listen_override: Option<SocketAddr>,
     pub read_env: &'a dyn Fn(&str) -> Option<String>,
 }
 
@@ -51,6 +55,7 @@ pub fn validate(
     let mut errors = Errors::default();
     let server = validate_server(&raw.server, env.listen_override, &mut errors);
     let auth = validate_auth(&raw.auth, server.as_ref().map(|s| s.listen), &mut errors);
+    let admin = validate_admin(&raw.admin, env, &mut errors);
 
     let mut providers = Vec::with_capacity(raw.providers.len());
     let mut provider_ids = HashMap::new();
@@ -81,10 +86,11 @@ pub fn validate(
         &mut errors,
     );
 
-    match (server, auth, errors.list.is_empty()) {
-        (Some(server), Some(auth), true) => Ok(Config {
+    match (server, auth, admin, errors.list.is_empty()) {
+        (Some(server), Some(auth), Some(admin), true) => Ok(Config {
             server,
             auth,
+            admin,
             providers,
             routes,
             experiments,
@@ -139,12 +145,53 @@ fn validate_server(
         errors.push("server.max_body_bytes", "must be greater than 0");
     }
     let max_body_bytes = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
+    let poll = raw.config_poll_ms.unwrap_or(DEFAULT_CONFIG_POLL_MS);
     Some(ServerConfig {
         listen: listen?,
         max_body_bytes,
         shutdown_grace: Duration::from_millis(
             raw.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
         ),
+        config_poll: (poll > 0).then(|| Duration::from_millis(poll)),
+    })
+}
+
+fn validate_admin(
+    raw: &RawAdmin,
+    env: &Environment<'_>,
+    errors: &mut Errors,
+) -> Option<AdminConfig> {
+    let listen = match env.admin_listen_override {
+        Some(addr) => addr,
+        None => {
+            let text = raw.listen.as_deref().unwrap_or(DEFAULT_ADMIN_LISTEN);
+            let Ok(addr) = text.parse::<SocketAddr>() else {
+                errors.push(
+                    "admin.listen",
+                    format!("`{text}` is not an IP address and port such as 127.0.0.1:9090"),
+                );
+                return None;
+            };
+            addr
+        }
+    };
+    let token = read_secret(
+        "admin",
+        ("token_env", raw.token_env.as_deref()),
+        ("token_file", raw.token_file.as_deref()),
+        env,
+        errors,
+    )?;
+    if token.is_none() && !listen.ip().is_loopback() {
+        errors.push(
+            "admin",
+            format!("the admin listener on {listen} is not loopback: set token_env or token_file"),
+        );
+        return None;
+    }
+    Some(AdminConfig {
+        listen,
+        token_sha256: token.map(|t| sha2::Sha256::digest(t.as_bytes()).into()),
     })
 }
 
@@ -349,45 +396,15 @@ fn read_credential(
     env: &Environment<'_>,
     errors: &mut Errors,
 ) -> Option<Option<Credential>> {
-    let secret = match (&raw.api_key_env, &raw.api_key_file) {
-        (Some(_), Some(_)) => {
-            errors.push(
-                format!("{path}.api_key_file"),
-                "set either api_key_env or api_key_file, not both",
-            );
-            return None;
-        }
-        (Some(var), None) => match (env.read_env)(var) {
-            Some(value) if !value.trim().is_empty() => value.trim().to_owned(),
-            _ => {
-                errors.push(
-                    format!("{path}.api_key_env"),
-                    format!("environment variable {var} is not set or empty"),
-                );
-                return None;
-            }
-        },
-        (None, Some(file)) => {
-            let file_path = env.base_dir.join(file);
-            match std::fs::read_to_string(&file_path) {
-                Ok(value) if !value.trim().is_empty() => value.trim().to_owned(),
-                Ok(_) => {
-                    errors.push(
-                        format!("{path}.api_key_file"),
-                        format!("{} is empty", file_path.display()),
-                    );
-                    return None;
-                }
-                Err(err) => {
-                    errors.push(
-                        format!("{path}.api_key_file"),
-                        format!("cannot read {}: {err}", file_path.display()),
-                    );
-                    return None;
-                }
-            }
-        }
-        (None, None) => return Some(None),
+    let Some(secret) = read_secret(
+        path,
+        ("api_key_env", raw.api_key_env.as_deref()),
+        ("api_key_file", raw.api_key_file.as_deref()),
+        env,
+        errors,
+    )?
+    else {
+        return Some(None);
     };
     let (default_header, prefix) = match raw.kind {
         RawProviderKind::Anthropic => ("x-api-key", ""),
@@ -418,6 +435,54 @@ fn read_credential(
                 format!("{path}.api_key_env"),
                 "the provider key contains characters that cannot be sent in a header",
             );
+            None
+        }
+    }
+}
+
+/// A secret named by an environment variable or a file, each given as
+/// (field name, value). `Some(None)`: none configured; `None`: an error was recorded.
+fn read_secret(
+    path: &str,
+    (env_field, env_var): (&str, Option<&str>),
+    (file_field, file): (&str, Option<&str>),
+    env: &Environment<'_>,
+    errors: &mut Errors,
+) -> Option<Option<String>> {
+    let (field, result) = match (env_var, file) {
+        (Some(_), Some(_)) => {
+            errors.push(
+                format!("{path}.{file_field}"),
+                format!("set either {env_field} or {file_field}, not both"),
+            );
+            return None;
+        }
+        (Some(var), None) => (
+            env_field,
+            (env.read_env)(var)
+                .ok_or_else(|| format!("environment variable {var} is not set or empty")),
+        ),
+        (None, Some(file)) => {
+            let file_path = env.base_dir.join(file);
+            (
+                file_field,
+                std::fs::read_to_string(&file_path)
+                    .map_err(|err| format!("cannot read {}: {err}", file_path.display())),
+            )
+        }
+        (None, None) => return Some(None),
+    };
+    match result.map(|value| value.trim().to_owned()) {
+        Ok(value) if !value.is_empty() => Some(Some(value)),
+        Ok(_) => {
+            errors.push(
+                format!("{path}.{field}"),
+                format!("the {field} secret is empty"),
+            );
+            None
+        }
+        Err(message) => {
+            errors.push(format!("{path}.{field}"), message);
             None
         }
     }

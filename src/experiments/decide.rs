@@ -69,50 +69,68 @@ pub fn decide(
         Some(key) => (key, true),
         None => (facts.request_id.to_owned(), false),
     };
-    let chosen = |variant, reason| Assignment {
-        variant,
-        reason,
-        unit_key: unit_key.clone(),
-        sticky,
-    };
-    if !experiment.enabled {
-        return Ok(chosen(experiment.default_variant, Reason::Disabled));
-    }
-    if let Some(variant) = experiment.killswitch {
-        return Ok(chosen(variant, Reason::Killswitch));
-    }
-    if let Some(requested) = facts.headers.get(&VARIANT_OVERRIDE) {
-        if !experiment.overrides.allows(facts.client_id) {
-            return Err(GatewayError::OverrideForbidden {
-                experiment: experiment.id.to_string(),
+    if experiment.enabled && experiment.killswitch.is_none() {
+        if let Some(requested) = facts.headers.get(&VARIANT_OVERRIDE) {
+            if !experiment.overrides.allows(facts.client_id) {
+                return Err(GatewayError::OverrideForbidden {
+                    experiment: experiment.id.to_string(),
+                });
+            }
+            let name = requested.to_str().unwrap_or_default().trim();
+            let variant =
+                experiment
+                    .variant_index(name)
+                    .ok_or_else(|| GatewayError::UnknownVariant {
+                        experiment: experiment.id.to_string(),
+                        variant: name.to_owned(),
+                    })?;
+            return Ok(Assignment {
+                variant,
+                reason: Reason::Override,
+                unit_key,
+                sticky,
             });
         }
-        let name = requested.to_str().unwrap_or_default().trim();
-        let variant =
-            experiment
-                .variant_index(name)
-                .ok_or_else(|| GatewayError::UnknownVariant {
-                    experiment: experiment.id.to_string(),
-                    variant: name.to_owned(),
-                })?;
-        return Ok(chosen(variant, Reason::Override));
-    }
-    for rule in &experiment.rules {
-        if attribute(&rule.attribute, facts).is_some_and(|value| rule.matcher.matches(&value)) {
-            return Ok(chosen(rule.variant, Reason::Flag(rule.name.clone())));
+        for rule in &experiment.rules {
+            if attribute(&rule.attribute, facts).is_some_and(|value| rule.matcher.matches(&value)) {
+                return Ok(Assignment {
+                    variant: rule.variant,
+                    reason: Reason::Flag(rule.name.clone()),
+                    unit_key,
+                    sticky,
+                });
+            }
         }
     }
-    if !assign::is_enrolled(&experiment.salt, &unit_key, experiment.enrolment_percent) {
-        return Ok(chosen(experiment.default_variant, Reason::NotEnrolled));
+    Ok(for_unit(experiment, unit_key, sticky))
+}
+
+/// The variant a unit gets from the experiment's own settings (switch, kill
+/// switch, enrolment, hash), before anything a particular request carries
+/// (override header, flag rules). Answers "which variant does user X see?".
+pub fn for_unit(experiment: &Experiment, unit_key: String, sticky: bool) -> Assignment {
+    let (variant, reason) = if !experiment.enabled {
+        (experiment.default_variant, Reason::Disabled)
+    } else if let Some(variant) = experiment.killswitch {
+        (variant, Reason::Killswitch)
+    } else if !assign::is_enrolled(&experiment.salt, &unit_key, experiment.enrolment_percent) {
+        (experiment.default_variant, Reason::NotEnrolled)
+    } else {
+        let variant = assign::choose_variant(
+            &experiment.salt,
+            &unit_key,
+            experiment.variants.iter().map(|v| (&*v.name, v.weight)),
+        )
+        // Validation guarantees a positive weight; the default keeps this total.
+        .unwrap_or(experiment.default_variant);
+        (variant, Reason::Hash)
+    };
+    Assignment {
+        variant,
+        reason,
+        unit_key,
+        sticky,
     }
-    let variant = assign::choose_variant(
-        &experiment.salt,
-        &unit_key,
-        experiment.variants.iter().map(|v| (&*v.name, v.weight)),
-    )
-    // Validation guarantees a positive weight; the default keeps this total.
-    .unwrap_or(experiment.default_variant);
-    Ok(chosen(variant, Reason::Hash))
 }
 
 fn unit_key(source: &UnitKeySource, facts: &RequestFacts<'_>) -> Option<String> {

@@ -12,11 +12,10 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use promptgate::app::App;
 use promptgate::capture::{Exchange, ExchangeSink};
-use promptgate::config::{self, LoadOptions};
-use promptgate::server::{self, Gateway};
-use promptgate::snapshot::{Snapshot, SnapshotHandle};
-use tokio::sync::oneshot;
+use promptgate::config::LoadOptions;
+use promptgate::server;
 use tokio::task::JoinHandle;
 
 pub const CLIENT_KEY: &str = "pg-test-key";
@@ -54,50 +53,40 @@ impl RecordingSink {
 
 pub struct TestGateway {
     pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub sink: Arc<RecordingSink>,
     pub dir: tempfile::TempDir,
-    shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<()>>,
+    pub config_path: std::path::PathBuf,
+    app: Option<App>,
 }
 
 impl TestGateway {
-    /// Starts the gateway from a config text on a free loopback port. The text
+    /// Starts the gateway from a config text on free loopback ports. The text
     /// may use `{dir}`, replaced by a temporary directory holding
     /// `provider.key` (containing `PROVIDER_KEY`).
     pub async fn start(config_text: &str) -> TestGateway {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("provider.key"), PROVIDER_KEY).unwrap();
-        let path = dir.path().join("gateway.toml");
-        std::fs::write(
-            &path,
-            config_text.replace("{dir}", &dir.path().display().to_string()),
-        )
-        .unwrap();
-        let config = config::load_file(
-            &path,
-            &LoadOptions {
-                listen_override: Some("127.0.0.1:0".parse().unwrap()),
-            },
-        )
-        .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
-        let grace = config.server.shutdown_grace;
-        let listener = server::bind(config.server.listen).await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let config_path = dir.path().join("gateway.toml");
+        std::fs::write(&config_path, expand(config_text, &dir)).unwrap();
         let sink = Arc::new(RecordingSink::default());
-        let gateway = Arc::new(Gateway {
-            snapshots: SnapshotHandle::new(Snapshot::new(config)),
-            sink: sink.clone(),
-        });
-        let (shutdown, shutdown_rx) = oneshot::channel();
-        let task = tokio::spawn(server::serve(listener, gateway, grace, async {
-            let _ = shutdown_rx.await;
-        }));
+        let app = App::start(
+            config_path.clone(),
+            LoadOptions {
+                listen_override: Some("127.0.0.1:0".parse().unwrap()),
+                admin_listen_override: Some("127.0.0.1:0".parse().unwrap()),
+            },
+            sink.clone(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("test config invalid:\n{e}"));
         TestGateway {
-            addr,
+            addr: app.addr,
+            admin_addr: app.admin_addr,
             sink,
             dir,
-            shutdown: Some(shutdown),
-            task: Some(task),
+            config_path,
+            app: Some(app),
         }
     }
 
@@ -105,24 +94,28 @@ impl TestGateway {
         format!("http://{}{}", self.addr, path)
     }
 
-    /// Signals shutdown and returns the server task, which ends once drained.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin_addr, path)
+    }
+
+    /// Rewrites the config file (same `{dir}` expansion as `start`).
+    pub fn write_config(&self, config_text: &str) {
+        std::fs::write(&self.config_path, expand(config_text, &self.dir)).unwrap();
+    }
+
+    pub fn app(&self) -> &App {
+        self.app.as_ref().expect("gateway already shut down")
+    }
+
+    /// Starts the shutdown; the returned task ends once the gateway drained.
     pub fn begin_shutdown(&mut self) -> JoinHandle<()> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        self.task.take().expect("shutdown twice")
+        let app = self.app.take().expect("shutdown twice");
+        tokio::spawn(app.shutdown())
     }
 }
 
-impl Drop for TestGateway {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
-    }
+fn expand(config_text: &str, dir: &tempfile::TempDir) -> String {
+    config_text.replace("{dir}", &dir.path().display().to_string())
 }
 
 /// A config routing `gpt-*` to an OpenAI-kind provider and `claude-*` to an

@@ -1,0 +1,150 @@
+//! Assembles a running gateway from a config file: the client listener, the
+//! admin listener, the config watcher and the SIGHUP handler, all owned by
+//! `App` and stopped in order by `App::shutdown`. The binary and the tests
+//! start the gateway the same way.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::admin::{self, Admin};
+use crate::capture::ExchangeSink;
+use crate::config::{self, ConfigError, LoadOptions};
+use crate::reload::Reloader;
+use crate::server::{self, Gateway};
+use crate::snapshot::{Snapshot, SnapshotHandle};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+pub struct App {
+    pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
+    pub gateway: Arc<Gateway>,
+    pub reloader: Arc<Reloader>,
+    stop_serving: Option<tokio::sync::oneshot::Sender<()>>,
+    stop_background: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
+    server::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
+}
+
+impl App {
+    pub async fn start(
+        config_path: PathBuf,
+        options: LoadOptions,
+        sink: Arc<dyn ExchangeSink>,
+    ) -> Result<App, StartError> {
+        let config = config::load_file(&config_path, &options)?;
+        let listener = bind(config.server.listen).await?;
+        let admin_listener = bind(config.admin.listen).await?;
+        let addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.server.listen,
+            source,
+        })?;
+        let admin_addr = admin_listener
+            .local_addr()
+            .map_err(|source| StartError::Bind {
+                addr: config.admin.listen,
+                source,
+            })?;
+        let grace = config.server.shutdown_grace;
+        let poll = config.server.config_poll;
+        let prompt_files = config.prompt_files.clone();
+        let version = config.version.clone();
+
+        let gateway = Arc::new(Gateway {
+            snapshots: SnapshotHandle::new(Snapshot::new(config)),
+            sink,
+        });
+        let reloader = Arc::new(Reloader::new(
+            config_path,
+            options,
+            gateway.clone(),
+            prompt_files,
+            version,
+        ));
+        let (stop_background, stopped) = watch::channel(false);
+        let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
+
+        let server = tokio::spawn(server::serve(listener, gateway.clone(), grace, async {
+            let _ = serving_stopped.await;
+        }));
+        let mut background = Vec::new();
+        let admin = Arc::new(Admin {
+            gateway: gateway.clone(),
+            reloader: reloader.clone(),
+        });
+        let mut admin_stopped = stopped.clone();
+        background.push(tokio::spawn(admin::serve(
+            admin_listener,
+            admin,
+            async move {
+                let _ = admin_stopped.changed().await;
+            },
+        )));
+        if let Some(every) = poll {
+            background.push(tokio::spawn(
+                reloader.clone().watch_files(every, stopped.clone()),
+            ));
+        }
+        #[cfg(unix)]
+        background.push(tokio::spawn(reloader.clone().reload_on_sighup(stopped)));
+
+        Ok(App {
+            addr,
+            admin_addr,
+            gateway,
+            reloader,
+            stop_serving: Some(stop_serving),
+            stop_background,
+            server,
+            background,
+        })
+    }
+
+    /// Stops accepting and drains in-flight requests (bounded by the grace
+    /// period), then stops the admin listener and the watchers.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop_serving.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.server).await;
+        let _ = self.stop_background.send(true);
+        for task in self.background.drain(..) {
+            let _ = task.await;
+        }
+    }
+
+    /// Signals shutdown without waiting (for tests that watch the drain).
+    pub fn begin_shutdown(&mut self) {
+        if let Some(stop) = self.stop_serving.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.server.abort();
+        for task in &self.background {
+            task.abort();
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Hot reload: the config file and the prompt files it reads are checked for
+//! changes every `server.config_poll_ms`; SIGHUP and `POST /admin/reload`
+//! reload too. A reload parses, validates and builds a complete new snapshot —
+//! which may fail, leaving the running one untouched and the error logged with
+//! file:line and field — then swaps it in atomically.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
+
+use crate::config::{self, ConfigError, LoadOptions};
+use crate::server::Gateway;
+use crate::snapshot::Snapshot;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReloadOutcome {
+    Reloaded { version: Arc<str> },
+    Unchanged { version: Arc<str> },
+}
+
+/// What the admin endpoint reports about reloads.
+#[derive(Debug, Clone)]
+pub struct ReloadStatus {
+    pub version: Arc<str>,
+    pub loaded_at: SystemTime,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    pub last_error: Option<String>,
+}
+
+struct State {
+    status: ReloadStatus,
+    watched: Vec<PathBuf>,
+    fingerprint: [u8; 32],
+}
+
+pub struct Reloader {
+    config_path: PathBuf,
+    options: LoadOptions,
+    gateway: Arc<Gateway>,
+    state: Mutex<State>,
+}
+
+impl Reloader {
+    /// `prompt_files` and `version` describe the snapshot the gateway started with.
+    pub fn new(
+        config_path: PathBuf,
+        options: LoadOptions,
+        gateway: Arc<Gateway>,
+        prompt_files: Vec<PathBuf>,
+        version: Arc<str>,
+    ) -> Reloader {
+        let mut watched = vec![config_path.clone()];
+        watched.extend(prompt_files);
+        let fingerprint = fingerprint(&watched);
+        Reloader {
+            config_path,
+            options,
+            gateway,
+            state: Mutex::new(State {
+                status: ReloadStatus {
+                    version,
+                    loaded_at: SystemTime::now(),
+                    reloads_ok: 0,
+                    reloads_failed: 0,
+                    last_error: None,
+                },
+                watched,
+                fingerprint,
+            }),
+        }
+    }
+
+    pub fn status(&self) -> ReloadStatus {
+        self.lock().status.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Reloads now. Blocking (file reads, parsing): call from a blocking context.
+    pub fn reload(&self) -> Result<ReloadOutcome, ConfigError> {
+        // Held throughout, so concurrent reloads happen one after the other.
+        let mut state = self.lock();
+        let config = match config::load_file(&self.config_path, &self.options) {
+            Ok(config) => config,
+            Err(error) => {
+                state.status.reloads_failed += 1;
+                state.status.last_error = Some(error.to_string());
+                // Later polls retry only when the files change again.
+                state.fingerprint = fingerprint(&state.watched);
+                tracing::error!(version = %state.status.version, "config reload failed; still serving the previous version:\n{error}");
+                return Err(error);
+            }
+        };
+        let mut watched = vec![self.config_path.clone()];
+        watched.extend(config.prompt_files.iter().cloned());
+        state.fingerprint = fingerprint(&watched);
+        state.watched = watched;
+        state.status.last_error = None;
+        let version = config.version.clone();
+        if version == state.status.version {
+            return Ok(ReloadOutcome::Unchanged { version });
+        }
+        let current = self.gateway.snapshots.load();
+        if current.server.listen != config.server.listen
+            || current.admin.listen != config.admin.listen
+        {
+            tracing::warn!("a listen address changed: that part takes effect only after a restart");
+        }
+        self.gateway.snapshots.replace(Snapshot::new(config));
+        state.status.version = version.clone();
+        state.status.loaded_at = SystemTime::now();
+        state.status.reloads_ok += 1;
+        tracing::info!(%version, "config reloaded");
+        Ok(ReloadOutcome::Reloaded { version })
+    }
+
+    fn changed_on_disk(&self) -> bool {
+        let state = self.lock();
+        fingerprint(&state.watched) != state.fingerprint
+    }
+
+    /// Polls the watched files until `shutdown` turns true.
+    pub async fn watch_files(
+        self: Arc<Self>,
+        every: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            let reloader = self.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if reloader.changed_on_disk() {
+                    let _ = reloader.reload();
+                }
+            })
+            .await;
+        }
+    }
+
+    /// Reloads on every SIGHUP until `shutdown` turns true.
+    #[cfg(unix)]
+    pub async fn reload_on_sighup(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGHUP");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                received = hangups.recv() => {
+                    if received.is_none() {
+                        return;
+                    }
+                    tracing::info!("SIGHUP received: reloading the config");
+                    let reloader = self.clone();
+                    let _ = tokio::task::spawn_blocking(move || reloader.reload()).await;
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}
+
+/// Content hash of the watched files (a missing file hashes as empty), so a
+/// change is seen whatever happened to timestamps, e.g. Kubernetes ConfigMap
+/// symlink swaps.
+fn fingerprint(files: &[PathBuf]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    for file in files {
+        let content = std::fs::read(file).unwrap_or_default();
+        hasher.update((content.len() as u64).to_le_bytes());
+        hasher.update(&content);
+    }
+    hasher.finalize().into()
+}
