@@ -115,32 +115,7 @@ async fn sigterm_lets_in_flight_streams_finish_then_exits_zero() {
         ),
     )
     .unwrap();
-    let mut child = Command::new(BIN)
-        .args([
-            "--log-format",
-            "json",
-            "serve",
-            "--config",
-            config.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("gateway exited before listening")
-            .unwrap();
-        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if let Some(local) = log["fields"]["local"].as_str() {
-            break local.to_owned();
-        }
-    };
+    let (mut child, addr, lines) = spawn_gateway(&config);
     let logs = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
 
     let url = format!("http://{addr}/v1/chat/completions");
@@ -172,4 +147,101 @@ async fn sigterm_lets_in_flight_streams_finish_then_exits_zero() {
     let logs = logs.join().unwrap().join("\n");
     assert!(logs.contains("SIGTERM received"), "{logs}");
     assert!(logs.contains("all connections drained"), "{logs}");
+}
+
+/// Starts the binary on free ports and returns it with its gateway address.
+fn spawn_gateway(
+    config: &std::path::Path,
+) -> (
+    std::process::Child,
+    String,
+    std::io::Lines<BufReader<std::process::ChildStderr>>,
+) {
+    let mut child = Command::new(BIN)
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("gateway exited before listening")
+            .unwrap();
+        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if let Some(local) = log["fields"]["local"].as_str() {
+            break local.to_owned();
+        }
+    };
+    (child, addr, lines)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reloads_the_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    let text = |weights: (u32, u32)| {
+        format!(
+            "[server]\nconfig_poll_ms = 0\n[auth]\nopen = true\n[providers.demo]\nkind = \"demo\"\n[experiments.e]\nunit_key = {{ header = \"x-user-id\" }}\n[[experiments.e.variants]]\nname = \"a\"\nweight = {}\nmodel = \"m\"\nproviders = [\"demo\"]\n[[experiments.e.variants]]\nname = \"b\"\nweight = {}\nmodel = \"m\"\nproviders = [\"demo\"]\n",
+            weights.0, weights.1
+        )
+    };
+    std::fs::write(&config, text((100, 0))).unwrap();
+    let (mut child, addr, lines) = spawn_gateway(&config);
+    let url = format!("http://{addr}/v1/chat/completions");
+    let ask = || async {
+        let reply = support::send(
+            &support::client(),
+            http::Method::POST,
+            &url,
+            &[("x-user-id", "u")],
+            r#"{"model":"e","messages":[]}"#,
+        )
+        .await;
+        reply.headers["x-promptgate-variant"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(ask().await, "a");
+    std::fs::write(&config, text((0, 100))).unwrap();
+    assert_eq!(
+        ask().await,
+        "a",
+        "polling is off: nothing changes before SIGHUP"
+    );
+    assert!(
+        Command::new("kill")
+            .args(["-HUP", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while ask().await != "b" {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status.code(), Some(0));
+    let logs = lines.map_while(Result::ok).collect::<Vec<_>>().join("\n");
+    assert!(logs.contains("SIGHUP received"), "{logs}");
+    assert!(logs.contains("config reloaded"), "{logs}");
 }
