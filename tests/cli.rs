@@ -17,17 +17,12 @@ fn repo_file(path: &str) -> String {
 }
 
 #[test]
-fn check_config_accepts_the_quickstart() {
-    let out = Command::new(BIN)
-        .args(["check-config", &repo_file("config/quickstart.toml")])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("valid (version "));
+fn check_config_accepts_the_shipped_configs() {
+    for file in ["config/quickstart.toml", "config/experiments-example.toml"] {
+        let out = Command::new(BIN).args(["check-config", &repo_file(file)]).output().unwrap();
+        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("valid (version "));
+    }
 }
 
 #[test]
