@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Added latency of the gateway over calling the simulated provider directly,
 # at a fixed open-loop request rate (oha, latency-corrected), measured side by
-# side in one run with the cases interleaved: direct, gateway, direct, gateway…
+# side in one run with the cases interleaved round by round:
+#   direct      — straight to the simulated provider (the baseline)
+#   passthrough — through the gateway, plain routing
+#   experiment  — through the gateway, a 2-variant experiment (assignment +
+#                 template rendering + body rewrite on every request)
 #
 #   loadtest/run.sh                     # 1000 req/s, 10 s per run, 3 rounds
 #   RATE=5000 DURATION=20 ROUNDS=5 loadtest/run.sh
@@ -53,6 +57,21 @@ max_retries = 0
 [[routes]]
 models = ["*"]
 providers = ["sim"]
+[experiments.bench]
+unit_key = { header = "x-user-id" }
+[[experiments.bench.variants]]
+name = "control"
+weight = 50
+model = "gpt-4o-mini"
+providers = ["sim"]
+system = "You are a concise assistant."
+[[experiments.bench.variants]]
+name = "treatment"
+weight = 50
+model = "gpt-4o-mini"
+providers = ["sim"]
+system = "You are a concise assistant for {{audience}}."
+params = { temperature = 0.2 }
 TOML
 "$bin/promptgate" --log-format json serve --config "$out/gateway.toml" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2> "$out/gateway.log" &
 gateway_pid=$!
@@ -64,22 +83,23 @@ for line in open(sys.argv[1]):
     if local: print(local); break' "$out/gateway.log")
 
 body='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Summarise the plot of Hamlet in one sentence."}]}'
-run_case() { # name url round
-  "$OHA" --no-tui --output-format json -q "$RATE" -z "${DURATION}s" --latency-correction \
+experiment_body='{"model":"bench","messages":[{"role":"user","content":"Summarise the plot of Hamlet in one sentence."}],"promptgate":{"variables":{"audience":"students"}}}'
+run_case() { # name url round body
+  "$OHA" --no-tui --output-format json -q "$RATE" -z "${DURATION}s" --latency-correction -w \
     -c "$CONNECTIONS" -m POST -H 'content-type: application/json' -H 'authorization: Bearer load' \
-    -d "$body" "$2" > "$out/$1-$3.json"
+    -H 'x-user-id: user-1' -d "$4" "$2" > "$out/$1-$3.json"
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 gw_cpu_start=$(cpu_ticks "$gateway_pid")
 for round in $(seq "$ROUNDS"); do
-  echo "round $round/$ROUNDS: direct" >&2
-  run_case direct "http://$sim_addr/v1/chat/completions" "$round"
-  echo "round $round/$ROUNDS: gateway" >&2
-  run_case gateway "http://$gateway_addr/v1/chat/completions" "$round"
+  echo "round $round/$ROUNDS" >&2
+  run_case direct "http://$sim_addr/v1/chat/completions" "$round" "$body"
+  run_case passthrough "http://$gateway_addr/v1/chat/completions" "$round" "$body"
+  run_case experiment "http://$gateway_addr/v1/chat/completions" "$round" "$experiment_body"
 done
 gw_cpu_end=$(cpu_ticks "$gateway_pid")
 gw_rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$gateway_pid/status")
 
 python3 "$here/report.py" "$out" "$ROUNDS" "$RATE" "$DURATION" \
-  "$(( (gw_cpu_end - gw_cpu_start) ))" "$(getconf CLK_TCK)" "$gw_rss_kb"
+  "$(( (gw_cpu_end - gw_cpu_start) ))" "$(getconf CLK_TCK)" "$gw_rss_kb" direct passthrough experiment

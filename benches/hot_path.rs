@@ -1,0 +1,182 @@
+//! Micro-benchmarks of the per-request hot path: variant assignment, template
+//! rendering, applying a variant to a body, reading a request head, and SSE
+//! decoding with usage capture. Run: `cargo bench --bench hot_path`.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderMap, HeaderValue};
+use promptgate::api::{Endpoint, parse_head};
+use promptgate::capture::ResponseCapture;
+use promptgate::config::{self, LoadOptions};
+use promptgate::experiments::assign;
+use promptgate::experiments::decide::{self, RequestFacts};
+use promptgate::experiments::render::{self, Variables};
+use promptgate::experiments::template::Template;
+use serde_json::Value;
+
+const CHAT: &[u8] = br#"{"model":"greeting","messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"Summarise the plot of Hamlet in one sentence, please."}],"temperature":0.3,"stream":false,"promptgate":{"variables":{"audience":"students","bullets":3}}}"#;
+
+fn assignment(c: &mut Criterion) {
+    let mut group = c.benchmark_group("assignment");
+    group.bench_function("choose_variant/2", |b| {
+        b.iter(|| {
+            assign::choose_variant(
+                black_box("greeting"),
+                black_box("user-12345"),
+                [("control", 50.0), ("friendly", 50.0)],
+            )
+        })
+    });
+    group.bench_function("choose_variant/3", |b| {
+        b.iter(|| {
+            assign::choose_variant(
+                black_box("greeting"),
+                black_box("user-12345"),
+                [("control", 50.0), ("friendly", 30.0), ("terse", 20.0)],
+            )
+        })
+    });
+    group.bench_function("is_enrolled", |b| {
+        b.iter(|| assign::is_enrolled(black_box("greeting"), black_box("user-12345"), 80.0))
+    });
+    group.finish();
+}
+
+fn templates(c: &mut Criterion) {
+    let template = Template::parse(
+        "Summarise for {{audience}} in at most {{bullets}} bullet points. Text: {{input}}",
+    )
+    .unwrap();
+    let vars = [
+        ("audience", "students"),
+        ("bullets", "3"),
+        (
+            "input",
+            "Summarise the plot of Hamlet in one sentence, please.",
+        ),
+    ];
+    c.bench_function("template/render", |b| {
+        b.iter(|| template.render(|name| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)))
+    });
+}
+
+fn request_head(c: &mut Criterion) {
+    c.bench_function("parse_head/chat", |b| {
+        b.iter(|| parse_head(black_box(CHAT)))
+    });
+}
+
+fn sse_capture(c: &mut Criterion) {
+    let mut stream = String::new();
+    for i in 0..50 {
+        stream.push_str(&format!(
+            "data: {{\"id\":\"chatcmpl-1\",\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"word{i} \"}},\"finish_reason\":null}}]}}\n\n"
+        ));
+    }
+    stream.push_str("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":50}}\n\ndata: [DONE]\n\n");
+    let bytes = stream.into_bytes();
+    let mut group = c.benchmark_group("sse_capture");
+    group.throughput(criterion::Throughput::Bytes(bytes.len() as u64));
+    group.bench_function("openai_50_chunks/reads_of_4KiB", |b| {
+        b.iter(|| {
+            let mut capture = ResponseCapture::new(Endpoint::ChatCompletions, true);
+            for piece in bytes.chunks(4096) {
+                capture.observe(piece);
+            }
+            capture.finish()
+        })
+    });
+    group.bench_function("openai_50_chunks/reads_of_64B", |b| {
+        b.iter(|| {
+            let mut capture = ResponseCapture::new(Endpoint::ChatCompletions, true);
+            for piece in bytes.chunks(64) {
+                capture.observe(piece);
+            }
+            capture.finish()
+        })
+    });
+    group.finish();
+}
+
+/// The whole experiment phase minus I/O: parse the body, decide, render, serialise.
+fn experiment_phase(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bench.toml");
+    std::fs::write(
+        &path,
+        r#"
+[auth]
+open = true
+[providers.demo]
+kind = "demo"
+[experiments.greeting]
+unit_key = { header = "x-user-id" }
+[[experiments.greeting.variants]]
+name = "control"
+weight = 50
+model = "demo-a"
+providers = ["demo"]
+system = "You are a concise assistant for {{audience}}."
+params = { temperature = 0.2, max_tokens = 200 }
+[[experiments.greeting.variants]]
+name = "bullets"
+weight = 50
+model = "demo-b"
+providers = ["demo"]
+system = "Answer {{audience}} in at most {{bullets}} bullet points."
+messages = "prepend"
+user = "Be precise."
+"#,
+    )
+    .unwrap();
+    let config = config::load_file(&path, &LoadOptions::default()).unwrap();
+    let experiment = &config.experiments[0];
+    let mut headers = HeaderMap::new();
+    headers.insert("x-user-id", HeaderValue::from_static("user-12345"));
+    c.bench_function("experiment/parse_decide_render_serialise", |b| {
+        b.iter(|| {
+            let value: Value = serde_json::from_slice(black_box(CHAT)).unwrap();
+            let assignment = decide::decide(
+                experiment,
+                &RequestFacts {
+                    headers: &headers,
+                    client_id: None,
+                    model: "greeting",
+                    body: &value,
+                    request_id: "r",
+                },
+            )
+            .unwrap();
+            let Value::Object(mut body) = value else {
+                unreachable!()
+            };
+            let variables = Variables::take_from(&mut body, Endpoint::ChatCompletions).unwrap();
+            render::apply(
+                experiment,
+                &experiment.variants[assignment.variant],
+                Endpoint::ChatCompletions,
+                &mut body,
+                &variables,
+            )
+            .unwrap();
+            serde_json::to_vec(&body).unwrap()
+        })
+    });
+    c.bench_function("experiment/baseline_parse_serialise", |b| {
+        b.iter(|| {
+            let value: Value = serde_json::from_slice(black_box(CHAT)).unwrap();
+            serde_json::to_vec(&value).unwrap()
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    assignment,
+    templates,
+    request_head,
+    sse_capture,
+    experiment_phase
+);
+criterion_main!(benches);

@@ -1,0 +1,55 @@
+"""Summarises loadtest/run.sh's oha JSON files into one markdown table.
+
+Added latency = gateway percentile - direct percentile, per round (the two
+runs of a round are adjacent in time), then the median and range over rounds.
+"""
+import json
+import statistics
+import sys
+from pathlib import Path
+
+out, rounds, rate, duration = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
+cpu_ticks, clk_tck, rss_kb = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+cases = sys.argv[8:]  # the first is the baseline
+
+
+def load(case, r):
+    data = json.loads((out / f"{case}-{r}.json").read_text())
+    pct = data["latencyPercentiles"]
+    codes = data.get("statusCodeDistribution", {})
+    ok = sum(v for k, v in codes.items() if k.startswith("2"))
+    total = sum(codes.values())
+    errors = sum(data.get("errorDistribution", {}).values())
+    return {
+        "rps": data["summary"]["requestsPerSec"],
+        "p50": pct["p50"] * 1e3,
+        "p99": pct["p99"] * 1e3,
+        "p99.9": pct["p99.9"] * 1e3,
+        "non2xx": total - ok + errors,
+    }
+
+
+runs = {case: [load(case, r) for r in range(1, rounds + 1)] for case in cases}
+baseline = cases[0]
+
+
+def med_range(values):
+    return f"{statistics.median(values):.3f} ({min(values):.3f}–{max(values):.3f})"
+
+
+print(f"Fixed rate {rate} req/s, {duration:g} s per run, {rounds} interleaved rounds "
+      f"(median and range over rounds; latencies in ms; 'added' = case minus {baseline} in the same round)\n")
+print("| case | req/s | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | failed |")
+print("|---|---|---|---|---|---|---|---|---|")
+for case, rs in runs.items():
+    added = {p: [r[p] - d[p] for r, d in zip(rs, runs[baseline])] for p in ("p50", "p99", "p99.9")}
+    print(
+        f"| {case} | {statistics.median(r['rps'] for r in rs):.0f} | {med_range([r['p50'] for r in rs])} | "
+        f"{med_range([r['p99'] for r in rs])} | {med_range([r['p99.9'] for r in rs])} | "
+        + (" | ".join(med_range(added[p]) for p in ("p50", "p99", "p99.9")) if case != baseline else "– | – | –")
+        + f" | {sum(r['non2xx'] for r in rs)} |"
+    )
+gateway_runs = rounds * (len(cases) - 1)
+busy = cpu_ticks / clk_tck
+print(f"\nGateway process: {busy:.2f} s CPU over {gateway_runs} runs of {duration:g} s "
+      f"(≈{100 * busy / (gateway_runs * duration):.0f}% of one core while loaded); peak RSS {rss_kb / 1024:.1f} MiB")
