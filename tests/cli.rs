@@ -19,8 +19,15 @@ fn repo_file(path: &str) -> String {
 #[test]
 fn check_config_accepts_the_shipped_configs() {
     for file in ["config/quickstart.toml", "config/experiments-example.toml"] {
-        let out = Command::new(BIN).args(["check-config", &repo_file(file)]).output().unwrap();
-        assert!(out.status.success(), "{file}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = Command::new(BIN)
+            .args(["check-config", &repo_file(file)])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{file}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(String::from_utf8_lossy(&out.stdout).contains("valid (version "));
     }
 }
@@ -239,4 +246,45 @@ async fn sighup_reloads_the_config() {
     let logs = lines.map_while(Result::ok).collect::<Vec<_>>().join("\n");
     assert!(logs.contains("SIGHUP received"), "{logs}");
     assert!(logs.contains("config reloaded"), "{logs}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateway_processes_assign_every_unit_identically() {
+    let config = repo_file("config/quickstart.toml");
+    let (mut first, first_addr, _) = spawn_gateway(std::path::Path::new(&config));
+    let (mut second, second_addr, _) = spawn_gateway(std::path::Path::new(&config));
+    let client = support::client();
+    let mut counts = std::collections::HashMap::new();
+    for user in 0..200 {
+        let user = format!("user-{user}");
+        let mut seen = Vec::new();
+        for addr in [&first_addr, &second_addr] {
+            let reply = support::send(
+                &client,
+                http::Method::POST,
+                &format!("http://{addr}/v1/chat/completions"),
+                &[("x-user-id", &user)],
+                r#"{"model":"greeting","messages":[{"role":"user","content":"hi"}]}"#,
+            )
+            .await;
+            assert_eq!(reply.status, StatusCode::OK);
+            seen.push(
+                reply.headers["x-promptgate-variant"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned(),
+            );
+        }
+        assert_eq!(
+            seen[0], seen[1],
+            "{user} assigned differently by two processes"
+        );
+        *counts.entry(seen[0].clone()).or_insert(0) += 1;
+    }
+    // Both variants are in use (a 50/50 split over 200 users).
+    assert!(counts.values().all(|&n| n > 60), "{counts:?}");
+    for child in [&mut first, &mut second] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 }

@@ -195,6 +195,17 @@ async fn a_broken_file_keeps_the_old_version_serving_and_says_where() {
     .await
     .json();
     assert_eq!(status["reloads_failed"], 2);
+    let metrics = send(&client, Method::GET, &gw.admin_url("/metrics"), &[], "")
+        .await
+        .text();
+    assert!(
+        metrics.contains("promptgate_config_reloads_total{outcome=\"failed\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(&format!("promptgate_config_info{{version=\"{before}\"}} 1")),
+        "{metrics}"
+    );
     assert!(
         status["last_error"]
             .as_str()

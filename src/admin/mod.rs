@@ -92,6 +92,7 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<GatewayBo
                 json!({"status": "ready", "config_version": &*version}),
             )
         }
+        (&Method::GET, ["metrics"]) => metrics(admin),
         (_, ["admin", ..]) if !authorized(admin, &request) => error(
             StatusCode::UNAUTHORIZED,
             "send the admin token as Authorization: Bearer <token>",
@@ -190,6 +191,29 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<GatewayBo
             format!("no admin endpoint {} {path}", request.method()),
         ),
     }
+}
+
+/// Prometheus text exposition of the reload counters and the active version.
+/// The full metric set arrives with the telemetry module; these two exist now
+/// because an operator must see a failing reload without reading logs.
+fn metrics(admin: &Admin) -> Response<GatewayBody> {
+    let status = admin.reloader.status();
+    let text = format!(
+        "# HELP promptgate_config_reloads_total Config reloads by outcome.\n\
+         # TYPE promptgate_config_reloads_total counter\n\
+         promptgate_config_reloads_total{{outcome=\"ok\"}} {}\n\
+         promptgate_config_reloads_total{{outcome=\"failed\"}} {}\n\
+         # HELP promptgate_config_info The config version in force (always 1).\n\
+         # TYPE promptgate_config_info gauge\n\
+         promptgate_config_info{{version=\"{}\"}} 1\n",
+        status.reloads_ok, status.reloads_failed, status.version
+    );
+    let mut response = Response::new(full(Bytes::from(text)));
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }
 
 fn describe(experiment: &Experiment, version: &str) -> Value {
