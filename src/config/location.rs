@@ -42,10 +42,44 @@ enum Segment<'a> {
     Index(usize),
 }
 
+/// `parent.key`, with the key quoted (`parent."a.b"`) when it contains a dot,
+/// so the path can be walked back unambiguously.
+pub fn child_path(parent: &str, key: &str) -> String {
+    if key.contains('.') {
+        format!("{parent}.\"{key}\"")
+    } else {
+        format!("{parent}.{key}")
+    }
+}
+
+/// Splits on dots outside double quotes.
+fn parts(path: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, c) in path.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            '.' if !quoted => {
+                out.push(&path[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    out.push(&path[start..]);
+    out
+}
+
 fn segments(path: &str) -> Vec<Segment<'_>> {
     let mut out = Vec::new();
-    for part in path.split('.') {
-        let (key, mut rest) = part.split_once('[').map_or((part, ""), |(k, r)| (k, r));
+    for part in parts(path) {
+        let (key, mut rest) = match part.strip_prefix('"') {
+            Some(quoted) => match quoted.split_once('"') {
+                Some((key, after)) => (key, after.trim_start_matches('[')),
+                None => (quoted, ""),
+            },
+            None => part.split_once('[').map_or((part, ""), |(k, r)| (k, r)),
+        };
         if !key.is_empty() {
             out.push(Segment::Key(key));
         }
@@ -71,6 +105,17 @@ mod tests {
         assert_eq!(line_of(SOURCE, "providers.openai.base_url"), Some(6));
         assert_eq!(line_of(SOURCE, "routes[1].providers[1]"), Some(13));
         assert_eq!(line_of(SOURCE, "routes[1].models"), Some(12));
+    }
+
+    #[test]
+    fn quoted_keys_with_dots() {
+        let source = "[experiments.\"a.b\"]\nsalt = \"x\"\n\n[[experiments.\"a.b\".variants]]\nweight = -1\n";
+        assert_eq!(child_path("experiments", "a.b"), "experiments.\"a.b\"");
+        assert_eq!(line_of(source, "experiments.\"a.b\".salt"), Some(2));
+        assert_eq!(
+            line_of(source, "experiments.\"a.b\".variants[0].weight"),
+            Some(5)
+        );
     }
 
     #[test]

@@ -147,4 +147,6 @@ pub fn config_version(source: &str, files: &[(PathBuf, String)]) -> Arc<str> {
 }
 
 #[cfg(test)]
+mod experiment_tests;
+#[cfg(test)]
 mod tests;

@@ -261,7 +261,7 @@ fn validate_provider(
     env: &Environment<'_>,
     errors: &mut Errors,
 ) -> Option<ProviderConfig> {
-    let path = format!("providers.{name}");
+    let path = super::location::child_path("providers", name);
     let before = errors.list.len();
     let kind = match raw.kind {
         RawProviderKind::Demo => {

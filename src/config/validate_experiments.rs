@@ -57,7 +57,7 @@ pub(super) fn validate_experiments(
     let mut experiments = Vec::with_capacity(raw.len());
     for (id, experiment) in raw {
         let before = errors.len();
-        let path = format!("experiments.{id}");
+        let path = super::location::child_path("experiments", id);
         if !is_label(id) {
             errors.push(&path, format!("the experiment id `{id}` {LABEL_RULE}"));
         }
@@ -137,18 +137,24 @@ fn validate_experiment(
             },
         }
     };
-    let default_variant = find("default_variant", &raw.default_variant, errors)?.unwrap_or(0);
-    let fallback_variant = find("fallback_variant", &raw.fallback_variant, errors)?;
-    let killswitch = find("killswitch", &raw.killswitch, errors)?;
+    // All three are looked up before giving up, so every wrong name is reported.
+    let default_variant = find("default_variant", &raw.default_variant, errors);
+    let fallback_variant = find("fallback_variant", &raw.fallback_variant, errors);
+    let killswitch = find("killswitch", &raw.killswitch, errors);
 
     let mut rules = Vec::with_capacity(raw.rules.len());
     let mut rule_names = HashSet::new();
     for (index, rule) in raw.rules.iter().enumerate() {
         let rpath = format!("{path}.rules[{index}]");
-        if rule.name.trim().is_empty() || !rule_names.insert(rule.name.as_str()) {
+        if !is_label(&rule.name) {
             errors.push(
                 format!("{rpath}.name"),
-                format!("rule names must be non-empty and unique (`{}`)", rule.name),
+                format!("`{}` {LABEL_RULE}", rule.name),
+            );
+        } else if !rule_names.insert(rule.name.as_str()) {
+            errors.push(
+                format!("{rpath}.name"),
+                format!("duplicate rule name `{}`", rule.name),
             );
         }
         let variant = match names.get(rule.variant.as_str()) {
@@ -200,6 +206,11 @@ fn validate_experiment(
     if variants.len() != raw.variants.len() {
         return None;
     }
+    let (default_variant, fallback_variant, killswitch) = (
+        default_variant?.unwrap_or(0),
+        fallback_variant?,
+        killswitch?,
+    );
     Some(Experiment {
         id: id.into(),
         enabled: raw.enabled,

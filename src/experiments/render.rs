@@ -109,6 +109,15 @@ pub fn apply(
     body: &mut Map<String, Value>,
     variables: &Variables,
 ) -> Result<(), GatewayError> {
+    if !matches!(
+        endpoint,
+        Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses
+    ) {
+        return Err(GatewayError::ExperimentNotApplicable {
+            experiment: experiment.id.to_string(),
+            endpoint: endpoint.label(),
+        });
+    }
     let render = |template: &super::template::Template| {
         template
             .render(|name| variables.get(name))
@@ -165,12 +174,8 @@ pub fn apply(
                 body.insert("input".into(), Value::Array(items));
             }
         }
-        other => {
-            return Err(GatewayError::ExperimentNotApplicable {
-                experiment: experiment.id.to_string(),
-                endpoint: other.label(),
-            });
-        }
+        // Refused at the top of this function.
+        _ => {}
     }
     Ok(())
 }

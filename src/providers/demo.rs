@@ -339,34 +339,63 @@ pub fn sse_frames(endpoint: Endpoint, answer: &DemoAnswer, request: &Value) -> V
             frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
         }
         Endpoint::Responses => {
+            // The full event sequence: the SDK's stream helper checks that every
+            // delta belongs to an announced output item and content part.
             let mut seq = 0u64;
-            let mut next = || {
+            let mut event = |name: &str, mut body: Value| {
                 seq += 1;
-                seq
+                body["type"] = json!(name);
+                body["sequence_number"] = json!(seq);
+                event_frame(name, &body)
             };
-            frames.push(event_frame(
+            let item_id = format!("msg_{id}");
+            let part = |text: &str| json!({"type": "output_text", "text": text, "annotations": []});
+            let item = |status: &str, content: Value| json!({"id": item_id, "type": "message", "status": status, "role": "assistant", "content": content});
+            let at = json!({"item_id": item_id, "output_index": 0, "content_index": 0});
+            let with = |extra: Value| {
+                let mut value = at.clone();
+                for (k, v) in extra.as_object().into_iter().flatten() {
+                    value[k] = v.clone();
+                }
+                value
+            };
+            frames.push(event(
                 "response.created",
-                &json!({
-                    "type": "response.created", "sequence_number": next(),
-                    "response": responses_object(answer, "in_progress")
-                }),
+                json!({"response": responses_object(answer, "in_progress")}),
+            ));
+            frames.push(event(
+                "response.in_progress",
+                json!({"response": responses_object(answer, "in_progress")}),
+            ));
+            frames.push(event(
+                "response.output_item.added",
+                json!({"output_index": 0, "item": item("in_progress", json!([]))}),
+            ));
+            frames.push(event(
+                "response.content_part.added",
+                with(json!({"part": part("")})),
             ));
             for piece in pieces {
-                frames.push(event_frame(
+                frames.push(event(
                     "response.output_text.delta",
-                    &json!({
-                        "type": "response.output_text.delta", "sequence_number": next(),
-                        "item_id": format!("msg_{id}"), "output_index": 0, "content_index": 0,
-                        "delta": piece, "logprobs": []
-                    }),
+                    with(json!({"delta": piece, "logprobs": []})),
                 ));
             }
-            frames.push(event_frame(
+            frames.push(event(
+                "response.output_text.done",
+                with(json!({"text": text, "logprobs": []})),
+            ));
+            frames.push(event(
+                "response.content_part.done",
+                with(json!({"part": part(text)})),
+            ));
+            frames.push(event(
+                "response.output_item.done",
+                json!({"output_index": 0, "item": item("completed", json!([part(text)]))}),
+            ));
+            frames.push(event(
                 "response.completed",
-                &json!({
-                    "type": "response.completed", "sequence_number": next(),
-                    "response": responses_object(answer, "completed")
-                }),
+                json!({"response": responses_object(answer, "completed")}),
             ));
         }
         Endpoint::Messages => {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -52,7 +52,15 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
         Ok(response) => response,
         Err(error) => {
             tracing::debug!(request_id = %request_id, class = error.class().label(), %error, "request refused");
-            api::error_response(dialect, &error)
+            let mut response = api::error_response(dialect, &error);
+            if refused_before_reading_the_body(&error) {
+                // The unread body is still on the wire: the connection cannot
+                // carry another request, and the client must know not to try.
+                response
+                    .headers_mut()
+                    .insert(CONNECTION, HeaderValue::from_static("close"));
+            }
+            response
         }
     };
     let headers = response.headers_mut();
@@ -64,6 +72,18 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
         headers.insert(CONFIG_VERSION, version);
     }
     response
+}
+
+fn refused_before_reading_the_body(error: &GatewayError) -> bool {
+    matches!(
+        error,
+        GatewayError::NotFound { .. }
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::MissingKey
+            | GatewayError::InvalidKey
+            | GatewayError::BodyTooLarge { .. }
+            | GatewayError::BodyRead(_)
+    )
 }
 
 /// The caller's `x-request-id` when it is a sane token, else a fresh UUIDv7

@@ -294,12 +294,17 @@ async fn respond(
     let frames = futures_util::stream::unfold(
         (frames.into_iter(), 0usize),
         move |(mut frames, sent)| async move {
+            if sent == usize::MAX {
+                return None; // the break was sent
+            }
             if drop_after.is_some_and(|limit| sent >= limit) {
+                // Let the head and the frames so far reach the client first;
+                // hyper discards unflushed bytes when a body fails.
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 return Some((
                     Err::<Frame<Bytes>, BoxError>(Box::new(SimulatedClose)),
                     (frames, usize::MAX),
-                ))
-                .filter(|_| sent != usize::MAX);
+                ));
             }
             let frame = frames.next()?;
             if sent > 0 && !chunk_delay.is_zero() {
