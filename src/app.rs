@@ -11,7 +11,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
-use crate::capture::ExchangeSink;
+use crate::audit::{AuditStartError, AuditTasks};
+use crate::capture::{ExchangeSink, Fanout};
 use crate::config::{self, ConfigError, LoadOptions};
 use crate::reload::Reloader;
 use crate::server::{self, Gateway};
@@ -21,6 +22,8 @@ use crate::snapshot::{Snapshot, SnapshotHandle};
 pub enum StartError {
     #[error(transparent)]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Audit(#[from] AuditStartError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -34,6 +37,8 @@ pub struct App {
     pub gateway: Arc<Gateway>,
     pub reloader: Arc<Reloader>,
     stop_serving: Option<tokio::sync::oneshot::Sender<()>>,
+    audit: Option<AuditTasks>,
+    grace: std::time::Duration,
     stop_background: watch::Sender<bool>,
     server: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
@@ -46,12 +51,24 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
 }
 
 impl App {
+    /// `sink` receives every exchange besides the audit log (when configured).
     pub async fn start(
         config_path: PathBuf,
         options: LoadOptions,
         sink: Arc<dyn ExchangeSink>,
     ) -> Result<App, StartError> {
         let config = config::load_file(&config_path, &options)?;
+        let (audit_log, audit_tasks) = match &config.audit {
+            Some(audit) => {
+                let (log, tasks) = crate::audit::start(audit).await?;
+                (Some(log), Some(tasks))
+            }
+            None => (None, None),
+        };
+        let sink: Arc<dyn ExchangeSink> = match &audit_log {
+            Some(log) => Arc::new(Fanout(vec![log.clone() as Arc<dyn ExchangeSink>, sink])),
+            None => sink,
+        };
         let listener = bind(config.server.listen).await?;
         let admin_listener = bind(config.admin.listen).await?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
@@ -72,6 +89,7 @@ impl App {
         let gateway = Arc::new(Gateway {
             snapshots: SnapshotHandle::new(Snapshot::new(config)),
             sink,
+            audit: audit_log,
         });
         let reloader = Arc::new(Reloader::new(
             config_path,
@@ -113,6 +131,8 @@ impl App {
             gateway,
             reloader,
             stop_serving: Some(stop_serving),
+            audit: audit_tasks,
+            grace,
             stop_background,
             server,
             background,
@@ -120,12 +140,16 @@ impl App {
     }
 
     /// Stops accepting and drains in-flight requests (bounded by the grace
-    /// period), then stops the admin listener and the watchers.
+    /// period), then drains the audit log into the spool and uploads what it
+    /// can within the grace period, then stops the admin listener and the watchers.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop_serving.take() {
             let _ = stop.send(());
         }
         let _ = (&mut self.server).await;
+        if let Some(audit) = self.audit.take() {
+            audit.shutdown(self.grace).await;
+        }
         let _ = self.stop_background.send(true);
         for task in self.background.drain(..) {
             let _ = task.await;

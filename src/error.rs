@@ -67,6 +67,8 @@ pub enum GatewayError {
     ProviderAuth { provider: String },
     #[error("provider `{provider}` failed with status {status}")]
     ProviderStatus { provider: String, status: u16 },
+    #[error("the gateway's audit log is full (its storage is unavailable); retry later")]
+    AuditBackpressure,
     #[error("provider `{provider}` sent an invalid response")]
     ProviderProtocol { provider: String },
 }
@@ -81,6 +83,7 @@ pub enum ErrorClass {
     TooLarge,
     Upstream,
     Timeout,
+    Unavailable,
 }
 
 impl ErrorClass {
@@ -93,6 +96,7 @@ impl ErrorClass {
             ErrorClass::TooLarge => "too_large",
             ErrorClass::Upstream => "upstream",
             ErrorClass::Timeout => "timeout",
+            ErrorClass::Unavailable => "unavailable",
         }
     }
 }
@@ -119,6 +123,7 @@ impl GatewayError {
             | ProviderProtocol { .. }
             | ProviderStatus { .. } => ErrorClass::Upstream,
             ProviderTimeout { .. } => ErrorClass::Timeout,
+            AuditBackpressure => ErrorClass::Unavailable,
         }
     }
 }

@@ -152,6 +152,8 @@ async fn sigterm_lets_in_flight_streams_finish_then_exits_zero() {
 }
 
 /// Starts the binary on free ports and returns it with its gateway address.
+/// The working directory is a fresh temporary one, so a config's relative
+/// paths (the quickstart's audit directory and spool) never collide.
 fn spawn_gateway(
     config: &std::path::Path,
 ) -> (
@@ -159,6 +161,7 @@ fn spawn_gateway(
     String,
     std::io::Lines<BufReader<std::process::ChildStderr>>,
 ) {
+    let workdir = tempfile::tempdir().unwrap().keep();
     let mut child = Command::new(BIN)
         .args([
             "--log-format",
@@ -168,6 +171,7 @@ fn spawn_gateway(
             config.to_str().unwrap(),
         ])
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .current_dir(&workdir)
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();

@@ -607,6 +607,7 @@ async fn hash_assignment_is_sticky_split_and_sends_the_variants_request() {
                 reason: Reason::Hash,
                 unit_key: user.clone(),
                 sticky: true,
+                log_bodies: true,
             }
         );
         assert!(tag.variant_version.starts_with("h-"), "{tag:?}");

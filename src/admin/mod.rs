@@ -197,8 +197,10 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<GatewayBo
 /// The full metric set arrives with the telemetry module; these two exist now
 /// because an operator must see a failing reload without reading logs.
 fn metrics(admin: &Admin) -> Response<GatewayBody> {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
     let status = admin.reloader.status();
-    let text = format!(
+    let mut text = format!(
         "# HELP promptgate_config_reloads_total Config reloads by outcome.\n\
          # TYPE promptgate_config_reloads_total counter\n\
          promptgate_config_reloads_total{{outcome=\"ok\"}} {}\n\
@@ -208,6 +210,77 @@ fn metrics(admin: &Admin) -> Response<GatewayBody> {
          promptgate_config_info{{version=\"{}\"}} 1\n",
         status.reloads_ok, status.reloads_failed, status.version
     );
+    if let Some(audit) = &admin.gateway.audit {
+        let m = audit.metrics();
+        let series: [(&str, &str, &str, u64); 10] = [
+            (
+                "promptgate_audit_queue_depth",
+                "gauge",
+                "Records waiting for the spool writer.",
+                m.queue_depth.load(Relaxed),
+            ),
+            (
+                "promptgate_audit_spool_bytes",
+                "gauge",
+                "Bytes held in the audit spool.",
+                m.spool_bytes.load(Relaxed),
+            ),
+            (
+                "promptgate_audit_records_written_total",
+                "counter",
+                "Records written to the spool.",
+                m.records_written.load(Relaxed),
+            ),
+            (
+                "promptgate_audit_records_uploaded_total",
+                "counter",
+                "Records stored in audit objects.",
+                m.records_uploaded.load(Relaxed),
+            ),
+            (
+                "promptgate_audit_objects_uploaded_total",
+                "counter",
+                "Audit objects stored.",
+                m.objects_uploaded.load(Relaxed),
+            ),
+            (
+                "promptgate_audit_upload_failures_total",
+                "counter",
+                "Failed audit object uploads (each is retried).",
+                m.upload_failures.load(Relaxed),
+            ),
+            (
+                "promptgate_audit_requests_rejected_total",
+                "counter",
+                "Requests refused with 503 because the audit spool was full.",
+                m.rejected_requests.load(Relaxed),
+            ),
+            (
+                "promptgate_audit_records_dropped_queue_full_total",
+                "counter",
+                "Records dropped: queue full.",
+                m.dropped_queue_full.load(Relaxed),
+            ),
+            (
+                "promptgate_audit_records_dropped_spool_full_total",
+                "counter",
+                "Records dropped by on_spool_full = drop.",
+                m.dropped_spool_full.load(Relaxed),
+            ),
+            (
+                "promptgate_audit_records_dropped_io_total",
+                "counter",
+                "Records lost to spool write errors.",
+                m.dropped_io.load(Relaxed),
+            ),
+        ];
+        for (name, kind, help, value) in series {
+            let _ = write!(
+                text,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+            );
+        }
+    }
     let mut response = Response::new(full(Bytes::from(text)));
     response.headers_mut().insert(
         CONTENT_TYPE,

@@ -114,6 +114,12 @@ pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response<Gatewa
             "provider_auth_failed",
             "api_error",
         ),
+        AuditBackpressure => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            "audit_unavailable",
+            "overloaded_error",
+        ),
         ProviderStatus { .. } => (
             StatusCode::BAD_GATEWAY,
             "api_error",

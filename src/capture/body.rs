@@ -1,3 +1,4 @@
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -6,6 +7,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
 use super::{Exchange, ExchangeSink, ExchangeStart, Outcome, ResponseCapture};
@@ -23,16 +25,26 @@ struct Pending {
 }
 
 impl Pending {
-    fn finish(self, outcome: Outcome) {
-        let now = Instant::now();
+    fn exchange(self, outcome: Outcome) -> (Exchange, Arc<dyn ExchangeSink>) {
         let exchange = Exchange {
             first_byte_after: self.first_byte.map(|t| t - self.start.started),
-            duration: now - self.start.started,
+            duration: self.start.started.elapsed(),
             outcome,
             captured: self.capture.finish(),
             start: self.start,
         };
-        self.sink.record(exchange);
+        (exchange, self.sink)
+    }
+
+    fn finish(self, outcome: Outcome) {
+        let (exchange, sink) = self.exchange(outcome);
+        sink.record(exchange);
+    }
+
+    /// Reports a completed exchange; the signal, if any, fires once its record is durable.
+    fn complete(self) -> Option<oneshot::Receiver<()>> {
+        let (exchange, sink) = self.exchange(Outcome::Completed);
+        sink.record_durably(exchange)
     }
 }
 
@@ -40,12 +52,16 @@ pin_project! {
     /// A response body that forwards every frame as soon as it arrives while a
     /// copy-free view of it feeds the capture, enforces the provider's total
     /// timeout, and reports the exchange exactly once: at the end, on error,
-    /// or when dropped early because the caller disconnected.
+    /// or when dropped early because the caller disconnected. When the sink
+    /// asks for it (strict audit durability), the last frame is held back
+    /// until the exchange's record is on disk.
     pub struct ObservedBody {
         #[pin]
         inner: GatewayBody,
         deadline: Option<Pin<Box<Sleep>>>,
         pending: Option<Pending>,
+        durable: Option<oneshot::Receiver<()>>,
+        held: Option<Frame<Bytes>>,
     }
 
     impl PinnedDrop for ObservedBody {
@@ -74,11 +90,11 @@ impl ObservedBody {
                 first_byte: None,
                 sink,
             }),
+            durable: None,
+            held: None,
         }
     }
-}
 
-impl ObservedBody {
     /// Reports the exchange as abandoned by the gateway and drops the body.
     pub fn abandon(mut self) {
         if let Some(pending) = self.pending.take() {
@@ -96,6 +112,12 @@ impl Body for ObservedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
+        if let Some(durable) = this.durable.as_mut() {
+            // Whether the record was written or the sink gave up, the caller gets its end.
+            let _ = ready!(Pin::new(durable).poll(cx));
+            *this.durable = None;
+            return Poll::Ready(this.held.take().map(Ok));
+        }
         if let Some(deadline) = this.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
@@ -105,7 +127,7 @@ impl Body for ObservedBody {
             return Poll::Ready(Some(Err(Box::new(BodyTimeout))));
         }
         let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        match &frame {
+        let ended = match &frame {
             Some(Ok(frame)) => {
                 if let (Some(data), Some(pending)) = (frame.data_ref(), this.pending.as_mut()) {
                     if pending.first_byte.is_none() && !data.is_empty() {
@@ -114,30 +136,32 @@ impl Body for ObservedBody {
                     pending.capture.observe(data);
                 }
                 // A body of known length is not polled again after its last byte.
-                if this.inner.is_end_stream()
-                    && let Some(pending) = this.pending.take()
-                {
-                    pending.finish(Outcome::Completed);
-                }
+                this.inner.is_end_stream()
             }
             Some(Err(err)) => {
                 if let Some(pending) = this.pending.take() {
                     pending.finish(Outcome::UpstreamBroken(err.to_string()));
                 }
+                false
             }
-            None => {
-                if let Some(pending) = this.pending.take() {
-                    pending.finish(Outcome::Completed);
-                }
-            }
+            None => true,
+        };
+        if ended && let Some(durable) = this.pending.take().and_then(Pending::complete) {
+            *this.durable = Some(durable);
+            *this.held = frame.and_then(Result::ok);
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
         }
         Poll::Ready(frame)
     }
 
-    // Claims the end only once the exchange is reported, so the server polls
-    // to the end even for bodies that know their length.
+    // Claims the end only once the exchange is reported (and durable, when
+    // asked), so the server polls to the end even for bodies of known length.
     fn is_end_stream(&self) -> bool {
-        self.pending.is_none() && self.inner.is_end_stream()
+        self.pending.is_none()
+            && self.durable.is_none()
+            && self.held.is_none()
+            && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

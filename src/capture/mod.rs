@@ -43,6 +43,8 @@ pub struct ExperimentTag {
     /// Raw; pseudonymise before writing anywhere.
     pub unit_key: String,
     pub sticky: bool,
+    /// false: the audit record carries metadata only.
+    pub log_bodies: bool,
 }
 
 /// Facts known when the upstream response head arrives.
@@ -50,9 +52,13 @@ pub struct ExperimentTag {
 pub struct ExchangeStart {
     pub request_id: Arc<str>,
     pub client_id: Option<Arc<str>>,
+    pub config_version: Arc<str>,
     pub endpoint: Endpoint,
     pub provider: Arc<str>,
+    /// The model the caller named.
     pub model: String,
+    /// The body as sent to the provider (after aliasing and template rendering).
+    pub request_body: bytes::Bytes,
     pub stream: bool,
     pub status: u16,
     pub attempts: u32,
@@ -73,13 +79,77 @@ pub struct Exchange {
     pub captured: Captured,
 }
 
-/// Receives finished exchanges. Implementations must not block: they are
-/// called on the task that forwards the response.
-pub trait ExchangeSink: Send + Sync + 'static {
-    fn record(&self, exchange: Exchange);
+/// A request that ended with a gateway error before any provider answer was
+/// delivered (bad input, auth, unknown model, unreachable provider, …).
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub request_id: Arc<str>,
+    pub client_id: Option<Arc<str>>,
+    pub config_version: Arc<str>,
+    pub endpoint: Option<Endpoint>,
+    pub dialect: crate::api::Dialect,
+    pub model: Option<String>,
+    pub stream: bool,
+    pub experiment: Option<ExperimentTag>,
+    pub status: u16,
+    pub error_class: crate::error::ErrorClass,
+    pub message: String,
+    pub started_at: SystemTime,
+    pub duration: Duration,
 }
 
-/// Writes a debug line per exchange; the default until the audit log exists.
+/// Receives finished exchanges and refusals. Implementations must not block:
+/// they are called on the task that serves the request.
+pub trait ExchangeSink: Send + Sync + 'static {
+    fn record(&self, exchange: Exchange);
+
+    /// Like `record`, but when the sink promises durability (the audit log's
+    /// strict mode) returns a signal that fires once the record is on disk;
+    /// the response's last bytes wait for it.
+    fn record_durably(&self, exchange: Exchange) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        self.record(exchange);
+        None
+    }
+
+    fn record_refusal(&self, refusal: Refusal) {
+        tracing::debug!(request_id = %refusal.request_id, status = refusal.status, class = refusal.error_class.label(), "request refused");
+    }
+}
+
+/// Hands every report to several sinks (the audit log and, say, a test recorder).
+pub struct Fanout(pub Vec<Arc<dyn ExchangeSink>>);
+
+impl ExchangeSink for Fanout {
+    fn record(&self, exchange: Exchange) {
+        if let Some((last, others)) = self.0.split_last() {
+            for sink in others {
+                sink.record(exchange.clone());
+            }
+            last.record(exchange);
+        }
+    }
+
+    /// Durable as the first sink that promises durability (only the audit log does).
+    fn record_durably(&self, exchange: Exchange) -> Option<tokio::sync::oneshot::Receiver<()>> {
+        let mut durable = None;
+        for sink in &self.0 {
+            if durable.is_none() {
+                durable = sink.record_durably(exchange.clone());
+            } else {
+                sink.record(exchange.clone());
+            }
+        }
+        durable
+    }
+
+    fn record_refusal(&self, refusal: Refusal) {
+        for sink in &self.0 {
+            sink.record_refusal(refusal.clone());
+        }
+    }
+}
+
+/// Writes a debug line per exchange: the sink when no audit log is configured.
 pub struct LogSink;
 
 impl ExchangeSink for LogSink {

@@ -5,6 +5,7 @@ mod location;
 pub mod model;
 pub mod raw;
 mod validate;
+mod validate_audit;
 mod validate_experiments;
 
 use std::net::SocketAddr;

@@ -17,6 +17,8 @@ pub struct Config {
     pub providers: Vec<Arc<ProviderConfig>>,
     pub routes: Vec<RouteConfig>,
     pub experiments: Vec<crate::experiments::model::Experiment>,
+    /// `None`: no audit log.
+    pub audit: Option<crate::audit::config::AuditConfig>,
     /// Short content hash of the config file and every prompt file it reads:
     /// the version every response and record carries.
     pub version: Arc<str>,

@@ -21,6 +21,85 @@ pub struct RawConfig {
     pub routes: Vec<RawRoute>,
     #[serde(default)]
     pub experiments: BTreeMap<String, RawExperiment>,
+    /// Absent: no audit log.
+    pub audit: Option<RawAudit>,
+    /// USD per million tokens, by the model name sent to the provider.
+    #[serde(default)]
+    pub prices: BTreeMap<String, RawPrice>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub input_per_million: f64,
+    pub output_per_million: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawAuditSink {
+    Local,
+    S3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawSpoolFull {
+    Reject,
+    Drop,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawDurability {
+    Buffered,
+    Strict,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawRedaction {
+    Marker,
+    Hash,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// Where objects go: `local` (a directory) or `s3`.
+    pub sink: Option<RawAuditSink>,
+    /// The local sink's root, relative to the working directory.
+    pub local_dir: Option<String>,
+    pub s3_bucket: Option<String>,
+    pub s3_prefix: Option<String>,
+    /// For S3-compatible servers; AWS_ENDPOINT_URL_S3 works too.
+    pub s3_endpoint: Option<String>,
+    pub s3_region: Option<String>,
+    pub s3_force_path_style: Option<bool>,
+    /// Write-ahead spool, relative to the working directory.
+    pub spool_dir: Option<String>,
+    pub spool_max_bytes: Option<u64>,
+    pub on_spool_full: Option<RawSpoolFull>,
+    pub durability: Option<RawDurability>,
+    /// Group-commit window: how long records wait for their fsync at most.
+    pub commit_interval_ms: Option<u64>,
+    pub flush_records: Option<u64>,
+    pub flush_bytes: Option<u64>,
+    pub flush_interval_ms: Option<u64>,
+    pub queue_capacity: Option<usize>,
+    /// Names this replica in object keys; default: $HOSTNAME, else a random id.
+    pub instance: Option<String>,
+    /// HMAC key for pseudonymising unit keys.
+    pub unit_key_secret_env: Option<String>,
+    pub unit_key_secret_file: Option<String>,
+    /// false: records carry metadata only, no request or response bodies.
+    pub log_bodies: Option<bool>,
+    /// JSON paths in request and response bodies to redact, e.g. `messages[*].content`.
+    #[serde(default)]
+    pub redact_json_paths: Vec<String>,
+    pub redaction: Option<RawRedaction>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +212,8 @@ pub struct RawExperiment {
     pub variants: Vec<RawVariant>,
     #[serde(default)]
     pub rules: Vec<RawRule>,
+    /// false: this experiment's audit records carry metadata only.
+    pub log_bodies: Option<bool>,
 }
 
 /// Where the unit key comes from: exactly one of the three.

@@ -13,6 +13,7 @@ use sha2::Digest;
 
 use super::model::*;
 use super::raw::*;
+use super::validate_audit::validate_audit;
 use super::validate_experiments::{Context, validate_experiments};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -86,6 +87,14 @@ pub fn validate(
         &mut errors,
     );
 
+    let audit = validate_audit(raw.audit.as_ref(), &raw.prices, env, &mut errors);
+    if raw.audit.is_none() && !raw.prices.is_empty() {
+        errors.push(
+            "prices",
+            "prices are used by the audit log: add an [audit] section",
+        );
+    }
+
     match (server, auth, admin, errors.list.is_empty()) {
         (Some(server), Some(auth), Some(admin), true) => Ok(Config {
             server,
@@ -94,6 +103,7 @@ pub fn validate(
             providers,
             routes,
             experiments,
+            audit,
             version: super::config_version(source, &files),
             prompt_files: files.into_iter().map(|(path, _)| path).collect(),
         }),
@@ -442,7 +452,7 @@ fn read_credential(
 
 /// A secret named by an environment variable or a file, each given as
 /// (field name, value). `Some(None)`: none configured; `None`: an error was recorded.
-fn read_secret(
+pub(super) fn read_secret(
     path: &str,
     (env_field, env_var): (&str, Option<&str>),
     (file_field, file): (&str, Option<&str>),

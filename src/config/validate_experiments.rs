@@ -223,6 +223,7 @@ fn validate_experiment(
         overrides,
         variants,
         rules,
+        log_bodies: raw.log_bodies.unwrap_or(true),
     })
 }
 

@@ -25,6 +25,8 @@ pub struct Experiment {
     /// Non-empty, names unique, weights finite and ≥ 0 and not all 0.
     pub variants: Vec<Variant>,
     pub rules: Vec<FlagRule>,
+    /// false: audit records of this experiment carry metadata only.
+    pub log_bodies: bool,
 }
 
 impl Experiment {

@@ -18,7 +18,7 @@ use super::auth::authenticate;
 use super::variant;
 use crate::api::{self, Dialect, Endpoint, EndpointMismatch};
 use crate::body::{GatewayBody, full};
-use crate::capture::ExperimentTag;
+use crate::capture::{ExperimentTag, Refusal};
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
 use crate::experiments::model::Experiment;
@@ -38,6 +38,7 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
     let snapshot = gateway.snapshots.load();
     let dialect = Dialect::of_path(request.uri().path());
 
+    let trail = Trail::default();
     let mut response = match serve(
         &gateway,
         &snapshot,
@@ -46,13 +47,29 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
         &request_id_header,
         started,
         started_at,
+        &trail,
     )
     .await
     {
         Ok(response) => response,
         Err(error) => {
-            tracing::debug!(request_id = %request_id, class = error.class().label(), %error, "request refused");
             let mut response = api::error_response(dialect, &error);
+            let trail = trail.into_inner();
+            gateway.sink.record_refusal(Refusal {
+                request_id: request_id.clone(),
+                client_id: trail.client_id,
+                config_version: snapshot.version.clone(),
+                endpoint: trail.endpoint,
+                dialect,
+                model: trail.model,
+                stream: trail.stream,
+                experiment: trail.experiment,
+                status: response.status().as_u16(),
+                error_class: error.class(),
+                message: error.to_string(),
+                started_at,
+                duration: started.elapsed(),
+            });
             if refused_before_reading_the_body(&error) {
                 // The unread body is still on the wire: the connection cannot
                 // carry another request, and the client must know not to try.
@@ -74,6 +91,36 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
     response
 }
 
+/// What is known about a request so far, for the record of a refusal.
+#[derive(Default)]
+pub(super) struct Trail(std::sync::Mutex<TrailData>);
+
+#[derive(Default)]
+pub(super) struct TrailData {
+    pub endpoint: Option<Endpoint>,
+    pub client_id: Option<Arc<str>>,
+    pub model: Option<String>,
+    pub stream: bool,
+    pub experiment: Option<ExperimentTag>,
+}
+
+impl Trail {
+    pub fn note(&self, update: impl FnOnce(&mut TrailData)) {
+        update(
+            &mut self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+    }
+
+    fn into_inner(self) -> TrailData {
+        self.0
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 fn refused_before_reading_the_body(error: &GatewayError) -> bool {
     matches!(
         error,
@@ -83,6 +130,7 @@ fn refused_before_reading_the_body(error: &GatewayError) -> bool {
             | GatewayError::InvalidKey
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::BodyRead(_)
+            | GatewayError::AuditBackpressure
     )
 }
 
@@ -113,6 +161,7 @@ async fn serve(
     request_id_header: &HeaderValue,
     started: Instant,
     started_at: SystemTime,
+    trail: &Trail,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let endpoint =
         Endpoint::from_request(request.method(), request.uri().path()).map_err(|mismatch| {
@@ -127,7 +176,16 @@ async fn serve(
                 },
             }
         })?;
+    trail.note(|t| t.endpoint = Some(endpoint));
     let client_id = authenticate(&snapshot.auth, request.headers())?;
+    trail.note(|t| t.client_id = client_id.clone());
+    if gateway
+        .audit
+        .as_ref()
+        .is_some_and(|audit| !audit.admits_requests())
+    {
+        return Err(GatewayError::AuditBackpressure);
+    }
     if endpoint == Endpoint::Models {
         return Ok(list_models(snapshot));
     }
@@ -135,7 +193,12 @@ async fn serve(
     let (parts, body) = request.into_parts();
     let body = read_body(body, &parts.headers, snapshot.server.max_body_bytes).await?;
     let head = api::parse_head(&body)?;
+    trail.note(|t| {
+        t.model = Some(head.model.clone());
+        t.stream = head.stream;
+    });
     let exchange = Exchange {
+        trail,
         gateway,
         snapshot,
         endpoint,
@@ -184,6 +247,7 @@ fn experiment_of<'s>(
 
 /// One request's facts, shared by the routing and experiment phases.
 pub(super) struct Exchange<'a> {
+    pub trail: &'a Trail,
     pub gateway: &'a Gateway,
     pub snapshot: &'a Snapshot,
     pub endpoint: Endpoint,
@@ -217,6 +281,7 @@ impl Exchange<'_> {
                 request_id: self.request_id,
                 request_id_header: self.request_id_header,
                 client_id: self.client_id.clone(),
+                config_version: self.snapshot.version.clone(),
                 started: self.started,
                 started_at: self.started_at,
                 experiment,

@@ -28,6 +28,8 @@ use crate::snapshot::SnapshotHandle;
 pub struct Gateway {
     pub snapshots: SnapshotHandle,
     pub sink: Arc<dyn ExchangeSink>,
+    /// Also inside `sink`; kept apart for admission control and metrics.
+    pub audit: Option<Arc<crate::audit::AuditLog>>,
 }
 
 /// Slowloris guard: a client gets this long to send its request head.

@@ -57,6 +57,7 @@ pub(super) async fn serve(
             reason: assignment.reason.clone(),
             unit_key: assignment.unit_key.clone(),
             sticky: assignment.sticky,
+            log_bodies: experiment.log_bodies,
         }
     };
     let render_for = |index: usize, mut body: serde_json::Map<String, Value>| {
@@ -73,6 +74,9 @@ pub(super) async fn serve(
             .map_err(|e| GatewayError::InvalidJson(e.to_string()))
     };
 
+    exchange
+        .trail
+        .note(|t| t.experiment = Some(tag(assignment.variant)));
     let assigned = &experiment.variants[assignment.variant];
     let (first_body, fallback_source) = match fallback {
         Some(_) => (render_for(assignment.variant, body.clone())?, Some(body)),
@@ -96,6 +100,7 @@ pub(super) async fn serve(
             if matches!(error.class(), ErrorClass::Upstream | ErrorClass::Timeout) =>
         {
             tracing::debug!(experiment = %experiment.id, %error, "assigned variant failed; serving the fallback variant");
+            exchange.trail.note(|t| t.experiment = Some(tag(fallback)));
             let variant = &experiment.variants[fallback];
             let response = exchange
                 .forward(

@@ -1,0 +1,351 @@
+//! One audit record per request attempt (schema v1, documented field by field
+//! in docs/audit-schema.md). Built on the writer thread, off the request path.
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::config::{AuditConfig, PathPart, Redaction};
+use super::time::UtcTime;
+use crate::capture::{Exchange, ExperimentTag, Outcome, Refusal};
+
+pub const SCHEMA_VERSION: u32 = 1;
+const REDACTED: &str = "[redacted]";
+
+/// Everything the record builder needs besides the event.
+pub struct RecordContext<'a> {
+    pub config: &'a AuditConfig,
+    pub unit_key: &'a [u8],
+}
+
+/// The partition a record belongs to: its request's start time.
+pub fn partition_of(record: &Map<String, Value>) -> (String, u32) {
+    let start = record
+        .get("ts_start")
+        .and_then(Value::as_str)
+        .unwrap_or("1970-01-01T00:00:00.000Z");
+    let date = start.get(..10).unwrap_or("1970-01-01").to_owned();
+    let hour = start.get(11..13).and_then(|h| h.parse().ok()).unwrap_or(0);
+    (date, hour)
+}
+
+fn millis(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 1e6).round() / 1e3
+}
+
+fn pseudonymise(key: &[u8], unit: &str) -> String {
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| {
+        // HMAC accepts keys of any length; this arm is unreachable.
+        <Hmac<Sha256> as Mac>::new_from_slice(b"promptgate").expect("fixed key")
+    });
+    mac.update(unit.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
+}
+
+fn experiment_fields(
+    record: &mut Map<String, Value>,
+    tag: Option<&ExperimentTag>,
+    ctx: &RecordContext<'_>,
+) {
+    let (experiment, assigned, served, reason, version, unit, sticky) = match tag {
+        Some(t) => (
+            json!(&*t.experiment),
+            json!(&*t.assigned_variant),
+            json!(&*t.served_variant),
+            json!(t.reason.to_string()),
+            json!(&*t.variant_version),
+            json!(pseudonymise(ctx.unit_key, &t.unit_key)),
+            json!(t.sticky),
+        ),
+        None => (
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+            Value::Null,
+        ),
+    };
+    record.insert("experiment".into(), experiment);
+    record.insert("assigned_variant".into(), assigned);
+    record.insert("served_variant".into(), served);
+    record.insert("assignment_reason".into(), reason);
+    record.insert("variant_version".into(), version);
+    record.insert("unit_key_hash".into(), unit);
+    record.insert("assignment_sticky".into(), sticky);
+}
+
+fn outcome_label(outcome: &Outcome) -> &'static str {
+    match outcome {
+        Outcome::Completed => "completed",
+        Outcome::ClientDisconnected => "client_disconnected",
+        Outcome::UpstreamBroken(_) => "upstream_broken",
+        Outcome::TimedOut => "timed_out",
+        Outcome::Abandoned => "abandoned",
+    }
+}
+
+fn cost(
+    ctx: &RecordContext<'_>,
+    model: Option<&str>,
+    input: Option<u64>,
+    output: Option<u64>,
+) -> Value {
+    let Some(price) = model.and_then(|m| ctx.config.prices.get(m)) else {
+        return Value::Null;
+    };
+    if input.is_none() && output.is_none() {
+        return Value::Null;
+    }
+    let usd = input.unwrap_or(0) as f64 * price.input_per_million / 1e6
+        + output.unwrap_or(0) as f64 * price.output_per_million / 1e6;
+    json!((usd * 1e9).round() / 1e9)
+}
+
+pub fn from_exchange(exchange: &Exchange, ctx: &RecordContext<'_>) -> Map<String, Value> {
+    let start = &exchange.start;
+    let log_bodies =
+        ctx.config.log_bodies && start.experiment.as_ref().is_none_or(|t| t.log_bodies);
+    let started = UtcTime::from_system(start.started_at);
+    let request_json: Value = serde_json::from_slice(&start.request_body).unwrap_or(Value::Null);
+    let upstream_model = request_json
+        .get("model")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let captured = &exchange.captured;
+    let status = start.status;
+    let (error_class, error_message) = match (&exchange.outcome, status) {
+        (Outcome::Completed, 200..=299) if captured.stream_error.is_none() => {
+            (Value::Null, Value::Null)
+        }
+        (Outcome::Completed, 200..=299) => (json!("stream_error"), json!(captured.stream_error)),
+        (Outcome::Completed | Outcome::Abandoned, 429) => (json!("rate_limited"), Value::Null),
+        (Outcome::Completed | Outcome::Abandoned, 400..=499) => {
+            (json!("provider_client_error"), Value::Null)
+        }
+        (Outcome::Completed | Outcome::Abandoned, _) => (json!("provider_error"), Value::Null),
+        (Outcome::ClientDisconnected, _) => (json!("client_disconnected"), Value::Null),
+        (Outcome::UpstreamBroken(message), _) => (json!("upstream_broken"), json!(message)),
+        (Outcome::TimedOut, _) => (json!("timeout"), Value::Null),
+    };
+    let mut record = Map::with_capacity(40);
+    record.insert("schema_version".into(), json!(SCHEMA_VERSION));
+    record.insert("record_type".into(), json!("request"));
+    record.insert("request_id".into(), json!(&*start.request_id));
+    record.insert("trace_id".into(), Value::Null);
+    record.insert("role".into(), json!("served"));
+    record.insert("shadow_of".into(), Value::Null);
+    record.insert("ts_start".into(), json!(started.rfc3339_millis()));
+    record.insert(
+        "ts_first_byte".into(),
+        exchange.first_byte_after.map_or(Value::Null, |d| {
+            json!(UtcTime::from_system(start.started_at + d).rfc3339_millis())
+        }),
+    );
+    record.insert(
+        "ts_end".into(),
+        json!(UtcTime::from_system(start.started_at + exchange.duration).rfc3339_millis()),
+    );
+    record.insert("gateway_instance".into(), json!(ctx.config.instance));
+    record.insert("config_version".into(), json!(&*start.config_version));
+    record.insert("client_id".into(), json!(start.client_id.as_deref()));
+    record.insert("endpoint".into(), json!(start.endpoint.label()));
+    record.insert("dialect".into(), json!(start.endpoint.dialect().label()));
+    experiment_fields(&mut record, start.experiment.as_ref(), ctx);
+    record.insert("provider".into(), json!(&*start.provider));
+    record.insert("model".into(), json!(start.model));
+    record.insert("upstream_model".into(), json!(upstream_model));
+    record.insert("stream".into(), json!(start.stream));
+    record.insert("status".into(), json!(status));
+    record.insert("outcome".into(), json!(outcome_label(&exchange.outcome)));
+    record.insert("error_class".into(), error_class);
+    record.insert("error_message".into(), error_message);
+    record.insert("attempts".into(), json!(start.attempts));
+    record.insert("latency_ms".into(), json!(millis(exchange.duration)));
+    record.insert(
+        "ttfb_ms".into(),
+        exchange
+            .first_byte_after
+            .map_or(Value::Null, |d| json!(millis(d))),
+    );
+    record.insert("input_tokens".into(), json!(captured.usage.input_tokens));
+    record.insert("output_tokens".into(), json!(captured.usage.output_tokens));
+    record.insert(
+        "cost_usd".into(),
+        cost(
+            ctx,
+            upstream_model.as_deref(),
+            captured.usage.input_tokens,
+            captured.usage.output_tokens,
+        ),
+    );
+    record.insert("bodies_logged".into(), json!(log_bodies));
+    if log_bodies {
+        let response_json = if captured.body.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&captured.body).unwrap_or_else(|_| {
+                Value::String(String::from_utf8_lossy(&captured.body).into_owned())
+            })
+        };
+        record.insert("request".into(), request_json);
+        record.insert("response".into(), response_json);
+        record.insert("response_text".into(), json!(captured.text));
+        record.insert("response_truncated".into(), json!(captured.truncated));
+    } else {
+        for field in ["request", "response", "response_text", "response_truncated"] {
+            record.insert(field.into(), Value::Null);
+        }
+    }
+    redact(&mut record, ctx.config);
+    record
+}
+
+pub fn from_refusal(refusal: &Refusal, ctx: &RecordContext<'_>) -> Map<String, Value> {
+    let started = UtcTime::from_system(refusal.started_at);
+    let mut record = Map::with_capacity(40);
+    record.insert("schema_version".into(), json!(SCHEMA_VERSION));
+    record.insert("record_type".into(), json!("request"));
+    record.insert("request_id".into(), json!(&*refusal.request_id));
+    record.insert("trace_id".into(), Value::Null);
+    record.insert("role".into(), json!("served"));
+    record.insert("shadow_of".into(), Value::Null);
+    record.insert("ts_start".into(), json!(started.rfc3339_millis()));
+    record.insert("ts_first_byte".into(), Value::Null);
+    record.insert(
+        "ts_end".into(),
+        json!(UtcTime::from_system(refusal.started_at + refusal.duration).rfc3339_millis()),
+    );
+    record.insert("gateway_instance".into(), json!(ctx.config.instance));
+    record.insert("config_version".into(), json!(&*refusal.config_version));
+    record.insert("client_id".into(), json!(refusal.client_id.as_deref()));
+    record.insert(
+        "endpoint".into(),
+        json!(refusal.endpoint.map(|e| e.label())),
+    );
+    record.insert("dialect".into(), json!(refusal.dialect.label()));
+    experiment_fields(&mut record, refusal.experiment.as_ref(), ctx);
+    record.insert("provider".into(), Value::Null);
+    record.insert("model".into(), json!(refusal.model));
+    record.insert("upstream_model".into(), Value::Null);
+    record.insert("stream".into(), json!(refusal.stream));
+    record.insert("status".into(), json!(refusal.status));
+    record.insert("outcome".into(), json!("refused"));
+    record.insert("error_class".into(), json!(refusal.error_class.label()));
+    record.insert("error_message".into(), json!(refusal.message));
+    record.insert("attempts".into(), json!(0));
+    record.insert("latency_ms".into(), json!(millis(refusal.duration)));
+    record.insert("ttfb_ms".into(), Value::Null);
+    record.insert("input_tokens".into(), Value::Null);
+    record.insert("output_tokens".into(), Value::Null);
+    record.insert("cost_usd".into(), Value::Null);
+    record.insert("bodies_logged".into(), json!(false));
+    for field in ["request", "response", "response_text", "response_truncated"] {
+        record.insert(field.into(), Value::Null);
+    }
+    record
+}
+
+/// Replaces every value at the configured paths, before anything is written.
+fn redact(record: &mut Map<String, Value>, config: &AuditConfig) {
+    for path in &config.redact {
+        let mut root = Value::Object(std::mem::take(record));
+        redact_at(&mut root, &path.parts, config.redaction);
+        if let Value::Object(map) = root {
+            *record = map;
+        }
+    }
+}
+
+fn redact_at(value: &mut Value, parts: &[PathPart], how: Redaction) {
+    let Some((first, rest)) = parts.split_first() else {
+        if !value.is_null() {
+            let replacement = match how {
+                Redaction::Marker => json!(REDACTED),
+                Redaction::Hash => {
+                    let text = match &*value {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    json!(format!(
+                        "sha256:{}",
+                        hex::encode(Sha256::digest(text.as_bytes()))
+                    ))
+                }
+            };
+            *value = replacement;
+        }
+        return;
+    };
+    match (first, value) {
+        (PathPart::Key(key), Value::Object(map)) => {
+            if let Some(child) = map.get_mut(key) {
+                redact_at(child, rest, how);
+            }
+        }
+        (PathPart::AnyIndex, Value::Array(items)) => {
+            for item in items {
+                redact_at(item, rest, how);
+            }
+        }
+        (PathPart::Index(i), Value::Array(items)) => {
+            if let Some(item) = items.get_mut(*i) {
+                redact_at(item, rest, how);
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    use crate::audit::config::JsonPath;
+
+    #[test]
+    fn redaction_by_marker_and_hash() {
+        let mut value = json!({"request": {"messages": [{"role": "user", "content": "secret 1"}, {"role": "user", "content": "secret 2"}], "metadata": {"email": "a@b.c"}}});
+        let path = JsonPath::parse("request.messages[*].content").unwrap();
+        redact_at(&mut value, &path.parts, Redaction::Marker);
+        assert_eq!(value["request"]["messages"][0]["content"], REDACTED);
+        assert_eq!(value["request"]["messages"][1]["content"], REDACTED);
+        assert_eq!(value["request"]["messages"][1]["role"], "user");
+        let path = JsonPath::parse("request.metadata.email").unwrap();
+        redact_at(&mut value, &path.parts, Redaction::Hash);
+        assert_eq!(
+            value["request"]["metadata"]["email"],
+            format!("sha256:{}", hex::encode(Sha256::digest(b"a@b.c")))
+        );
+        // Paths that do not exist change nothing.
+        let before = value.clone();
+        redact_at(
+            &mut value,
+            &JsonPath::parse("request.nothing[*].x").unwrap().parts,
+            Redaction::Marker,
+        );
+        assert_eq!(value, before);
+    }
+
+    #[test]
+    fn pseudonyms_are_keyed_and_stable() {
+        assert_eq!(pseudonymise(b"k1", "alice"), pseudonymise(b"k1", "alice"));
+        assert_ne!(pseudonymise(b"k1", "alice"), pseudonymise(b"k2", "alice"));
+        assert_ne!(pseudonymise(b"k1", "alice"), pseudonymise(b"k1", "bob"));
+        // RFC 4231 test case 2: HMAC-SHA256("Jefe", "what do ya want for nothing?")
+        assert_eq!(
+            pseudonymise(b"Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c7"
+        );
+    }
+
+    #[test]
+    fn partitions_come_from_the_start_time() {
+        let mut record = Map::new();
+        record.insert("ts_start".into(), json!("2026-11-26T04:27:09.123Z"));
+        assert_eq!(partition_of(&record), ("2026-11-26".to_owned(), 4));
+    }
+}

@@ -1,0 +1,181 @@
+//! Validation of `[audit]` and `[prices]`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::*;
+use super::validate::{Environment, Errors, read_secret};
+use crate::audit::config::*;
+
+const DEFAULT_LOCAL_DIR: &str = "data/audit";
+const DEFAULT_SPOOL_DIR: &str = "data/spool";
+const DEFAULT_SPOOL_MAX_BYTES: u64 = 1 << 30;
+const DEFAULT_COMMIT_INTERVAL_MS: u64 = 50;
+// Few, large objects: analysts' queries slow down with many small files.
+const DEFAULT_FLUSH_RECORDS: u64 = 100_000;
+const DEFAULT_FLUSH_BYTES: u64 = 64 << 20;
+const DEFAULT_FLUSH_INTERVAL_MS: u64 = 300_000;
+const DEFAULT_QUEUE_CAPACITY: usize = 65_536;
+
+pub(super) fn validate_audit(
+    raw: Option<&RawAudit>,
+    prices: &BTreeMap<String, RawPrice>,
+    env: &Environment<'_>,
+    errors: &mut Errors,
+) -> Option<AuditConfig> {
+    let raw = raw.filter(|a| a.enabled)?;
+    let store = match raw.sink.unwrap_or(RawAuditSink::Local) {
+        RawAuditSink::Local => {
+            for (field, set) in [
+                ("s3_bucket", raw.s3_bucket.is_some()),
+                ("s3_prefix", raw.s3_prefix.is_some()),
+            ] {
+                if set {
+                    errors.push(format!("audit.{field}"), "only for sink = \"s3\"");
+                }
+            }
+            StoreConfig::Local {
+                root: PathBuf::from(raw.local_dir.as_deref().unwrap_or(DEFAULT_LOCAL_DIR)),
+            }
+        }
+        RawAuditSink::S3 => {
+            if raw.local_dir.is_some() {
+                errors.push("audit.local_dir", "only for sink = \"local\"");
+            }
+            let Some(bucket) = raw.s3_bucket.clone().filter(|b| !b.is_empty()) else {
+                errors.push("audit.s3_bucket", "sink = \"s3\" needs a bucket");
+                return None;
+            };
+            StoreConfig::S3 {
+                bucket,
+                prefix: raw
+                    .s3_prefix
+                    .as_deref()
+                    .unwrap_or("")
+                    .trim_matches('/')
+                    .to_owned(),
+                endpoint: raw.s3_endpoint.clone(),
+                region: raw.s3_region.clone(),
+                force_path_style: raw.s3_force_path_style.unwrap_or(false),
+            }
+        }
+    };
+    let positive = |field: &str, value: u64, errors: &mut Errors| {
+        if value == 0 {
+            errors.push(format!("audit.{field}"), "must be greater than 0");
+        }
+        value
+    };
+    let commit = positive(
+        "commit_interval_ms",
+        raw.commit_interval_ms.unwrap_or(DEFAULT_COMMIT_INTERVAL_MS),
+        errors,
+    );
+    let flush = FlushPolicy {
+        records: positive(
+            "flush_records",
+            raw.flush_records.unwrap_or(DEFAULT_FLUSH_RECORDS),
+            errors,
+        ),
+        bytes: positive(
+            "flush_bytes",
+            raw.flush_bytes.unwrap_or(DEFAULT_FLUSH_BYTES),
+            errors,
+        ),
+        interval: Duration::from_millis(positive(
+            "flush_interval_ms",
+            raw.flush_interval_ms.unwrap_or(DEFAULT_FLUSH_INTERVAL_MS),
+            errors,
+        )),
+    };
+    let queue_capacity = raw.queue_capacity.unwrap_or(DEFAULT_QUEUE_CAPACITY);
+    if queue_capacity == 0 {
+        errors.push("audit.queue_capacity", "must be greater than 0");
+    }
+    let spool_max_bytes = positive(
+        "spool_max_bytes",
+        raw.spool_max_bytes.unwrap_or(DEFAULT_SPOOL_MAX_BYTES),
+        errors,
+    );
+    let mut redact = Vec::with_capacity(raw.redact_json_paths.len());
+    for (i, text) in raw.redact_json_paths.iter().enumerate() {
+        match JsonPath::parse(text) {
+            Some(path) => redact.push(path),
+            None => errors.push(
+                format!("audit.redact_json_paths[{i}]"),
+                format!("`{text}` is not a path such as `request.messages[*].content`"),
+            ),
+        }
+    }
+    let instance = raw
+        .instance
+        .clone()
+        .or_else(|| (env.read_env)("HOSTNAME"))
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| format!("gw-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]));
+    if !instance
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        errors.push("audit.instance", format!("`{instance}` may only hold letters, digits, `-`, `_` and `.` (it goes into object keys)"));
+    }
+    let secret = read_secret(
+        "audit",
+        ("unit_key_secret_env", raw.unit_key_secret_env.as_deref()),
+        ("unit_key_secret_file", raw.unit_key_secret_file.as_deref()),
+        env,
+        errors,
+    )?;
+    let mut price_table = HashMap::with_capacity(prices.len());
+    for (model, price) in prices {
+        for (field, value) in [
+            ("input_per_million", price.input_per_million),
+            ("output_per_million", price.output_per_million),
+        ] {
+            if !value.is_finite() || value < 0.0 {
+                errors.push(
+                    format!("{}.{field}", super::location::child_path("prices", model)),
+                    "must be a finite number ≥ 0",
+                );
+            }
+        }
+        price_table.insert(
+            model.clone(),
+            Price {
+                input_per_million: price.input_per_million,
+                output_per_million: price.output_per_million,
+            },
+        );
+    }
+    Some(AuditConfig {
+        store,
+        spool_dir: PathBuf::from(raw.spool_dir.as_deref().unwrap_or(DEFAULT_SPOOL_DIR)),
+        spool_max_bytes,
+        on_spool_full: match raw.on_spool_full.unwrap_or(RawSpoolFull::Reject) {
+            RawSpoolFull::Reject => SpoolFullPolicy::Reject,
+            RawSpoolFull::Drop => SpoolFullPolicy::Drop,
+        },
+        durability: match raw.durability.unwrap_or(RawDurability::Buffered) {
+            RawDurability::Buffered => Durability::Buffered,
+            RawDurability::Strict => Durability::Strict,
+        },
+        commit_interval: Duration::from_millis(commit),
+        flush,
+        queue_capacity: queue_capacity.max(1),
+        instance,
+        unit_key_secret: secret.map(String::into_bytes),
+        log_bodies: raw.log_bodies.unwrap_or(true),
+        redact,
+        redaction: match raw.redaction.unwrap_or(RawRedaction::Marker) {
+            RawRedaction::Marker => Redaction::Marker,
+            RawRedaction::Hash => Redaction::Hash,
+        },
+        prices: price_table,
+    })
+}
