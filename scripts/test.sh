@@ -13,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV=.venv-test
 # Every requirements file installed into the one test venv. Add lines to
 # these files (or files to this list) for further Python-side test tools.
-REQUIREMENTS=(tests/sdk/requirements.txt)
+REQUIREMENTS=(tests/sdk/requirements.txt tests/s3/requirements.txt)
 PYTHON=${PYTHON:-python3}
 
 section() {
@@ -46,11 +46,11 @@ else
     echo "building $VENV with $("$PYTHON" --version 2>&1)"
     rm -f "$stamp"
     "$PYTHON" -m venv --clear "$VENV"
-    requirement_args=()
+    # One pip run per file: a file pinned by hash puts pip in hash-checking
+    # mode for everything in that run.
     for file in "${REQUIREMENTS[@]}"; do
-        requirement_args+=(-r "$file")
+        "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$file"
     done
-    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input "${requirement_args[@]}"
     echo "$wanted" >"$stamp"
 fi
 "$VENV/bin/python" -m pip list --disable-pip-version-check --format=freeze 2>/dev/null |

@@ -2,6 +2,9 @@
 //! provider, and a small HTTP client. Every test gets its own ports.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod process;
+pub mod s3;
+
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
