@@ -13,7 +13,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 VENV=.venv-test
 # Every requirements file installed into the one test venv. Add lines to
 # these files (or files to this list) for further Python-side test tools.
-REQUIREMENTS=(tests/sdk/requirements.txt tests/s3/requirements.txt)
+REQUIREMENTS=(tests/sdk/requirements.txt tests/s3/requirements.txt tests/analytics/requirements.txt)
 PYTHON=${PYTHON:-python3}
 
 section() {

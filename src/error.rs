@@ -102,6 +102,19 @@ impl ErrorClass {
 }
 
 impl GatewayError {
+    /// The provider a provider error is about.
+    pub fn provider(&self) -> Option<&str> {
+        use GatewayError::*;
+        match self {
+            ProviderUnreachable { provider }
+            | ProviderTimeout { provider, .. }
+            | ProviderAuth { provider }
+            | ProviderStatus { provider, .. }
+            | ProviderProtocol { provider } => Some(provider),
+            _ => None,
+        }
+    }
+
     pub fn class(&self) -> ErrorClass {
         use GatewayError::*;
         match self {

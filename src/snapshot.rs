@@ -15,6 +15,7 @@ use crate::routing::RouteTable;
 
 pub struct Snapshot {
     pub version: Arc<str>,
+    pub startup_only_digest: Arc<str>,
     pub server: ServerConfig,
     pub admin: AdminConfig,
     pub auth: AuthConfig,
@@ -33,10 +34,12 @@ impl Snapshot {
             routes,
             experiments,
             version,
+            startup_only_digest,
             ..
         } = config;
         Snapshot {
             version,
+            startup_only_digest,
             server,
             admin,
             auth,

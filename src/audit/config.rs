@@ -24,7 +24,7 @@ pub enum StoreConfig {
 pub enum SpoolFullPolicy {
     /// New requests are refused with 503 until uploads catch up.
     Reject,
-    /// Records are dropped and counted (`promptgate_audit_records_dropped_total`).
+    /// Records are dropped and counted (`promptgate_audit_records_dropped_spool_full_total`).
     Drop,
 }
 

@@ -228,7 +228,7 @@ pub fn from_refusal(refusal: &Refusal, ctx: &RecordContext<'_>) -> Map<String, V
     );
     record.insert("dialect".into(), json!(refusal.dialect.label()));
     experiment_fields(&mut record, refusal.experiment.as_ref(), ctx);
-    record.insert("provider".into(), Value::Null);
+    record.insert("provider".into(), json!(refusal.provider));
     record.insert("model".into(), json!(refusal.model));
     record.insert("upstream_model".into(), Value::Null);
     record.insert("stream".into(), json!(refusal.stream));
@@ -246,6 +246,7 @@ pub fn from_refusal(refusal: &Refusal, ctx: &RecordContext<'_>) -> Map<String, V
     for field in ["request", "response", "response_text", "response_truncated"] {
         record.insert(field.into(), Value::Null);
     }
+    redact(&mut record, ctx.config);
     record
 }
 

@@ -96,6 +96,8 @@ pub struct Refusal {
     pub message: String,
     pub started_at: SystemTime,
     pub duration: Duration,
+    /// The provider that failed, for provider errors (unreachable, timeout…).
+    pub provider: Option<String>,
 }
 
 /// Receives finished exchanges and refusals. Implementations must not block:

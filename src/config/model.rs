@@ -24,6 +24,9 @@ pub struct Config {
     pub version: Arc<str>,
     /// Prompt files read, which a reload watches besides the config file.
     pub prompt_files: Vec<std::path::PathBuf>,
+    /// Digest of the `[audit]` and `[prices]` sections, which apply only at
+    /// start-up: a reload that changes them warns.
+    pub startup_only_digest: Arc<str>,
 }
 
 #[derive(Debug, Clone)]

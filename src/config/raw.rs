@@ -96,7 +96,7 @@ pub struct RawAudit {
     pub unit_key_secret_file: Option<String>,
     /// false: records carry metadata only, no request or response bodies.
     pub log_bodies: Option<bool>,
-    /// JSON paths in request and response bodies to redact, e.g. `messages[*].content`.
+    /// Paths into the record to redact, e.g. `request.messages[*].content`.
     #[serde(default)]
     pub redact_json_paths: Vec<String>,
     pub redaction: Option<RawRedaction>,

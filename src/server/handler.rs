@@ -55,6 +55,11 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
         Err(error) => {
             let mut response = api::error_response(dialect, &error);
             let trail = trail.into_inner();
+            // A request refused because the audit spool is full is counted
+            // (promptgate_audit_requests_rejected_total), not spooled: writing
+            // it would grow the spool past its cap.
+            let spool_full = matches!(error, GatewayError::AuditBackpressure);
+            if !spool_full {
             gateway.sink.record_refusal(Refusal {
                 request_id: request_id.clone(),
                 client_id: trail.client_id,
@@ -69,7 +74,9 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
                 message: error.to_string(),
                 started_at,
                 duration: started.elapsed(),
+                provider: error.provider().map(str::to_owned),
             });
+            }
             if refused_before_reading_the_body(&error) {
                 // The unread body is still on the wire: the connection cannot
                 // carry another request, and the client must know not to try.
