@@ -113,7 +113,9 @@ impl Reloader {
             tracing::warn!("a listen address changed: that part takes effect only after a restart");
         }
         if current.startup_only_digest != config.startup_only_digest {
-            tracing::warn!("[audit] or [prices] changed: those sections take effect only after a restart");
+            tracing::warn!(
+                "[audit] or [prices] changed: those sections take effect only after a restart"
+            );
         }
         self.gateway.snapshots.replace(Snapshot::new(config));
         state.status.version = version.clone();

@@ -104,7 +104,10 @@ pub fn validate(
             routes,
             experiments,
             audit,
-            startup_only_digest: super::config_version(&format!("{:?}{:?}", raw.audit, raw.prices), &[]),
+            startup_only_digest: super::config_version(
+                &format!("{:?}{:?}", raw.audit, raw.prices),
+                &[],
+            ),
             version: super::config_version(source, &files),
             prompt_files: files.into_iter().map(|(path, _)| path).collect(),
         }),

@@ -60,22 +60,22 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
             // it would grow the spool past its cap.
             let spool_full = matches!(error, GatewayError::AuditBackpressure);
             if !spool_full {
-            gateway.sink.record_refusal(Refusal {
-                request_id: request_id.clone(),
-                client_id: trail.client_id,
-                config_version: snapshot.version.clone(),
-                endpoint: trail.endpoint,
-                dialect,
-                model: trail.model,
-                stream: trail.stream,
-                experiment: trail.experiment,
-                status: response.status().as_u16(),
-                error_class: error.class(),
-                message: error.to_string(),
-                started_at,
-                duration: started.elapsed(),
-                provider: error.provider().map(str::to_owned),
-            });
+                gateway.sink.record_refusal(Refusal {
+                    request_id: request_id.clone(),
+                    client_id: trail.client_id,
+                    config_version: snapshot.version.clone(),
+                    endpoint: trail.endpoint,
+                    dialect,
+                    model: trail.model,
+                    stream: trail.stream,
+                    experiment: trail.experiment,
+                    status: response.status().as_u16(),
+                    error_class: error.class(),
+                    message: error.to_string(),
+                    started_at,
+                    duration: started.elapsed(),
+                    provider: error.provider().map(str::to_owned),
+                });
             }
             if refused_before_reading_the_body(&error) {
                 // The unread body is still on the wire: the connection cannot
