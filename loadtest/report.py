@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 out, rounds, rate, duration = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], float(sys.argv[4])
-cpu_ticks, clk_tck, rss_kb = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+clk_tck = int(sys.argv[5])
+cpu_ticks = {k: int(v) for k, v in (kv.split("=") for kv in sys.argv[6].split())}
+rss_kb = {k: int(v) for k, v in (kv.split("=") for kv in sys.argv[7].split())}
 cases = sys.argv[8:]  # the first is the baseline
 
 
@@ -39,17 +41,15 @@ def med_range(values):
 
 print(f"Fixed rate {rate} req/s, {duration:g} s per run, {rounds} interleaved rounds "
       f"(median and range over rounds; latencies in ms; 'added' = case minus {baseline} in the same round)\n")
-print("| case | req/s | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | failed |")
-print("|---|---|---|---|---|---|---|---|---|")
+print("| case | req/s | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | gateway CPU | failed |")
+print("|---|---|---|---|---|---|---|---|---|---|")
 for case, rs in runs.items():
     added = {p: [r[p] - d[p] for r, d in zip(rs, runs[baseline])] for p in ("p50", "p99", "p99.9")}
     print(
         f"| {case} | {statistics.median(r['rps'] for r in rs):.0f} | {med_range([r['p50'] for r in rs])} | "
         f"{med_range([r['p99'] for r in rs])} | {med_range([r['p99.9'] for r in rs])} | "
         + (" | ".join(med_range(added[p]) for p in ("p50", "p99", "p99.9")) if case != baseline else "– | – | –")
+        + (f" | {100 * cpu_ticks[case] / clk_tck / (rounds * duration):.0f}% of a core" if case in cpu_ticks else " | –")
         + f" | {sum(r['non2xx'] for r in rs)} |"
     )
-gateway_runs = rounds * (len(cases) - 1)
-busy = cpu_ticks / clk_tck
-print(f"\nGateway process: {busy:.2f} s CPU over {gateway_runs} runs of {duration:g} s "
-      f"(≈{100 * busy / (gateway_runs * duration):.0f}% of one core while loaded); peak RSS {rss_kb / 1024:.1f} MiB")
+print("\nPeak RSS per gateway process: " + ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in sorted(rss_kb.items())))

@@ -47,7 +47,8 @@ pids+=($!)
 for _ in $(seq 100); do grep -q "listening on" "$out/sim.out" 2>/dev/null && break; sleep 0.05; done
 sim_addr=$(sed -n 's/^listening on //p' "$out/sim.out")
 
-cat > "$out/gateway.toml" <<TOML
+base_config() { # the experiment config every gateway shares
+cat <<TOML
 [auth]
 open = true
 [providers.sim]
@@ -73,14 +74,60 @@ providers = ["sim"]
 system = "You are a concise assistant for {{audience}}."
 params = { temperature = 0.2 }
 TOML
-"$bin/promptgate" --log-format json serve --config "$out/gateway.toml" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2> "$out/gateway.log" &
-gateway_pid=$!
-pids+=($gateway_pid)
-for _ in $(seq 100); do grep -q '"local"' "$out/gateway.log" 2>/dev/null && break; sleep 0.05; done
-gateway_addr=$(python3 -c 'import json,sys
+}
+
+start_gateway() { # name config-text → sets gateway_addr[name], gateway_pid[name]
+  local dir="$out/$1"
+  rm -rf "$dir" && mkdir -p "$dir"
+  printf '%s\n' "$2" > "$dir/gateway.toml"
+  (cd "$dir" && exec env AWS_ACCESS_KEY_ID=load AWS_SECRET_ACCESS_KEY=loadsecret \
+    "$bin/promptgate" --log-format json serve --config gateway.toml \
+    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2> gateway.log) &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 200); do grep -q '"local"' "$dir/gateway.log" 2>/dev/null && break; sleep 0.05; done
+  gateway_pid[$1]=$pid
+  gateway_addr[$1]=$(python3 -c 'import json,sys
 for line in open(sys.argv[1]):
     local = json.loads(line).get("fields", {}).get("local")
-    if local: print(local); break' "$out/gateway.log")
+    if local: print(local); break' "$dir/gateway.log")
+  [ -n "${gateway_addr[$1]}" ] || { echo "gateway $1 did not start:" >&2; cat "$dir/gateway.log" >&2; exit 1; }
+}
+
+declare -A gateway_addr gateway_pid
+start_gateway plain "$(base_config)"
+start_gateway audit_local "$(base_config)
+[audit]
+sink = \"local\"
+local_dir = \"audit\"
+spool_dir = \"spool\"
+unit_key_secret_env = \"AWS_SECRET_ACCESS_KEY\""
+
+cases=(direct passthrough experiment experiment_audit_local)
+weed="$root/.venv-test/bin/weed"
+if [ -x "$weed" ]; then
+  mkdir -p "$out/s3"
+  rm -rf "$out/s3/data"
+  AWS_ACCESS_KEY_ID=load AWS_SECRET_ACCESS_KEY=loadsecret "$weed" mini -dir="$out/s3/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
+    -s3.port=28333 -master.port=28334 -volume.port=28335 -filer.port=28336 -admin.port=28337 \
+    -s3.port.iceberg=0 -s3.port.lance=0 -webdav=false -admin.ui=false -master.telemetry=false \
+    -s3.allowDeleteBucketNotEmpty=false -bucket=loadtest > "$out/s3/weed.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 200); do curl -s -o /dev/null http://127.0.0.1:28333/ && break; sleep 0.1; done
+  sleep 1
+  start_gateway audit_s3 "$(base_config)
+[audit]
+sink = \"s3\"
+s3_bucket = \"loadtest\"
+s3_endpoint = \"http://127.0.0.1:28333\"
+s3_region = \"us-east-1\"
+s3_force_path_style = true
+spool_dir = \"spool\"
+unit_key_secret_env = \"AWS_SECRET_ACCESS_KEY\""
+  cases+=(experiment_audit_s3)
+else
+  echo "no SeaweedFS at $weed (scripts/test.sh installs it): skipping the S3 case" >&2
+fi
 
 body='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Summarise the plot of Hamlet in one sentence."}]}'
 experiment_body='{"model":"bench","messages":[{"role":"user","content":"Summarise the plot of Hamlet in one sentence."}],"promptgate":{"variables":{"audience":"students"}}}'
@@ -91,15 +138,29 @@ run_case() { # name url round body
 }
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-gw_cpu_start=$(cpu_ticks "$gateway_pid")
+declare -A cpu
+measure() { # case gateway url body round
+  local before after
+  before=$(cpu_ticks "${gateway_pid[$2]}")
+  run_case "$1" "$3" "$5" "$4"
+  after=$(cpu_ticks "${gateway_pid[$2]}")
+  cpu[$1]=$(( ${cpu[$1]:-0} + after - before ))
+}
 for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
   run_case direct "http://$sim_addr/v1/chat/completions" "$round" "$body"
-  run_case passthrough "http://$gateway_addr/v1/chat/completions" "$round" "$body"
-  run_case experiment "http://$gateway_addr/v1/chat/completions" "$round" "$experiment_body"
+  measure passthrough plain "http://${gateway_addr[plain]}/v1/chat/completions" "$body" "$round"
+  measure experiment plain "http://${gateway_addr[plain]}/v1/chat/completions" "$experiment_body" "$round"
+  measure experiment_audit_local audit_local "http://${gateway_addr[audit_local]}/v1/chat/completions" "$experiment_body" "$round"
+  if [ -n "${gateway_addr[audit_s3]:-}" ]; then
+    measure experiment_audit_s3 audit_s3 "http://${gateway_addr[audit_s3]}/v1/chat/completions" "$experiment_body" "$round"
+  fi
 done
-gw_cpu_end=$(cpu_ticks "$gateway_pid")
-gw_rss_kb=$(awk '/VmHWM/ {print $2}' "/proc/$gateway_pid/status")
+rss=""
+for name in "${!gateway_pid[@]}"; do
+  rss="$rss $name=$(awk '/VmHWM/ {print $2}' "/proc/${gateway_pid[$name]}/status")"
+done
+cpu_args=""
+for c in "${cases[@]:1}"; do cpu_args="$cpu_args $c=${cpu[$c]:-0}"; done
 
-python3 "$here/report.py" "$out" "$ROUNDS" "$RATE" "$DURATION" \
-  "$(( (gw_cpu_end - gw_cpu_start) ))" "$(getconf CLK_TCK)" "$gw_rss_kb" direct passthrough experiment
+python3 "$here/report.py" "$out" "$ROUNDS" "$RATE" "$DURATION" "$(getconf CLK_TCK)" "$cpu_args" "$rss" "${cases[@]}"
