@@ -9,6 +9,7 @@
 #
 #   loadtest/run.sh                     # 1000 req/s, 10 s per run, 3 rounds
 #   RATE=5000 DURATION=20 ROUNDS=5 loadtest/run.sh
+#   MAX=1 DURATION=10 loadtest/run.sh   # closed loop: maximum throughput of each case
 #   SMOKE=1 loadtest/run.sh             # a 1-second run of each case, for CI
 #
 # Prints a markdown table; raw oha JSON goes to loadtest/out/.
@@ -131,8 +132,11 @@ fi
 
 body='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Summarise the plot of Hamlet in one sentence."}]}'
 experiment_body='{"model":"bench","messages":[{"role":"user","content":"Summarise the plot of Hamlet in one sentence."}],"promptgate":{"variables":{"audience":"students"}}}'
+# MAX=1: closed loop, as fast as the connections go (maximum throughput);
+# otherwise open loop at RATE with latency correction (latency figures).
+if [ "${MAX:-0}" = 1 ]; then rate_args=(); RATE=max; else rate_args=(-q "$RATE" --latency-correction); fi
 run_case() { # name url round body
-  "$OHA" --no-tui --output-format json -q "$RATE" -z "${DURATION}s" --latency-correction -w \
+  "$OHA" --no-tui --output-format json "${rate_args[@]}" -z "${DURATION}s" -w \
     -c "$CONNECTIONS" -m POST -H 'content-type: application/json' -H 'authorization: Bearer load' \
     -H 'x-user-id: user-1' -d "$4" "$2" > "$out/$1-$3.json"
 }

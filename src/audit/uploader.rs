@@ -40,9 +40,20 @@ pub struct Object {
 }
 
 #[derive(Deserialize)]
-struct StartTime<'a> {
+struct Routing<'a> {
     #[serde(borrow)]
     ts_start: &'a str,
+    #[serde(borrow, default)]
+    record_type: Option<&'a str>,
+}
+
+/// Each kind of record is its own table: requests at `<prefix>/v1/`,
+/// feedback at `<prefix>/feedback/v1/`.
+fn table_of(record_type: Option<&str>) -> &'static str {
+    match record_type {
+        Some("feedback") => "feedback/",
+        _ => "",
+    }
 }
 
 /// Groups a segment's records by partition and gzips each group.
@@ -52,17 +63,20 @@ pub fn build_objects(
     instance: &str,
     segment: &str,
 ) -> std::io::Result<Vec<Object>> {
-    let mut partitions: BTreeMap<(String, String), Vec<&[u8]>> = BTreeMap::new();
+    let mut partitions: BTreeMap<(&str, String, String), Vec<&[u8]>> = BTreeMap::new();
     for payload in payloads {
-        let start = serde_json::from_slice::<StartTime<'_>>(payload)
-            .map(|t| t.ts_start)
-            .unwrap_or("1970-01-01T00");
+        let (start, table) = serde_json::from_slice::<Routing<'_>>(payload)
+            .map(|r| (r.ts_start, table_of(r.record_type)))
+            .unwrap_or(("1970-01-01T00", ""));
         let date = start.get(..10).unwrap_or("1970-01-01").to_owned();
         let hour = start.get(11..13).unwrap_or("00").to_owned();
-        partitions.entry((date, hour)).or_default().push(payload);
+        partitions
+            .entry((table, date, hour))
+            .or_default()
+            .push(payload);
     }
     let mut objects = Vec::with_capacity(partitions.len());
-    for (index, ((date, hour), records)) in partitions.into_iter().enumerate() {
+    for (index, ((table, date, hour), records)) in partitions.into_iter().enumerate() {
         let mut gzip = GzEncoder::new(Vec::new(), Compression::default());
         for record in &records {
             gzip.write_all(record)?;
@@ -70,7 +84,7 @@ pub fn build_objects(
         }
         objects.push(Object {
             key: format!(
-                "{key_prefix}v1/dt={date}/hour={hour}/{instance}-{segment}-{index}.jsonl.gz"
+                "{key_prefix}{table}v1/dt={date}/hour={hour}/{instance}-{segment}-{index}.jsonl.gz"
             ),
             body: gzip.finish()?,
             records: records.len(),
@@ -248,6 +262,14 @@ mod tests {
         assert_eq!(text.lines().count(), 2);
         assert!(text.ends_with('\n'));
         assert_eq!(objects[0].records, 2);
+        // Feedback records go to their own table.
+        let feedback =
+            vec![br#"{"ts_start":"2026-11-26T04:00:00.000Z","record_type":"feedback"}"#.to_vec()];
+        let objects_fb = build_objects(&feedback, "audit/", "gw-1", "seg9").unwrap();
+        assert_eq!(
+            objects_fb[0].key,
+            "audit/feedback/v1/dt=2026-11-26/hour=04/gw-1-seg9-0.jsonl.gz"
+        );
         // Same segment, same keys: a repeated upload is idempotent.
         let again = build_objects(&payloads, "audit/", "gw-1", "seg9").unwrap();
         assert_eq!(
