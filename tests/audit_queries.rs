@@ -19,7 +19,6 @@ mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use http::Method;
@@ -636,19 +635,6 @@ fn refusals() -> Vec<Call> {
     calls
 }
 
-fn python() -> PathBuf {
-    if let Some(python) = std::env::var_os("PROMPTGATE_TEST_PYTHON") {
-        return PathBuf::from(python);
-    }
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/python");
-    assert!(
-        venv.exists(),
-        "the audit query tests need {} with the pinned duckdb/pytest packages: run `scripts/test.sh` (it creates it), or set PROMPTGATE_TEST_PYTHON",
-        venv.display()
-    );
-    venv
-}
-
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -751,7 +737,6 @@ async fn send_call(http: &TestClient, gw: &TestGateway, sim: &Simulator, call: &
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn documented_duckdb_queries_answer_for_known_traffic() {
-    let python = python();
     let sim = Simulator::start(SimConfig {
         required_key: Some(PROVIDER_KEY.into()),
         ..SimConfig::default()
@@ -854,28 +839,16 @@ async fn documented_duckdb_queries_answer_for_known_traffic() {
         );
     }
 
-    let tests_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/analytics");
-    let audit_dir = dir.join("audit");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new(&python)
-            .args(["-m", "pytest", "-q", "-p", "no:cacheprovider"])
-            .arg(&tests_dir)
-            .env("PROMPTGATE_AUDIT_DIR", &audit_dir)
-            .env("PROMPTGATE_AUDIT_EXPECT", &expect_path)
-            .output()
-            .expect("running pytest")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    println!("{stdout}\n{stderr}");
-    assert!(
-        output.status.success(),
-        "the documented audit queries failed:\n{stdout}\n{stderr}"
-    );
-    assert!(
-        stdout.contains(" passed") && !stdout.contains(" skipped"),
-        "pytest ran no tests or skipped some:\n{stdout}"
-    );
+    support::pytest::run(
+        "analytics",
+        "the pinned duckdb/pytest packages",
+        vec![
+            (
+                "PROMPTGATE_AUDIT_DIR",
+                dir.join("audit").display().to_string(),
+            ),
+            ("PROMPTGATE_AUDIT_EXPECT", expect_path.display().to_string()),
+        ],
+    )
+    .await;
 }

@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod process;
+pub mod pytest;
 pub mod s3;
 
 use std::net::SocketAddr;
