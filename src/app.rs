@@ -24,6 +24,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Audit(#[from] AuditStartError),
+    #[error("cannot listen for SIGHUP: {source}")]
+    Signal { source: std::io::Error },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -58,6 +60,9 @@ impl App {
         sink: Arc<dyn ExchangeSink>,
     ) -> Result<App, StartError> {
         let config = config::load_file(&config_path, &options)?;
+        #[cfg(unix)]
+        let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .map_err(|source| StartError::Signal { source })?;
         let (audit_log, audit_tasks) = match &config.audit {
             Some(audit) => {
                 let (log, tasks) = crate::audit::start(audit).await?;
@@ -123,7 +128,9 @@ impl App {
             ));
         }
         #[cfg(unix)]
-        background.push(tokio::spawn(reloader.clone().reload_on_sighup(stopped)));
+        background.push(tokio::spawn(
+            reloader.clone().reload_on_sighup(hangups, stopped),
+        ));
 
         Ok(App {
             addr,

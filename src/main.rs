@@ -130,41 +130,39 @@ fn serve(
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
+        let shutdown = shutdown_signal()?;
         let options = LoadOptions { listen_override: listen, admin_listen_override: admin_listen };
         let app = App::start(config_path.clone(), options, Arc::new(LogSink)).await?;
         let version = app.reloader.status().version;
         tracing::info!(local = %app.addr, admin = %app.admin_addr, config = %config_path.display(), %version, "promptgate listening");
-        shutdown_signal().await;
+        shutdown.await;
         app.shutdown().await;
         tracing::info!("stopped");
         Ok(ExitCode::SUCCESS)
     })
 }
 
-/// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
+/// Registers the SIGTERM (Kubernetes) and SIGINT (Ctrl-C) handlers at once —
+/// before the listeners open, so an early signal still gets a graceful
+/// drain instead of the default immediate exit — and returns a future that
+/// resolves on the first of them.
+#[cfg(unix)]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = terminate => tracing::info!("SIGTERM received"),
-    }
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("Ctrl-C received");
+    })
 }

@@ -151,17 +151,15 @@ impl Reloader {
         }
     }
 
-    /// Reloads on every SIGHUP until `shutdown` turns true.
+    /// Reloads on every SIGHUP until `shutdown` turns true. The handler is
+    /// registered by the caller before start-up completes, so an early SIGHUP
+    /// reloads instead of ending the process (SIGHUP's default action).
     #[cfg(unix)]
-    pub async fn reload_on_sighup(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut hangups = match signal(SignalKind::hangup()) {
-            Ok(signal) => signal,
-            Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGHUP");
-                return;
-            }
-        };
+    pub async fn reload_on_sighup(
+        self: Arc<Self>,
+        mut hangups: tokio::signal::unix::Signal,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
         loop {
             tokio::select! {
                 received = hangups.recv() => {

@@ -253,6 +253,17 @@ impl AuditTasks {
             let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
         let _ = self.drain.send(Some(deadline));
-        let _ = (&mut self.uploader).await;
+        // An upload in flight may hang (a server that accepts but never
+        // answers): the grace period bounds it. Abandoning a PUT is safe, the
+        // segment stays in the spool and its keys are create-if-absent.
+        if tokio::time::timeout_at(deadline.into(), &mut self.uploader)
+            .await
+            .is_err()
+        {
+            self.uploader.abort();
+            tracing::warn!(
+                "audit upload still running at the end of the grace period: the rest stays in the spool for the next start"
+            );
+        }
     }
 }

@@ -113,6 +113,12 @@ impl Segment {
         Ok(())
     }
 
+    /// Hands buffered frames to the OS (no fsync): they then survive the
+    /// process being killed, though not the machine losing power.
+    pub fn write_through(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+
     /// Writes buffered frames and fsyncs them. Returns whether anything was synced.
     pub fn sync(&mut self) -> io::Result<bool> {
         if !self.unsynced {

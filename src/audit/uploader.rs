@@ -21,7 +21,9 @@ use super::spool::{self, SpoolDirs};
 use super::store::{PutOutcome, Store};
 
 const RETRY_BASE: Duration = Duration::from_millis(200);
-const RETRY_MAX: Duration = Duration::from_secs(30);
+// Short enough that a spool that refused requests while the store was down
+// drains soon after the store is back.
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 pub(super) struct Uploader {
     pub store: Store,

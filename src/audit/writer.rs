@@ -67,6 +67,10 @@ impl Writer {
                         }
                         next = events.try_recv().ok();
                     }
+                    // A killed process then loses only what is still queued.
+                    if let Some(Err(error)) = segment.as_mut().map(Segment::write_through) {
+                        tracing::error!(%error, "audit spool write failed");
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => closing = true,

@@ -1,0 +1,1180 @@
+//! What the audit log survives, against a real S3-compatible server
+//! (SeaweedFS) and the real binary: an S3 outage under load, SIGTERM and
+//! SIGKILL under load (strict and buffered durability), SIGTERM right after
+//! start-up and with a hanging S3, the spool cap with both `on_spool_full`
+//! policies, and torn or corrupted spool segments.
+//!
+//! Every request carries its own `x-request-id`, which the gateway echoes and
+//! stores as the record's `request_id`, so records are counted per request.
+//!
+//! The tests of this file run one at a time (`SERIAL`): they measure loss
+//! windows in milliseconds and each runs a gateway, an S3 server and a load
+//! generator, which would otherwise compete for the CPUs.
+
+mod support;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use support::TestClient;
+use support::process::{Gateway, audit_config, spawn, spawn_in};
+use support::s3::{S3Server, SECRET_KEY};
+
+const BUCKET: &str = "audit";
+const PREFIX: &str = "tenant/audit/";
+
+/// Held by each test for its whole run (an async lock: it is held across awaits,
+/// and each test has its own runtime).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+// ---------------------------------------------------------------------------
+// Requests and load
+// ---------------------------------------------------------------------------
+
+/// One request as the client saw it.
+#[derive(Debug, Clone)]
+struct Sent {
+    id: String,
+    /// The status, when a response head arrived.
+    status: Option<u16>,
+    /// When the whole body arrived (its end seen, content checked).
+    completed_at: Option<Instant>,
+    body: Bytes,
+    error: Option<String>,
+}
+
+impl Sent {
+    fn complete_ok(&self) -> bool {
+        self.status == Some(200) && self.completed_at.is_some()
+    }
+}
+
+fn chat_body(stream: bool, n: u64) -> String {
+    if stream {
+        format!(
+            r#"{{"model":"greeting","stream":true,"messages":[{{"role":"user","content":"streamed hello {n}"}}]}}"#
+        )
+    } else {
+        format!(r#"{{"model":"greeting","messages":[{{"role":"user","content":"hello {n}"}}]}}"#)
+    }
+}
+
+/// Sends one chat completion and reads its body to the end; never panics on
+/// transport errors (the gateway may be stopped or killed under it).
+async fn call(client: &TestClient, url: &str, id: &str, user: &str, stream: bool, n: u64) -> Sent {
+    let mut sent = Sent {
+        id: id.to_owned(),
+        status: None,
+        completed_at: None,
+        body: Bytes::new(),
+        error: None,
+    };
+    let request = Request::post(url)
+        .header("content-type", "application/json")
+        .header("x-user-id", user)
+        .header("x-request-id", id)
+        .body(Full::new(Bytes::from(chat_body(stream, n))))
+        .unwrap();
+    let attempt = async {
+        let response = client.request(request).await.map_err(|e| e.to_string())?;
+        sent.status = Some(response.status().as_u16());
+        let echoed = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("body: {e}"))?
+            .to_bytes();
+        let done = Instant::now();
+        assert_eq!(
+            echoed.as_deref(),
+            Some(id),
+            "the gateway must echo x-request-id"
+        );
+        Ok::<_, String>((body, done))
+    };
+    match tokio::time::timeout(Duration::from_secs(15), attempt).await {
+        Ok(Ok((body, done))) => {
+            if sent.status == Some(200) {
+                // A complete answer: a whole JSON document, or a stream up to [DONE].
+                let whole = if stream {
+                    String::from_utf8_lossy(&body).contains("data: [DONE]")
+                } else {
+                    serde_json::from_slice::<Value>(&body).is_ok()
+                };
+                assert!(
+                    whole,
+                    "a body that ended cleanly must be whole: {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+            sent.completed_at = Some(done);
+            sent.body = body;
+        }
+        Ok(Err(error)) => sent.error = Some(error),
+        Err(_) => sent.error = Some("timed out".into()),
+    }
+    sent
+}
+
+/// Concurrent clients sending chat completions (every third one streamed),
+/// each request with its own id and its own `x-user-id`, until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<Vec<Sent>>>,
+}
+
+fn start_load(gw: &Gateway, label: &str, workers: usize) -> Load {
+    let stop = Arc::new(AtomicBool::new(false));
+    let url = gw.url("/v1/chat/completions");
+    let workers = (0..workers)
+        .map(|w| {
+            let (stop, url, label) = (stop.clone(), url.clone(), label.to_owned());
+            tokio::spawn(async move {
+                let client = support::client();
+                let mut out = Vec::new();
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let id = format!("{label}-{w}-{n}");
+                    let user = format!("user-{w}-{n}");
+                    let sent = call(&client, &url, &id, &user, n.is_multiple_of(3), n).await;
+                    let failed = sent.error.is_some();
+                    out.push(sent);
+                    if failed {
+                        // The gateway is gone: do not spin on refused connections.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    n += 1;
+                }
+                out
+            })
+        })
+        .collect();
+    Load { stop, workers }
+}
+
+impl Load {
+    async fn finish(self) -> Vec<Sent> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut all = Vec::new();
+        for worker in self.workers {
+            all.extend(worker.await.expect("load worker panicked"));
+        }
+        all
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Metrics, S3 and the spool
+// ---------------------------------------------------------------------------
+
+async fn metrics(gw: &Gateway) -> HashMap<String, u64> {
+    let reply = support::send(
+        &support::client(),
+        http::Method::GET,
+        &gw.admin_url("/metrics"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    reply
+        .text()
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+async fn metric(gw: &Gateway, name: &str) -> u64 {
+    *metrics(gw)
+        .await
+        .get(name)
+        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+}
+
+/// Waits until `name` satisfies `ok`, returning its last value.
+async fn wait_metric(gw: &Gateway, name: &str, within: Duration, ok: impl Fn(u64) -> bool) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let value = metric(gw, name).await;
+        if ok(value) || Instant::now() > deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Records per request id, over every object in the bucket.
+async fn record_counts(s3: &S3Server) -> (HashMap<String, usize>, Vec<Value>) {
+    let records: Vec<Value> = s3
+        .records(BUCKET, PREFIX)
+        .await
+        .into_iter()
+        .map(|(_, r)| r)
+        .collect();
+    let mut counts = HashMap::new();
+    for record in &records {
+        let id = record["request_id"]
+            .as_str()
+            .unwrap_or_else(|| panic!("record without request_id: {record}"));
+        *counts.entry(id.to_owned()).or_insert(0) += 1;
+    }
+    (counts, records)
+}
+
+fn assert_no_duplicates(counts: &HashMap<String, usize>) {
+    let mut duplicated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    duplicated.sort();
+    assert!(
+        duplicated.is_empty(),
+        "records stored more than once: {duplicated:?}"
+    );
+}
+
+/// Every request that got a whole 200 has exactly one record.
+fn assert_each_once<'a>(counts: &HashMap<String, usize>, ids: impl Iterator<Item = &'a str>) {
+    assert_no_duplicates(counts);
+    let missing: Vec<&str> = ids.filter(|id| !counts.contains_key(*id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} served requests have no record, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+}
+
+/// Records whose request id the load never sent.
+fn assert_only_known(counts: &HashMap<String, usize>, sent: &[Sent]) {
+    let known: std::collections::HashSet<&str> = sent.iter().map(|s| s.id.as_str()).collect();
+    let foreign: Vec<_> = counts
+        .keys()
+        .filter(|id| !known.contains(id.as_str()))
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "records of unknown requests: {foreign:?}"
+    );
+}
+
+/// Waits until the restarted S3 server stores objects again: `weed mini`
+/// answers HTTP at once but holds PUTs for up to ~20 s while its volume
+/// server registers (measured), which is the server's start-up, not the
+/// gateway's catch-up. Returns how long that took.
+async fn wait_s3_writable(s3: &S3Server) -> Duration {
+    let client = s3.client().await;
+    let started = Instant::now();
+    loop {
+        let put = tokio::time::timeout(
+            Duration::from_secs(40),
+            client
+                .put_object()
+                .bucket(BUCKET)
+                .key("probe/ready") // outside PREFIX: not an audit object
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(b"ok"))
+                .send(),
+        )
+        .await;
+        if matches!(put, Ok(Ok(_))) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "S3 did not come back: {put:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+fn assert_spool_empty(workdir: &Path) {
+    for sub in ["open", "sealed"] {
+        let left = files_in(&workdir.join("spool").join(sub));
+        assert!(left.is_empty(), "spool/{sub} still holds {left:?}");
+    }
+}
+
+fn summary(sent: &[Sent]) -> String {
+    let ok = sent.iter().filter(|s| s.complete_ok()).count();
+    let errors = sent.iter().filter(|s| s.error.is_some()).count();
+    format!(
+        "{} sent, {ok} complete 200, {errors} transport errors",
+        sent.len()
+    )
+}
+
+/// Starts the gateway and gives it a moment before anything may signal it:
+/// the binary logs "listening" before it installs its SIGTERM handler, so a
+/// SIGTERM right after that line kills it outright (see
+/// `sigterm_right_after_start_up_still_drains_and_exits_cleanly`).
+async fn start(workdir: Option<&Path>, config: &str) -> Gateway {
+    let fresh;
+    let workdir = match workdir {
+        Some(dir) => dir,
+        None => {
+            fresh = tempfile::tempdir().unwrap().keep();
+            &fresh
+        }
+    };
+    let gw = spawn_in(workdir, config, SECRET_KEY)
+        .unwrap_or_else(|log| panic!("the gateway did not start:\n{log}"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gw
+}
+
+async fn sigterm(gw: Gateway) {
+    tokio::task::spawn_blocking(move || gw.stop())
+        .await
+        .expect("the gateway must exit 0 on SIGTERM");
+}
+
+// ---------------------------------------------------------------------------
+// 1. S3 outage under load
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_s3_outage_under_load_loses_and_duplicates_nothing() {
+    let _serial = SERIAL.lock().await;
+    let mut s3 = S3Server::start();
+    s3.create_bucket(BUCKET).await;
+    let gw = start(None, &audit_config(&s3.endpoint, BUCKET, "")).await;
+    let load = start_load(&gw, "outage", 4);
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+
+    let outage_start = Instant::now();
+    s3.stop();
+    let failures = wait_metric(
+        &gw,
+        "promptgate_audit_upload_failures_total",
+        Duration::from_secs(15),
+        |v| v > 0,
+    )
+    .await;
+    assert!(
+        failures > 0,
+        "uploads against a stopped S3 must count as failures"
+    );
+    let spool_in_outage = metric(&gw, "promptgate_audit_spool_bytes").await;
+    let written_in_outage = metric(&gw, "promptgate_audit_records_written_total").await;
+    let uploaded_in_outage = metric(&gw, "promptgate_audit_records_uploaded_total").await;
+    let outage_took = outage_start.elapsed();
+
+    s3.restart();
+    // Serving goes on while S3 comes back.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let sent = load.finish().await;
+    let s3_start = wait_s3_writable(&s3).await;
+    let restarted = Instant::now();
+    // The backlog goes out by itself, retried with back-off (informative: the
+    // back-off may reach 30 s; the SIGTERM below uploads what is left anyway).
+    let written = metric(&gw, "promptgate_audit_records_written_total").await;
+    let uploaded = wait_metric(
+        &gw,
+        "promptgate_audit_records_uploaded_total",
+        Duration::from_secs(8),
+        |v| v >= written,
+    )
+    .await;
+    let catch_up = format!(
+        "{uploaded} of {written} uploaded {:?} after S3 stored again",
+        restarted.elapsed()
+    );
+    let final_metrics = metrics(&gw).await;
+    assert!(final_metrics["promptgate_audit_upload_failures_total"] >= failures);
+    let workdir = gw.workdir.clone();
+    sigterm(gw).await;
+
+    let bad: Vec<_> = sent.iter().filter(|s| !s.complete_ok()).collect();
+    assert!(
+        bad.is_empty(),
+        "every request must be served during the outage: {} failed, e.g. {:?}",
+        bad.len(),
+        bad.first()
+    );
+    let (counts, _) = record_counts(&s3).await;
+    assert_each_once(&counts, sent.iter().map(|s| s.id.as_str()));
+    assert_only_known(&counts, &sent);
+    assert_eq!(counts.len(), sent.len());
+    assert_spool_empty(&workdir);
+    eprintln!(
+        "outage: {}; outage {outage_took:?} with {failures} upload failures, \
+         spool {spool_in_outage} bytes, {written_in_outage} written / {uploaded_in_outage} uploaded; \
+         S3 took {s3_start:?} to store again after its restart; {catch_up}; {} records in S3",
+        summary(&sent),
+        counts.len()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 2. SIGTERM under load
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_under_load_uploads_a_record_of_every_served_request() {
+    let _serial = SERIAL.lock().await;
+    let s3 = S3Server::start();
+    s3.create_bucket(BUCKET).await;
+    let gw = start(None, &audit_config(&s3.endpoint, BUCKET, "")).await;
+    let workdir = gw.workdir.clone();
+    let load = start_load(&gw, "term", 4);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let signalled = Instant::now();
+    sigterm(gw).await;
+    let exited_after = signalled.elapsed();
+    let sent = load.finish().await;
+
+    let served: Vec<&Sent> = sent.iter().filter(|s| s.complete_ok()).collect();
+    assert!(served.len() > 50, "too little load: {}", summary(&sent));
+    let (counts, _) = record_counts(&s3).await;
+    assert_each_once(&counts, served.iter().map(|s| s.id.as_str()));
+    assert_only_known(&counts, &sent);
+    assert_spool_empty(&workdir);
+    // Records of requests the client did not see whole (cut by the stop).
+    let extra = counts.len() - served.len();
+    eprintln!(
+        "sigterm: {}; exit {exited_after:?} after SIGTERM; {} records, {extra} of requests the client did not see complete",
+        summary(&sent),
+        counts.len()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 3. SIGKILL under load
+// ---------------------------------------------------------------------------
+
+struct KillRun {
+    sent: Vec<Sent>,
+    killed_at: Instant,
+    counts: HashMap<String, usize>,
+}
+
+/// Load, SIGKILL, restart on the same spool (recovery), SIGTERM; the records.
+async fn kill_under_load(label: &str, extra: &str) -> KillRun {
+    let s3 = S3Server::start();
+    s3.create_bucket(BUCKET).await;
+    let config = audit_config(&s3.endpoint, BUCKET, extra);
+    let gw = start(None, &config).await;
+    let load = start_load(&gw, label, 4);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let killed_at = Instant::now();
+    let workdir = gw.kill();
+    let sent = load.finish().await;
+    let left_in_spool =
+        files_in(&workdir.join("spool/open")).len() + files_in(&workdir.join("spool/sealed")).len();
+
+    let gw = start(Some(&workdir), &config).await;
+    sigterm(gw).await;
+    let (counts, _) = record_counts(&s3).await;
+    assert_no_duplicates(&counts);
+    assert_only_known(&counts, &sent);
+    assert_spool_empty(&workdir);
+    eprintln!(
+        "{label}: {}; {left_in_spool} segments left by the kill; {} records after the restart",
+        summary(&sent),
+        counts.len()
+    );
+    KillRun {
+        sent,
+        killed_at,
+        counts,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_in_strict_mode_loses_no_completed_response() {
+    let _serial = SERIAL.lock().await;
+    let run = kill_under_load("strict", "durability = \"strict\"").await;
+    let served: Vec<&Sent> = run.sent.iter().filter(|s| s.complete_ok()).collect();
+    assert!(served.len() > 50, "too little load: {}", summary(&run.sent));
+    assert_each_once(&run.counts, served.iter().map(|s| s.id.as_str()));
+    let last = served
+        .iter()
+        .filter_map(|s| s.completed_at)
+        .max()
+        .map(|t| run.killed_at.saturating_duration_since(t));
+    let recent = served
+        .iter()
+        .filter(|s| {
+            run.killed_at
+                .saturating_duration_since(s.completed_at.unwrap())
+                < Duration::from_millis(50)
+        })
+        .count();
+    eprintln!(
+        "strict: {} completed, all recorded; {recent} completed within 50 ms of the kill, the last {last:?} before it",
+        served.len()
+    );
+    assert!(recent > 0, "the kill must come while responses complete");
+}
+
+/// The documented crash window of buffered mode is "at most about
+/// `commit_interval_ms` worth, plus any still queued": records wait in the
+/// writer's buffer until the next group commit, and new ones queue while an
+/// fsync blocks the writer. Measured here: fdatasync stalls of up to ~110 ms
+/// under this load, and losses up to ~165 ms old with a 50 ms commit interval;
+/// the margin allows for such a stall.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_in_buffered_mode_loses_only_the_last_commit_window() {
+    let _serial = SERIAL.lock().await;
+    const COMMIT_MS: u64 = 50;
+    const MARGIN_MS: u64 = 250;
+    let run = kill_under_load(
+        "buffered",
+        &format!("durability = \"buffered\"\ncommit_interval_ms = {COMMIT_MS}"),
+    )
+    .await;
+    let served: Vec<&Sent> = run.sent.iter().filter(|s| s.complete_ok()).collect();
+    assert!(served.len() > 50, "too little load: {}", summary(&run.sent));
+    let age = |s: &Sent| {
+        run.killed_at
+            .saturating_duration_since(s.completed_at.unwrap())
+    };
+    let mut lost: Vec<(Duration, &str)> = served
+        .iter()
+        .filter(|s| !run.counts.contains_key(&s.id))
+        .map(|s| (age(s), s.id.as_str()))
+        .collect();
+    lost.sort();
+    let window = Duration::from_millis(COMMIT_MS + MARGIN_MS);
+    let within = |ms: u64| {
+        served
+            .iter()
+            .filter(|s| age(s) < Duration::from_millis(ms))
+            .count()
+    };
+    eprintln!(
+        "buffered (commit {COMMIT_MS} ms): {} completed, {} lost, completed {:?} .. {:?} before the kill; \
+         {} / {} / {} completed within 50 / 150 / {} ms of the kill",
+        served.len(),
+        lost.len(),
+        lost.first().map(|l| l.0),
+        lost.last().map(|l| l.0),
+        within(50),
+        within(150),
+        within(COMMIT_MS + MARGIN_MS),
+        COMMIT_MS + MARGIN_MS,
+    );
+    assert!(
+        within(50) > 0,
+        "the kill must come while responses complete"
+    );
+    let outside: Vec<_> = lost.iter().filter(|(age, _)| *age >= window).collect();
+    assert!(
+        outside.is_empty(),
+        "records lost beyond the commit window ({window:?}): {outside:?}"
+    );
+    // The spool is a log: a crash cuts its tail, never a hole. Each client's
+    // requests are sequential, so what is lost of them is a suffix.
+    let mut by_worker: HashMap<&str, Vec<&Sent>> = HashMap::new();
+    for s in &served {
+        by_worker
+            .entry(s.id.rsplit_once('-').unwrap().0)
+            .or_default()
+            .push(s);
+    }
+    for (worker, sent) in by_worker {
+        let kept: Vec<bool> = sent
+            .iter()
+            .map(|s| run.counts.contains_key(&s.id))
+            .collect();
+        let first_lost = kept.iter().position(|k| !k).unwrap_or(kept.len());
+        assert!(
+            kept[first_lost..].iter().all(|k| !k),
+            "{worker}: a record is missing before others that were kept: {kept:?}"
+        );
+    }
+}
+
+/// A SIGTERM is a normal stop (a rollout, a scale-down), whenever it comes;
+/// the binary announces "listening" and only then installs its SIGTERM
+/// handler, so a SIGTERM just after start-up kills it without a drain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_right_after_start_up_still_drains_and_exits_cleanly() {
+    let _serial = SERIAL.lock().await;
+    let s3 = S3Server::start();
+    s3.create_bucket(BUCKET).await;
+    let config = audit_config(&s3.endpoint, BUCKET, "");
+    // A busy node (as during a rollout): the window between the "listening"
+    // line and the handler is a few scheduling slices, hit often under load.
+    let busy = Arc::new(AtomicBool::new(true));
+    let burners: Vec<_> = (0..4)
+        .map(|_| {
+            let busy = busy.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while busy.load(Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+            })
+        })
+        .collect();
+    let mut killed = Vec::new();
+    for attempt in 0..40 {
+        let mut gw = spawn(&config, SECRET_KEY).unwrap();
+        let pid = gw.child.id().to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let status = gw.child.wait().unwrap();
+        if status.code() != Some(0) {
+            killed.push((attempt, status));
+        }
+    }
+    busy.store(false, Ordering::Relaxed);
+    for burner in burners {
+        burner.join().unwrap();
+    }
+    assert!(
+        killed.is_empty(),
+        "SIGTERM right after the \"listening\" line did not shut down cleanly in {} of 40 starts: {killed:?}",
+        killed.len()
+    );
+}
+
+/// SIGTERM bounds the upload drain by `shutdown_grace_ms` ("uploads for up
+/// to another shutdown_grace_ms; anything not uploaded by then stays in the
+/// spool"), also when an upload is in flight against an S3 endpoint that
+/// accepts connections and never answers (a black hole, a hung proxy).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_hanging_s3_exits_within_the_grace_period() {
+    let _serial = SERIAL.lock().await;
+    // Accepts connections, reads nothing, answers nothing.
+    let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", hole.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in hole.incoming() {
+            held.extend(stream.ok());
+        }
+    });
+    const GRACE_MS: u64 = 1000;
+    // The start-up check gives up on the silent endpoint after 5 s and starts
+    // anyway (an unreachable store is buffered, not fatal).
+    let gw = start(
+        None,
+        &audit_config(
+            &endpoint,
+            BUCKET,
+            &format!("[server]\nshutdown_grace_ms = {GRACE_MS}"),
+        ),
+    )
+    .await;
+    let client = support::client();
+    let reply = one(&client, &gw, "hang-1").await;
+    assert!(reply.complete_ok(), "{reply:?}");
+    // The segment is sealed after 200 ms and its upload starts, and hangs.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let workdir = gw.workdir.clone();
+    let mut gw = gw;
+    let signalled = Instant::now();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &gw.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let limit = Duration::from_millis(4 * GRACE_MS + 2000);
+    let status = loop {
+        if let Some(status) = gw.child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if signalled.elapsed() > limit {
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let took = signalled.elapsed();
+    let log = gw.log();
+    drop(gw); // SIGKILL if still running
+    let kept: Vec<PathBuf> = files_in(&workdir.join("spool/sealed"));
+    eprintln!(
+        "hanging S3: exit status {status:?} {took:?} after SIGTERM (grace {GRACE_MS} ms); {} segment(s) kept in the spool",
+        kept.len()
+    );
+    assert!(
+        status.is_some(),
+        "still running {took:?} after SIGTERM with shutdown_grace_ms = {GRACE_MS}: the in-flight upload is not bounded by the grace period; log:\n{log}"
+    );
+    assert_eq!(status.unwrap().code(), Some(0), "{log}");
+    assert_eq!(
+        kept.len(),
+        1,
+        "the record stays in the spool for the next start"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 4. The spool cap
+// ---------------------------------------------------------------------------
+
+async fn one(client: &TestClient, gw: &Gateway, id: &str) -> Sent {
+    call(
+        client,
+        &gw.url("/v1/chat/completions"),
+        id,
+        &format!("user-{id}"),
+        false,
+        0,
+    )
+    .await
+}
+
+/// Sends requests one by one until one is refused with 503 (the spool is at
+/// its cap and S3 is down); all before it must be served.
+async fn serve_until_refused(client: &TestClient, gw: &Gateway, sent: &mut Vec<Sent>) -> Sent {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reply = one(client, gw, &format!("cap-{}", sent.len())).await;
+        sent.push(reply.clone());
+        if reply.status == Some(503) {
+            return reply;
+        }
+        assert!(reply.complete_ok(), "{reply:?}");
+        assert!(
+            Instant::now() < deadline,
+            "never refused: {}",
+            summary(sent)
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn wait_queue_empty(gw: &Gateway) {
+    let depth = wait_metric(
+        gw,
+        "promptgate_audit_queue_depth",
+        Duration::from_secs(5),
+        |v| v == 0,
+    )
+    .await;
+    assert_eq!(depth, 0, "the audit writer did not catch up");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_rejects_with_503_until_uploads_catch_up() {
+    let _serial = SERIAL.lock().await;
+    let mut s3 = S3Server::start();
+    s3.create_bucket(BUCKET).await;
+    let gw = start(
+        None,
+        &audit_config(
+            &s3.endpoint,
+            BUCKET,
+            "spool_max_bytes = 2000\nflush_records = 1\non_spool_full = \"reject\"",
+        ),
+    )
+    .await;
+    let client = support::client();
+    let mut sent = Vec::new();
+    let first = one(&client, &gw, "cap-before").await;
+    assert!(first.complete_ok(), "{first:?}");
+    sent.push(first);
+    s3.stop();
+
+    let rejected = serve_until_refused(&client, &gw, &mut sent).await;
+    let served_before_cap = sent.iter().filter(|s| s.complete_ok()).count();
+    let error: Value = serde_json::from_slice(&rejected.body).unwrap();
+    assert_eq!(error["error"]["code"], "audit_unavailable", "{error}");
+    assert_eq!(error["error"]["type"], "api_error", "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    assert!(metric(&gw, "promptgate_audit_requests_rejected_total").await > 0);
+    let spool_at_cap = metric(&gw, "promptgate_audit_spool_bytes").await;
+    // More refusals while S3 stays down.
+    for i in 0..10 {
+        let reply = one(&client, &gw, &format!("cap-refused-{i}")).await;
+        assert_eq!(reply.status, Some(503), "{reply:?}");
+        sent.push(reply);
+    }
+    wait_queue_empty(&gw).await;
+    let spool_after_refusals = metric(&gw, "promptgate_audit_spool_bytes").await;
+    let rejected_total = metric(&gw, "promptgate_audit_requests_rejected_total").await;
+    let refused_so_far = sent.iter().filter(|s| s.status == Some(503)).count();
+    assert_eq!(rejected_total, refused_so_far as u64, "one count per 503");
+
+    s3.restart();
+    let s3_start = wait_s3_writable(&s3).await;
+    let restarted = Instant::now();
+    let recovered = loop {
+        let reply = one(&client, &gw, &format!("cap-after-{}", sent.len())).await;
+        sent.push(reply.clone());
+        if reply.complete_ok() {
+            break restarted.elapsed();
+        }
+        assert_eq!(reply.status, Some(503), "{reply:?}");
+        assert!(
+            // The uploader's back-off between tries reaches 30 s (documented),
+            // and while every request is refused nothing else wakes it.
+            restarted.elapsed() < Duration::from_secs(35),
+            "still refused {:?} after S3 came back: spool {} bytes",
+            restarted.elapsed(),
+            metric(&gw, "promptgate_audit_spool_bytes").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // The cap (2000 bytes) holds about one record, so each request waits for
+    // the records of those before it to be uploaded; with S3 back, that is
+    // all it waits for.
+    for i in 0..5 {
+        let served = sent.iter().filter(|s| s.complete_ok()).count() as u64;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let m = metrics(&gw).await;
+            if m["promptgate_audit_records_written_total"] >= served
+                && m["promptgate_audit_queue_depth"] == 0
+                && m["promptgate_audit_spool_bytes"] == 0
+            {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the spool does not drain: {m:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let reply = one(&client, &gw, &format!("cap-again-{i}")).await;
+        assert!(reply.complete_ok(), "{reply:?}");
+        sent.push(reply);
+    }
+    let workdir = gw.workdir.clone();
+    sigterm(gw).await;
+
+    let (counts, records) = record_counts(&s3).await;
+    assert_each_once(
+        &counts,
+        sent.iter()
+            .filter(|s| s.complete_ok())
+            .map(|s| s.id.as_str()),
+    );
+    // The refusals are counted, not spooled (spooling them would grow the
+    // spool past its cap): no record of any 503.
+    let refused: Vec<&Sent> = sent.iter().filter(|s| s.status == Some(503)).collect();
+    let refusal_records: Vec<&Value> = records
+        .iter()
+        .filter(|r| refused.iter().any(|s| r["request_id"] == s.id.as_str()))
+        .collect();
+    assert!(refusal_records.is_empty(), "{refusal_records:#?}");
+    assert_only_known(&counts, &sent);
+    assert_spool_empty(&workdir);
+    eprintln!(
+        "reject: {}; {served_before_cap} served before the cap; spool {spool_at_cap} bytes at the first 503, \
+         {spool_after_refusals} bytes after 10 more 503s (cap 2000); {rejected_total} rejected; served again {recovered:?} after S3 stored again ({s3_start:?} after its restart); {} records",
+        summary(&sent),
+        counts.len()
+    );
+}
+
+/// `spool_max_bytes` bounds the disk the spool takes during an outage. With
+/// `on_spool_full = "reject"` the refused requests' own records (a refusal
+/// record per 503) are still appended, past the cap: callers retrying
+/// against a 503 grow the spool without bound for as long as S3 is down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_requests_do_not_grow_a_full_spool_without_bound() {
+    let _serial = SERIAL.lock().await;
+    let mut s3 = S3Server::start();
+    s3.create_bucket(BUCKET).await;
+    let gw = start(
+        None,
+        &audit_config(
+            &s3.endpoint,
+            BUCKET,
+            "spool_max_bytes = 2000\nflush_records = 1\non_spool_full = \"reject\"",
+        ),
+    )
+    .await;
+    let client = support::client();
+    s3.stop();
+    let mut sent = Vec::new();
+    serve_until_refused(&client, &gw, &mut sent).await;
+    wait_queue_empty(&gw).await;
+    let at_cap = metric(&gw, "promptgate_audit_spool_bytes").await;
+    const REFUSED: usize = 100;
+    for i in 0..REFUSED {
+        let reply = one(&client, &gw, &format!("refused-{i}")).await;
+        assert_eq!(reply.status, Some(503), "{reply:?}");
+    }
+    wait_queue_empty(&gw).await;
+    let after = metric(&gw, "promptgate_audit_spool_bytes").await;
+    let on_disk: u64 = ["open", "sealed"]
+        .iter()
+        .flat_map(|d| files_in(&gw.workdir.join("spool").join(d)))
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    eprintln!(
+        "spool bound: cap 2000, {at_cap} bytes at the first 503, {after} bytes ({on_disk} on disk) after {REFUSED} more 503s"
+    );
+    assert!(
+        after <= at_cap + 4096,
+        "the spool grew from {at_cap} to {after} bytes (cap 2000) with {REFUSED} refused requests while S3 was down"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_with_the_drop_policy_keeps_serving_and_counts_drops() {
+    let _serial = SERIAL.lock().await;
+    let mut s3 = S3Server::start();
+    s3.create_bucket(BUCKET).await;
+    let gw = start(
+        None,
+        &audit_config(
+            &s3.endpoint,
+            BUCKET,
+            "spool_max_bytes = 2000\nflush_records = 1\non_spool_full = \"drop\"",
+        ),
+    )
+    .await;
+    let client = support::client();
+    s3.stop();
+    // Served throughout; once the writer has accounted 2000 bytes, the
+    // records of further requests are dropped (the cap is checked against
+    // what was written, so records still queued may overshoot it a little).
+    let mut sent = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut dropped = 0;
+    while dropped < 10 {
+        let reply = one(&client, &gw, &format!("drop-{}", sent.len())).await;
+        assert!(
+            reply.complete_ok(),
+            "drop policy must keep serving: {reply:?}"
+        );
+        sent.push(reply);
+        dropped = metric(&gw, "promptgate_audit_records_dropped_spool_full_total").await;
+        assert!(
+            Instant::now() < deadline,
+            "no record dropped after {} requests: {:#?}",
+            sent.len(),
+            metrics(&gw).await
+        );
+    }
+    let queue = wait_metric(
+        &gw,
+        "promptgate_audit_queue_depth",
+        Duration::from_secs(5),
+        |v| v == 0,
+    )
+    .await;
+    assert_eq!(queue, 0);
+    let spool = metric(&gw, "promptgate_audit_spool_bytes").await;
+    let written = metric(&gw, "promptgate_audit_records_written_total").await;
+    assert_eq!(
+        metric(&gw, "promptgate_audit_requests_rejected_total").await,
+        0
+    );
+
+    s3.restart();
+    let s3_start = wait_s3_writable(&s3).await;
+    let workdir = gw.workdir.clone();
+    let stopping = Instant::now();
+    sigterm(gw).await;
+    let stop_took = stopping.elapsed();
+    let (counts, _) = record_counts(&s3).await;
+    assert_no_duplicates(&counts);
+    assert_only_known(&counts, &sent);
+    assert_spool_empty(&workdir);
+    // Every served request is either stored or counted as dropped.
+    assert_eq!(
+        counts.len() as u64 + dropped,
+        sent.len() as u64,
+        "stored {} + dropped {dropped} != served {}",
+        counts.len(),
+        sent.len()
+    );
+    assert_eq!(counts.len() as u64, written);
+    eprintln!(
+        "drop: {} served, {written} written (spool {spool} bytes, cap 2000), {dropped} dropped, {} stored; S3 restart {s3_start:?}; SIGTERM drain {stop_took:?}",
+        sent.len(),
+        counts.len()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 5. Torn and corrupted spool segments
+// ---------------------------------------------------------------------------
+
+/// A record as the writer spools it (schema v1, the fields that matter here;
+/// the uploader partitions by `ts_start`).
+fn record_payload(id: &str) -> Vec<u8> {
+    json!({
+        "schema_version": 1,
+        "record_type": "request",
+        "request_id": id,
+        "trace_id": null,
+        "role": "served",
+        "shadow_of": null,
+        "ts_start": "2026-01-01T07:00:00.000Z",
+        "ts_first_byte": "2026-01-01T07:00:00.004Z",
+        "ts_end": "2026-01-01T07:00:00.005Z",
+        "gateway_instance": "crashed-gw",
+        "config_version": "abc",
+        "client_id": null,
+        "endpoint": "chat_completions",
+        "dialect": "openai",
+        "provider": "demo",
+        "model": "greeting",
+        "upstream_model": "demo-a",
+        "stream": false,
+        "status": 200,
+        "outcome": "completed",
+        "error_class": null,
+        "error_message": null,
+        "attempts": 1,
+        "latency_ms": 5.0,
+        "input_tokens": 3,
+        "output_tokens": 12,
+        "response_text": format!("answer to {id}"),
+    })
+    .to_string()
+    .into_bytes()
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 8);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    out
+}
+
+/// A working directory whose spool holds one segment in `sub` (`open` or `sealed`).
+fn workdir_with_segment(sub: &str, bytes: &[u8]) -> (PathBuf, String) {
+    let workdir = tempfile::tempdir().unwrap().keep();
+    let spool = workdir.join("spool");
+    for dir in ["open", "sealed", "quarantine"] {
+        std::fs::create_dir_all(spool.join(dir)).unwrap();
+    }
+    let name = uuid::Uuid::now_v7().simple().to_string();
+    std::fs::write(spool.join(sub).join(format!("{name}.wal")), bytes).unwrap();
+    (workdir, name)
+}
+
+/// Starts the gateway on a prepared spool, waits for its upload, stops it.
+async fn recover(s3: &S3Server, workdir: &Path) {
+    let gw = spawn_in(workdir, &audit_config(&s3.endpoint, BUCKET, ""), SECRET_KEY)
+        .unwrap_or_else(|log| panic!("start-up must succeed on a damaged spool:\n{log}"));
+    let spool = wait_metric(
+        &gw,
+        "promptgate_audit_spool_bytes",
+        Duration::from_secs(10),
+        |v| v == 0,
+    )
+    .await;
+    assert_eq!(spool, 0, "the good part must be uploaded at start-up");
+    tokio::time::sleep(Duration::from_millis(300)).await; // see `start`
+    sigterm(gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_torn_open_segment_uploads_its_whole_frames_and_quarantines_the_tail() {
+    let _serial = SERIAL.lock().await;
+    let s3 = S3Server::start();
+    s3.create_bucket(BUCKET).await;
+    let ids = ["torn-1", "torn-2", "torn-3"];
+    let mut bytes = Vec::new();
+    for id in ids {
+        bytes.extend(frame(&record_payload(id)));
+    }
+    let good_len = bytes.len();
+    let torn = frame(&record_payload("torn-4"));
+    let torn = &torn[..torn.len() / 2]; // the crash cut the 4th frame
+    bytes.extend_from_slice(torn);
+    let (workdir, name) = workdir_with_segment("open", &bytes);
+
+    recover(&s3, &workdir).await;
+    let (counts, records) = record_counts(&s3).await;
+    assert_each_once(&counts, ids.iter().copied());
+    assert_eq!(counts.len(), 3, "{records:#?}");
+    // One object per partition of the segment, named after it.
+    for (key, _) in s3.records(BUCKET, PREFIX).await {
+        assert!(
+            key.starts_with(&format!("{PREFIX}v1/dt=2026-01-01/hour=07/"))
+                && key.contains(&format!("-{name}-")),
+            "{key}"
+        );
+    }
+    let original = record_payload("torn-1");
+    let original: Value = serde_json::from_slice(&original).unwrap();
+    let stored = records
+        .iter()
+        .find(|r| r["request_id"] == "torn-1")
+        .unwrap();
+    assert_eq!(stored["response_text"], original["response_text"]);
+    let quarantined = files_in(&workdir.join("spool/quarantine"));
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    let file_name = quarantined[0].file_name().unwrap().to_string_lossy();
+    assert!(
+        file_name.starts_with(&name) && file_name.contains(&format!("at-{good_len}")),
+        "{file_name}"
+    );
+    assert_eq!(std::fs::read(&quarantined[0]).unwrap(), torn);
+    assert_spool_empty(&workdir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flipped_byte_in_a_sealed_segment_is_quarantined_not_uploaded() {
+    let _serial = SERIAL.lock().await;
+    let s3 = S3Server::start();
+    s3.create_bucket(BUCKET).await;
+    let ids = ["flip-1", "flip-2", "flip-3"];
+    let frames: Vec<Vec<u8>> = ids.iter().map(|id| frame(&record_payload(id))).collect();
+    let mut bytes = frames.concat();
+    let second = frames[0].len();
+    // A byte inside the 2nd payload's response text: still JSON, wrong CRC.
+    let text_at = second
+        + 8
+        + frames[1][8..]
+            .windows(b"answer to".len())
+            .position(|w| w == b"answer to")
+            .unwrap();
+    bytes[text_at] ^= 0x20; // "answer" → "Answer"
+    let (workdir, name) = workdir_with_segment("sealed", &bytes);
+
+    recover(&s3, &workdir).await;
+    let (counts, records) = record_counts(&s3).await;
+    assert_each_once(&counts, ["flip-1"].into_iter());
+    assert!(
+        !counts.contains_key("flip-2"),
+        "a frame failing its checksum must not be uploaded: {records:#?}"
+    );
+    // Frames after a bad one are not trusted either (their boundaries could
+    // be wrong): they go to quarantine, byte for byte, for forensics.
+    assert_eq!(counts.len(), 1, "{records:#?}");
+    let quarantined = files_in(&workdir.join("spool/quarantine"));
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    let file_name = quarantined[0].file_name().unwrap().to_string_lossy();
+    assert!(
+        file_name.starts_with(&name) && file_name.contains(&format!("at-{second}")),
+        "{file_name}"
+    );
+    assert_eq!(std::fs::read(&quarantined[0]).unwrap(), &bytes[second..]);
+    assert_spool_empty(&workdir);
+}
