@@ -28,6 +28,8 @@ def load(case, r):
         "p99": pct["p99"] * 1e3,
         "p99.9": pct["p99.9"] * 1e3,
         "non2xx": total - ok + errors,
+        "ttfb50": data["firstBytePercentiles"]["p50"] * 1e3 if data.get("firstBytePercentiles") else float("nan"),
+        "ttfb99": data["firstBytePercentiles"]["p99"] * 1e3 if data.get("firstBytePercentiles") else float("nan"),
     }
 
 
@@ -52,4 +54,11 @@ for case, rs in runs.items():
         + (f" | {100 * cpu_ticks[case] / clk_tck / (rounds * duration):.0f}% of a core" if case in cpu_ticks else " | –")
         + f" | {sum(r['non2xx'] for r in rs)} |"
     )
+if "direct_stream" in runs and "passthrough_stream" in runs:
+    d, g = runs["direct_stream"], runs["passthrough_stream"]
+    added50 = [x["ttfb50"] - y["ttfb50"] for x, y in zip(g, d)]
+    added99 = [x["ttfb99"] - y["ttfb99"] for x, y in zip(g, d)]
+    print(f"\nStreams, time to first byte (ms): direct p50 {med_range([r['ttfb50'] for r in d])}, "
+          f"through the gateway p50 {med_range([r['ttfb50'] for r in g])}; "
+          f"added p50 {med_range(added50)}, added p99 {med_range(added99)}")
 print("\nPeak RSS per gateway process: " + ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in sorted(rss_kb.items())))

@@ -104,7 +104,7 @@ local_dir = \"audit\"
 spool_dir = \"spool\"
 unit_key_secret_env = \"AWS_SECRET_ACCESS_KEY\""
 
-cases=(direct passthrough experiment experiment_audit_local)
+cases=(direct passthrough experiment experiment_audit_local direct_stream passthrough_stream)
 weed="$root/.venv-test/bin/weed"
 if [ -x "$weed" ]; then
   mkdir -p "$out/s3"
@@ -131,6 +131,7 @@ else
 fi
 
 body='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Summarise the plot of Hamlet in one sentence."}]}'
+stream_body='{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Summarise the plot of Hamlet in one sentence."}]}'
 experiment_body='{"model":"bench","messages":[{"role":"user","content":"Summarise the plot of Hamlet in one sentence."}],"promptgate":{"variables":{"audience":"students"}}}'
 # MAX=1: closed loop, as fast as the connections go (maximum throughput);
 # otherwise open loop at RATE with latency correction (latency figures).
@@ -159,12 +160,16 @@ for round in $(seq "$ROUNDS"); do
   if [ -n "${gateway_addr[audit_s3]:-}" ]; then
     measure experiment_audit_s3 audit_s3 "http://${gateway_addr[audit_s3]}/v1/chat/completions" "$experiment_body" "$round"
   fi
+  run_case direct_stream "http://$sim_addr/v1/chat/completions" "$round" "$stream_body"
+  measure passthrough_stream plain "http://${gateway_addr[plain]}/v1/chat/completions" "$stream_body" "$round"
 done
 rss=""
 for name in "${!gateway_pid[@]}"; do
   rss="$rss $name=$(awk '/VmHWM/ {print $2}' "/proc/${gateway_pid[$name]}/status")"
 done
 cpu_args=""
-for c in "${cases[@]:1}"; do cpu_args="$cpu_args $c=${cpu[$c]:-0}"; done
+for c in "${cases[@]}"; do
+  case $c in direct*) ;; *) cpu_args="$cpu_args $c=${cpu[$c]:-0}" ;; esac
+done
 
 python3 "$here/report.py" "$out" "$ROUNDS" "$RATE" "$DURATION" "$(getconf CLK_TCK)" "$cpu_args" "$rss" "${cases[@]}"

@@ -212,7 +212,13 @@ fn metrics(admin: &Admin) -> Response<GatewayBody> {
     );
     if let Some(audit) = &admin.gateway.audit {
         let m = audit.metrics();
-        let series: [(&str, &str, &str, u64); 10] = [
+        let series: [(&str, &str, &str, u64); 11] = [
+            (
+                "promptgate_audit_spool_segments",
+                "gauge",
+                "Sealed spool segments waiting for upload.",
+                m.spool_segments.load(Relaxed),
+            ),
             (
                 "promptgate_audit_queue_depth",
                 "gauge",

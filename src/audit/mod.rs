@@ -42,6 +42,8 @@ pub(crate) enum Event {
 pub struct AuditMetrics {
     pub queue_depth: AtomicU64,
     pub spool_bytes: AtomicU64,
+    /// Sealed segments waiting for upload.
+    pub spool_segments: AtomicU64,
     pub records_written: AtomicU64,
     pub records_uploaded: AtomicU64,
     pub objects_uploaded: AtomicU64,

@@ -203,6 +203,10 @@ impl Uploader {
             tracing::error!(%error, segment = %path.display(), "cannot delete an uploaded audit segment");
             return Err(());
         }
+        let _ =
+            self.metrics
+                .spool_segments
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         self.metrics.spool_bytes.fetch_sub(
             size.min(self.metrics.spool_bytes.load(Ordering::Relaxed)),
             Ordering::Relaxed,

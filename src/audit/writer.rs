@@ -165,7 +165,12 @@ impl Writer {
     fn seal(&self, segment: Segment) {
         let name = segment.name.clone();
         match segment.seal(&self.dirs) {
-            Ok(_) => self.sealed.notify_one(),
+            Ok(_) => {
+                self.metrics
+                    .spool_segments
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.sealed.notify_one();
+            }
             Err(error) => {
                 tracing::error!(%error, segment = %name, "cannot seal an audit spool segment; it will be recovered at the next start")
             }
