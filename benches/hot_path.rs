@@ -171,12 +171,130 @@ user = "Be precise."
     });
 }
 
+/// Audit records per second on one core: build the record from an exchange,
+/// serialise it as a JSON line; and gzip lines into an object.
+fn audit_encoding(c: &mut Criterion) {
+    use promptgate::audit::config::*;
+    use promptgate::audit::record::{self, RecordContext};
+    use promptgate::capture::{Captured, Exchange, ExchangeStart, ExperimentTag, Outcome, Usage};
+    use std::io::Write;
+    use std::time::{Duration, Instant, SystemTime};
+
+    let config = AuditConfig {
+        store: StoreConfig::Local {
+            root: "unused".into(),
+        },
+        spool_dir: "unused".into(),
+        spool_max_bytes: 1 << 30,
+        on_spool_full: SpoolFullPolicy::Reject,
+        durability: Durability::Buffered,
+        commit_interval: Duration::from_millis(50),
+        flush: FlushPolicy {
+            records: 100_000,
+            bytes: 64 << 20,
+            interval: Duration::from_secs(300),
+        },
+        queue_capacity: 65_536,
+        instance: "bench-1".into(),
+        unit_key_secret: Some(b"secret".to_vec()),
+        log_bodies: true,
+        redact: vec![JsonPath::parse("request.metadata.email").unwrap()],
+        redaction: Redaction::Marker,
+        prices: [(
+            "demo-a".to_owned(),
+            Price {
+                input_per_million: 0.15,
+                output_per_million: 0.6,
+            },
+        )]
+        .into(),
+    };
+    let text = "Hamlet, Prince of Denmark, seeks revenge on his uncle Claudius, who murdered Hamlet's father to seize the throne.";
+    let response = serde_json::json!({"choices": [{"message": {"role": "assistant", "content": text}}], "usage": {"prompt_tokens": 27, "completion_tokens": 34}});
+    let exchange = Exchange {
+        start: ExchangeStart {
+            request_id: "01a21648-f871-71a7-bfde-2d62a4068256".into(),
+            client_id: Some("checkout".into()),
+            config_version: "2ee8446f3446".into(),
+            endpoint: Endpoint::ChatCompletions,
+            provider: "openai".into(),
+            model: "greeting".into(),
+            request_body: bytes::Bytes::from_static(CHAT),
+            stream: false,
+            status: 200,
+            attempts: 1,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            head_after: Duration::from_millis(300),
+            experiment: Some(ExperimentTag {
+                experiment: "greeting".into(),
+                assigned_variant: "control".into(),
+                served_variant: "control".into(),
+                variant_version: "v3".into(),
+                reason: promptgate::experiments::decide::Reason::Hash,
+                unit_key: "user-12345".into(),
+                sticky: true,
+                log_bodies: true,
+            }),
+        },
+        first_byte_after: Some(Duration::from_millis(300)),
+        duration: Duration::from_millis(320),
+        outcome: Outcome::Completed,
+        captured: Captured {
+            text: text.into(),
+            usage: Usage {
+                input_tokens: Some(27),
+                output_tokens: Some(34),
+            },
+            body: response.to_string().into_bytes(),
+            truncated: false,
+            stream_error: None,
+        },
+    };
+    let ctx = RecordContext {
+        config: &config,
+        unit_key: b"secret",
+    };
+    let mut group = c.benchmark_group("audit");
+    group.throughput(criterion::Throughput::Elements(1));
+    group.bench_function("record_build_and_serialise", |b| {
+        let mut line = Vec::with_capacity(4096);
+        b.iter(|| {
+            line.clear();
+            serde_json::to_writer(
+                &mut line,
+                &record::from_exchange(black_box(&exchange), &ctx),
+            )
+            .unwrap();
+            line.len()
+        })
+    });
+    let mut line = Vec::new();
+    serde_json::to_writer(&mut line, &record::from_exchange(&exchange, &ctx)).unwrap();
+    group.throughput(criterion::Throughput::Elements(1000));
+    group.bench_function("gzip_1000_records", |b| {
+        b.iter(|| {
+            let mut gzip = flate2::write::GzEncoder::new(
+                Vec::with_capacity(256 << 10),
+                flate2::Compression::default(),
+            );
+            for _ in 0..1000 {
+                gzip.write_all(&line).unwrap();
+                gzip.write_all(b"\n").unwrap();
+            }
+            gzip.finish().unwrap().len()
+        })
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
     assignment,
     templates,
     request_head,
     sse_capture,
-    experiment_phase
+    experiment_phase,
+    audit_encoding
 );
 criterion_main!(benches);
