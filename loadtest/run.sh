@@ -127,7 +127,7 @@ spool_dir = \"spool\"
 unit_key_secret_env = \"AWS_SECRET_ACCESS_KEY\""
   cases+=(experiment_audit_s3)
 else
-  echo "no SeaweedFS at $weed (scripts/test.sh installs it): skipping the S3 case" >&2
+  echo "no SeaweedFS at $weed (tests/run installs it): skipping the S3 case" >&2
 fi
 
 body='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Summarise the plot of Hamlet in one sentence."}]}'

@@ -3,7 +3,7 @@
 //! tests under `tests/sdk/` make the calls and read the simulator's record of
 //! what reached the provider (`GET /_sim/requests`).
 //!
-//! Needs the virtual environment that `scripts/test.sh` creates (`.venv-test`),
+//! Needs the virtual environment that `tests/run` creates (`.venv-test`),
 //! or a Python with the pinned packages in `PROMPTGATE_TEST_PYTHON`.
 
 mod support;

@@ -34,7 +34,7 @@ try:
 except ImportError as error:  # a failure, not a skip: the doc's queries must be checked
     raise ImportError(
         "duckdb is not installed in this Python; install tests/analytics/requirements.txt "
-        "(scripts/test.sh does it for .venv-test)"
+        "(tests/run does it for .venv-test)"
     ) from error
 
 REPO = Path(__file__).resolve().parents[2]

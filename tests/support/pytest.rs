@@ -1,5 +1,5 @@
 //! Runs a folder of Python tests with the test environment's interpreter
-//! (`.venv-test`, built by scripts/test.sh) and fails loudly on anything but
+//! (`.venv-test`, built by tests/run) and fails loudly on anything but
 //! a run where every test passed.
 
 use std::path::PathBuf;
@@ -12,7 +12,7 @@ fn python(needs: &str) -> PathBuf {
     let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/python");
     assert!(
         venv.exists(),
-        "these tests need {} with {needs}: run `scripts/test.sh` (it creates it), or set PROMPTGATE_TEST_PYTHON",
+        "these tests need {} with {needs}: run `tests/run` (it creates it), or set PROMPTGATE_TEST_PYTHON",
         venv.display()
     );
     venv

