@@ -207,10 +207,14 @@ impl Uploader {
             self.metrics
                 .spool_segments
                 .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
-        self.metrics.spool_bytes.fetch_sub(
-            size.min(self.metrics.spool_bytes.load(Ordering::Relaxed)),
-            Ordering::Relaxed,
-        );
+        // Saturating: the writer adds concurrently, and a recovered segment's
+        // size may differ from what was counted at start-up.
+        let _ = self
+            .metrics
+            .spool_bytes
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_sub(size))
+            });
         Ok(())
     }
 }
