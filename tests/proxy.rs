@@ -22,6 +22,28 @@ async fn setup() -> (Simulator, TestGateway, TestClient) {
     (sim, gateway, client())
 }
 
+/// A simulator that spaces its SSE frames by `chunk_delay`, behind a gateway in
+/// open mode routing every model to it; `server` and `provider` are extra
+/// lines for `[server]` and for the provider's table.
+async fn spaced_stream_setup(
+    chunk_delay: Duration,
+    server: &str,
+    provider: &str,
+) -> (Simulator, TestGateway) {
+    let sim = Simulator::start(SimConfig {
+        chunk_delay,
+        ..SimConfig::default()
+    })
+    .await
+    .unwrap();
+    let config = format!(
+        "[server]\n{server}\n[auth]\nopen = true\n[providers.s]\nkind = \"openai\"\nbase_url = \"{}\"\n{provider}\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"s\"]\n",
+        sim.openai_base_url()
+    );
+    let gw = TestGateway::start(&config).await;
+    (sim, gw)
+}
+
 const CHAT: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"ping"}]}"#;
 
 #[tokio::test]
@@ -503,17 +525,7 @@ async fn provider_rejecting_the_gateway_key_is_a_502_not_a_401() {
 
 #[tokio::test]
 async fn client_disconnect_mid_stream_is_reported() {
-    let sim = Simulator::start(SimConfig {
-        chunk_delay: Duration::from_millis(50),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let config = format!(
-        "[auth]\nopen = true\n[providers.s]\nkind = \"openai\"\nbase_url = \"{}\"\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"s\"]\n",
-        sim.openai_base_url()
-    );
-    let gw = TestGateway::start(&config).await;
+    let (_sim, gw) = spaced_stream_setup(Duration::from_millis(50), "", "").await;
     let client = client();
     let request = http::Request::post(gw.url("/v1/chat/completions"))
         .body(http_body_util::Full::new(bytes::Bytes::from_static(
@@ -557,17 +569,8 @@ async fn sequential_requests_on_one_keep_alive_connection_do_not_stall() {
 
 #[tokio::test]
 async fn graceful_shutdown_lets_a_running_stream_finish() {
-    let sim = Simulator::start(SimConfig {
-        chunk_delay: Duration::from_millis(30),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let config = format!(
-        "[server]\nshutdown_grace_ms = 5000\n[auth]\nopen = true\n[providers.s]\nkind = \"openai\"\nbase_url = \"{}\"\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"s\"]\n",
-        sim.openai_base_url()
-    );
-    let mut gw = TestGateway::start(&config).await;
+    let (_sim, mut gw) =
+        spaced_stream_setup(Duration::from_millis(30), "shutdown_grace_ms = 5000", "").await;
     let url = gw.url("/v1/chat/completions");
     let stream = tokio::spawn(async move {
         post(&client(), &url, r#"{"model":"x","stream":true,"messages":[{"role":"user","content":"a b c d e f g h i j"}]}"#).await
@@ -589,17 +592,12 @@ async fn graceful_shutdown_lets_a_running_stream_finish() {
 
 #[tokio::test]
 async fn total_timeout_cuts_a_stream_that_runs_too_long() {
-    let sim = Simulator::start(SimConfig {
-        chunk_delay: Duration::from_millis(100),
-        ..SimConfig::default()
-    })
-    .await
-    .unwrap();
-    let config = format!(
-        "[auth]\nopen = true\n[providers.s]\nkind = \"openai\"\nbase_url = \"{}\"\nfirst_byte_timeout_ms = 300\ntotal_timeout_ms = 400\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"s\"]\n",
-        sim.openai_base_url()
-    );
-    let gw = TestGateway::start(&config).await;
+    let (_sim, gw) = spaced_stream_setup(
+        Duration::from_millis(100),
+        "",
+        "first_byte_timeout_ms = 300\ntotal_timeout_ms = 400",
+    )
+    .await;
     let reply = post(&client(), &gw.url("/v1/chat/completions"), r#"{"model":"x","stream":true,"messages":[{"role":"user","content":"a b c d e f g h i j"}]}"#).await;
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.error.is_some(), "the stream should be cut");
