@@ -5,6 +5,7 @@
 //! exchange). `config` builds the snapshot; `simulator` is the test provider.
 
 pub mod admin;
+pub mod analyze;
 pub mod api;
 pub mod app;
 pub mod audit;

@@ -1,0 +1,1 @@
+//! Statistical tests for comparing variants.
