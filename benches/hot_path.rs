@@ -235,6 +235,7 @@ fn audit_encoding(c: &mut Criterion) {
                 unit_key: "user-12345".into(),
                 sticky: true,
                 log_bodies: true,
+                shadow_of: None,
             }),
         },
         first_byte_after: Some(Duration::from_millis(300)),

@@ -16,6 +16,7 @@ use crate::capture::{ExchangeSink, Fanout};
 use crate::config::{self, ConfigError, LoadOptions};
 use crate::reload::Reloader;
 use crate::server::{self, Gateway};
+use crate::shadow::ShadowRunner;
 use crate::snapshot::{Snapshot, SnapshotHandle};
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +94,7 @@ impl App {
 
         let gateway = Arc::new(Gateway {
             snapshots: SnapshotHandle::new(Snapshot::new(config)),
+            shadows: ShadowRunner::new(sink.clone()),
             sink,
             audit: audit_log,
         });
@@ -147,13 +149,15 @@ impl App {
     }
 
     /// Stops accepting and drains in-flight requests (bounded by the grace
-    /// period), then drains the audit log into the spool and uploads what it
+    /// period), lets shadow calls finish within the grace period and cancels
+    /// the rest, then drains the audit log into the spool and uploads what it
     /// can within the grace period, then stops the admin listener and the watchers.
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop_serving.take() {
             let _ = stop.send(());
         }
         let _ = (&mut self.server).await;
+        self.gateway.shadows.shutdown(self.grace).await;
         if let Some(audit) = self.audit.take() {
             audit.shutdown(self.grace).await;
         }

@@ -18,5 +18,6 @@ pub mod providers;
 pub mod reload;
 pub mod routing;
 pub mod server;
+pub mod shadow;
 pub mod simulator;
 pub mod snapshot;

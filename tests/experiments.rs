@@ -608,6 +608,7 @@ async fn hash_assignment_is_sticky_split_and_sends_the_variants_request() {
                 unit_key: user.clone(),
                 sticky: true,
                 log_bodies: true,
+                shadow_of: None,
             }
         );
         assert!(tag.variant_version.starts_with("h-"), "{tag:?}");

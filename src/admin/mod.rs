@@ -20,10 +20,12 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 use crate::body::{GatewayBody, full};
+use crate::capture::SkipReason;
 use crate::experiments::decide;
 use crate::experiments::model::{Experiment, UnitKeySource};
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::server::Gateway;
+use crate::shadow::ShadowMetrics;
 
 pub struct Admin {
     pub gateway: Arc<Gateway>,
@@ -287,12 +289,68 @@ fn metrics(admin: &Admin) -> Response<GatewayBody> {
             );
         }
     }
+    shadow_metrics(&mut text, admin.gateway.shadows.metrics());
     let mut response = Response::new(full(Bytes::from(text)));
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     response
+}
+
+fn shadow_metrics(text: &mut String, m: &ShadowMetrics) {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    for (name, kind, help, value) in [
+        (
+            "promptgate_shadow_calls_started_total",
+            "counter",
+            "Shadow calls started.",
+            m.started.load(Relaxed),
+        ),
+        (
+            "promptgate_shadow_calls_completed_total",
+            "counter",
+            "Shadow calls that ended with a complete 2xx answer.",
+            m.completed.load(Relaxed),
+        ),
+        (
+            "promptgate_shadow_calls_failed_total",
+            "counter",
+            "Shadow calls that failed, timed out or were cancelled.",
+            m.failed.load(Relaxed),
+        ),
+        (
+            "promptgate_shadow_calls_in_flight",
+            "gauge",
+            "Shadow calls running now.",
+            m.in_flight.load(Relaxed),
+        ),
+    ] {
+        let _ = write!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
+    }
+    text.push_str(
+        "# HELP promptgate_shadow_calls_skipped_total Sampled shadow calls not made, by reason.\n\
+         # TYPE promptgate_shadow_calls_skipped_total counter\n",
+    );
+    for reason in SkipReason::ALL {
+        let _ = writeln!(
+            text,
+            "promptgate_shadow_calls_skipped_total{{reason=\"{}\"}} {}",
+            reason.label(),
+            m.skipped(reason)
+        );
+    }
+    let _ = write!(
+        text,
+        "# HELP promptgate_shadow_cost_usd_total Priced cost of shadow calls.\n\
+         # TYPE promptgate_shadow_cost_usd_total counter\n\
+         promptgate_shadow_cost_usd_total {}\n",
+        m.cost_usd()
+    );
 }
 
 fn describe(experiment: &Experiment, version: &str) -> Value {
@@ -325,6 +383,16 @@ fn describe(experiment: &Experiment, version: &str) -> Value {
         "killswitch": name(experiment.killswitch),
         "rules": experiment.rules.iter().map(|r| json!({"name": &*r.name, "variant": &*experiment.variants[r.variant].name})).collect::<Vec<_>>(),
         "variants": variants,
+        "shadow": experiment.shadow.as_ref().map(|s| json!({
+            "variants": s.variants.iter().map(|&i| &*experiment.variants[i].name).collect::<Vec<_>>(),
+            "sample_percent": s.sample_percent,
+            "sticky": s.sticky,
+            "max_concurrent": s.max_concurrent,
+            "timeout_ms": s.timeout.as_millis() as u64,
+            "max_requests_per_day": s.budget.requests,
+            "max_tokens_per_day": s.budget.tokens,
+            "max_usd_per_day": s.budget.usd,
+        })),
         "config_version": version,
     })
 }

@@ -93,6 +93,18 @@ pub struct Price {
     pub output_per_million: f64,
 }
 
+impl Price {
+    /// USD for these token counts, rounded to 1e-9; `None` when neither is known.
+    pub fn cost_usd(&self, input: Option<u64>, output: Option<u64>) -> Option<f64> {
+        if input.is_none() && output.is_none() {
+            return None;
+        }
+        let usd = input.unwrap_or(0) as f64 * self.input_per_million / 1e6
+            + output.unwrap_or(0) as f64 * self.output_per_million / 1e6;
+        Some((usd * 1e9).round() / 1e9)
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub struct FlushPolicy {
     pub records: u64,

@@ -79,6 +79,20 @@ fn experiment_fields(
     record.insert("assignment_sticky".into(), sticky);
 }
 
+/// `role` and `shadow_of`: a shadow call's tag names the served request it copies.
+fn role_fields(record: &mut Map<String, Value>, tag: Option<&ExperimentTag>) {
+    match tag.and_then(|t| t.shadow_of.as_deref()) {
+        Some(served) => {
+            record.insert("role".into(), json!("shadow"));
+            record.insert("shadow_of".into(), json!(served));
+        }
+        None => {
+            record.insert("role".into(), json!("served"));
+            record.insert("shadow_of".into(), Value::Null);
+        }
+    }
+}
+
 fn outcome_label(outcome: &Outcome) -> &'static str {
     match outcome {
         Outcome::Completed => "completed",
@@ -86,6 +100,7 @@ fn outcome_label(outcome: &Outcome) -> &'static str {
         Outcome::UpstreamBroken(_) => "upstream_broken",
         Outcome::TimedOut => "timed_out",
         Outcome::Abandoned => "abandoned",
+        Outcome::Cancelled => "cancelled",
     }
 }
 
@@ -95,15 +110,10 @@ fn cost(
     input: Option<u64>,
     output: Option<u64>,
 ) -> Value {
-    let Some(price) = model.and_then(|m| ctx.config.prices.get(m)) else {
-        return Value::Null;
-    };
-    if input.is_none() && output.is_none() {
-        return Value::Null;
-    }
-    let usd = input.unwrap_or(0) as f64 * price.input_per_million / 1e6
-        + output.unwrap_or(0) as f64 * price.output_per_million / 1e6;
-    json!((usd * 1e9).round() / 1e9)
+    model
+        .and_then(|m| ctx.config.prices.get(m))
+        .and_then(|price| price.cost_usd(input, output))
+        .map_or(Value::Null, |usd| json!(usd))
 }
 
 pub fn from_exchange(exchange: &Exchange, ctx: &RecordContext<'_>) -> Map<String, Value> {
@@ -131,14 +141,14 @@ pub fn from_exchange(exchange: &Exchange, ctx: &RecordContext<'_>) -> Map<String
         (Outcome::ClientDisconnected, _) => (json!("client_disconnected"), Value::Null),
         (Outcome::UpstreamBroken(message), _) => (json!("upstream_broken"), json!(message)),
         (Outcome::TimedOut, _) => (json!("timeout"), Value::Null),
+        (Outcome::Cancelled, _) => (json!("cancelled"), Value::Null),
     };
     let mut record = Map::with_capacity(40);
     record.insert("schema_version".into(), json!(SCHEMA_VERSION));
     record.insert("record_type".into(), json!("request"));
     record.insert("request_id".into(), json!(&*start.request_id));
     record.insert("trace_id".into(), Value::Null);
-    record.insert("role".into(), json!("served"));
-    record.insert("shadow_of".into(), Value::Null);
+    role_fields(&mut record, start.experiment.as_ref());
     record.insert("ts_start".into(), json!(started.rfc3339_millis()));
     record.insert(
         "ts_first_byte".into(),
@@ -212,8 +222,7 @@ pub fn from_refusal(refusal: &Refusal, ctx: &RecordContext<'_>) -> Map<String, V
     record.insert("record_type".into(), json!("request"));
     record.insert("request_id".into(), json!(&*refusal.request_id));
     record.insert("trace_id".into(), Value::Null);
-    record.insert("role".into(), json!("served"));
-    record.insert("shadow_of".into(), Value::Null);
+    role_fields(&mut record, refusal.experiment.as_ref());
     record.insert("ts_start".into(), json!(started.rfc3339_millis()));
     record.insert("ts_first_byte".into(), Value::Null);
     record.insert(
@@ -234,8 +243,8 @@ pub fn from_refusal(refusal: &Refusal, ctx: &RecordContext<'_>) -> Map<String, V
     record.insert("upstream_model".into(), Value::Null);
     record.insert("stream".into(), json!(refusal.stream));
     record.insert("status".into(), json!(refusal.status));
-    record.insert("outcome".into(), json!("refused"));
-    record.insert("error_class".into(), json!(refusal.error_class.label()));
+    record.insert("outcome".into(), json!(refusal.kind.outcome_label()));
+    record.insert("error_class".into(), json!(refusal.kind.class_label()));
     record.insert("error_message".into(), json!(refusal.message));
     record.insert("attempts".into(), json!(0));
     record.insert("latency_ms".into(), json!(millis(refusal.duration)));

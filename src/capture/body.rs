@@ -96,9 +96,14 @@ impl ObservedBody {
     }
 
     /// Reports the exchange as abandoned by the gateway and drops the body.
-    pub fn abandon(mut self) {
+    pub fn abandon(self) {
+        self.end_early(Outcome::Abandoned);
+    }
+
+    /// Reports the exchange as ended early for `outcome` and drops the body.
+    pub fn end_early(mut self, outcome: Outcome) {
         if let Some(pending) = self.pending.take() {
-            pending.finish(Outcome::Abandoned);
+            pending.finish(outcome);
         }
     }
 }

@@ -24,11 +24,13 @@ pub enum Outcome {
     ClientDisconnected,
     /// The provider's body failed mid-way (connection dropped, protocol error).
     UpstreamBroken(String),
-    /// The provider's total timeout ran out mid-body.
+    /// The provider's total timeout (or a shadow call's own timeout) ran out mid-body.
     TimedOut,
     /// The gateway discarded this failed answer and tried something else
     /// (an experiment's fallback variant).
     Abandoned,
+    /// A shadow call cut short by shutdown after its grace period.
+    Cancelled,
 }
 
 /// The experiment a request belonged to.
@@ -45,6 +47,8 @@ pub struct ExperimentTag {
     pub sticky: bool,
     /// false: the audit record carries metadata only.
     pub log_bodies: bool,
+    /// For a shadow call: the request id of the served request it copies.
+    pub shadow_of: Option<Arc<str>>,
 }
 
 /// Facts known when the upstream response head arrives.
@@ -79,8 +83,9 @@ pub struct Exchange {
     pub captured: Captured,
 }
 
-/// A request that ended with a gateway error before any provider answer was
-/// delivered (bad input, auth, unknown model, unreachable provider, …).
+/// A request that got no provider answer: a served request refused by the
+/// gateway (bad input, auth, unknown model, unreachable provider, …), or a
+/// shadow call that failed before an answer, was skipped or was cancelled.
 #[derive(Debug, Clone)]
 pub struct Refusal {
     pub request_id: Arc<str>,
@@ -91,13 +96,74 @@ pub struct Refusal {
     pub model: Option<String>,
     pub stream: bool,
     pub experiment: Option<ExperimentTag>,
-    pub status: u16,
-    pub error_class: crate::error::ErrorClass,
+    /// The status the caller got; `None` for shadow calls (nobody got one).
+    pub status: Option<u16>,
+    pub kind: RefusalKind,
     pub message: String,
     pub started_at: SystemTime,
     pub duration: Duration,
     /// The provider that failed, for provider errors (unreachable, timeout…).
     pub provider: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// A served request refused with an error of this class.
+    Refused(crate::error::ErrorClass),
+    /// A shadow call that failed before any answer arrived.
+    ShadowFailed(crate::error::ErrorClass),
+    /// A shadow call that was not made, and why.
+    ShadowSkipped(SkipReason),
+    /// A shadow call cancelled by shutdown before any answer arrived.
+    ShadowCancelled,
+}
+
+impl RefusalKind {
+    /// The audit record's `outcome`.
+    pub fn outcome_label(self) -> &'static str {
+        match self {
+            RefusalKind::Refused(_) => "refused",
+            RefusalKind::ShadowFailed(_) => "failed",
+            RefusalKind::ShadowSkipped(_) => "skipped",
+            RefusalKind::ShadowCancelled => "cancelled",
+        }
+    }
+
+    /// The audit record's `error_class`.
+    pub fn class_label(self) -> &'static str {
+        match self {
+            RefusalKind::Refused(class) | RefusalKind::ShadowFailed(class) => class.label(),
+            RefusalKind::ShadowSkipped(reason) => reason.label(),
+            RefusalKind::ShadowCancelled => "cancelled",
+        }
+    }
+}
+
+/// Why a sampled shadow call was not made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The experiment's shadow calls in flight were at `max_concurrent`.
+    Concurrency,
+    /// A daily budget (requests, tokens or USD) is spent.
+    Budget,
+    /// The gateway is shutting down.
+    ShuttingDown,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 3] = [
+        SkipReason::Concurrency,
+        SkipReason::Budget,
+        SkipReason::ShuttingDown,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            SkipReason::Concurrency => "shadow_concurrency_limit",
+            SkipReason::Budget => "shadow_budget_exhausted",
+            SkipReason::ShuttingDown => "shutting_down",
+        }
+    }
 }
 
 /// Receives finished exchanges and refusals. Implementations must not block:
@@ -114,7 +180,7 @@ pub trait ExchangeSink: Send + Sync + 'static {
     }
 
     fn record_refusal(&self, refusal: Refusal) {
-        tracing::debug!(request_id = %refusal.request_id, status = refusal.status, class = refusal.error_class.label(), "request refused");
+        tracing::debug!(request_id = %refusal.request_id, status = refusal.status, outcome = refusal.kind.outcome_label(), class = refusal.kind.class_label(), "request got no answer");
     }
 }
 

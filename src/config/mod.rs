@@ -7,6 +7,7 @@ pub mod raw;
 mod validate;
 mod validate_audit;
 mod validate_experiments;
+mod validate_shadow;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

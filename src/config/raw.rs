@@ -214,6 +214,30 @@ pub struct RawExperiment {
     pub rules: Vec<RawRule>,
     /// false: this experiment's audit records carry metadata only.
     pub log_bodies: Option<bool>,
+    /// Candidate variants that also run on a sample of requests, never served.
+    pub shadow: Option<RawShadow>,
+}
+
+/// `[experiments.<id>.shadow]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawShadow {
+    /// Variant names (of this experiment) to run in shadow.
+    pub variants: Vec<String>,
+    /// Share of the experiment's requests that also run the shadows (0–100).
+    pub sample_percent: f64,
+    /// true (default): sampled by unit key, so a unit is always or never
+    /// shadowed; false: by request id.
+    pub sticky: Option<bool>,
+    /// Shadow calls of this experiment in flight at once, per replica (default 16).
+    pub max_concurrent: Option<usize>,
+    /// A shadow call's own deadline, head and body (default 60000).
+    pub timeout_ms: Option<u64>,
+    /// Daily budgets per replica (UTC days); a spent budget skips shadows.
+    pub max_requests_per_day: Option<u64>,
+    pub max_tokens_per_day: Option<u64>,
+    /// Needs a `[prices]` entry for every shadow variant's model.
+    pub max_usd_per_day: Option<f64>,
 }
 
 /// Where the unit key comes from: exactly one of the three.

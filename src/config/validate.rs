@@ -82,6 +82,7 @@ pub fn validate(
             provider_ids: &provider_ids,
             raw_providers: &raw.providers,
             exact_models: &exact_models,
+            prices: &raw.prices,
             files: &mut files,
         },
         &mut errors,

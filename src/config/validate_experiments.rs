@@ -45,6 +45,7 @@ pub(super) struct Context<'a> {
     pub provider_ids: &'a HashMap<&'a str, ProviderId>,
     pub raw_providers: &'a BTreeMap<String, RawProvider>,
     pub exact_models: &'a HashSet<String>,
+    pub prices: &'a BTreeMap<String, RawPrice>,
     /// Prompt files read, for the config version and the reload watcher.
     pub files: &'a mut Vec<(PathBuf, String)>,
 }
@@ -203,6 +204,18 @@ fn validate_experiment(
         )
     };
 
+    let shadow = match &raw.shadow {
+        Some(shadow) => Some(super::validate_shadow::validate_shadow(
+            &format!("{path}.shadow"),
+            shadow,
+            &names,
+            &raw.variants,
+            ctx.prices,
+            errors,
+        )?),
+        None => None,
+    };
+
     if variants.len() != raw.variants.len() {
         return None;
     }
@@ -224,10 +237,11 @@ fn validate_experiment(
         variants,
         rules,
         log_bodies: raw.log_bodies.unwrap_or(true),
+        shadow,
     })
 }
 
-fn unknown_variant(name: &str, names: &HashMap<&str, usize>) -> String {
+pub(super) fn unknown_variant(name: &str, names: &HashMap<&str, usize>) -> String {
     let mut known: Vec<&str> = names.keys().copied().collect();
     known.sort_unstable();
     format!("unknown variant `{name}` (variants: {})", known.join(", "))

@@ -37,6 +37,10 @@ use xxhash_rust::xxh3::{Xxh3Default, xxh3_64};
 /// and that variant's draw the same number.
 pub const ENROLMENT_LABEL: &str = "\0enrolment";
 
+/// Label of the shadow-sampling draw: independent of enrolment and of every
+/// variant's draw, so sampling shadows does not correlate with assignment.
+pub const SHADOW_LABEL: &str = "\0shadow";
+
 /// Uniform draw in (0, 1), exclusive at both ends, for (salt, unit, label).
 ///
 /// This is the `u_i` of [`choose_variant`] when `label` is a variant name, and
@@ -77,6 +81,12 @@ pub fn is_enrolled(salt: &str, unit: &str, percent: f64) -> bool {
     // Dividing the threshold (rather than scaling the draw) keeps 100% exact:
     // 100/100 is 1.0 and every draw is below it.
     unit_draw(salt, unit, ENROLMENT_LABEL) < percent / 100.0
+}
+
+/// Whether `unit` falls inside the shadow sample (`0..=100` percent); like
+/// enrolment, a higher percentage samples a superset.
+pub fn is_shadow_sampled(salt: &str, unit: &str, percent: f64) -> bool {
+    unit_draw(salt, unit, SHADOW_LABEL) < percent / 100.0
 }
 
 /// Maps a 64-bit hash into (0, 1), never reaching either end, so `ln` is

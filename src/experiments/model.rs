@@ -27,6 +27,30 @@ pub struct Experiment {
     pub rules: Vec<FlagRule>,
     /// false: audit records of this experiment carry metadata only.
     pub log_bodies: bool,
+    pub shadow: Option<ShadowPolicy>,
+}
+
+/// Which candidate variants also run, unserved, on which requests, within
+/// which limits. Validated: variants exist and are distinct, the percentage is
+/// in 0–100, the cap is at least 1, budgets are positive.
+#[derive(Debug)]
+pub struct ShadowPolicy {
+    /// Indexes into the experiment's `variants`.
+    pub variants: Vec<usize>,
+    pub sample_percent: f64,
+    /// true: sampled by unit key; false: by request id.
+    pub sticky: bool,
+    pub max_concurrent: usize,
+    pub timeout: std::time::Duration,
+    pub budget: DailyBudget,
+}
+
+/// Per replica and UTC day; `None`: unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct DailyBudget {
+    pub requests: Option<u64>,
+    pub tokens: Option<u64>,
+    pub usd: Option<f64>,
 }
 
 impl Experiment {

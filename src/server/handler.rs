@@ -18,7 +18,7 @@ use super::auth::authenticate;
 use super::variant;
 use crate::api::{self, Dialect, Endpoint, EndpointMismatch};
 use crate::body::{GatewayBody, full};
-use crate::capture::{ExperimentTag, Refusal};
+use crate::capture::{ExperimentTag, Refusal, RefusalKind};
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
 use crate::experiments::model::Experiment;
@@ -69,8 +69,8 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
                     model: trail.model,
                     stream: trail.stream,
                     experiment: trail.experiment,
-                    status: response.status().as_u16(),
-                    error_class: error.class(),
+                    status: Some(response.status().as_u16()),
+                    kind: RefusalKind::Refused(error.class()),
                     message: error.to_string(),
                     started_at,
                     duration: started.elapsed(),
@@ -162,7 +162,7 @@ fn request_id(headers: &http::HeaderMap) -> (Arc<str>, HeaderValue) {
 #[allow(clippy::too_many_arguments)]
 async fn serve(
     gateway: &Gateway,
-    snapshot: &Snapshot,
+    snapshot: &Arc<Snapshot>,
     request: Request<Incoming>,
     request_id: &Arc<str>,
     request_id_header: &HeaderValue,
@@ -256,7 +256,7 @@ fn experiment_of<'s>(
 pub(super) struct Exchange<'a> {
     pub trail: &'a Trail,
     pub gateway: &'a Gateway,
-    pub snapshot: &'a Snapshot,
+    pub snapshot: &'a Arc<Snapshot>,
     pub endpoint: Endpoint,
     pub headers: &'a http::HeaderMap,
     pub model: &'a str,

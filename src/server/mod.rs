@@ -30,6 +30,7 @@ pub struct Gateway {
     pub sink: Arc<dyn ExchangeSink>,
     /// Also inside `sink`; kept apart for admission control and metrics.
     pub audit: Option<Arc<crate::audit::AuditLog>>,
+    pub shadows: crate::shadow::ShadowRunner,
 }
 
 /// Slowloris guard: a client gets this long to send its request head.

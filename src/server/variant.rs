@@ -15,6 +15,7 @@ use crate::experiments::decide::{self, RequestFacts};
 use crate::experiments::model::Experiment;
 use crate::experiments::render::{self, Variables};
 use crate::providers::WhenExhausted;
+use crate::shadow::ServedRequest;
 
 const VARIANT_HEADER: HeaderName = HeaderName::from_static("x-promptgate-variant");
 const REASON_HEADER: HeaderName = HeaderName::from_static("x-promptgate-assignment");
@@ -58,6 +59,7 @@ pub(super) async fn serve(
             unit_key: assignment.unit_key.clone(),
             sticky: assignment.sticky,
             log_bodies: experiment.log_bodies,
+            shadow_of: None,
         }
     };
     let render_for = |index: usize, mut body: serde_json::Map<String, Value>| {
@@ -74,9 +76,27 @@ pub(super) async fn serve(
             .map_err(|e| GatewayError::InvalidJson(e.to_string()))
     };
 
+    let assigned_tag = tag(assignment.variant);
+    // Before the served call, so the shadow runs beside it rather than after.
+    exchange.gateway.shadows.launch(ServedRequest {
+        snapshot: exchange.snapshot,
+        experiment,
+        assigned_variant: assignment.variant,
+        tag: &assigned_tag,
+        endpoint: exchange.endpoint,
+        model: exchange.model,
+        stream: exchange.stream,
+        headers: exchange.headers,
+        request_id: exchange.request_id,
+        client_id: exchange.client_id.as_ref(),
+        started: exchange.started,
+        started_at: exchange.started_at,
+        body: &body,
+        variables: &variables,
+    });
     exchange
         .trail
-        .note(|t| t.experiment = Some(tag(assignment.variant)));
+        .note(|t| t.experiment = Some(assigned_tag.clone()));
     let assigned = &experiment.variants[assignment.variant];
     let (first_body, fallback_source) = match fallback {
         Some(_) => (render_for(assignment.variant, body.clone())?, Some(body)),
@@ -91,7 +111,7 @@ pub(super) async fn serve(
         .forward(
             &assigned.route,
             first_body,
-            Some(tag(assignment.variant)),
+            Some(assigned_tag),
             when_exhausted,
         )
         .await;

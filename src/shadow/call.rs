@@ -1,0 +1,205 @@
+//! One shadow call on its task: forward, consume the whole answer, record it.
+
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue};
+use http_body_util::BodyExt;
+use tokio_util::sync::CancellationToken;
+
+use super::limits::{InFlight, add_usd};
+use super::metrics::ShadowMetrics;
+use crate::api::Endpoint;
+use crate::capture::{Exchange, ExchangeSink, ExperimentTag, Outcome, Refusal, RefusalKind};
+use crate::error::{ErrorClass, GatewayError};
+use crate::providers::{self, ForwardRequest, WhenExhausted};
+use crate::snapshot::Snapshot;
+
+pub(super) struct ShadowCall {
+    pub snapshot: Arc<Snapshot>,
+    pub experiment: Arc<str>,
+    pub variant: usize,
+    pub endpoint: Endpoint,
+    pub model: String,
+    pub stream: bool,
+    pub headers: HeaderMap,
+    pub request_id: Arc<str>,
+    pub client_id: Option<Arc<str>>,
+    /// The served request's start: the shadow's latency is measured from the
+    /// same instant, and its record lands in the same partition.
+    pub started: Instant,
+    pub started_at: SystemTime,
+    pub body: Bytes,
+    pub tag: ExperimentTag,
+    pub timeout: Duration,
+    pub place: InFlight,
+}
+
+/// Why a call was cut short; read by `ShadowSink` when the dropped body reports.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+enum Ending {
+    Running = 0,
+    TimedOut = 1,
+    Cancelled = 2,
+}
+
+impl ShadowCall {
+    pub async fn run(
+        self,
+        sink: Arc<dyn ExchangeSink>,
+        metrics: Arc<ShadowMetrics>,
+        cancel: CancellationToken,
+    ) {
+        let Some(experiment) = self.snapshot.experiments.get(&self.experiment) else {
+            return; // unreachable: the experiment comes from this very snapshot
+        };
+        let variant = &experiment.variants[self.variant];
+        let price = self.snapshot.prices.get(variant.model()).copied();
+        let request_id_header = HeaderValue::from_str(&self.request_id)
+            .unwrap_or_else(|_| HeaderValue::from_static("shadow"));
+        let observer = Arc::new(ShadowSink {
+            inner: sink.clone(),
+            metrics: metrics.clone(),
+            place: Mutex::new(Some(self.place)),
+            price,
+            ending: AtomicU8::new(Ending::Running as u8),
+            reported: AtomicBool::new(false),
+        });
+        let observer_sink: Arc<dyn ExchangeSink> = observer.clone();
+        let failure = {
+            let call = pin!(async {
+                let response = providers::forward(
+                    &self.snapshot.upstreams,
+                    &variant.route,
+                    ForwardRequest {
+                        endpoint: self.endpoint,
+                        model: &self.model,
+                        stream: self.stream,
+                        body: self.body.clone(),
+                        caller_headers: &self.headers,
+                        request_id: &self.request_id,
+                        request_id_header: &request_id_header,
+                        client_id: self.client_id.clone(),
+                        config_version: self.snapshot.version.clone(),
+                        started: self.started,
+                        started_at: self.started_at,
+                        experiment: Some(self.tag.clone()),
+                        when_exhausted: WhenExhausted::PassThrough,
+                    },
+                    &observer_sink,
+                )
+                .await?;
+                let mut body = response.into_body();
+                // The observed body records the exchange when it ends or breaks.
+                while let Some(Ok(_)) = body.frame().await {}
+                Ok::<(), GatewayError>(())
+            });
+            let ending = tokio::select! {
+                result = call => match result {
+                    Ok(()) => None,
+                    Err(error) => Some((RefusalKind::ShadowFailed(error.class()), error.to_string())),
+                },
+                () = tokio::time::sleep(self.timeout) => {
+                    observer.ending.store(Ending::TimedOut as u8, Ordering::Release);
+                    Some((RefusalKind::ShadowFailed(ErrorClass::Timeout), format!("the shadow call's timeout ({} ms) ran out", self.timeout.as_millis())))
+                },
+                () = cancel.cancelled() => {
+                    observer.ending.store(Ending::Cancelled as u8, Ordering::Release);
+                    Some((RefusalKind::ShadowCancelled, "cancelled at shutdown".to_owned()))
+                },
+            };
+            ending
+            // `call` is dropped here: a body in flight reports with the ending set.
+        };
+        let Some((kind, message)) = failure else {
+            return;
+        };
+        if observer.reported.load(Ordering::Acquire) {
+            return;
+        }
+        metrics.failed.fetch_add(1, Ordering::Relaxed);
+        observer.release();
+        sink.record_refusal(Refusal {
+            request_id: self.request_id.clone(),
+            client_id: self.client_id.clone(),
+            config_version: self.snapshot.version.clone(),
+            endpoint: Some(self.endpoint),
+            dialect: self.endpoint.dialect(),
+            model: Some(self.model.clone()),
+            stream: self.stream,
+            experiment: Some(self.tag.clone()),
+            status: None,
+            kind,
+            message,
+            started_at: self.started_at,
+            duration: self.started.elapsed(),
+            provider: variant
+                .route
+                .providers
+                .first()
+                .map(|&id| self.snapshot.upstreams.provider_name(id).to_owned()),
+        });
+    }
+}
+
+/// Sits between a shadow call's observed body and the audit log: names why a
+/// cut-short body ended, counts completion, failure, tokens and cost, and
+/// charges them to the experiment's daily budget.
+struct ShadowSink {
+    inner: Arc<dyn ExchangeSink>,
+    metrics: Arc<ShadowMetrics>,
+    place: Mutex<Option<InFlight>>,
+    price: Option<crate::audit::config::Price>,
+    ending: AtomicU8,
+    reported: AtomicBool,
+}
+
+impl ShadowSink {
+    /// Gives the call's place under the cap back.
+    fn release(&self) -> Option<InFlight> {
+        self.place
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+}
+
+impl ExchangeSink for ShadowSink {
+    fn record(&self, mut exchange: Exchange) {
+        self.reported.store(true, Ordering::Release);
+        // Dropping the body is how a shadow call is cut short; the body takes
+        // that for a caller who left.
+        if exchange.outcome == Outcome::ClientDisconnected {
+            let ending = self.ending.load(Ordering::Acquire);
+            if ending == Ending::TimedOut as u8 {
+                exchange.outcome = Outcome::TimedOut;
+            } else if ending == Ending::Cancelled as u8 {
+                exchange.outcome = Outcome::Cancelled;
+            }
+        }
+        let succeeded = exchange.outcome == Outcome::Completed
+            && (200..300).contains(&exchange.start.status)
+            && exchange.captured.stream_error.is_none();
+        let counter = if succeeded {
+            &self.metrics.completed
+        } else {
+            &self.metrics.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let usage = &exchange.captured.usage;
+        let tokens = usage.input_tokens.unwrap_or(0) + usage.output_tokens.unwrap_or(0);
+        let usd = self
+            .price
+            .and_then(|p| p.cost_usd(usage.input_tokens, usage.output_tokens))
+            .unwrap_or(0.0);
+        add_usd(&self.metrics.cost_nano_usd, usd);
+        if let Some(place) = self.release() {
+            place.spent(tokens, usd);
+        }
+        self.inner.record(exchange);
+    }
+}

@@ -1,0 +1,31 @@
+//! Counters of shadow activity, read by the admin listener's `/metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::capture::SkipReason;
+
+#[derive(Default)]
+pub struct ShadowMetrics {
+    pub started: AtomicU64,
+    /// Ended with a complete 2xx answer.
+    pub completed: AtomicU64,
+    /// Ended any other way: provider error, timeout, broken stream, cancelled.
+    pub failed: AtomicU64,
+    skipped: [AtomicU64; SkipReason::ALL.len()],
+    pub in_flight: AtomicU64,
+    pub cost_nano_usd: AtomicU64,
+}
+
+impl ShadowMetrics {
+    pub fn skip(&self, reason: SkipReason) {
+        self.skipped[reason as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn skipped(&self, reason: SkipReason) -> u64 {
+        self.skipped[reason as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn cost_usd(&self) -> f64 {
+        self.cost_nano_usd.load(Ordering::Relaxed) as f64 / 1e9
+    }
+}

@@ -1,0 +1,269 @@
+//! Shadow calls: a sample of an experiment's requests also runs its candidate
+//! variants, rendered from the same inputs, on the same snapshot, and never
+//! served. The served request only hands a call over (render + spawn); the
+//! call runs on a tracked task set with its own timeout, its whole answer is
+//! consumed inside the gateway, and it is recorded with `role = shadow` and
+//! `shadow_of = <served request id>`. Its errors stay here: nothing it does
+//! reaches the caller or the served call.
+//!
+//! Bounded three ways, each counted and recorded when it bites: a cap on calls
+//! in flight, daily budgets, and shutdown (grace period, then cancel).
+
+mod call;
+mod limits;
+mod metrics;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use http::HeaderMap;
+use serde_json::{Map, Value};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use metrics::ShadowMetrics;
+
+use crate::api::Endpoint;
+use crate::capture::{ExchangeSink, ExperimentTag, Refusal, RefusalKind, SkipReason};
+use crate::experiments::assign;
+use crate::experiments::model::{Experiment, ShadowPolicy};
+use crate::experiments::render::{self, Variables};
+use crate::snapshot::Snapshot;
+use limits::ExperimentLimits;
+
+/// Owns every shadow call in flight, and the limits that outlive reloads.
+pub struct ShadowRunner {
+    sink: Arc<dyn ExchangeSink>,
+    tasks: TaskTracker,
+    cancel: CancellationToken,
+    limits: Mutex<HashMap<Arc<str>, Arc<ExperimentLimits>>>,
+    metrics: Arc<ShadowMetrics>,
+}
+
+/// The served request, as a shadow call needs it.
+pub struct ServedRequest<'a> {
+    pub snapshot: &'a Arc<Snapshot>,
+    pub experiment: &'a Experiment,
+    pub assigned_variant: usize,
+    /// The served request's experiment tag (assignment reason, unit key).
+    pub tag: &'a ExperimentTag,
+    pub endpoint: Endpoint,
+    pub model: &'a str,
+    pub stream: bool,
+    pub headers: &'a HeaderMap,
+    pub request_id: &'a Arc<str>,
+    pub client_id: Option<&'a Arc<str>>,
+    pub started: Instant,
+    pub started_at: SystemTime,
+    /// The caller's body before any variant was rendered into it.
+    pub body: &'a Map<String, Value>,
+    pub variables: &'a Variables,
+}
+
+impl ShadowRunner {
+    /// `sink` receives the shadow calls' records (the audit log).
+    pub fn new(sink: Arc<dyn ExchangeSink>) -> ShadowRunner {
+        ShadowRunner {
+            sink,
+            tasks: TaskTracker::new(),
+            cancel: CancellationToken::new(),
+            limits: Mutex::default(),
+            metrics: Arc::default(),
+        }
+    }
+
+    pub fn metrics(&self) -> &ShadowMetrics {
+        &self.metrics
+    }
+
+    /// Starts the experiment's shadow calls for this request if it is sampled.
+    /// Returns at once: the calls run on their own tasks.
+    pub fn launch(&self, served: ServedRequest<'_>) {
+        let Some(policy) = &served.experiment.shadow else {
+            return;
+        };
+        if !is_sampled(policy, served.experiment, served.tag, served.request_id) {
+            return;
+        }
+        for &variant in &policy.variants {
+            // The unit already gets this variant: its served record is the comparison.
+            if variant != served.assigned_variant {
+                self.launch_one(&served, policy, variant);
+            }
+        }
+    }
+
+    fn launch_one(&self, served: &ServedRequest<'_>, policy: &ShadowPolicy, variant: usize) {
+        let experiment = served.experiment;
+        let shadow_id: Arc<str> = uuid::Uuid::now_v7().to_string().into();
+        let name = &experiment.variants[variant];
+        let tag = ExperimentTag {
+            assigned_variant: name.name.clone(),
+            served_variant: name.name.clone(),
+            variant_version: name.version.clone(),
+            shadow_of: Some(served.request_id.clone()),
+            ..served.tag.clone()
+        };
+        let admitted = if self.tasks.is_closed() {
+            Err(SkipReason::ShuttingDown)
+        } else {
+            self.limits_of(&experiment.id).admit(policy, &self.metrics)
+        };
+        let place = match admitted {
+            Ok(place) => place,
+            Err(reason) => {
+                self.metrics.skip(reason);
+                self.record_unanswered(
+                    served,
+                    &shadow_id,
+                    tag,
+                    RefusalKind::ShadowSkipped(reason),
+                    format!("shadow call skipped: {}", reason.label()),
+                );
+                return;
+            }
+        };
+        self.metrics
+            .started
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let body = match render_body(served, variant) {
+            Ok(body) => body,
+            Err(error) => {
+                self.metrics
+                    .failed
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.record_unanswered(
+                    served,
+                    &shadow_id,
+                    tag,
+                    RefusalKind::ShadowFailed(error.class()),
+                    error.to_string(),
+                );
+                return;
+            }
+        };
+        let call = call::ShadowCall {
+            snapshot: served.snapshot.clone(),
+            experiment: experiment.id.clone(),
+            variant,
+            endpoint: served.endpoint,
+            model: served.model.to_owned(),
+            stream: served.stream,
+            headers: served.headers.clone(),
+            request_id: shadow_id,
+            client_id: served.client_id.cloned(),
+            started: served.started,
+            started_at: served.started_at,
+            body,
+            tag,
+            timeout: policy.timeout,
+            place,
+        };
+        self.tasks
+            .spawn(call.run(self.sink.clone(), self.metrics.clone(), self.cancel.clone()));
+    }
+
+    fn limits_of(&self, experiment: &Arc<str>) -> Arc<ExperimentLimits> {
+        self.limits
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry(experiment.clone())
+            .or_default()
+            .clone()
+    }
+
+    fn record_unanswered(
+        &self,
+        served: &ServedRequest<'_>,
+        shadow_id: &Arc<str>,
+        tag: ExperimentTag,
+        kind: RefusalKind,
+        message: String,
+    ) {
+        self.sink.record_refusal(Refusal {
+            request_id: shadow_id.clone(),
+            client_id: served.client_id.cloned(),
+            config_version: served.snapshot.version.clone(),
+            endpoint: Some(served.endpoint),
+            dialect: served.endpoint.dialect(),
+            model: Some(served.model.to_owned()),
+            stream: served.stream,
+            experiment: Some(tag),
+            status: None,
+            kind,
+            message,
+            started_at: served.started_at,
+            duration: served.started.elapsed(),
+            provider: None,
+        });
+    }
+
+    /// Lets running shadow calls finish within `grace`, then cancels the rest
+    /// (each is recorded as cancelled) and waits for their records. Calls
+    /// sampled from now on are skipped as `shutting_down`.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.tasks.close();
+        if tokio::time::timeout(grace, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                in_flight = self.tasks.len(),
+                "cancelling shadow calls still running after the grace period"
+            );
+            self.cancel.cancel();
+            self.tasks.wait().await;
+        }
+    }
+}
+
+/// Reproducible: by unit key (sticky) or by request id, under a draw of its
+/// own so shadow sampling does not correlate with assignment or enrolment.
+fn is_sampled(
+    policy: &ShadowPolicy,
+    experiment: &Experiment,
+    tag: &ExperimentTag,
+    request_id: &str,
+) -> bool {
+    let key = if policy.sticky {
+        tag.unit_key.as_str()
+    } else {
+        request_id
+    };
+    assign::is_shadow_sampled(&experiment.salt, key, policy.sample_percent)
+}
+
+/// The shadow variant rendered into the caller's body. OpenAI streams also
+/// ask for usage, which costs the caller nothing (nobody reads this stream)
+/// and gives the shadow's record its tokens and cost.
+fn render_body(
+    served: &ServedRequest<'_>,
+    variant: usize,
+) -> Result<bytes::Bytes, crate::error::GatewayError> {
+    let experiment = served.experiment;
+    let mut body = served.body.clone();
+    render::apply(
+        experiment,
+        &experiment.variants[variant],
+        served.endpoint,
+        &mut body,
+        served.variables,
+    )?;
+    if served.stream
+        && matches!(
+            served.endpoint,
+            Endpoint::ChatCompletions | Endpoint::Completions
+        )
+    {
+        let options = body
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(options) = options {
+            options.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+    serde_json::to_vec(&body)
+        .map(bytes::Bytes::from)
+        .map_err(|e| crate::error::GatewayError::InvalidJson(e.to_string()))
+}
