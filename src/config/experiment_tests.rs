@@ -631,3 +631,86 @@ fn prompt_files_resolve_against_the_config_dir_and_change_the_version() {
         "the untouched variant keeps its label"
     );
 }
+
+fn with_shadow(shadow: &str) -> String {
+    config(&format!("{VALID}\n[experiments.x.shadow]\n{shadow}\n"))
+}
+
+#[test]
+fn a_shadow_loads_with_its_defaults() {
+    let config =
+        parse_with_env(&with_shadow("variants = [\"b\"]\nsample_percent = 10")).expect("valid");
+    let shadow = config.experiments[0].shadow.as_ref().expect("shadow");
+    assert_eq!(shadow.variants, [1]);
+    assert_eq!(shadow.sample_percent, 10.0);
+    assert!(shadow.sticky, "sampling is sticky per unit by default");
+    assert_eq!(shadow.max_concurrent, 16);
+    assert_eq!(shadow.timeout, std::time::Duration::from_secs(60));
+    assert_eq!(
+        shadow.budget,
+        crate::experiments::model::DailyBudget::default()
+    );
+}
+
+#[test]
+fn a_shadow_naming_a_missing_variant() {
+    rejects(
+        &with_shadow("variants = [\"c\"]\nsample_percent = 10"),
+        "experiments.x.shadow.variants[0]",
+        "variants = [\"c\"]",
+        "unknown variant `c` (variants: a, b)",
+    );
+}
+
+#[test]
+fn a_shadow_variant_listed_twice() {
+    rejects(
+        &with_shadow("variants = [\"b\", \"b\"]\nsample_percent = 10"),
+        "experiments.x.shadow.variants[1]",
+        "variants = [\"b\", \"b\"]",
+        "listed twice",
+    );
+}
+
+#[test]
+fn a_shadow_sample_outside_0_to_100() {
+    rejects(
+        &with_shadow("variants = [\"b\"]\nsample_percent = 150"),
+        "experiments.x.shadow.sample_percent",
+        "sample_percent = 150",
+        "not between 0 and 100",
+    );
+}
+
+#[test]
+fn a_shadow_cap_of_zero() {
+    rejects(
+        &with_shadow("variants = [\"b\"]\nsample_percent = 10\nmax_concurrent = 0"),
+        "experiments.x.shadow.max_concurrent",
+        "max_concurrent = 0",
+        "at least 1",
+    );
+}
+
+#[test]
+fn a_usd_budget_needs_a_price_for_the_shadow_model() {
+    rejects(
+        &with_shadow("variants = [\"b\"]\nsample_percent = 10\nmax_usd_per_day = 5.0"),
+        "experiments.x.shadow.max_usd_per_day",
+        "max_usd_per_day = 5.0",
+        "`gpt-4o-mini`, which has no [prices] entry",
+    );
+}
+
+#[test]
+fn an_unknown_shadow_setting_is_named() {
+    let found = problems(&with_shadow(
+        "variants = [\"b\"]\nsample_percent = 10\nsample_rate = 0.1",
+    ));
+    assert!(
+        found
+            .iter()
+            .any(|p| p.message.contains("unknown field `sample_rate`")),
+        "{found:#?}"
+    );
+}

@@ -351,6 +351,37 @@ mod tests {
     }
 
     #[test]
+    fn the_shadow_draw_is_its_own_and_nested_by_percentage() {
+        let units: Vec<String> = (0..20_000).map(|i| format!("user-{i}")).collect();
+        let sampled = |percent: f64| -> Vec<&String> {
+            units
+                .iter()
+                .filter(|u| is_shadow_sampled("exp", u, percent))
+                .collect()
+        };
+        let (ten, thirty) = (sampled(10.0), sampled(30.0));
+        // Binomial(20000, p): sd ≈ 42 at 10%, 65 at 30%; ±5 sd.
+        assert!((ten.len() as f64 - 2_000.0).abs() < 210.0, "{}", ten.len());
+        assert!(
+            (thirty.len() as f64 - 6_000.0).abs() < 325.0,
+            "{}",
+            thirty.len()
+        );
+        assert!(ten.iter().all(|u| thirty.contains(u)), "10% ⊂ 30%");
+        assert!(sampled(0.0).is_empty());
+        assert_eq!(sampled(100.0).len(), units.len());
+        // Not the enrolment draw: being enrolled says nothing about being shadowed.
+        let both = units
+            .iter()
+            .filter(|u| is_enrolled("exp", u, 30.0) && is_shadow_sampled("exp", u, 30.0))
+            .count() as f64;
+        assert!(
+            (both - 1_800.0).abs() < 200.0,
+            "{both} (independent: 9% of 20000)"
+        );
+    }
+
+    #[test]
     fn golden_choices_for_50_30_20() {
         let split = variants(&[
             ("control", 50.0),

@@ -274,3 +274,43 @@ pub async fn post(client: &TestClient, url: &str, body: &str) -> Reply {
     )
     .await
 }
+
+/// Every record under a local audit directory (gzip JSON Lines, any depth).
+pub fn local_audit_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    use std::io::Read;
+    let mut records = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.to_string_lossy().ends_with(".jsonl.gz") {
+                let mut text = String::new();
+                flate2::read::GzDecoder::new(std::fs::File::open(&path).unwrap())
+                    .read_to_string(&mut text)
+                    .unwrap();
+                records.extend(text.lines().map(|line| serde_json::from_str(line).unwrap()));
+            }
+        }
+    }
+    records
+}
+
+/// Waits (up to 15 s) until the local audit directory's records satisfy `done`.
+pub async fn wait_for_audit(
+    dir: &std::path::Path,
+    done: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let records = local_audit_records(dir);
+        if done(&records) || Instant::now() > deadline {
+            return records;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
