@@ -26,9 +26,15 @@ fn weed_binary() -> PathBuf {
 }
 
 /// A base port whose +0..5 and their gRPC twins (+10000) are all free now.
+/// Both stay below the kernel's ephemeral range (32768 and up), where every
+/// other test's port-0 sockets land: a block there could be taken between
+/// this check and SeaweedFS binding it.
 fn free_port_block() -> u16 {
-    let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
-    let mut candidate = 20_000 + (seed.wrapping_mul(2_654_435_761) % 20_000) as u16;
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() as u64);
+    let mut candidate = 10_000 + (seed.wrapping_mul(2_654_435_761) % 6_000) as u16;
     loop {
         let all_free = (0..5).all(|i| {
             [candidate + i, candidate + i + 10_000]
@@ -38,7 +44,7 @@ fn free_port_block() -> u16 {
         if all_free {
             return candidate;
         }
-        candidate = 20_000 + (candidate - 20_000 + 97) % 20_000;
+        candidate = 10_000 + (candidate - 10_000 + 97) % 6_000;
     }
 }
 
