@@ -16,6 +16,7 @@ use crate::error::GatewayError;
 /// The body field that carries gateway-only inputs.
 pub const GATEWAY_FIELD: &str = "promptgate";
 
+#[derive(Clone)]
 pub struct Variables {
     values: Vec<(String, String)>,
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
+use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::limits::{InFlight, add_usd};
@@ -15,6 +16,8 @@ use super::metrics::ShadowMetrics;
 use crate::api::Endpoint;
 use crate::capture::{Exchange, ExchangeSink, ExperimentTag, Outcome, Refusal, RefusalKind};
 use crate::error::{ErrorClass, GatewayError};
+use crate::experiments::model::Experiment;
+use crate::experiments::render::{self, Variables};
 use crate::providers::{self, ForwardRequest, WhenExhausted};
 use crate::snapshot::Snapshot;
 
@@ -32,10 +35,11 @@ pub(super) struct ShadowCall {
     /// same instant, and its record lands in the same partition.
     pub started: Instant,
     pub started_at: SystemTime,
-    pub body: Bytes,
+    /// The caller's body before any variant was rendered into it.
+    pub source: Map<String, Value>,
+    pub variables: Variables,
     pub tag: ExperimentTag,
     pub timeout: Duration,
-    pub place: InFlight,
 }
 
 /// Why a call was cut short; read by `ShadowSink` when the dropped body reports.
@@ -49,7 +53,8 @@ enum Ending {
 
 impl ShadowCall {
     pub async fn run(
-        self,
+        mut self,
+        place: InFlight,
         sink: Arc<dyn ExchangeSink>,
         metrics: Arc<ShadowMetrics>,
         cancel: CancellationToken,
@@ -58,13 +63,30 @@ impl ShadowCall {
             return; // unreachable: the experiment comes from this very snapshot
         };
         let variant = &experiment.variants[self.variant];
+        let provider = variant
+            .route
+            .providers
+            .first()
+            .map(|&id| self.snapshot.upstreams.provider_name(id).to_owned());
+        let source = std::mem::take(&mut self.source);
+        let body = match self.render(experiment, source) {
+            Ok(body) => body,
+            Err(error) => {
+                metrics.failed.fetch_add(1, Ordering::Relaxed);
+                let mut refusal =
+                    self.unanswered(RefusalKind::ShadowFailed(error.class()), error.to_string());
+                refusal.provider = provider;
+                sink.record_refusal(refusal);
+                return;
+            }
+        };
         let price = self.snapshot.prices.get(variant.model()).copied();
         let request_id_header = HeaderValue::from_str(&self.request_id)
             .unwrap_or_else(|_| HeaderValue::from_static("shadow"));
         let observer = Arc::new(ShadowSink {
             inner: sink.clone(),
             metrics: metrics.clone(),
-            place: Mutex::new(Some(self.place)),
+            place: Mutex::new(Some(place)),
             price,
             ending: AtomicU8::new(Ending::Running as u8),
             reported: AtomicBool::new(false),
@@ -79,7 +101,7 @@ impl ShadowCall {
                         endpoint: self.endpoint,
                         model: &self.model,
                         stream: self.stream,
-                        body: self.body.clone(),
+                        body,
                         caller_headers: &self.headers,
                         request_id: &self.request_id,
                         request_id_header: &request_id_header,
@@ -123,7 +145,14 @@ impl ShadowCall {
         }
         metrics.failed.fetch_add(1, Ordering::Relaxed);
         observer.release();
-        sink.record_refusal(Refusal {
+        let mut refusal = self.unanswered(kind, message);
+        refusal.provider = provider;
+        sink.record_refusal(refusal);
+    }
+
+    /// The record of this call when it got no answer (skipped, failed, cancelled).
+    pub fn unanswered(&self, kind: RefusalKind, message: String) -> Refusal {
+        Refusal {
             request_id: self.request_id.clone(),
             client_id: self.client_id.clone(),
             config_version: self.snapshot.version.clone(),
@@ -137,12 +166,41 @@ impl ShadowCall {
             message,
             started_at: self.started_at,
             duration: self.started.elapsed(),
-            provider: variant
-                .route
-                .providers
-                .first()
-                .map(|&id| self.snapshot.upstreams.provider_name(id).to_owned()),
-        });
+            provider: None,
+        }
+    }
+
+    /// The shadow variant rendered into the caller's body. OpenAI streams also
+    /// ask for usage, which changes nothing for the caller (nobody reads this
+    /// stream) and gives the shadow's record its tokens and cost.
+    fn render(
+        &self,
+        experiment: &Experiment,
+        mut body: Map<String, Value>,
+    ) -> Result<Bytes, GatewayError> {
+        render::apply(
+            experiment,
+            &experiment.variants[self.variant],
+            self.endpoint,
+            &mut body,
+            &self.variables,
+        )?;
+        if self.stream
+            && matches!(
+                self.endpoint,
+                Endpoint::ChatCompletions | Endpoint::Completions
+            )
+        {
+            let options = body
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(options) = options {
+                options.insert("include_usage".into(), Value::Bool(true));
+            }
+        }
+        serde_json::to_vec(&body)
+            .map(Bytes::from)
+            .map_err(|e| GatewayError::InvalidJson(e.to_string()))
     }
 }
 

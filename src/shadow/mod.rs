@@ -1,7 +1,7 @@
 //! Shadow calls: a sample of an experiment's requests also runs its candidate
 //! variants, rendered from the same inputs, on the same snapshot, and never
-//! served. The served request only hands a call over (render + spawn); the
-//! call runs on a tracked task set with its own timeout, its whole answer is
+//! served. The served request only hands a call over (copy + spawn; the
+//! rendering happens on the call's task); the call runs on a tracked task set with its own timeout, its whole answer is
 //! consumed inside the gateway, and it is recorded with `role = shadow` and
 //! `shadow_of = <served request id>`. Its errors stay here: nothing it does
 //! reaches the caller or the served call.
@@ -14,6 +14,7 @@ mod limits;
 mod metrics;
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -25,10 +26,10 @@ use tokio_util::task::TaskTracker;
 pub use metrics::ShadowMetrics;
 
 use crate::api::Endpoint;
-use crate::capture::{ExchangeSink, ExperimentTag, Refusal, RefusalKind, SkipReason};
+use crate::capture::{ExchangeSink, ExperimentTag, RefusalKind, SkipReason};
 use crate::experiments::assign;
 use crate::experiments::model::{Experiment, ShadowPolicy};
-use crate::experiments::render::{self, Variables};
+use crate::experiments::render::Variables;
 use crate::snapshot::Snapshot;
 use limits::ExperimentLimits;
 
@@ -96,53 +97,7 @@ impl ShadowRunner {
 
     fn launch_one(&self, served: &ServedRequest<'_>, policy: &ShadowPolicy, variant: usize) {
         let experiment = served.experiment;
-        let shadow_id: Arc<str> = uuid::Uuid::now_v7().to_string().into();
-        let name = &experiment.variants[variant];
-        let tag = ExperimentTag {
-            assigned_variant: name.name.clone(),
-            served_variant: name.name.clone(),
-            variant_version: name.version.clone(),
-            shadow_of: Some(served.request_id.clone()),
-            ..served.tag.clone()
-        };
-        let admitted = if self.tasks.is_closed() {
-            Err(SkipReason::ShuttingDown)
-        } else {
-            self.limits_of(&experiment.id).admit(policy, &self.metrics)
-        };
-        let place = match admitted {
-            Ok(place) => place,
-            Err(reason) => {
-                self.metrics.skip(reason);
-                self.record_unanswered(
-                    served,
-                    &shadow_id,
-                    tag,
-                    RefusalKind::ShadowSkipped(reason),
-                    format!("shadow call skipped: {}", reason.label()),
-                );
-                return;
-            }
-        };
-        self.metrics
-            .started
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let body = match render_body(served, variant) {
-            Ok(body) => body,
-            Err(error) => {
-                self.metrics
-                    .failed
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                self.record_unanswered(
-                    served,
-                    &shadow_id,
-                    tag,
-                    RefusalKind::ShadowFailed(error.class()),
-                    error.to_string(),
-                );
-                return;
-            }
-        };
+        let shadow = &experiment.variants[variant];
         let call = call::ShadowCall {
             snapshot: served.snapshot.clone(),
             experiment: experiment.id.clone(),
@@ -151,17 +106,44 @@ impl ShadowRunner {
             model: served.model.to_owned(),
             stream: served.stream,
             headers: served.headers.clone(),
-            request_id: shadow_id,
+            request_id: uuid::Uuid::now_v7().to_string().into(),
             client_id: served.client_id.cloned(),
             started: served.started,
             started_at: served.started_at,
-            body,
-            tag,
+            source: served.body.clone(),
+            variables: served.variables.clone(),
+            tag: ExperimentTag {
+                assigned_variant: shadow.name.clone(),
+                served_variant: shadow.name.clone(),
+                variant_version: shadow.version.clone(),
+                shadow_of: Some(served.request_id.clone()),
+                ..served.tag.clone()
+            },
             timeout: policy.timeout,
-            place,
         };
-        self.tasks
-            .spawn(call.run(self.sink.clone(), self.metrics.clone(), self.cancel.clone()));
+        let admitted = if self.tasks.is_closed() {
+            Err(SkipReason::ShuttingDown)
+        } else {
+            self.limits_of(&experiment.id).admit(policy, &self.metrics)
+        };
+        match admitted {
+            Ok(place) => {
+                self.metrics.started.fetch_add(1, Ordering::Relaxed);
+                self.tasks.spawn(call.run(
+                    place,
+                    self.sink.clone(),
+                    self.metrics.clone(),
+                    self.cancel.clone(),
+                ));
+            }
+            Err(reason) => {
+                self.metrics.skip(reason);
+                self.sink.record_refusal(call.unanswered(
+                    RefusalKind::ShadowSkipped(reason),
+                    format!("shadow call skipped: {}", reason.label()),
+                ));
+            }
+        }
     }
 
     fn limits_of(&self, experiment: &Arc<str>) -> Arc<ExperimentLimits> {
@@ -171,32 +153,6 @@ impl ShadowRunner {
             .entry(experiment.clone())
             .or_default()
             .clone()
-    }
-
-    fn record_unanswered(
-        &self,
-        served: &ServedRequest<'_>,
-        shadow_id: &Arc<str>,
-        tag: ExperimentTag,
-        kind: RefusalKind,
-        message: String,
-    ) {
-        self.sink.record_refusal(Refusal {
-            request_id: shadow_id.clone(),
-            client_id: served.client_id.cloned(),
-            config_version: served.snapshot.version.clone(),
-            endpoint: Some(served.endpoint),
-            dialect: served.endpoint.dialect(),
-            model: Some(served.model.to_owned()),
-            stream: served.stream,
-            experiment: Some(tag),
-            status: None,
-            kind,
-            message,
-            started_at: served.started_at,
-            duration: served.started.elapsed(),
-            provider: None,
-        });
     }
 
     /// Lets running shadow calls finish within `grace`, then cancels the rest
@@ -232,38 +188,4 @@ fn is_sampled(
         request_id
     };
     assign::is_shadow_sampled(&experiment.salt, key, policy.sample_percent)
-}
-
-/// The shadow variant rendered into the caller's body. OpenAI streams also
-/// ask for usage, which costs the caller nothing (nobody reads this stream)
-/// and gives the shadow's record its tokens and cost.
-fn render_body(
-    served: &ServedRequest<'_>,
-    variant: usize,
-) -> Result<bytes::Bytes, crate::error::GatewayError> {
-    let experiment = served.experiment;
-    let mut body = served.body.clone();
-    render::apply(
-        experiment,
-        &experiment.variants[variant],
-        served.endpoint,
-        &mut body,
-        served.variables,
-    )?;
-    if served.stream
-        && matches!(
-            served.endpoint,
-            Endpoint::ChatCompletions | Endpoint::Completions
-        )
-    {
-        let options = body
-            .entry("stream_options")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Value::Object(options) = options {
-            options.insert("include_usage".into(), Value::Bool(true));
-        }
-    }
-    serde_json::to_vec(&body)
-        .map(bytes::Bytes::from)
-        .map_err(|e| crate::error::GatewayError::InvalidJson(e.to_string()))
 }
