@@ -61,4 +61,14 @@ if "direct_stream" in runs and "passthrough_stream" in runs:
     print(f"\nStreams, time to first byte (ms): direct p50 {med_range([r['ttfb50'] for r in d])}, "
           f"through the gateway p50 {med_range([r['ttfb50'] for r in g])}; "
           f"added p50 {med_range(added50)}, added p99 {med_range(added99)}")
+if "shadow_0pct" in runs and "shadow_100pct" in runs:
+    off, on = runs["shadow_0pct"], runs["shadow_100pct"]
+    diff = {p: [x[p] - y[p] for x, y in zip(on, off)] for p in ("p50", "p99", "p99.9")}
+    ratio = statistics.median(x["rps"] for x in on) / statistics.median(y["rps"] for y in off)
+    print(f"\nShadow at 100% minus shadow at 0% (served latency, same round, ms): "
+          f"p50 {med_range(diff['p50'])}, p99 {med_range(diff['p99'])}, p99.9 {med_range(diff['p99.9'])}; "
+          f"throughput ratio {ratio:.3f}"
+          + (f"; gateway CPU {100 * cpu_ticks['shadow_0pct'] / clk_tck / (rounds * duration):.0f}% → "
+             f"{100 * cpu_ticks['shadow_100pct'] / clk_tck / (rounds * duration):.0f}% of a core"
+             if "shadow_0pct" in cpu_ticks and "shadow_100pct" in cpu_ticks else ""))
 print("\nPeak RSS per gateway process: " + ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in sorted(rss_kb.items())))

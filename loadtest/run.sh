@@ -6,11 +6,17 @@
 #   passthrough — through the gateway, plain routing
 #   experiment  — through the gateway, a 2-variant experiment (assignment +
 #                 template rendering + body rewrite on every request)
+#   experiment_audit_local / _s3 — plus the audit log (local dir / SeaweedFS)
+#   shadow_0pct / shadow_100pct — experiment + local audit + a shadow variant
+#                 on a second simulator with the same latency, sampled at 0% and 100%
+#   direct_stream / passthrough_stream — SSE streams
 #
 #   loadtest/run.sh                     # 1000 req/s, 10 s per run, 3 rounds
 #   RATE=5000 DURATION=20 ROUNDS=5 loadtest/run.sh
 #   MAX=1 DURATION=10 loadtest/run.sh   # closed loop: maximum throughput of each case
 #   SMOKE=1 loadtest/run.sh             # a 1-second run of each case, for CI
+#   CASES="direct shadow_0pct shadow_100pct" loadtest/run.sh   # a subset
+#   SIM_FIRST_BYTE_MS=20 loadtest/run.sh  # a provider that takes 20 ms to answer
 #
 # Prints a markdown table; raw oha JSON goes to loadtest/out/.
 set -euo pipefail
@@ -23,7 +29,11 @@ RATE=${RATE:-1000}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
+SIM_FIRST_BYTE_MS=${SIM_FIRST_BYTE_MS:-0}
 if [ "${SMOKE:-0}" = 1 ]; then RATE=200; DURATION=1; ROUNDS=1; fi
+all_cases="direct passthrough experiment experiment_audit_local experiment_audit_s3 shadow_0pct shadow_100pct direct_stream passthrough_stream"
+CASES=${CASES:-$all_cases}
+want() { [[ " $CASES " == *" $1 "* ]]; }
 
 OHA=${OHA:-$here/.tools/bin/oha}
 if [ ! -x "$OHA" ]; then
@@ -42,11 +52,18 @@ pids=()
 cleanup() { for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-# The simulated provider, on one worker thread, answering instantly.
-"$bin/promptgate-sim" --listen 127.0.0.1:0 --threads 1 > "$out/sim.out" &
+# The simulated provider, on one worker thread (instant answers unless SIM_FIRST_BYTE_MS).
+"$bin/promptgate-sim" --listen 127.0.0.1:0 --threads 1 --first-byte-ms "$SIM_FIRST_BYTE_MS" > "$out/sim.out" &
 pids+=($!)
 for _ in $(seq 100); do grep -q "listening on" "$out/sim.out" 2>/dev/null && break; sleep 0.05; done
 sim_addr=$(sed -n 's/^listening on //p' "$out/sim.out")
+# Shadow calls go to a second provider with the same latency, as a candidate
+# model would: sharing one single-threaded simulator would queue the served
+# call behind its own shadow, a cost no real provider pair imposes.
+"$bin/promptgate-sim" --listen 127.0.0.1:0 --threads 1 --first-byte-ms "$SIM_FIRST_BYTE_MS" > "$out/shadow-sim.out" &
+pids+=($!)
+for _ in $(seq 100); do grep -q "listening on" "$out/shadow-sim.out" 2>/dev/null && break; sleep 0.05; done
+shadow_sim_addr=$(sed -n 's/^listening on //p' "$out/shadow-sim.out")
 
 base_config() { # the experiment config every gateway shares
 cat <<TOML
@@ -88,25 +105,51 @@ start_gateway() { # name config-text → sets gateway_addr[name], gateway_pid[na
   pids+=("$pid")
   for _ in $(seq 200); do grep -q '"local"' "$dir/gateway.log" 2>/dev/null && break; sleep 0.05; done
   gateway_pid[$1]=$pid
-  gateway_addr[$1]=$(python3 -c 'import json,sys
+  read -r "gateway_addr[$1]" "admin_addr[$1]" < <(python3 -c 'import json,sys
 for line in open(sys.argv[1]):
-    local = json.loads(line).get("fields", {}).get("local")
-    if local: print(local); break' "$dir/gateway.log")
+    fields = json.loads(line).get("fields", {})
+    if fields.get("local"): print(fields["local"], fields["admin"]); break' "$dir/gateway.log")
   [ -n "${gateway_addr[$1]}" ] || { echo "gateway $1 did not start:" >&2; cat "$dir/gateway.log" >&2; exit 1; }
 }
 
-declare -A gateway_addr gateway_pid
-start_gateway plain "$(base_config)"
-start_gateway audit_local "$(base_config)
-[audit]
-sink = \"local\"
-local_dir = \"audit\"
-spool_dir = \"spool\"
-unit_key_secret_env = \"AWS_SECRET_ACCESS_KEY\""
+local_audit='[audit]
+sink = "local"
+local_dir = "audit"
+spool_dir = "spool"
+unit_key_secret_env = "AWS_SECRET_ACCESS_KEY"'
+shadow_config() { # sample-percent: a zero-weight candidate on its own provider, in shadow
+cat <<TOML
+$(base_config)
+[providers.shadow_sim]
+kind = "openai"
+base_url = "http://$shadow_sim_addr/v1"
+max_retries = 0
+[[experiments.bench.variants]]
+name = "candidate"
+weight = 0
+model = "gpt-4o-mini"
+providers = ["shadow_sim"]
+system = "You are a terse assistant for {{audience}}."
+[experiments.bench.shadow]
+variants = ["candidate"]
+sample_percent = $1
+max_concurrent = 4096
+$local_audit
+TOML
+}
 
-cases=(direct passthrough experiment experiment_audit_local direct_stream passthrough_stream)
+declare -A gateway_addr gateway_pid admin_addr
+cases=()
+for c in $CASES; do [ "$c" = experiment_audit_s3 ] || cases+=("$c"); done
+if want passthrough || want experiment || want passthrough_stream; then start_gateway plain "$(base_config)"; fi
+if want experiment_audit_local; then start_gateway audit_local "$(base_config)
+$local_audit"; fi
+if want shadow_0pct; then start_gateway shadow_0pct "$(shadow_config 0)"; fi
+if want shadow_100pct; then start_gateway shadow_100pct "$(shadow_config 100)"; fi
+
 weed="$root/.venv-test/bin/weed"
-if [ -x "$weed" ]; then
+if ! want experiment_audit_s3; then :
+elif [ -x "$weed" ]; then
   mkdir -p "$out/s3"
   rm -rf "$out/s3/data"
   AWS_ACCESS_KEY_ID=load AWS_SECRET_ACCESS_KEY=loadsecret "$weed" mini -dir="$out/s3/data" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
@@ -151,17 +194,22 @@ measure() { # case gateway url body round
   after=$(cpu_ticks "${gateway_pid[$2]}")
   cpu[$1]=$(( ${cpu[$1]:-0} + after - before ))
 }
+url() { echo "http://${gateway_addr[$1]}/v1/chat/completions"; }
 for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
-  run_case direct "http://$sim_addr/v1/chat/completions" "$round" "$body"
-  measure passthrough plain "http://${gateway_addr[plain]}/v1/chat/completions" "$body" "$round"
-  measure experiment plain "http://${gateway_addr[plain]}/v1/chat/completions" "$experiment_body" "$round"
-  measure experiment_audit_local audit_local "http://${gateway_addr[audit_local]}/v1/chat/completions" "$experiment_body" "$round"
-  if [ -n "${gateway_addr[audit_s3]:-}" ]; then
-    measure experiment_audit_s3 audit_s3 "http://${gateway_addr[audit_s3]}/v1/chat/completions" "$experiment_body" "$round"
-  fi
-  run_case direct_stream "http://$sim_addr/v1/chat/completions" "$round" "$stream_body"
-  measure passthrough_stream plain "http://${gateway_addr[plain]}/v1/chat/completions" "$stream_body" "$round"
+  for c in "${cases[@]}"; do
+    case $c in
+      direct) run_case direct "http://$sim_addr/v1/chat/completions" "$round" "$body" ;;
+      passthrough) measure passthrough plain "$(url plain)" "$body" "$round" ;;
+      experiment) measure experiment plain "$(url plain)" "$experiment_body" "$round" ;;
+      experiment_audit_local) measure "$c" audit_local "$(url audit_local)" "$experiment_body" "$round" ;;
+      experiment_audit_s3) measure "$c" audit_s3 "$(url audit_s3)" "$experiment_body" "$round" ;;
+      shadow_0pct|shadow_100pct) measure "$c" "$c" "$(url "$c")" "$experiment_body" "$round" ;;
+      direct_stream) run_case direct_stream "http://$sim_addr/v1/chat/completions" "$round" "$stream_body" ;;
+      passthrough_stream) measure passthrough_stream plain "$(url plain)" "$stream_body" "$round" ;;
+      *) echo "unknown case $c (cases: $all_cases)" >&2; exit 2 ;;
+    esac
+  done
 done
 rss=""
 for name in "${!gateway_pid[@]}"; do
@@ -172,4 +220,9 @@ for c in "${cases[@]}"; do
   case $c in direct*) ;; *) cpu_args="$cpu_args $c=${cpu[$c]:-0}" ;; esac
 done
 
+for name in shadow_0pct shadow_100pct; do
+  if [ -n "${admin_addr[$name]:-}" ]; then
+    echo "$name: $(curl -s "http://${admin_addr[$name]}/metrics" | grep -E '^promptgate_shadow_calls_(started|completed|failed|skipped)' | tr '\n' ' ')" >&2
+  fi
+done
 python3 "$here/report.py" "$out" "$ROUNDS" "$RATE" "$DURATION" "$(getconf CLK_TCK)" "$cpu_args" "$rss" "${cases[@]}"
