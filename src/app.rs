@@ -88,13 +88,18 @@ impl App {
                 source,
             })?;
         let grace = config.server.shutdown_grace;
+        let prices = config
+            .audit
+            .as_ref()
+            .map(|audit| audit.prices.clone())
+            .unwrap_or_default();
         let poll = config.server.config_poll;
         let prompt_files = config.prompt_files.clone();
         let version = config.version.clone();
 
         let gateway = Arc::new(Gateway {
             snapshots: SnapshotHandle::new(Snapshot::new(config)),
-            shadows: ShadowRunner::new(sink.clone()),
+            shadows: ShadowRunner::new(sink.clone(), prices),
             sink,
             audit: audit_log,
         });
@@ -149,15 +154,21 @@ impl App {
     }
 
     /// Stops accepting and drains in-flight requests (bounded by the grace
-    /// period), lets shadow calls finish within the grace period and cancels
-    /// the rest, then drains the audit log into the spool and uploads what it
+    /// period), lets shadow calls finish within what is left of the same
+    /// grace period and cancels the rest, then drains the audit log into the spool and uploads what it
     /// can within the grace period, then stops the admin listener and the watchers.
     pub async fn shutdown(mut self) {
+        // One grace period for requests and shadow calls alike: shadows run
+        // while connections drain, and get what is left of it.
+        let deadline = tokio::time::Instant::now() + self.grace;
         if let Some(stop) = self.stop_serving.take() {
             let _ = stop.send(());
         }
         let _ = (&mut self.server).await;
-        self.gateway.shadows.shutdown(self.grace).await;
+        self.gateway
+            .shadows
+            .shutdown(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            .await;
         if let Some(audit) = self.audit.take() {
             audit.shutdown(self.grace).await;
         }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::audit::config::Price;
 use crate::config::{AdminConfig, AuthConfig, Config, ServerConfig};
 use crate::experiments::model::Experiment;
 use crate::providers::Upstreams;
@@ -23,18 +22,11 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub experiments: HashMap<Arc<str>, Experiment>,
     pub upstreams: Upstreams,
-    /// `[prices]`, for shadow budgets in USD (the audit log keeps its own copy).
-    pub prices: HashMap<String, Price>,
 }
 
 impl Snapshot {
     pub fn new(config: Config) -> Snapshot {
         let upstreams = Upstreams::new(&config);
-        let prices = config
-            .audit
-            .as_ref()
-            .map(|audit| audit.prices.clone())
-            .unwrap_or_default();
         let Config {
             server,
             admin,
@@ -54,7 +46,6 @@ impl Snapshot {
             routes: RouteTable::new(routes),
             experiments: experiments.into_iter().map(|e| (e.id.clone(), e)).collect(),
             upstreams,
-            prices,
         }
     }
 }

@@ -615,3 +615,63 @@ async fn shadow_records_pair_with_served_records_in_the_s3_log() {
         assert_eq!(shadow["ts_start"], served_record["ts_start"]);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_switch_or_a_refused_request_starts_no_shadow() {
+    let (served, shadow) = sims(SimConfig::default()).await;
+    let base = config(&served, &shadow, "sample_percent = 100");
+    let killed = base.replacen(
+        "[experiments.summarize]\n",
+        "[experiments.summarize]\nkillswitch = \"control\"\n",
+        1,
+    );
+    let gw = TestGateway::start(&killed).await;
+    let reply = chat(&gw, "summarize", "u", CHAT).await;
+    assert_eq!(reply.headers["x-promptgate-assignment"], "killswitch");
+
+    // control's template needs a variable this request does not send: a 400, and no shadow.
+    gw.write_config(&base.replacen(
+        "system = \"Summarise.\"",
+        "system = \"Summarise for {{audience}}.\"",
+        1,
+    ));
+    let reload = send(
+        &client(),
+        Method::POST,
+        &gw.admin_url("/admin/reload"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(reload.json()["status"], "reloaded", "{}", reload.text());
+    let refused = chat(&gw, "summarize", "u", CHAT).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        refused.text()
+    );
+    // And the shadow does run once the request is served.
+    let served_ok = chat(&gw, "plain", "u", CHAT).await;
+    assert_eq!(served_ok.status, StatusCode::OK);
+    let control = chat(
+        &gw,
+        "summarize",
+        "u",
+        r#"{"model":"summarize","messages":[{"role":"user","content":"x"}],"promptgate":{"variables":{"audience":"kids"}}}"#,
+    )
+    .await;
+    assert_eq!(control.status, StatusCode::OK, "{}", control.text());
+    let records = wait_for_audit(&audit_dir(&gw), |r| !shadows(r).is_empty()).await;
+    let shadows = shadows(&records);
+    assert_eq!(
+        shadows.len(),
+        1,
+        "only the last request has a shadow: {records:#?}"
+    );
+    assert_eq!(
+        shadows[0]["shadow_of"],
+        control.headers["x-request-id"].to_str().unwrap()
+    );
+    assert_eq!(shadow.received().len(), 1);
+}

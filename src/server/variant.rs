@@ -77,7 +77,20 @@ pub(super) async fn serve(
     };
 
     let assigned_tag = tag(assignment.variant);
-    // Before the served call, so the shadow runs beside it rather than after.
+    exchange
+        .trail
+        .note(|t| t.experiment = Some(assigned_tag.clone()));
+    let assigned = &experiment.variants[assignment.variant];
+    // The caller's body is kept (not rendered in place) only when a fallback
+    // or a shadow will need it.
+    let keep_source = fallback.is_some() || experiment.shadow.is_some();
+    let first_body = if keep_source {
+        render_for(assignment.variant, body.clone())?
+    } else {
+        render_for(assignment.variant, std::mem::take(&mut body))?
+    };
+    // Once the served body rendered (a refused request gets no shadow), and
+    // before the served call, so the shadow runs beside it rather than after.
     exchange.gateway.shadows.launch(ServedRequest {
         snapshot: exchange.snapshot,
         experiment,
@@ -94,14 +107,7 @@ pub(super) async fn serve(
         body: &body,
         variables: &variables,
     });
-    exchange
-        .trail
-        .note(|t| t.experiment = Some(assigned_tag.clone()));
-    let assigned = &experiment.variants[assignment.variant];
-    let (first_body, fallback_source) = match fallback {
-        Some(_) => (render_for(assignment.variant, body.clone())?, Some(body)),
-        None => (render_for(assignment.variant, body)?, None),
-    };
+    let fallback_source = fallback.map(|_| body);
     let when_exhausted = if fallback.is_some() {
         WhenExhausted::Fail
     } else {

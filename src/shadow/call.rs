@@ -40,6 +40,7 @@ pub(super) struct ShadowCall {
     pub variables: Variables,
     pub tag: ExperimentTag,
     pub timeout: Duration,
+    pub price: Option<crate::audit::config::Price>,
 }
 
 /// Why a call was cut short; read by `ShadowSink` when the dropped body reports.
@@ -80,14 +81,13 @@ impl ShadowCall {
                 return;
             }
         };
-        let price = self.snapshot.prices.get(variant.model()).copied();
         let request_id_header = HeaderValue::from_str(&self.request_id)
             .unwrap_or_else(|_| HeaderValue::from_static("shadow"));
         let observer = Arc::new(ShadowSink {
             inner: sink.clone(),
             metrics: metrics.clone(),
             place: Mutex::new(Some(place)),
-            price,
+            price: self.price,
             ending: AtomicU8::new(Ending::Running as u8),
             reported: AtomicBool::new(false),
         });

@@ -26,8 +26,10 @@ use tokio_util::task::TaskTracker;
 pub use metrics::ShadowMetrics;
 
 use crate::api::Endpoint;
+use crate::audit::config::Price;
 use crate::capture::{ExchangeSink, ExperimentTag, RefusalKind, SkipReason};
 use crate::experiments::assign;
+use crate::experiments::decide::Reason;
 use crate::experiments::model::{Experiment, ShadowPolicy};
 use crate::experiments::render::Variables;
 use crate::snapshot::Snapshot;
@@ -40,6 +42,9 @@ pub struct ShadowRunner {
     cancel: CancellationToken,
     limits: Mutex<HashMap<Arc<str>, Arc<ExperimentLimits>>>,
     metrics: Arc<ShadowMetrics>,
+    /// `[prices]` as the audit log uses them (fixed at start-up), so a
+    /// shadow's budgeted cost is the one its record shows.
+    prices: Arc<HashMap<String, Price>>,
 }
 
 /// The served request, as a shadow call needs it.
@@ -64,8 +69,9 @@ pub struct ServedRequest<'a> {
 
 impl ShadowRunner {
     /// `sink` receives the shadow calls' records (the audit log).
-    pub fn new(sink: Arc<dyn ExchangeSink>) -> ShadowRunner {
+    pub fn new(sink: Arc<dyn ExchangeSink>, prices: HashMap<String, Price>) -> ShadowRunner {
         ShadowRunner {
+            prices: Arc::new(prices),
             sink,
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
@@ -84,6 +90,10 @@ impl ShadowRunner {
         let Some(policy) = &served.experiment.shadow else {
             return;
         };
+        // A switched-off experiment or a pulled kill switch stops its shadows too.
+        if matches!(served.tag.reason, Reason::Disabled | Reason::Killswitch) {
+            return;
+        }
         if !is_sampled(policy, served.experiment, served.tag, served.request_id) {
             return;
         }
@@ -120,6 +130,7 @@ impl ShadowRunner {
                 ..served.tag.clone()
             },
             timeout: policy.timeout,
+            price: self.prices.get(shadow.model()).copied(),
         };
         let admitted = if self.tasks.is_closed() {
             Err(SkipReason::ShuttingDown)
