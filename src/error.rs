@@ -69,6 +69,10 @@ pub enum GatewayError {
     ProviderStatus { provider: String, status: u16 },
     #[error("the gateway's audit log is full (its storage is unavailable); retry later")]
     AuditBackpressure,
+    #[error(
+        "feedback is stored in the audit log, and this gateway has none: add an [audit] section to its config"
+    )]
+    FeedbackWithoutAudit,
     #[error("provider `{provider}` sent an invalid response")]
     ProviderProtocol { provider: String },
 }
@@ -136,7 +140,7 @@ impl GatewayError {
             | ProviderProtocol { .. }
             | ProviderStatus { .. } => ErrorClass::Upstream,
             ProviderTimeout { .. } => ErrorClass::Timeout,
-            AuditBackpressure => ErrorClass::Unavailable,
+            AuditBackpressure | FeedbackWithoutAudit => ErrorClass::Unavailable,
         }
     }
 }

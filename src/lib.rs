@@ -14,6 +14,7 @@ pub mod capture;
 pub mod config;
 pub mod error;
 pub mod experiments;
+pub mod feedback;
 pub mod providers;
 pub mod reload;
 pub mod routing;

@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 
 use crate::config::{AdminConfig, AuthConfig, Config, ServerConfig};
 use crate::experiments::model::Experiment;
+use crate::feedback::FeedbackConfig;
 use crate::providers::Upstreams;
 use crate::routing::RouteTable;
 
@@ -22,6 +23,7 @@ pub struct Snapshot {
     pub routes: RouteTable,
     pub experiments: HashMap<Arc<str>, Experiment>,
     pub upstreams: Upstreams,
+    pub feedback: FeedbackConfig,
 }
 
 impl Snapshot {
@@ -33,6 +35,7 @@ impl Snapshot {
             auth,
             routes,
             experiments,
+            feedback,
             version,
             startup_only_digest,
             ..
@@ -46,6 +49,7 @@ impl Snapshot {
             routes: RouteTable::new(routes),
             experiments: experiments.into_iter().map(|e| (e.id.clone(), e)).collect(),
             upstreams,
+            feedback,
         }
     }
 }

@@ -120,6 +120,12 @@ pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response<Gatewa
             "audit_unavailable",
             "overloaded_error",
         ),
+        FeedbackWithoutAudit => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            "feedback_unavailable",
+            "api_error",
+        ),
         ProviderStatus { .. } => (
             StatusCode::BAD_GATEWAY,
             "api_error",

@@ -43,6 +43,8 @@ pub enum Endpoint {
     Models,
     Messages,
     CountTokens,
+    /// Answered by the gateway itself (outcomes for the audit log), never forwarded.
+    Feedback,
 }
 
 /// Why a method and path are not an endpoint.
@@ -62,6 +64,7 @@ impl Endpoint {
             "/v1/models" => (Endpoint::Models, Method::GET),
             "/v1/messages" => (Endpoint::Messages, Method::POST),
             "/v1/messages/count_tokens" => (Endpoint::CountTokens, Method::POST),
+            "/v1/feedback" => (Endpoint::Feedback, Method::POST),
             _ => return Err(EndpointMismatch::NotFound),
         };
         if *method == allowed {
@@ -95,6 +98,7 @@ impl Endpoint {
             Endpoint::Models => "/models",
             Endpoint::Messages => "/v1/messages",
             Endpoint::CountTokens => "/v1/messages/count_tokens",
+            Endpoint::Feedback => "/v1/feedback",
         }
     }
 
@@ -107,6 +111,7 @@ impl Endpoint {
             Endpoint::Models => "models",
             Endpoint::Messages => "messages",
             Endpoint::CountTokens => "count_tokens",
+            Endpoint::Feedback => "feedback",
         }
     }
 }

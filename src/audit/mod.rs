@@ -34,6 +34,7 @@ pub(crate) enum Event {
     /// With an acknowledgement to send once the record is fsynced (strict mode).
     Exchange(Box<Exchange>, Option<oneshot::Sender<()>>),
     Refusal(Box<Refusal>),
+    Feedback(Box<crate::feedback::Feedback>),
     Close,
 }
 
@@ -242,6 +243,10 @@ impl ExchangeSink for AuditLog {
 
     fn record_refusal(&self, refusal: Refusal) {
         self.submit(Event::Refusal(Box::new(refusal)));
+    }
+
+    fn record_feedback(&self, feedback: crate::feedback::Feedback) {
+        self.submit(Event::Feedback(Box::new(feedback)));
     }
 }
 

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use super::config::{AuditConfig, PathPart, Redaction};
 use super::time::UtcTime;
 use crate::capture::{Exchange, ExperimentTag, Outcome, Refusal};
+use crate::feedback::{Feedback, FeedbackValue};
 
 pub const SCHEMA_VERSION: u32 = 1;
 const REDACTED: &str = "[redacted]";
@@ -20,10 +21,12 @@ pub struct RecordContext<'a> {
     pub unit_key: &'a [u8],
 }
 
-/// The partition a record belongs to: its request's start time.
+/// The partition a record belongs to: its request's start time, or when a
+/// feedback record was received.
 pub fn partition_of(record: &Map<String, Value>) -> (String, u32) {
     let start = record
         .get("ts_start")
+        .or_else(|| record.get("ts_received"))
         .and_then(Value::as_str)
         .unwrap_or("1970-01-01T00:00:00.000Z");
     let date = start.get(..10).unwrap_or("1970-01-01").to_owned();
@@ -257,6 +260,38 @@ pub fn from_refusal(refusal: &Refusal, ctx: &RecordContext<'_>) -> Map<String, V
         record.insert(field.into(), Value::Null);
     }
     redact(&mut record, ctx.config);
+    record
+}
+
+/// A feedback record (its own table: `<prefix>/feedback/v1/`). The value has
+/// typed columns so every engine infers one type: `value_number` always (a
+/// boolean as 0 or 1, so means are proportions), `value_bool` for booleans.
+pub fn from_feedback(feedback: &Feedback, ctx: &RecordContext<'_>) -> Map<String, Value> {
+    let (value_bool, value_number) = match feedback.value {
+        FeedbackValue::Boolean(b) => (json!(b), json!(if b { 1.0 } else { 0.0 })),
+        FeedbackValue::Number(x) => (Value::Null, json!(x)),
+    };
+    let mut record = Map::with_capacity(16);
+    record.insert("schema_version".into(), json!(SCHEMA_VERSION));
+    record.insert("record_type".into(), json!("feedback"));
+    record.insert("feedback_id".into(), json!(&*feedback.feedback_id));
+    record.insert("request_id".into(), json!(feedback.request_id));
+    record.insert(
+        "ts_received".into(),
+        json!(UtcTime::from_system(feedback.received_at).rfc3339_millis()),
+    );
+    record.insert("gateway_instance".into(), json!(ctx.config.instance));
+    record.insert("config_version".into(), json!(&*feedback.config_version));
+    record.insert("client_id".into(), json!(feedback.client_id.as_deref()));
+    record.insert("metric".into(), json!(feedback.metric));
+    record.insert("value_type".into(), json!(feedback.value.kind().label()));
+    record.insert("value_bool".into(), value_bool);
+    record.insert("value_number".into(), value_number);
+    record.insert("comment".into(), json!(feedback.comment));
+    record.insert(
+        "metadata".into(),
+        feedback.metadata.clone().map_or(Value::Null, Value::Object),
+    );
     record
 }
 

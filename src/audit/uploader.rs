@@ -43,7 +43,8 @@ pub struct Object {
 
 #[derive(Deserialize)]
 struct Routing<'a> {
-    #[serde(borrow)]
+    /// A request's start, or when a feedback record was received.
+    #[serde(borrow, alias = "ts_received")]
     ts_start: &'a str,
     #[serde(borrow, default)]
     record_type: Option<&'a str>,
@@ -274,7 +275,7 @@ mod tests {
         assert_eq!(objects[0].records, 2);
         // Feedback records go to their own table.
         let feedback =
-            vec![br#"{"ts_start":"2026-11-26T04:00:00.000Z","record_type":"feedback"}"#.to_vec()];
+            vec![br#"{"record_type":"feedback","ts_received":"2026-11-26T04:00:00.000Z"}"#.to_vec()];
         let objects_fb = build_objects(&feedback, "audit/", "gw-1", "seg9").unwrap();
         assert_eq!(
             objects_fb[0].key,

@@ -52,6 +52,9 @@ impl Writer {
                                         record::from_exchange(exchange, &ctx)
                                     }
                                     Event::Refusal(refusal) => record::from_refusal(refusal, &ctx),
+                                    Event::Feedback(feedback) => {
+                                        record::from_feedback(feedback, &ctx)
+                                    }
                                     Event::Close => unreachable!("handled above"),
                                 };
                                 if serde_json::to_writer(&mut line, &record).is_ok() {

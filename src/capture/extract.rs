@@ -298,7 +298,7 @@ fn read_json_body(endpoint: Endpoint, body: &Value, captured: &mut Captured) {
                 }
             }
         }
-        Endpoint::Embeddings | Endpoint::CountTokens | Endpoint::Models => {}
+        Endpoint::Embeddings | Endpoint::CountTokens | Endpoint::Models | Endpoint::Feedback => {}
     }
     captured.text = text;
 }

@@ -179,6 +179,11 @@ pub trait ExchangeSink: Send + Sync + 'static {
         None
     }
 
+    /// An outcome posted for an earlier request (`POST /v1/feedback`).
+    fn record_feedback(&self, feedback: crate::feedback::Feedback) {
+        tracing::debug!(request_id = %feedback.request_id, metric = %feedback.metric, "feedback received");
+    }
+
     fn record_refusal(&self, refusal: Refusal) {
         tracing::debug!(request_id = %refusal.request_id, status = refusal.status, outcome = refusal.kind.outcome_label(), class = refusal.kind.class_label(), "request got no answer");
     }
@@ -213,6 +218,12 @@ impl ExchangeSink for Fanout {
     fn record_refusal(&self, refusal: Refusal) {
         for sink in &self.0 {
             sink.record_refusal(refusal.clone());
+        }
+    }
+
+    fn record_feedback(&self, feedback: crate::feedback::Feedback) {
+        for sink in &self.0 {
+            sink.record_feedback(feedback.clone());
         }
     }
 }

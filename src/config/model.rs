@@ -19,6 +19,7 @@ pub struct Config {
     pub experiments: Vec<crate::experiments::model::Experiment>,
     /// `None`: no audit log.
     pub audit: Option<crate::audit::config::AuditConfig>,
+    pub feedback: crate::feedback::FeedbackConfig,
     /// Short content hash of the config file and every prompt file it reads:
     /// the version every response and record carries.
     pub version: Arc<str>,

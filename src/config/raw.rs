@@ -26,6 +26,24 @@ pub struct RawConfig {
     /// USD per million tokens, by the model name sent to the provider.
     #[serde(default)]
     pub prices: BTreeMap<String, RawPrice>,
+    #[serde(default)]
+    pub feedback: RawFeedback,
+}
+
+/// `[feedback]`: which metrics `POST /v1/feedback` accepts.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeedback {
+    /// Metric name → `"boolean"` or `"float"`. Empty: any plain metric name.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, RawMetricKind>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RawMetricKind {
+    Boolean,
+    Float,
 }
 
 #[derive(Debug, Deserialize)]

@@ -276,3 +276,32 @@ fn rendered_error_lists_file_line_and_path() {
         "config/x.toml:4: providers.openai.base_url: invalid URL `x`\nconfig/x.toml: auth.clients: no client keys declared"
     );
 }
+
+#[test]
+fn feedback_metrics_are_declared_with_a_type() {
+    let config = parse_with_env(
+        &format!("{OPEN_DEMO}[feedback.metrics]\nthumbs_up = \"boolean\"\nrating = \"float\"\n"),
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(
+        config.feedback.metrics.get("thumbs_up"),
+        Some(&crate::feedback::MetricKind::Boolean)
+    );
+    let found = problems(&format!(
+        "{OPEN_DEMO}[feedback.metrics]\n\"thumbs up\" = \"boolean\"\nrating = \"integer\"\n"
+    ));
+    assert_eq!(found.len(), 1, "{found:?}");
+    let (line, path, message) = &found[0];
+    assert_eq!(*line, Some(10));
+    assert_eq!(path, "feedback.metrics.rating");
+    assert!(message.contains("unknown variant `integer`"), "{message}");
+    let found = problems(&format!(
+        "{OPEN_DEMO}[feedback.metrics]\n\"thumbs up\" = \"boolean\"\n"
+    ));
+    let (line, path, message) = &found[0];
+    assert_eq!(*line, Some(9));
+    assert_eq!(path, "feedback.metrics.thumbs up");
+    assert!(message.contains("1–64 characters"), "{message}");
+}

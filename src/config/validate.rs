@@ -15,6 +15,7 @@ use super::model::*;
 use super::raw::*;
 use super::validate_audit::validate_audit;
 use super::validate_experiments::{Context, validate_experiments};
+use crate::feedback::{FeedbackConfig, LABEL_RULE, MetricKind, is_label};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
@@ -89,6 +90,7 @@ pub fn validate(
     );
 
     let audit = validate_audit(raw.audit.as_ref(), &raw.prices, env, &mut errors);
+    let feedback = validate_feedback(&raw.feedback, &mut errors);
     if raw.audit.is_none() && !raw.prices.is_empty() {
         errors.push(
             "prices",
@@ -105,6 +107,7 @@ pub fn validate(
             routes,
             experiments,
             audit,
+            feedback,
             startup_only_digest: super::config_version(
                 &format!("{:?}{:?}", raw.audit, raw.prices),
                 &[],
@@ -114,6 +117,24 @@ pub fn validate(
         }),
         _ => Err(errors.list),
     }
+}
+
+fn validate_feedback(raw: &RawFeedback, errors: &mut Errors) -> FeedbackConfig {
+    let mut metrics = BTreeMap::new();
+    for (name, kind) in &raw.metrics {
+        if !is_label(name) {
+            errors.push(
+                super::location::child_path("feedback.metrics", name),
+                format!("the metric name `{name}` {LABEL_RULE}"),
+            );
+        }
+        let kind = match kind {
+            RawMetricKind::Boolean => MetricKind::Boolean,
+            RawMetricKind::Float => MetricKind::Float,
+        };
+        metrics.insert(name.clone(), kind);
+    }
+    FeedbackConfig { metrics }
 }
 
 #[derive(Default)]

@@ -13,6 +13,7 @@ use super::raw::*;
 use super::validate::{Environment, Errors};
 use crate::experiments::model::*;
 use crate::experiments::template::Template;
+use crate::feedback::{LABEL_RULE, is_label};
 
 /// Request fields a variant may not set through `params`: the gateway owns them.
 const RESERVED_PARAMS: [&str; 6] = [
@@ -23,22 +24,6 @@ const RESERVED_PARAMS: [&str; 6] = [
     "input",
     "promptgate",
 ];
-
-const LABEL_RULE: &str =
-    "must be 1–64 characters of letters, digits, `_`, `-` or `.`, starting with a letter or digit";
-
-/// Experiment ids, variant and rule names travel in headers, metric labels and
-/// the audit log's columns: keep them plain.
-fn is_label(text: &str) -> bool {
-    (1..=64).contains(&text.len())
-        && text
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
 
 pub(super) struct Context<'a> {
     pub env: &'a Environment<'a>,

@@ -202,7 +202,8 @@ pub fn json_body(endpoint: Endpoint, answer: &DemoAnswer) -> Value {
             "usage": {"input_tokens": input_tokens, "output_tokens": output_tokens}
         }),
         Endpoint::CountTokens => json!({"input_tokens": input_tokens}),
-        Endpoint::Models => json!({"object": "list", "data": []}),
+        // Never forwarded: answered by the gateway itself.
+        Endpoint::Models | Endpoint::Feedback => json!({"object": "list", "data": []}),
     }
 }
 
@@ -445,7 +446,7 @@ pub fn sse_frames(endpoint: Endpoint, answer: &DemoAnswer, request: &Value) -> V
             ));
         }
         // Not streamable: a single JSON document.
-        Endpoint::Embeddings | Endpoint::CountTokens | Endpoint::Models => {
+        Endpoint::Embeddings | Endpoint::CountTokens | Endpoint::Models | Endpoint::Feedback => {
             frames.push(Bytes::from(json_body(endpoint, answer).to_string()));
         }
     }

@@ -22,6 +22,7 @@ use crate::capture::{ExperimentTag, Refusal, RefusalKind};
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
 use crate::experiments::model::Experiment;
+use crate::feedback::{self, Feedback};
 use crate::providers::{self, ForwardRequest, WhenExhausted};
 use crate::snapshot::Snapshot;
 
@@ -198,6 +199,9 @@ async fn serve(
     }
 
     let (parts, body) = request.into_parts();
+    if endpoint == Endpoint::Feedback {
+        return accept_feedback(gateway, snapshot, body, &parts.headers, client_id).await;
+    }
     let body = read_body(body, &parts.headers, snapshot.server.max_body_bytes).await?;
     let head = api::parse_head(&body)?;
     trail.note(|t| {
@@ -232,6 +236,47 @@ async fn serve(
     exchange
         .forward(route, body, None, WhenExhausted::PassThrough)
         .await
+}
+
+/// `POST /v1/feedback`: checked, handed to the audit log, 202 with its id.
+async fn accept_feedback(
+    gateway: &Gateway,
+    snapshot: &Snapshot,
+    body: Incoming,
+    headers: &http::HeaderMap,
+    client_id: Option<Arc<str>>,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    if gateway.audit.is_none() {
+        return Err(GatewayError::FeedbackWithoutAudit);
+    }
+    let limit = snapshot.server.max_body_bytes.min(feedback::MAX_BODY_BYTES);
+    let body = read_body(body, headers, limit).await?;
+    let posted = feedback::parse(&body, &snapshot.feedback)?;
+    let feedback_id: Arc<str> = uuid::Uuid::now_v7().to_string().into();
+    let answer = json!({
+        "object": "feedback",
+        "id": &*feedback_id,
+        "request_id": posted.request_id,
+        "metric": posted.metric,
+        "status": "accepted",
+    });
+    gateway.sink.record_feedback(Feedback {
+        feedback_id,
+        request_id: posted.request_id,
+        metric: posted.metric,
+        value: posted.value,
+        comment: posted.comment,
+        metadata: posted.metadata,
+        client_id,
+        config_version: snapshot.version.clone(),
+        received_at: SystemTime::now(),
+    });
+    let mut response = Response::new(full(answer.to_string()));
+    *response.status_mut() = http::StatusCode::ACCEPTED;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(response)
 }
 
 /// A request opts into an experiment by the `x-promptgate-experiment` header
