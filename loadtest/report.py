@@ -1,7 +1,11 @@
-"""Summarises loadtest/run.sh's oha JSON files into one markdown table.
+"""Summarises loadtest/run.sh's oha JSON files: one markdown table, the stream
+and shadow comparisons, and where the targets stand.
 
-Added latency = gateway percentile - direct percentile, per round (the two
-runs of a round are adjacent in time), then the median and range over rounds.
+Everything is computed per round (the runs of a round are adjacent in time),
+then reported as the median and range over rounds:
+- added latency = case percentile - baseline percentile (the first case, normally direct);
+- throughput ratios = case req/s / direct's and / the bare forwarder's. A stream
+  case is divided by the stream baseline (direct_stream, bare_stream) when it ran.
 """
 import json
 import statistics
@@ -13,6 +17,12 @@ clk_tck = int(sys.argv[5])
 cpu_ticks = {k: int(v) for k, v in (kv.split("=") for kv in sys.argv[6].split())}
 rss_kb = {k: int(v) for k, v in (kv.split("=") for kv in sys.argv[7].split())}
 cases = sys.argv[8:]  # the first is the baseline
+closed_loop = rate == "max"
+
+# The targets, phrased against the bare forwarder.
+MIN_THROUGHPUT_VS_BARE = 0.8  # experiment_audit_local, closed loop
+ADDED_P99_BUDGET_MS = 0.25  # experiment_audit_local's added p99 over bare's, fixed rate
+STREAM_ADDED_TTFB_MS = 0.5  # passthrough_stream over direct_stream, p50
 
 
 def load(case, r):
@@ -22,14 +32,15 @@ def load(case, r):
     ok = sum(v for k, v in codes.items() if k.startswith("2"))
     total = sum(codes.values())
     errors = sum(data.get("errorDistribution", {}).values())
+    first_byte = data.get("firstBytePercentiles") or {}
     return {
         "rps": data["summary"]["requestsPerSec"],
         "p50": pct["p50"] * 1e3,
         "p99": pct["p99"] * 1e3,
         "p99.9": pct["p99.9"] * 1e3,
         "non2xx": total - ok + errors,
-        "ttfb50": data["firstBytePercentiles"]["p50"] * 1e3 if data.get("firstBytePercentiles") else float("nan"),
-        "ttfb99": data["firstBytePercentiles"]["p99"] * 1e3 if data.get("firstBytePercentiles") else float("nan"),
+        "ttfb50": first_byte["p50"] * 1e3 if "p50" in first_byte else float("nan"),
+        "ttfb99": first_byte["p99"] * 1e3 if "p99" in first_byte else float("nan"),
     }
 
 
@@ -37,38 +48,88 @@ runs = {case: [load(case, r) for r in range(1, rounds + 1)] for case in cases}
 baseline = cases[0]
 
 
-def med_range(values):
-    return f"{statistics.median(values):.3f} ({min(values):.3f}–{max(values):.3f})"
+def med_range(values, digits=3):
+    return f"{statistics.median(values):.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
 
 
-print(f"Fixed rate {rate} req/s, {duration:g} s per run, {rounds} interleaved rounds "
-      f"(median and range over rounds; latencies in ms; 'added' = case minus {baseline} in the same round)\n")
-print("| case | req/s | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | gateway CPU | failed |")
-print("|---|---|---|---|---|---|---|---|---|---|")
+def diff(case, other, key):
+    """Per round: case's figure minus other's."""
+    return [a[key] - b[key] for a, b in zip(runs[case], runs[other])]
+
+
+def rps_ratio(case, other):
+    """Per round: case's throughput over other's."""
+    return [a["rps"] / b["rps"] for a, b in zip(runs[case], runs[other])]
+
+
+def ratio_cell(case, base):
+    other = f"{base}_stream" if case.endswith("_stream") and f"{base}_stream" in runs else base
+    if other not in runs or other == case:
+        return "–"
+    return med_range(rps_ratio(case, other), 2)
+
+
+def cpu_cell(case):
+    if case not in cpu_ticks:
+        return "–"
+    return f"{100 * cpu_ticks[case] / clk_tck / (rounds * duration):.0f}% of a core"
+
+
+def verdict(ok):
+    return "met" if ok else "**missed**"
+
+
+mode = "Closed loop (max throughput)" if closed_loop else f"Fixed rate {rate} req/s"
+print(f"{mode}, {duration:g} s per run, {rounds} interleaved rounds "
+      f"(median and range over rounds; latencies in ms; 'added' = case minus {baseline} in the same round; "
+      f"'× direct' / '× bare' = throughput over direct's / the bare forwarder's in the same round, "
+      f"stream cases over the stream baseline)\n")
+print("| case | req/s | × direct | × bare | p50 | p99 | p99.9 | added p50 | added p99 | added p99.9 | proxy CPU | failed |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|")
 for case, rs in runs.items():
-    added = {p: [r[p] - d[p] for r, d in zip(rs, runs[baseline])] for p in ("p50", "p99", "p99.9")}
-    print(
-        f"| {case} | {statistics.median(r['rps'] for r in rs):.0f} | {med_range([r['p50'] for r in rs])} | "
-        f"{med_range([r['p99'] for r in rs])} | {med_range([r['p99.9'] for r in rs])} | "
-        + (" | ".join(med_range(added[p]) for p in ("p50", "p99", "p99.9")) if case != baseline else "– | – | –")
-        + (f" | {100 * cpu_ticks[case] / clk_tck / (rounds * duration):.0f}% of a core" if case in cpu_ticks else " | –")
-        + f" | {sum(r['non2xx'] for r in rs)} |"
-    )
-if "direct_stream" in runs and "passthrough_stream" in runs:
-    d, g = runs["direct_stream"], runs["passthrough_stream"]
-    added50 = [x["ttfb50"] - y["ttfb50"] for x, y in zip(g, d)]
-    added99 = [x["ttfb99"] - y["ttfb99"] for x, y in zip(g, d)]
-    print(f"\nStreams, time to first byte (ms): direct p50 {med_range([r['ttfb50'] for r in d])}, "
-          f"through the gateway p50 {med_range([r['ttfb50'] for r in g])}; "
-          f"added p50 {med_range(added50)}, added p99 {med_range(added99)}")
+    latency = [med_range([r[p] for r in rs]) for p in ("p50", "p99", "p99.9")]
+    added = ["–"] * 3 if case == baseline else [med_range(diff(case, baseline, p)) for p in ("p50", "p99", "p99.9")]
+    cells = [case, f"{statistics.median(r['rps'] for r in rs):.0f}", ratio_cell(case, "direct"),
+             ratio_cell(case, "bare"), *latency, *added, cpu_cell(case), str(sum(r["non2xx"] for r in rs))]
+    print("| " + " | ".join(cells) + " |")
+
+if "direct_stream" in runs:
+    parts = [f"direct_stream p50 {med_range([r['ttfb50'] for r in runs['direct_stream']])}"]
+    for case in ("bare_stream", "passthrough_stream"):
+        if case in runs:
+            parts.append(f"{case} p50 {med_range([r['ttfb50'] for r in runs[case]])}, "
+                         f"added p50 {med_range(diff(case, 'direct_stream', 'ttfb50'))}, "
+                         f"added p99 {med_range(diff(case, 'direct_stream', 'ttfb99'))}")
+    print("\nStreams, time to first byte (ms): " + "; ".join(parts))
+
 if "shadow_0pct" in runs and "shadow_100pct" in runs:
-    off, on = runs["shadow_0pct"], runs["shadow_100pct"]
-    diff = {p: [x[p] - y[p] for x, y in zip(on, off)] for p in ("p50", "p99", "p99.9")}
-    ratio = statistics.median(x["rps"] for x in on) / statistics.median(y["rps"] for y in off)
+    shadow_diff = {p: diff("shadow_100pct", "shadow_0pct", p) for p in ("p50", "p99", "p99.9")}
+    ratio = statistics.median(rps_ratio("shadow_100pct", "shadow_0pct"))
     print(f"\nShadow at 100% minus shadow at 0% (served latency, same round, ms): "
-          f"p50 {med_range(diff['p50'])}, p99 {med_range(diff['p99'])}, p99.9 {med_range(diff['p99.9'])}; "
-          f"throughput ratio {ratio:.3f}"
-          + (f"; gateway CPU {100 * cpu_ticks['shadow_0pct'] / clk_tck / (rounds * duration):.0f}% → "
-             f"{100 * cpu_ticks['shadow_100pct'] / clk_tck / (rounds * duration):.0f}% of a core"
+          f"p50 {med_range(shadow_diff['p50'])}, p99 {med_range(shadow_diff['p99'])}, "
+          f"p99.9 {med_range(shadow_diff['p99.9'])}; throughput ratio {ratio:.3f}"
+          + (f"; gateway CPU {cpu_cell('shadow_0pct')} → {cpu_cell('shadow_100pct')}"
              if "shadow_0pct" in cpu_ticks and "shadow_100pct" in cpu_ticks else ""))
-print("\nPeak RSS per gateway process: " + ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in sorted(rss_kb.items())))
+
+print("\nPeak RSS per process: " + ", ".join(f"{k} {v / 1024:.1f} MiB" for k, v in sorted(rss_kb.items())))
+
+# Where the targets stand, judged on the median over rounds.
+print("\nTargets (judged on the median over rounds):\n")
+if "experiment_audit_local" in runs and "bare" in runs:
+    ratios = rps_ratio("experiment_audit_local", "bare")
+    print(f"- throughput, experiment_audit_local / bare: {med_range(ratios, 2)}, target ≥ {MIN_THROUGHPUT_VS_BARE}: "
+          + (verdict(statistics.median(ratios) >= MIN_THROUGHPUT_VS_BARE) if closed_loop else
+             "not meaningful at a fixed rate (every case serves the offered rate): run with MAX=1"))
+    extra = diff("experiment_audit_local", "bare", "p99")
+    print(f"- added p99, experiment_audit_local minus bare: {med_range(extra)} ms, "
+          f"budget {ADDED_P99_BUDGET_MS} ms: {verdict(statistics.median(extra) <= ADDED_P99_BUDGET_MS)}"
+          + (" (closed loop: this is queueing; judge it from a fixed-rate run)" if closed_loop else ""))
+else:
+    print("- throughput and added p99 vs bare: not measured (needs the cases bare and experiment_audit_local)")
+if "passthrough_stream" in runs and "direct_stream" in runs:
+    ttfb = diff("passthrough_stream", "direct_stream", "ttfb50")
+    print(f"- stream added TTFB p50, passthrough_stream minus direct_stream: {med_range(ttfb)} ms, "
+          f"budget {STREAM_ADDED_TTFB_MS} ms: {verdict(statistics.median(ttfb) <= STREAM_ADDED_TTFB_MS)}"
+          + (" (closed loop: judge it from a fixed-rate run)" if closed_loop else ""))
+else:
+    print("- stream added TTFB: not measured (needs the cases direct_stream and passthrough_stream)")

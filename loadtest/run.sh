@@ -3,13 +3,15 @@
 # at a fixed open-loop request rate (oha, latency-corrected), measured side by
 # side in one run with the cases interleaved round by round:
 #   direct      — straight to the simulated provider (the baseline)
+#   bare        — through examples/bare_forwarder.rs, a bare hyper forwarder:
+#                 the least any proxy adds here, the yardstick for the targets
 #   passthrough — through the gateway, plain routing
 #   experiment  — through the gateway, a 2-variant experiment (assignment +
 #                 template rendering + body rewrite on every request)
 #   experiment_audit_local / _s3 — plus the audit log (local dir / SeaweedFS)
 #   shadow_0pct / shadow_100pct — experiment + local audit + a shadow variant
 #                 on a second simulator with the same latency, sampled at 0% and 100%
-#   direct_stream / passthrough_stream — SSE streams
+#   direct_stream / bare_stream / passthrough_stream — SSE streams
 #
 #   loadtest/run.sh                     # 1000 req/s, 10 s per run, 3 rounds
 #   RATE=5000 DURATION=20 ROUNDS=5 loadtest/run.sh
@@ -18,105 +20,45 @@
 #   CASES="direct shadow_0pct shadow_100pct" loadtest/run.sh   # a subset
 #   SIM_FIRST_BYTE_MS=20 loadtest/run.sh  # a provider that takes 20 ms to answer
 #
-# Prints a markdown table; raw oha JSON goes to loadtest/out/.
+# Prints a markdown table with throughput ratios to direct and bare, then where
+# the targets stand; raw oha JSON goes to loadtest/out/. Shared helpers are in
+# loadtest/lib.sh; loadtest/scale.sh has the 1,000-connection, soak and
+# reload runs.
 set -euo pipefail
-here=$(cd "$(dirname "$0")" && pwd)
-root=$(dirname "$here")
-out="$here/out"
-mkdir -p "$out"
+source "$(dirname "$0")/lib.sh"
 
 RATE=${RATE:-1000}
 DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
-SIM_FIRST_BYTE_MS=${SIM_FIRST_BYTE_MS:-0}
 if [ "${SMOKE:-0}" = 1 ]; then RATE=200; DURATION=1; ROUNDS=1; fi
-all_cases="direct passthrough experiment experiment_audit_local experiment_audit_s3 shadow_0pct shadow_100pct direct_stream passthrough_stream"
+all_cases="direct bare passthrough experiment experiment_audit_local experiment_audit_s3 shadow_0pct shadow_100pct direct_stream bare_stream passthrough_stream"
 CASES=${CASES:-$all_cases}
 want() { [[ " $CASES " == *" $1 "* ]]; }
+for c in $CASES; do
+  [[ " $all_cases " == *" $c "* ]] || { echo "unknown case $c (cases: $all_cases)" >&2; exit 2; }
+done
 
-OHA=${OHA:-$here/.tools/bin/oha}
-if [ ! -x "$OHA" ]; then
-  OHA=$(command -v oha || true)
-fi
-if [ -z "$OHA" ] || [ ! -x "$OHA" ]; then
-  echo "oha not found: run loadtest/install-tools.sh (or set OHA=/path/to/oha)" >&2
-  exit 1
-fi
-
-echo "building release binaries..." >&2
-(cd "$root" && cargo build --release --quiet --bin promptgate --bin promptgate-sim)
-bin="$root/target/release"
-
-pids=()
-cleanup() { for pid in "${pids[@]}"; do kill -INT "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; }
-trap cleanup EXIT
+build_release --example bare_forwarder
 
 # The simulated provider, on one worker thread (instant answers unless SIM_FIRST_BYTE_MS).
-"$bin/promptgate-sim" --listen 127.0.0.1:0 --threads 1 --first-byte-ms "$SIM_FIRST_BYTE_MS" > "$out/sim.out" &
-pids+=($!)
-for _ in $(seq 100); do grep -q "listening on" "$out/sim.out" 2>/dev/null && break; sleep 0.05; done
-sim_addr=$(sed -n 's/^listening on //p' "$out/sim.out")
+start_sim sim
+sim_addr=${listen_addr[sim]}
 # Shadow calls go to a second provider with the same latency, as a candidate
 # model would: sharing one single-threaded simulator would queue the served
 # call behind its own shadow, a cost no real provider pair imposes.
-"$bin/promptgate-sim" --listen 127.0.0.1:0 --threads 1 --first-byte-ms "$SIM_FIRST_BYTE_MS" > "$out/shadow-sim.out" &
-pids+=($!)
-for _ in $(seq 100); do grep -q "listening on" "$out/shadow-sim.out" 2>/dev/null && break; sleep 0.05; done
-shadow_sim_addr=$(sed -n 's/^listening on //p' "$out/shadow-sim.out")
+if want shadow_0pct || want shadow_100pct; then
+  start_sim shadow-sim
+  shadow_sim_addr=${listen_addr[shadow-sim]}
+fi
+# The bare forwarder (examples/bare_forwarder.rs): the least any proxy costs
+# here. Its CPU and RSS are recorded like a gateway's.
+if want bare || want bare_stream; then
+  start_listener bare "$bin/examples/bare_forwarder" --listen 127.0.0.1:0 --upstream "http://$sim_addr" --threads 2
+  gateway_addr[bare]=${listen_addr[bare]}
+  gateway_pid[bare]=${listen_pid[bare]}
+fi
 
-base_config() { # the experiment config every gateway shares
-cat <<TOML
-[auth]
-open = true
-[providers.sim]
-kind = "openai"
-base_url = "http://$sim_addr/v1"
-max_retries = 0
-[[routes]]
-models = ["*"]
-providers = ["sim"]
-[experiments.bench]
-unit_key = { header = "x-user-id" }
-[[experiments.bench.variants]]
-name = "control"
-weight = 50
-model = "gpt-4o-mini"
-providers = ["sim"]
-system = "You are a concise assistant."
-[[experiments.bench.variants]]
-name = "treatment"
-weight = 50
-model = "gpt-4o-mini"
-providers = ["sim"]
-system = "You are a concise assistant for {{audience}}."
-params = { temperature = 0.2 }
-TOML
-}
-
-start_gateway() { # name config-text → sets gateway_addr[name], gateway_pid[name]
-  local dir="$out/$1"
-  rm -rf "$dir" && mkdir -p "$dir"
-  printf '%s\n' "$2" > "$dir/gateway.toml"
-  (cd "$dir" && exec env AWS_ACCESS_KEY_ID=load AWS_SECRET_ACCESS_KEY=loadsecret \
-    "$bin/promptgate" --log-format json serve --config gateway.toml \
-    --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2> gateway.log) &
-  local pid=$!
-  pids+=("$pid")
-  for _ in $(seq 200); do grep -q '"local"' "$dir/gateway.log" 2>/dev/null && break; sleep 0.05; done
-  gateway_pid[$1]=$pid
-  read -r "gateway_addr[$1]" "admin_addr[$1]" < <(python3 -c 'import json,sys
-for line in open(sys.argv[1]):
-    fields = json.loads(line).get("fields", {})
-    if fields.get("local"): print(fields["local"], fields["admin"]); break' "$dir/gateway.log")
-  [ -n "${gateway_addr[$1]}" ] || { echo "gateway $1 did not start:" >&2; cat "$dir/gateway.log" >&2; exit 1; }
-}
-
-local_audit='[audit]
-sink = "local"
-local_dir = "audit"
-spool_dir = "spool"
-unit_key_secret_env = "AWS_SECRET_ACCESS_KEY"'
 shadow_config() { # sample-percent: a zero-weight candidate on its own provider, in shadow
 cat <<TOML
 $(base_config)
@@ -138,7 +80,6 @@ $local_audit
 TOML
 }
 
-declare -A gateway_addr gateway_pid admin_addr
 cases=()
 for c in $CASES; do [ "$c" = experiment_audit_s3 ] || cases+=("$c"); done
 if want passthrough || want experiment || want passthrough_stream; then start_gateway plain "$(base_config)"; fi
@@ -173,9 +114,6 @@ else
   echo "no SeaweedFS at $weed (tests/run installs it): skipping the S3 case" >&2
 fi
 
-body='{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Summarise the plot of Hamlet in one sentence."}]}'
-stream_body='{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Summarise the plot of Hamlet in one sentence."}]}'
-experiment_body='{"model":"bench","messages":[{"role":"user","content":"Summarise the plot of Hamlet in one sentence."}],"promptgate":{"variables":{"audience":"students"}}}'
 # MAX=1: closed loop, as fast as the connections go (maximum throughput);
 # otherwise open loop at RATE with latency correction (latency figures).
 if [ "${MAX:-0}" = 1 ]; then rate_args=(); RATE=max; else rate_args=(-q "$RATE" --latency-correction); fi
@@ -185,7 +123,6 @@ run_case() { # name url round body
     -H 'x-user-id: user-1' -d "$4" "$2" > "$out/$1-$3.json"
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 declare -A cpu
 measure() { # case gateway url body round
   local before after
@@ -200,12 +137,14 @@ for round in $(seq "$ROUNDS"); do
   for c in "${cases[@]}"; do
     case $c in
       direct) run_case direct "http://$sim_addr/v1/chat/completions" "$round" "$body" ;;
+      bare) measure bare bare "$(url bare)" "$body" "$round" ;;
       passthrough) measure passthrough plain "$(url plain)" "$body" "$round" ;;
       experiment) measure experiment plain "$(url plain)" "$experiment_body" "$round" ;;
       experiment_audit_local) measure "$c" audit_local "$(url audit_local)" "$experiment_body" "$round" ;;
       experiment_audit_s3) measure "$c" audit_s3 "$(url audit_s3)" "$experiment_body" "$round" ;;
       shadow_0pct|shadow_100pct) measure "$c" "$c" "$(url "$c")" "$experiment_body" "$round" ;;
       direct_stream) run_case direct_stream "http://$sim_addr/v1/chat/completions" "$round" "$stream_body" ;;
+      bare_stream) measure bare_stream bare "$(url bare)" "$stream_body" "$round" ;;
       passthrough_stream) measure passthrough_stream plain "$(url plain)" "$stream_body" "$round" ;;
       *) echo "unknown case $c (cases: $all_cases)" >&2; exit 2 ;;
     esac
@@ -213,7 +152,7 @@ for round in $(seq "$ROUNDS"); do
 done
 rss=""
 for name in "${!gateway_pid[@]}"; do
-  rss="$rss $name=$(awk '/VmHWM/ {print $2}' "/proc/${gateway_pid[$name]}/status")"
+  rss="$rss $name=$(status_kb "${gateway_pid[$name]}" VmHWM)"
 done
 cpu_args=""
 for c in "${cases[@]}"; do
