@@ -230,6 +230,7 @@ fn audit_encoding(c: &mut Criterion) {
                 experiment: "greeting".into(),
                 assigned_variant: "control".into(),
                 served_variant: "control".into(),
+                assigned_share: Some(0.5),
                 variant_version: "v3".into(),
                 reason: promptgate::experiments::decide::Reason::Hash,
                 unit_key: "user-12345".into(),

@@ -603,6 +603,7 @@ async fn hash_assignment_is_sticky_split_and_sends_the_variants_request() {
                 experiment: "tone".into(),
                 assigned_variant: variant.into(),
                 served_variant: variant.into(),
+                assigned_share: Some(0.5),
                 variant_version: tag.variant_version.clone(),
                 reason: Reason::Hash,
                 unit_key: user.clone(),

@@ -53,7 +53,7 @@ fn experiment_fields(
     tag: Option<&ExperimentTag>,
     ctx: &RecordContext<'_>,
 ) {
-    let (experiment, assigned, served, reason, version, unit, sticky) = match tag {
+    let (experiment, assigned, served, reason, version, unit, sticky, share) = match tag {
         Some(t) => (
             json!(&*t.experiment),
             json!(&*t.assigned_variant),
@@ -62,8 +62,10 @@ fn experiment_fields(
             json!(&*t.variant_version),
             json!(pseudonymise(ctx.unit_key, &t.unit_key)),
             json!(t.sticky),
+            json!(t.assigned_share),
         ),
         None => (
+            Value::Null,
             Value::Null,
             Value::Null,
             Value::Null,
@@ -80,6 +82,7 @@ fn experiment_fields(
     record.insert("variant_version".into(), version);
     record.insert("unit_key_hash".into(), unit);
     record.insert("assignment_sticky".into(), sticky);
+    record.insert("variant_share".into(), share);
 }
 
 /// `role` and `shadow_of`: a shadow call's tag names the served request it copies.

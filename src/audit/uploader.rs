@@ -274,8 +274,9 @@ mod tests {
         assert!(text.ends_with('\n'));
         assert_eq!(objects[0].records, 2);
         // Feedback records go to their own table.
-        let feedback =
-            vec![br#"{"record_type":"feedback","ts_received":"2026-11-26T04:00:00.000Z"}"#.to_vec()];
+        let feedback = vec![
+            br#"{"record_type":"feedback","ts_received":"2026-11-26T04:00:00.000Z"}"#.to_vec(),
+        ];
         let objects_fb = build_objects(&feedback, "audit/", "gw-1", "seg9").unwrap();
         assert_eq!(
             objects_fb[0].key,

@@ -40,6 +40,8 @@ pub struct ExperimentTag {
     pub assigned_variant: Arc<str>,
     /// Differs from the assigned one after a fallback.
     pub served_variant: Arc<str>,
+    /// The assigned variant's share of the weights (`None` for shadow calls).
+    pub assigned_share: Option<f64>,
     pub variant_version: Arc<str>,
     pub reason: crate::experiments::decide::Reason,
     /// Raw; pseudonymise before writing anywhere.

@@ -57,6 +57,15 @@ impl Experiment {
     pub fn variant_index(&self, name: &str) -> Option<usize> {
         self.variants.iter().position(|v| &*v.name == name)
     }
+
+    /// The variant's weight as a share of all weights (0–1): what the hash
+    /// assigns it, recorded so a sample-ratio check needs only the log.
+    pub fn share(&self, index: usize) -> f64 {
+        let total: f64 = self.variants.iter().map(|v| v.weight).sum();
+        self.variants
+            .get(index)
+            .map_or(0.0, |v| if total > 0.0 { v.weight / total } else { 0.0 })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -54,6 +54,7 @@ pub(super) async fn serve(
             experiment: experiment.id.clone(),
             assigned_variant: assigned.name.clone(),
             served_variant: served.name.clone(),
+            assigned_share: Some(experiment.share(assignment.variant)),
             variant_version: served.version.clone(),
             reason: assignment.reason.clone(),
             unit_key: assignment.unit_key.clone(),

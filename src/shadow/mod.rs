@@ -125,6 +125,7 @@ impl ShadowRunner {
             tag: ExperimentTag {
                 assigned_variant: shadow.name.clone(),
                 served_variant: shadow.name.clone(),
+                assigned_share: None,
                 variant_version: shadow.version.clone(),
                 shadow_of: Some(served.request_id.clone()),
                 ..served.tag.clone()
