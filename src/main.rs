@@ -56,6 +56,71 @@ enum Command {
     },
     /// Print the SHA-256 to put in `auth.clients[].key_sha256` for a client key read from standard input.
     HashKey,
+    /// Compare an experiment's variants from the audit log (see docs/analyze.md).
+    Analyze(AnalyzeArgs),
+}
+
+#[derive(clap::Args)]
+struct AnalyzeArgs {
+    /// The audit log: its local directory (`local_dir`) or s3://bucket/prefix.
+    #[arg(long)]
+    source: String,
+    /// The experiment id.
+    #[arg(long)]
+    experiment: String,
+    /// First day (UTC, YYYY-MM-DD) of the `dt=` partitions to read.
+    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    from: Option<String>,
+    /// Last day (inclusive).
+    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    to: Option<String>,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    format: ReportFormat,
+    /// Write the report here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The variant the others are compared with (default: `control`, else the first by name).
+    #[arg(long)]
+    baseline: Option<String>,
+    /// Assignment reasons analysed besides `hash` (intent to treat): override, flag, not_enrolled, killswitch, disabled.
+    #[arg(long, value_delimiter = ',')]
+    include: Vec<String>,
+    /// Two-sided confidence level.
+    #[arg(long, default_value_t = 0.95)]
+    confidence: f64,
+    /// Relative lift the "units needed" figure is computed for.
+    #[arg(long, default_value_t = 0.05)]
+    target_lift: f64,
+    /// Units the experiment is planned to reach (tunes the always-valid intervals).
+    #[arg(long, default_value_t = 10_000)]
+    planned_units: u64,
+    /// Seed of the bootstrap and the reservoir samples.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Resamples of the bootstrap intervals for p50/p95 differences.
+    #[arg(long, default_value_t = 2_000)]
+    bootstrap_resamples: u32,
+    /// Report unreadable objects and go on instead of stopping.
+    #[arg(long)]
+    skip_corrupt: bool,
+    /// Exit with status 3 when the sample-ratio check fails (for CI gates).
+    #[arg(long)]
+    fail_on_srm: bool,
+    /// S3-compatible endpoint (else AWS_ENDPOINT_URL_S3 or AWS's).
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    #[arg(long)]
+    s3_region: Option<String>,
+    /// Path-style S3 URLs (most S3-compatible servers).
+    #[arg(long)]
+    s3_force_path_style: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ReportFormat {
+    Table,
+    Json,
+    Html,
 }
 
 fn main() -> ExitCode {
@@ -69,6 +134,7 @@ fn main() -> ExitCode {
         } => serve(config, listen, admin_listen),
         Command::CheckConfig { config } => check_config(&config),
         Command::HashKey => hash_key(),
+        Command::Analyze(args) => analyze(args),
     };
     match result {
         Ok(code) => code,
@@ -110,6 +176,67 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
+    use promptgate::analyze::{self, DateRange, Options, S3Options, Settings, Source};
+    anyhow::ensure!(
+        args.confidence > 0.0 && args.confidence < 1.0,
+        "--confidence must be between 0 and 1 (e.g. 0.95)"
+    );
+    let mut reasons = vec!["hash".to_owned()];
+    reasons.extend(args.include.iter().cloned());
+    let options = Options {
+        experiment: args.experiment.clone(),
+        range: DateRange {
+            from: args.from.clone(),
+            to: args.to.clone(),
+        },
+        assignment_reasons: reasons,
+        skip_corrupt: args.skip_corrupt,
+        progress: std::io::stderr().is_terminal(),
+        settings: Settings {
+            confidence: args.confidence,
+            baseline: args.baseline.clone(),
+            target_lift: args.target_lift,
+            planned_units: args.planned_units,
+            seed: args.seed,
+            bootstrap_resamples: args.bootstrap_resamples.max(1),
+        },
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = runtime.block_on(async {
+        let source = Source::open(
+            &args.source,
+            &S3Options {
+                endpoint: args.s3_endpoint.clone(),
+                region: args.s3_region.clone(),
+                force_path_style: args.s3_force_path_style,
+            },
+        )
+        .await?;
+        analyze::analyze(&source, &options).await
+    })?;
+    let text = match args.format {
+        ReportFormat::Table => analyze::render::table(&report),
+        ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+        ReportFormat::Html => analyze::html::page(&report),
+    };
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => print!("{text}"),
+    }
+    let srm = report.srm.as_ref().is_some_and(|s| s.mismatch);
+    Ok(if srm && args.fail_on_srm {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn hash_key() -> anyhow::Result<ExitCode> {

@@ -37,6 +37,32 @@ fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(error: &SdkEr
     }
 }
 
+/// An S3 client configuration from the standard AWS chain, with the
+/// S3-compatible overrides (endpoint, path-style) and `us-east-1` when no
+/// region is found; shared by the audit sink and `promptgate analyze`.
+pub async fn client_config(
+    endpoint: Option<&str>,
+    region: Option<&str>,
+    force_path_style: bool,
+) -> aws_sdk_s3::config::Builder {
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
+        .build_https();
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+    if let Some(endpoint) = endpoint {
+        loader = loader.endpoint_url(endpoint);
+    }
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_owned()));
+    }
+    let shared = loader.load().await;
+    let mut builder = aws_sdk_s3::config::Builder::from(&shared).force_path_style(force_path_style);
+    if shared.region().is_none() {
+        builder = builder.region(Region::new("us-east-1"));
+    }
+    builder
+}
+
 impl S3Store {
     pub async fn connect(config: &StoreConfig) -> S3Store {
         let StoreConfig::S3 {
@@ -49,22 +75,8 @@ impl S3Store {
         else {
             unreachable!("S3Store::connect is only called for the S3 sink");
         };
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
-            .build_https();
-        let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
-        if let Some(endpoint) = endpoint {
-            loader = loader.endpoint_url(endpoint);
-        }
-        if let Some(region) = region {
-            loader = loader.region(Region::new(region.clone()));
-        }
-        let shared = loader.load().await;
-        let mut builder =
-            aws_sdk_s3::config::Builder::from(&shared).force_path_style(*force_path_style);
-        if shared.region().is_none() {
-            builder = builder.region(Region::new("us-east-1"));
-        }
+        let builder =
+            client_config(endpoint.as_deref(), region.as_deref(), *force_path_style).await;
         let client = aws_sdk_s3::Client::from_conf(
             builder
                 .clone()

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Throughput and peak memory of `promptgate analyze` over synthetic audit logs
+# of growing size (gzip JSON Lines in the gateway's local-directory layout):
+# records read and aggregated per second, and the peak RSS, which must not
+# grow with the record count.
+#
+#   loadtest/analyze-bench.sh                 # 1M and 5M records
+#   SIZES="100000 1000000" loadtest/analyze-bench.sh
+#   SMOKE=1 loadtest/analyze-bench.sh         # 20k records, for CI
+#
+# Units are distinct (one request each, the worst case for the distinct-unit
+# sets); the logs go to $WORK (default: a temporary directory, removed after).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+SIZES=${SIZES:-"1000000 5000000"}
+if [ "${SMOKE:-0}" = 1 ]; then SIZES=20000; fi
+work=${WORK:-$(mktemp -d)}
+trap '[ -z "${WORK:-}" ] && rm -rf "$work"' EXIT
+
+echo "building release binaries..." >&2
+(cd "$root" && cargo build --release --quiet --bin promptgate --example synthetic_audit_log)
+bin="$root/target/release"
+
+# Peak RSS of a command, sampled from /proc every 20 ms (VmHWM at exit is
+# gone with the process, so keep the highest seen while it runs).
+run_measured() { # out-file command...
+  local out=$1; shift
+  "$@" > "$out" &
+  local pid=$! peak=0 rss
+  while kill -0 "$pid" 2>/dev/null; do
+    rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
+    [ "${rss:-0}" -gt "$peak" ] && peak=$rss
+    sleep 0.02
+  done
+  wait "$pid"
+  echo "$peak"
+}
+
+echo "| records | objects | log size (gzip) | analyze wall time | records/s | peak RSS |"
+echo "|---|---|---|---|---|---|"
+for n in $SIZES; do
+  dir="$work/log-$n"
+  if [ ! -d "$dir" ]; then "$bin/examples/synthetic_audit_log" "$dir" "$n" >&2; fi
+  objects=$(find "$dir/v1" -name '*.jsonl.gz' | wc -l)
+  size=$(du -sh "$dir" | cut -f1)
+  start=$(date +%s.%N)
+  peak=$(run_measured "$work/report-$n.json" "$bin/promptgate" analyze --source "$dir" --experiment exp --format json)
+  end=$(date +%s.%N)
+  python3 - "$n" "$objects" "$size" "$start" "$end" "$peak" "$work/report-$n.json" <<'PY'
+import json, sys
+n, objects, size, start, end, peak, report = sys.argv[1:]
+wall = float(end) - float(start)
+records = json.load(open(report))["read"]["request_records"]
+assert records == int(n), (records, n)
+print(f"| {int(n):,} | {objects} | {size} | {wall:.1f} s | {int(n) / wall:,.0f} | {int(peak) / 1024:.1f} MiB |")
+PY
+done

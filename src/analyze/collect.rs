@@ -1,0 +1,595 @@
+//! One pass over the audit log, summarised in constant memory per variant:
+//! counts and streaming moments for every metric, a seeded reservoir sample
+//! (bounded) for the rank tests and quantiles, distinct units as 64-bit
+//! hashes, and shadow pairs matched within each hour partition (a shadow's
+//! record is always in its served request's partition).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde_json::Value;
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::records::{FeedbackRow, RequestRow};
+use super::stats::means::Moments;
+use super::stats::proportions::Counts;
+
+/// Values kept per metric and variant for rank tests and quantiles: beyond
+/// it, a uniform sample (Vitter's algorithm R).
+pub const RESERVOIR_SIZE: usize = 20_000;
+
+/// Distinct units remembered across all variants (8 bytes each, plus the
+/// set's overhead). Beyond it, only units whose hash falls in a shrinking
+/// share of the hash space are kept: a uniform sample of units, independent of
+/// assignment (a different hash), on which the sample-ratio test stays exact.
+pub const UNIT_SAMPLE_CAP: usize = 1 << 20;
+
+/// Served requests of one hour partition remembered for pairing with their
+/// shadows; remembered only once the log has shown a shadow of the experiment.
+pub const SERVED_PER_PARTITION: usize = 200_000;
+
+/// A uniform sample of a stream, of at most `RESERVOIR_SIZE` values.
+#[derive(Debug, Clone)]
+pub struct Reservoir {
+    seen: u64,
+    pub values: Vec<f64>,
+}
+
+impl Reservoir {
+    fn new() -> Reservoir {
+        Reservoir {
+            seen: 0,
+            values: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, x: f64, rng: &mut StdRng) {
+        self.seen += 1;
+        if self.values.len() < RESERVOIR_SIZE {
+            self.values.push(x);
+        } else {
+            let slot = rng.random_range(0..self.seen);
+            if let Some(kept) = self.values.get_mut(slot as usize) {
+                *kept = x;
+            }
+        }
+    }
+
+    /// Whether every value seen is in the sample (quantiles are then exact).
+    pub fn complete(&self) -> bool {
+        self.seen == self.values.len() as u64
+    }
+}
+
+/// A continuous metric: moments for means, a reservoir for ranks and quantiles.
+#[derive(Debug, Clone)]
+pub struct Continuous {
+    pub moments: Moments,
+    pub sample: Reservoir,
+}
+
+impl Continuous {
+    fn new() -> Continuous {
+        Continuous {
+            moments: Moments::new(),
+            sample: Reservoir::new(),
+        }
+    }
+
+    fn push(&mut self, x: f64, rng: &mut StdRng) {
+        if self.moments.push(x).is_ok() {
+            self.sample.push(x, rng);
+        }
+    }
+}
+
+/// What a variant's served requests add up to.
+#[derive(Debug, Clone)]
+pub struct VariantData {
+    pub requests: u64,
+    units: HashSet<u64>,
+    /// successes = failed requests.
+    pub errors: Counts,
+    pub latency_ms: Continuous,
+    pub ttfb_ms: Continuous,
+    pub input_tokens: Moments,
+    pub output_tokens: Moments,
+    pub cost_usd: Moments,
+    /// Responses that parse as JSON, among those whose text was logged.
+    pub valid_json: Counts,
+    pub feedback: BTreeMap<String, FeedbackData>,
+    pub per_day: BTreeMap<String, u64>,
+    /// Recorded share of the weights (the latest seen) and whether it changed.
+    pub share: Option<f64>,
+    pub share_changed: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct FeedbackData {
+    pub boolean: bool,
+    pub counts: Counts,
+    pub moments: Moments,
+}
+
+impl VariantData {
+    fn new() -> VariantData {
+        VariantData {
+            requests: 0,
+            units: HashSet::new(),
+            errors: Counts {
+                successes: 0,
+                trials: 0,
+            },
+            latency_ms: Continuous::new(),
+            ttfb_ms: Continuous::new(),
+            input_tokens: Moments::new(),
+            output_tokens: Moments::new(),
+            cost_usd: Moments::new(),
+            valid_json: Counts {
+                successes: 0,
+                trials: 0,
+            },
+            feedback: BTreeMap::new(),
+            per_day: BTreeMap::new(),
+            share: None,
+            share_changed: false,
+        }
+    }
+
+    pub fn units(&self) -> u64 {
+        self.units.len() as u64
+    }
+}
+
+/// The latest value of each (request, metric), from the feedback table.
+#[derive(Default)]
+pub struct FeedbackIndex {
+    by_request: HashMap<String, Vec<(String, bool, f64, String)>>,
+    pub records: u64,
+}
+
+impl FeedbackIndex {
+    pub fn add(&mut self, row: FeedbackRow) {
+        let Some(value) = row.value_number.filter(|v| v.is_finite()) else {
+            return;
+        };
+        self.records += 1;
+        let boolean = row.value_type == "boolean";
+        let entries = self.by_request.entry(row.request_id).or_default();
+        match entries.iter_mut().find(|e| e.0 == row.metric) {
+            Some(entry) if entry.3 <= row.ts_received => {
+                *entry = (row.metric, boolean, value, row.ts_received)
+            }
+            Some(_) => {}
+            None => entries.push((row.metric, boolean, value, row.ts_received)),
+        }
+    }
+
+    /// Requests with feedback that no analysed request claimed.
+    pub fn unmatched(&self) -> u64 {
+        self.by_request.len() as u64
+    }
+}
+
+/// One side of a served/shadow pair, reduced to what the comparison needs.
+#[derive(Debug, Clone)]
+struct Side {
+    variant: String,
+    succeeded: bool,
+    exact: Option<u64>,
+    normalized: Option<u64>,
+    json_fields: Option<Vec<(u64, u64)>>,
+    latency_ms: Option<f64>,
+    tokens: Option<f64>,
+    cost_usd: Option<f64>,
+    feedback: Vec<(String, bool, f64, String)>,
+}
+
+/// Paired served/shadow outcomes of one (served variant, shadow variant).
+#[derive(Debug, Clone, Default)]
+pub struct ShadowPairs {
+    pub pairs: u64,
+    pub shadow_failed: u64,
+    pub compared_texts: u64,
+    pub exact_agreements: u64,
+    pub normalized_agreements: u64,
+    pub json_pairs: u64,
+    pub json_field_agreement_sum: f64,
+    pub latency_differences: Vec<f64>,
+    pub token_differences: Vec<f64>,
+    pub cost_differences: Vec<f64>,
+    /// Per boolean feedback metric: (served true, shadow true) counts.
+    pub paired_feedback: BTreeMap<String, [[u64; 2]; 2]>,
+}
+
+/// Why served requests were left out of the intent-to-treat population.
+pub type Exclusions = BTreeMap<String, u64>;
+
+pub struct Collector {
+    experiment: String,
+    include_reasons: Vec<String>,
+    rng: StdRng,
+    pub variants: BTreeMap<String, VariantData>,
+    pub excluded: Exclusions,
+    pub feedback: FeedbackIndex,
+    pub shadows: BTreeMap<(String, String), ShadowPairs>,
+    /// Units are kept when their hash is at most this (halved when the sets fill).
+    unit_threshold: u64,
+    remembered_units: usize,
+    /// How many times the threshold was halved: units are sampled at 2^-halvings.
+    pub unit_halvings: u32,
+    partition_served: HashMap<String, Side>,
+    partition_shadows: Vec<(String, Side)>,
+    shadows_seen: bool,
+    /// Shadow records whose served request could not be paired: outside the
+    /// population, before the first shadow was seen, or past the partition cap.
+    pub unpaired_shadows: u64,
+}
+
+/// Whether a request of this assignment reason is in the population analysed.
+fn reason_group(reason: &str) -> &str {
+    reason.split(':').next().unwrap_or(reason)
+}
+
+impl Collector {
+    pub fn new(
+        experiment: &str,
+        include_reasons: Vec<String>,
+        feedback: FeedbackIndex,
+        seed: u64,
+    ) -> Collector {
+        Collector {
+            experiment: experiment.to_owned(),
+            include_reasons,
+            rng: StdRng::seed_from_u64(seed),
+            variants: BTreeMap::new(),
+            excluded: BTreeMap::new(),
+            feedback,
+            shadows: BTreeMap::new(),
+            unit_threshold: u64::MAX,
+            remembered_units: 0,
+            unit_halvings: 0,
+            partition_served: HashMap::new(),
+            partition_shadows: Vec::new(),
+            shadows_seen: false,
+            unpaired_shadows: 0,
+        }
+    }
+
+    pub fn add(&mut self, mut row: RequestRow) {
+        if row.record_type != "request" || row.experiment.as_deref() != Some(&self.experiment) {
+            return;
+        }
+        let feedback = self
+            .feedback
+            .by_request
+            .remove(&row.request_id)
+            .unwrap_or_default();
+        if row.role == "shadow" {
+            if let Some(of) = row.shadow_of.take() {
+                let side = side_of(&row, feedback);
+                self.partition_shadows.push((of, side));
+                self.shadows_seen = true;
+            }
+            return;
+        }
+        let reason = row.assignment_reason.as_deref().unwrap_or("unknown");
+        if !self
+            .include_reasons
+            .iter()
+            .any(|r| r == reason_group(reason))
+        {
+            *self
+                .excluded
+                .entry(reason_group(reason).to_owned())
+                .or_default() += 1;
+            return;
+        }
+        let Some(variant) = row.assigned_variant.clone() else {
+            return;
+        };
+        if self.shadows_seen && self.partition_served.len() < SERVED_PER_PARTITION {
+            let side = side_of(&row, feedback.clone());
+            self.partition_served.insert(row.request_id.clone(), side);
+        }
+        let data = self
+            .variants
+            .entry(variant)
+            .or_insert_with(VariantData::new);
+        data.requests += 1;
+        if let Some(unit) = &row.unit_key_hash {
+            let hash = xxh3_64(unit.as_bytes());
+            if hash <= self.unit_threshold && data.units.insert(hash) {
+                self.remembered_units += 1;
+            }
+        }
+        if let Some(failed) = row.failed() {
+            data.errors.trials += 1;
+            data.errors.successes += u64::from(failed);
+        }
+        if let Some(share) = row.variant_share {
+            data.share_changed |= data.share.is_some_and(|s| (s - share).abs() > 1e-9);
+            data.share = Some(share);
+        }
+        *data.per_day.entry(row.date().to_owned()).or_default() += 1;
+        self.bound_units();
+        self.add_outcomes(row, feedback);
+    }
+
+    fn add_outcomes(&mut self, row: RequestRow, feedback: Vec<(String, bool, f64, String)>) {
+        let Some(data) = row
+            .assigned_variant
+            .as_ref()
+            .and_then(|v| self.variants.get_mut(v))
+        else {
+            return;
+        };
+        if row.failed() == Some(false) {
+            if let Some(latency) = row.latency_ms {
+                data.latency_ms.push(latency, &mut self.rng);
+            }
+            if let (true, Some(ttfb)) = (row.stream, row.ttfb_ms) {
+                data.ttfb_ms.push(ttfb, &mut self.rng);
+            }
+            for (moments, value) in [
+                (&mut data.input_tokens, row.input_tokens.map(|t| t as f64)),
+                (&mut data.output_tokens, row.output_tokens.map(|t| t as f64)),
+                (&mut data.cost_usd, row.cost_usd),
+            ] {
+                if let Some(value) = value {
+                    let _ = moments.push(value);
+                }
+            }
+            if let Some(text) = &row.response_text {
+                data.valid_json.trials += 1;
+                data.valid_json.successes += u64::from(is_json(text));
+            }
+        }
+        for (metric, boolean, value, _) in feedback {
+            let entry = data.feedback.entry(metric).or_insert(FeedbackData {
+                boolean,
+                counts: Counts {
+                    successes: 0,
+                    trials: 0,
+                },
+                moments: Moments::new(),
+            });
+            entry.counts.trials += 1;
+            entry.counts.successes += u64::from(value != 0.0);
+            let _ = entry.moments.push(value);
+        }
+    }
+
+    /// Keeps the distinct-unit sets under `UNIT_SAMPLE_CAP` by halving the
+    /// share of the hash space they sample.
+    fn bound_units(&mut self) {
+        while self.remembered_units > UNIT_SAMPLE_CAP {
+            self.unit_threshold >>= 1;
+            self.unit_halvings += 1;
+            let threshold = self.unit_threshold;
+            self.remembered_units = 0;
+            for data in self.variants.values_mut() {
+                data.units.retain(|&h| h <= threshold);
+                self.remembered_units += data.units.len();
+            }
+        }
+    }
+
+    /// Pairs the shadows of the partition just read with their served
+    /// requests, then forgets both.
+    pub fn end_partition(&mut self) {
+        for (of, shadow) in self.partition_shadows.drain(..) {
+            let Some(served) = self.partition_served.get(&of) else {
+                self.unpaired_shadows += 1;
+                continue;
+            };
+            let pairs = self
+                .shadows
+                .entry((served.variant.clone(), shadow.variant.clone()))
+                .or_default();
+            pair(pairs, served, &shadow);
+        }
+        self.partition_served.clear();
+    }
+}
+
+fn pair(pairs: &mut ShadowPairs, served: &Side, shadow: &Side) {
+    pairs.pairs += 1;
+    if !shadow.succeeded {
+        pairs.shadow_failed += 1;
+    }
+    if served.succeeded && shadow.succeeded {
+        if let (Some(a), Some(b)) = (served.exact, shadow.exact) {
+            pairs.compared_texts += 1;
+            pairs.exact_agreements += u64::from(a == b);
+            pairs.normalized_agreements += u64::from(served.normalized == shadow.normalized);
+        }
+        if let (Some(a), Some(b)) = (&served.json_fields, &shadow.json_fields) {
+            pairs.json_pairs += 1;
+            pairs.json_field_agreement_sum += field_agreement(a, b);
+        }
+        for (list, a, b) in [
+            (
+                &mut pairs.latency_differences,
+                served.latency_ms,
+                shadow.latency_ms,
+            ),
+            (&mut pairs.token_differences, served.tokens, shadow.tokens),
+            (
+                &mut pairs.cost_differences,
+                served.cost_usd,
+                shadow.cost_usd,
+            ),
+        ] {
+            if let (Some(a), Some(b)) = (a, b)
+                && list.len() < RESERVOIR_SIZE
+            {
+                list.push(b - a);
+            }
+        }
+    }
+    for (metric, boolean, value, _) in &served.feedback {
+        if let (true, Some((_, _, shadow_value, _))) =
+            (*boolean, shadow.feedback.iter().find(|f| &f.0 == metric))
+        {
+            let table = pairs.paired_feedback.entry(metric.clone()).or_default();
+            table[usize::from(*value != 0.0)][usize::from(*shadow_value != 0.0)] += 1;
+        }
+    }
+}
+
+/// Share of the union of top-level fields on which both objects agree.
+fn field_agreement(a: &[(u64, u64)], b: &[(u64, u64)]) -> f64 {
+    let keys: HashSet<u64> = a.iter().chain(b).map(|(k, _)| *k).collect();
+    if keys.is_empty() {
+        return 1.0;
+    }
+    let agree = a.iter().filter(|field| b.contains(field)).count();
+    agree as f64 / keys.len() as f64
+}
+
+fn is_json(text: &str) -> bool {
+    let trimmed = text.trim();
+    // A bare number or word is JSON too, but not what "answers in JSON" means.
+    (trimmed.starts_with('{') || trimmed.starts_with('['))
+        && serde_json::from_str::<serde::de::IgnoredAny>(trimmed).is_ok()
+}
+
+fn side_of(row: &RequestRow, feedback: Vec<(String, bool, f64, String)>) -> Side {
+    let text = row.response_text.as_deref();
+    let normalized = text.map(|t| {
+        t.split_whitespace()
+            .map(str::to_lowercase)
+            .collect::<Vec<_>>()
+            .join(" ")
+    });
+    let json_fields = text
+        .and_then(|t| serde_json::from_str::<Value>(t.trim()).ok())
+        .and_then(|v| match v {
+            Value::Object(map) => Some(
+                map.iter()
+                    .map(|(k, v)| (xxh3_64(k.as_bytes()), xxh3_64(v.to_string().as_bytes())))
+                    .collect(),
+            ),
+            _ => None,
+        });
+    Side {
+        variant: row
+            .served_variant
+            .clone()
+            .or_else(|| row.assigned_variant.clone())
+            .unwrap_or_default(),
+        succeeded: row.failed() == Some(false),
+        exact: text.map(|t| xxh3_64(t.as_bytes())),
+        normalized: normalized.map(|t| xxh3_64(t.as_bytes())),
+        json_fields,
+        latency_ms: row.latency_ms,
+        tokens: match (row.input_tokens, row.output_tokens) {
+            (None, None) => None,
+            (i, o) => Some((i.unwrap_or(0) + o.unwrap_or(0)) as f64),
+        },
+        cost_usd: row.cost_usd,
+        feedback,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, variant: &str, reason: &str) -> RequestRow {
+        RequestRow {
+            record_type: "request".into(),
+            request_id: id.into(),
+            role: "served".into(),
+            ts_start: "2026-11-26T10:00:00.000Z".into(),
+            experiment: Some("e".into()),
+            assigned_variant: Some(variant.into()),
+            served_variant: Some(variant.into()),
+            assignment_reason: Some(reason.into()),
+            variant_share: Some(0.5),
+            unit_key_hash: Some(format!("unit-{id}")),
+            status: Some(200),
+            latency_ms: Some(100.0),
+            response_text: Some("{\"a\": 1, \"b\": 2}".into()),
+            ..RequestRow::default()
+        }
+    }
+
+    #[test]
+    fn intent_to_treat_keeps_hash_assignments_and_counts_the_rest() {
+        let mut collector = Collector::new("e", vec!["hash".into()], FeedbackIndex::default(), 1);
+        collector.add(row("1", "a", "hash"));
+        collector.add(row("2", "b", "override"));
+        collector.add(row("3", "b", "flag:beta"));
+        collector.add(row("4", "b", "flag:beta"));
+        let mut other = row("5", "a", "hash");
+        other.experiment = Some("other".into());
+        collector.add(other);
+        assert_eq!(collector.variants["a"].requests, 1);
+        assert!(!collector.variants.contains_key("b"));
+        assert_eq!(collector.excluded["override"], 1);
+        assert_eq!(collector.excluded["flag"], 2);
+    }
+
+    #[test]
+    fn feedback_joins_by_request_id_latest_value_wins() {
+        let mut index = FeedbackIndex::default();
+        for (value, ts) in [(0.0, "2026-11-26T10:00:02"), (1.0, "2026-11-26T10:00:03")] {
+            index.add(FeedbackRow {
+                request_id: "1".into(),
+                ts_received: ts.into(),
+                metric: "thumbs".into(),
+                value_type: "boolean".into(),
+                value_number: Some(value),
+            });
+        }
+        index.add(FeedbackRow {
+            request_id: "nobody".into(),
+            metric: "thumbs".into(),
+            value_type: "boolean".into(),
+            value_number: Some(1.0),
+            ..FeedbackRow::default()
+        });
+        let mut collector = Collector::new("e", vec!["hash".into()], index, 1);
+        collector.add(row("1", "a", "hash"));
+        let thumbs = &collector.variants["a"].feedback["thumbs"];
+        assert_eq!((thumbs.counts.successes, thumbs.counts.trials), (1, 1));
+        assert_eq!(collector.feedback.unmatched(), 1);
+    }
+
+    #[test]
+    fn shadows_pair_with_their_served_request_within_a_partition() {
+        let mut collector = Collector::new("e", vec!["hash".into()], FeedbackIndex::default(), 1);
+        let mut shadow = row("s1", "cand", "hash");
+        shadow.role = "shadow".into();
+        shadow.shadow_of = Some("1".into());
+        shadow.latency_ms = Some(130.0);
+        shadow.response_text = Some("{\"b\": 2, \"a\": 9}".into());
+        collector.add(shadow);
+        collector.add(row("1", "a", "hash"));
+        collector.end_partition();
+        let pairs = &collector.shadows[&("a".to_owned(), "cand".to_owned())];
+        assert_eq!(pairs.pairs, 1);
+        assert_eq!(pairs.exact_agreements, 0);
+        assert!((pairs.json_field_agreement_sum - 0.5).abs() < 1e-12);
+        assert_eq!(pairs.latency_differences, vec![30.0]);
+        // A shadow is not a served request: no variant "cand" in the population.
+        assert!(!collector.variants.contains_key("cand"));
+    }
+
+    #[test]
+    fn the_reservoir_is_bounded_and_uniform() {
+        let mut rng = StdRng::seed_from_u64(7);
+        let mut reservoir = Reservoir::new();
+        for i in 0..(RESERVOIR_SIZE as u64 * 5) {
+            reservoir.push(i as f64, &mut rng);
+        }
+        assert_eq!(reservoir.values.len(), RESERVOIR_SIZE);
+        assert!(!reservoir.complete());
+        let mean = reservoir.values.iter().sum::<f64>() / RESERVOIR_SIZE as f64;
+        // Uniform over 0..100000: mean 50000, sd of the mean ≈ 204.
+        assert!((mean - 50_000.0).abs() < 1_500.0, "{mean}");
+    }
+}

@@ -1,0 +1,709 @@
+//! From the collected summaries to the report: per-variant estimates, the
+//! sample-ratio check, every variant × metric comparison against the
+//! baseline (with Holm-adjusted p-values, always-valid p-values and power),
+//! and the shadow comparisons. This is also the `--format json` document
+//! (documented in docs/analyze.md; `format` names its version).
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use super::collect::{Collector, Continuous, ShadowPairs, VariantData};
+use super::source::ObjectError;
+use super::stats::bootstrap::{QuantileDifference, bootstrap_quantile_difference, quantile};
+use super::stats::means::{Moments, mean_interval, welch};
+use super::stats::multiple::holm_adjust;
+use super::stats::paired::{McNemar, PairedCounts, mcnemar};
+use super::stats::power::{
+    PowerTarget, mean_mde, mean_sample_size, proportion_mde, proportion_sample_size,
+};
+use super::stats::proportions::{
+    Counts, ProportionEstimate, compare_proportions, proportion_interval,
+};
+use super::stats::rank::{MannWhitney, WilcoxonSignedRank, mann_whitney_u, wilcoxon_signed_rank};
+use super::stats::sequential::{SequentialComparison, rho_for_sample_size, sequential_difference};
+use super::stats::srm::sample_ratio_mismatch;
+use super::stats::{Interval, StatsError};
+
+pub const FORMAT: &str = "promptgate.analyze.v1";
+
+/// What the analysis was asked to do.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub confidence: f64,
+    pub baseline: Option<String>,
+    /// Relative lift the sample-size figure is computed for (0.05: 5 %).
+    pub target_lift: f64,
+    /// Units the experiment is planned to reach: tunes the confidence sequences.
+    pub planned_units: u64,
+    pub seed: u64,
+    /// Resamples of the quantile bootstrap (2,000 by default).
+    pub bootstrap_resamples: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub format: &'static str,
+    pub experiment: String,
+    pub source: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub confidence: f64,
+    pub baseline: Option<String>,
+    pub read: ReadSummary,
+    pub population: Population,
+    pub srm: Option<SrmReport>,
+    pub variants: Vec<VariantReport>,
+    pub comparisons: Vec<Comparison>,
+    pub shadows: Vec<ShadowReport>,
+    pub warnings: Vec<String>,
+    /// Lower edges of the latency histogram's bins, then the last upper edge.
+    pub latency_bins_ms: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReadSummary {
+    pub objects: u64,
+    pub request_records: u64,
+    pub feedback_records: u64,
+    /// Feedback whose request is not in the analysed population.
+    pub feedback_unmatched: u64,
+    pub corrupt_objects: Vec<ObjectError>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Population {
+    pub assignment_reasons: Vec<String>,
+    pub analysed_requests: u64,
+    /// Served requests of the experiment left out, by assignment reason.
+    pub excluded: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SrmReport {
+    /// Units (distinct unit keys) per variant: assignment is per unit.
+    pub observed_units: BTreeMap<String, u64>,
+    pub expected_share: BTreeMap<String, f64>,
+    /// `recorded` (the log's `variant_share`) or `assumed_equal`.
+    pub weights: &'static str,
+    pub statistic: f64,
+    pub df: u64,
+    pub p_value: f64,
+    pub mismatch: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Distribution {
+    pub n: u64,
+    pub mean: Option<f64>,
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    /// false: quantiles come from a uniform sample of the values.
+    pub exact_quantiles: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricEstimate {
+    pub kind: &'static str,
+    pub n: u64,
+    pub estimate: f64,
+    pub ci: Option<Interval>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VariantReport {
+    pub name: String,
+    pub requests: u64,
+    pub units: u64,
+    pub error_rate: Option<ProportionEstimate>,
+    pub latency_ms: Distribution,
+    pub ttfb_ms: Distribution,
+    pub input_tokens_mean: Option<f64>,
+    pub output_tokens_mean: Option<f64>,
+    pub cost_usd_mean: Option<f64>,
+    pub valid_json: Option<ProportionEstimate>,
+    pub feedback: BTreeMap<String, MetricEstimate>,
+    pub requests_per_day: BTreeMap<String, u64>,
+    /// Share of successful requests per latency bin; the bins (`latency_bins_ms`
+    /// in the report) are shared by every variant.
+    pub latency_histogram: Vec<f64>,
+}
+
+/// Which way is better for a metric; `None`: neither (tokens).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Better {
+    Higher,
+    Lower,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Comparison {
+    pub metric: String,
+    pub variant: String,
+    pub baseline: String,
+    /// `proportion` (z or Fisher), `mean` (Welch) or `median` (Mann–Whitney
+    /// for the p-value, bootstrap for the p50/p95 differences).
+    pub kind: &'static str,
+    pub better: Option<Better>,
+    pub n_baseline: u64,
+    pub n_variant: u64,
+    pub estimate_baseline: f64,
+    pub estimate_variant: f64,
+    pub difference: f64,
+    pub difference_ci: Interval,
+    pub relative_lift: Option<f64>,
+    pub relative_lift_ci: Option<Interval>,
+    pub test: String,
+    pub p_value: f64,
+    /// Holm-adjusted over every comparison in this report.
+    pub p_adjusted: f64,
+    pub significant: bool,
+    /// Always valid under continuous monitoring (peeking).
+    pub sequential: Option<SequentialComparison>,
+    /// Smallest absolute difference detectable with 80 % power at this size.
+    pub minimum_detectable_difference: Option<f64>,
+    /// Units per group needed to detect the target relative lift.
+    pub units_needed_for_target_lift: Option<u64>,
+    pub quantile_differences: Vec<QuantileDifference>,
+    pub verdict: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PairedDifference {
+    pub pairs: u64,
+    pub median: f64,
+    pub mean: f64,
+    pub wilcoxon: Option<WilcoxonSignedRank>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ShadowReport {
+    pub served_variant: String,
+    pub shadow_variant: String,
+    pub pairs: u64,
+    pub shadow_failures: u64,
+    pub compared_outputs: u64,
+    pub exact_agreement: Option<f64>,
+    /// After collapsing whitespace and case.
+    pub normalized_agreement: Option<f64>,
+    /// Mean share of agreeing top-level fields, over pairs of JSON objects.
+    pub json_field_agreement: Option<f64>,
+    pub json_pairs: u64,
+    /// shadow − served.
+    pub latency_ms: Option<PairedDifference>,
+    pub tokens: Option<PairedDifference>,
+    pub cost_usd: Option<PairedDifference>,
+    pub paired_feedback: BTreeMap<String, McNemar>,
+}
+
+fn distribution(metric: &Continuous) -> Distribution {
+    let values = &metric.sample.values;
+    Distribution {
+        n: metric.moments.count(),
+        mean: metric.moments.mean(),
+        p50: quantile(values, 0.5).ok(),
+        p95: quantile(values, 0.95).ok(),
+        exact_quantiles: metric.sample.complete(),
+    }
+}
+
+fn moments_of(counts: Counts) -> Option<Moments> {
+    if counts.trials == 0 {
+        return None;
+    }
+    let n = counts.trials;
+    let p = counts.successes as f64 / n as f64;
+    let variance = if n > 1 {
+        p * (1.0 - p) * n as f64 / (n - 1) as f64
+    } else {
+        0.0
+    };
+    Moments::from_summary(n, p, variance).ok()
+}
+
+fn variant_report(name: &str, data: &VariantData, confidence: f64) -> VariantReport {
+    let feedback = data
+        .feedback
+        .iter()
+        .map(|(metric, fb)| {
+            let estimate = if fb.boolean {
+                let e = proportion_interval(fb.counts, confidence).ok();
+                MetricEstimate {
+                    kind: "proportion",
+                    n: fb.counts.trials,
+                    estimate: e.map_or(0.0, |e| e.rate),
+                    ci: e.map(|e| e.ci),
+                }
+            } else {
+                let e = mean_interval(&fb.moments, confidence).ok();
+                MetricEstimate {
+                    kind: "mean",
+                    n: fb.moments.count(),
+                    estimate: fb.moments.mean().unwrap_or(0.0),
+                    ci: e.map(|e| e.ci),
+                }
+            };
+            (metric.clone(), estimate)
+        })
+        .collect();
+    VariantReport {
+        name: name.to_owned(),
+        requests: data.requests,
+        units: data.units(),
+        error_rate: proportion_interval(data.errors, confidence).ok(),
+        latency_ms: distribution(&data.latency_ms),
+        ttfb_ms: distribution(&data.ttfb_ms),
+        input_tokens_mean: data.input_tokens.mean(),
+        output_tokens_mean: data.output_tokens.mean(),
+        cost_usd_mean: data.cost_usd.mean(),
+        valid_json: proportion_interval(data.valid_json, confidence).ok(),
+        feedback,
+        requests_per_day: data.per_day.clone(),
+        latency_histogram: Vec::new(),
+    }
+}
+
+const HISTOGRAM_BINS: usize = 24;
+
+/// Bins from the smallest latency to the 99th percentile of all variants'
+/// samples (the tail beyond goes to the last bin), so shapes compare.
+fn latency_histograms(collector: &Collector, variants: &mut [VariantReport]) -> Vec<f64> {
+    let all: Vec<f64> = collector
+        .variants
+        .values()
+        .flat_map(|v| v.latency_ms.sample.values.iter().copied())
+        .collect();
+    let (Ok(low), Ok(high)) = (quantile(&all, 0.0), quantile(&all, 0.99)) else {
+        return Vec::new();
+    };
+    let width = ((high - low) / HISTOGRAM_BINS as f64).max(1e-9);
+    for report in variants.iter_mut() {
+        let Some(data) = collector.variants.get(&report.name) else {
+            continue;
+        };
+        let values = &data.latency_ms.sample.values;
+        let mut counts = [0u64; HISTOGRAM_BINS];
+        for v in values {
+            let bin = (((v - low) / width) as usize).min(HISTOGRAM_BINS - 1);
+            counts[bin] += 1;
+        }
+        let total = values.len().max(1) as f64;
+        report.latency_histogram = counts.iter().map(|&c| c as f64 / total).collect();
+    }
+    (0..=HISTOGRAM_BINS)
+        .map(|i| low + width * i as f64)
+        .collect()
+}
+
+struct Pair<'a> {
+    baseline: (&'a str, &'a VariantData),
+    variant: (&'a str, &'a VariantData),
+    settings: &'a Settings,
+    rho: f64,
+}
+
+impl Pair<'_> {
+    fn base(&self, metric: &str, kind: &'static str, better: Option<Better>) -> Comparison {
+        Comparison {
+            metric: metric.to_owned(),
+            variant: self.variant.0.to_owned(),
+            baseline: self.baseline.0.to_owned(),
+            kind,
+            better,
+            n_baseline: 0,
+            n_variant: 0,
+            estimate_baseline: 0.0,
+            estimate_variant: 0.0,
+            difference: 0.0,
+            difference_ci: Interval {
+                lower: 0.0,
+                upper: 0.0,
+            },
+            relative_lift: None,
+            relative_lift_ci: None,
+            test: String::new(),
+            p_value: 1.0,
+            p_adjusted: 1.0,
+            significant: false,
+            sequential: None,
+            minimum_detectable_difference: None,
+            units_needed_for_target_lift: None,
+            quantile_differences: Vec::new(),
+            verdict: String::new(),
+        }
+    }
+
+    fn proportion(
+        &self,
+        metric: &str,
+        better: Better,
+        pick: impl Fn(&VariantData) -> Counts,
+    ) -> Result<Comparison, StatsError> {
+        let (a, b) = (pick(self.baseline.1), pick(self.variant.1));
+        let result = compare_proportions(a, b, self.settings.confidence)?;
+        let mut c = self.base(metric, "proportion", Some(better));
+        c.n_baseline = a.trials;
+        c.n_variant = b.trials;
+        c.estimate_baseline = result.rate_a;
+        c.estimate_variant = result.rate_b;
+        c.difference = result.difference;
+        c.difference_ci = result.difference_ci;
+        c.relative_lift = result.relative_lift.map(|l| l.estimate);
+        c.relative_lift_ci = result.relative_lift.map(|l| l.ci);
+        c.test = match result.method {
+            super::stats::proportions::ProportionTest::ZTest => "two_proportion_z".into(),
+            super::stats::proportions::ProportionTest::FisherExact => "fisher_exact".into(),
+        };
+        c.p_value = result.p_value;
+        if let (Some(ma), Some(mb)) = (moments_of(a), moments_of(b)) {
+            c.sequential = sequential_difference(&ma, &mb, self.settings.confidence, self.rho).ok();
+        }
+        let target = self.power_target();
+        c.minimum_detectable_difference = proportion_mde(result.rate_a, a.trials, b.trials, target)
+            .ok()
+            .and_then(|m| m.rate_b_up)
+            .map(|up| up - result.rate_a);
+        let lifted = (result.rate_a * (1.0 + self.settings.target_lift)).min(1.0);
+        c.units_needed_for_target_lift = proportion_sample_size(result.rate_a, lifted, 1.0, target)
+            .ok()
+            .map(|s| s.required_a.max(s.required_b));
+        Ok(c)
+    }
+
+    fn mean(
+        &self,
+        metric: &str,
+        better: Option<Better>,
+        pick: impl Fn(&VariantData) -> Moments,
+    ) -> Result<Comparison, StatsError> {
+        let (a, b) = (pick(self.baseline.1), pick(self.variant.1));
+        let result = welch(&a, &b, self.settings.confidence)?;
+        let mut c = self.base(metric, "mean", better);
+        c.n_baseline = a.count();
+        c.n_variant = b.count();
+        c.estimate_baseline = result.mean_a;
+        c.estimate_variant = result.mean_b;
+        c.difference = result.difference;
+        c.difference_ci = result.difference_ci;
+        c.relative_lift = result.relative_lift.map(|l| l.estimate);
+        c.relative_lift_ci = result.relative_lift.map(|l| l.ci);
+        c.test = "welch_t".into();
+        c.p_value = result.p_value;
+        c.sequential = sequential_difference(&a, &b, self.settings.confidence, self.rho).ok();
+        let sd = a.variance().unwrap_or(0.0).sqrt();
+        let target = self.power_target();
+        c.minimum_detectable_difference = mean_mde(sd, a.count(), b.count(), target)
+            .ok()
+            .map(|m| m.absolute_effect);
+        c.units_needed_for_target_lift =
+            mean_sample_size(result.mean_a * self.settings.target_lift, sd, 1.0, target)
+                .ok()
+                .map(|s| s.required_a.max(s.required_b));
+        Ok(c)
+    }
+
+    /// Skewed metrics: Mann–Whitney for the p-value, the p50 difference
+    /// (bootstrap CI) as the estimate, p95 beside it.
+    fn median(
+        &self,
+        metric: &str,
+        pick: impl Fn(&VariantData) -> &Continuous,
+    ) -> Result<Comparison, StatsError> {
+        let (a, b) = (pick(self.baseline.1), pick(self.variant.1));
+        let (sa, sb) = (&a.sample.values, &b.sample.values);
+        let test: MannWhitney = mann_whitney_u(sa, sb)?;
+        let seed = self.settings.seed;
+        let confidence = self.settings.confidence;
+        let p50 = bootstrap_quantile_difference(
+            sa,
+            sb,
+            0.5,
+            self.settings.bootstrap_resamples,
+            confidence,
+            seed,
+        )?;
+        let p95 = bootstrap_quantile_difference(
+            sa,
+            sb,
+            0.95,
+            self.settings.bootstrap_resamples,
+            confidence,
+            seed,
+        )?;
+        let mut c = self.base(metric, "median", Some(Better::Lower));
+        c.n_baseline = a.moments.count();
+        c.n_variant = b.moments.count();
+        c.estimate_baseline = quantile(sa, 0.5)?;
+        c.estimate_variant = quantile(sb, 0.5)?;
+        c.difference = p50.estimate;
+        c.difference_ci = p50.ci;
+        if c.estimate_baseline > 0.0 {
+            c.relative_lift = Some(c.estimate_variant / c.estimate_baseline - 1.0);
+            c.relative_lift_ci = Some(Interval {
+                lower: p50.ci.lower / c.estimate_baseline,
+                upper: p50.ci.upper / c.estimate_baseline,
+            });
+        }
+        c.test = "mann_whitney_u".into();
+        c.p_value = test.p_value;
+        c.sequential = sequential_difference(&a.moments, &b.moments, confidence, self.rho).ok();
+        c.quantile_differences = vec![p50, p95];
+        Ok(c)
+    }
+
+    fn power_target(&self) -> PowerTarget {
+        PowerTarget {
+            alpha: 1.0 - self.settings.confidence,
+            power: 0.8,
+        }
+    }
+}
+
+/// The baseline: as asked, else `control` if present, else the first name.
+fn pick_baseline(variants: &BTreeMap<String, VariantData>, asked: Option<&str>) -> Option<String> {
+    match asked {
+        Some(name) => variants.contains_key(name).then(|| name.to_owned()),
+        None if variants.contains_key("control") => Some("control".into()),
+        None => variants.keys().next().cloned(),
+    }
+}
+
+fn srm(variants: &BTreeMap<String, VariantData>, warnings: &mut Vec<String>) -> Option<SrmReport> {
+    if variants.len() < 2 && variants.values().all(|v| v.share.is_none_or(|s| s >= 1.0)) {
+        return None;
+    }
+    let recorded = variants.values().all(|v| v.share.is_some());
+    let mut names: Vec<String> = variants.keys().cloned().collect();
+    let mut observed: Vec<u64> = variants.values().map(VariantData::units).collect();
+    let mut weights: Vec<f64> = if recorded {
+        variants.values().map(|v| v.share.unwrap_or(0.0)).collect()
+    } else {
+        warnings.push("the log has no variant_share for some variants (records written before it existed): the sample-ratio check assumes equal weights".into());
+        vec![1.0; names.len()]
+    };
+    if variants.values().any(|v| v.share_changed) {
+        warnings.push("variant weights changed within the analysed window: the sample-ratio check uses the latest, and the comparison mixes periods with different splits — analyse each period on its own".into());
+    }
+    let missing = 1.0 - weights.iter().sum::<f64>();
+    if recorded && missing > 1e-6 {
+        // A variant with weight that received no unit at all: the loudest mismatch.
+        names.push("(variants never seen)".into());
+        observed.push(0);
+        weights.push(missing);
+    }
+    let result = sample_ratio_mismatch(&observed, &weights).ok()?;
+    let total: f64 = weights.iter().sum();
+    Some(SrmReport {
+        observed_units: names.iter().cloned().zip(observed).collect(),
+        expected_share: names
+            .into_iter()
+            .zip(weights.iter().map(|w| w / total))
+            .collect(),
+        weights: if recorded {
+            "recorded"
+        } else {
+            "assumed_equal"
+        },
+        statistic: result.statistic,
+        df: result.df,
+        p_value: result.p_value,
+        mismatch: result.mismatch,
+    })
+}
+
+fn paired(differences: &[f64]) -> Option<PairedDifference> {
+    if differences.is_empty() {
+        return None;
+    }
+    Some(PairedDifference {
+        pairs: differences.len() as u64,
+        median: quantile(differences, 0.5).ok()?,
+        mean: differences.iter().sum::<f64>() / differences.len() as f64,
+        wilcoxon: wilcoxon_signed_rank(differences).ok(),
+    })
+}
+
+fn shadow_report((served, shadow): &(String, String), p: &ShadowPairs) -> ShadowReport {
+    let share = |count: u64, of: u64| (of > 0).then(|| count as f64 / of as f64);
+    ShadowReport {
+        served_variant: served.clone(),
+        shadow_variant: shadow.clone(),
+        pairs: p.pairs,
+        shadow_failures: p.shadow_failed,
+        compared_outputs: p.compared_texts,
+        exact_agreement: share(p.exact_agreements, p.compared_texts),
+        normalized_agreement: share(p.normalized_agreements, p.compared_texts),
+        json_field_agreement: (p.json_pairs > 0)
+            .then(|| p.json_field_agreement_sum / p.json_pairs as f64),
+        json_pairs: p.json_pairs,
+        latency_ms: paired(&p.latency_differences),
+        tokens: paired(&p.token_differences),
+        cost_usd: paired(&p.cost_differences),
+        paired_feedback: p
+            .paired_feedback
+            .iter()
+            .filter_map(|(metric, t)| {
+                let counts = PairedCounts {
+                    both: t[1][1],
+                    only_a: t[1][0],
+                    only_b: t[0][1],
+                    neither: t[0][0],
+                };
+                mcnemar(counts).ok().map(|m| (metric.clone(), m))
+            })
+            .collect(),
+    }
+}
+
+pub struct Header {
+    pub experiment: String,
+    pub source: String,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub assignment_reasons: Vec<String>,
+    pub read: ReadSummary,
+}
+
+pub fn build(header: Header, collector: &Collector, settings: &Settings) -> Report {
+    let mut warnings = Vec::new();
+    let confidence = settings.confidence;
+    let mut variants: Vec<VariantReport> = collector
+        .variants
+        .iter()
+        .map(|(name, data)| variant_report(name, data, confidence))
+        .collect();
+    let latency_bins_ms = latency_histograms(collector, &mut variants);
+    let baseline = pick_baseline(&collector.variants, settings.baseline.as_deref());
+    if let (Some(asked), None) = (&settings.baseline, &baseline) {
+        warnings.push(format!(
+            "baseline `{asked}` has no requests in this window: no comparisons"
+        ));
+    }
+    let rho = rho_for_sample_size(settings.planned_units.max(1), confidence).unwrap_or(0.01);
+    let mut raw: Vec<Comparison> = Vec::new();
+    if let Some(base_name) = &baseline {
+        let base = &collector.variants[base_name];
+        for (name, data) in collector.variants.iter().filter(|(n, _)| *n != base_name) {
+            let pair = Pair {
+                baseline: (base_name, base),
+                variant: (name, data),
+                settings,
+                rho,
+            };
+            // A rate with no event in either variant carries no evidence; left
+            // out, it does not dilute the multiple-testing correction.
+            let any =
+                |pick: fn(&VariantData) -> Counts| pick(base).successes + pick(data).successes > 0;
+            let mut attempts: Vec<(String, Result<Comparison, StatsError>)> = vec![
+                (
+                    "latency_ms".into(),
+                    pair.median("latency_ms", |d| &d.latency_ms),
+                ),
+                (
+                    "cost_usd".into(),
+                    pair.mean("cost_usd", Some(Better::Lower), |d| d.cost_usd),
+                ),
+                (
+                    "output_tokens".into(),
+                    pair.mean("output_tokens", None, |d| d.output_tokens),
+                ),
+            ];
+            if base.ttfb_ms.moments.count() > 0 || data.ttfb_ms.moments.count() > 0 {
+                attempts.push(("ttfb_ms".into(), pair.median("ttfb_ms", |d| &d.ttfb_ms)));
+            }
+            if any(|d| d.errors) {
+                attempts.insert(
+                    0,
+                    (
+                        "error_rate".into(),
+                        pair.proportion("error_rate", Better::Lower, |d| d.errors),
+                    ),
+                );
+            }
+            if any(|d| d.valid_json) {
+                attempts.push((
+                    "valid_json".into(),
+                    pair.proportion("valid_json", Better::Higher, |d| d.valid_json),
+                ));
+            }
+            let metrics: Vec<(&String, bool)> = base
+                .feedback
+                .iter()
+                .filter(|(m, _)| data.feedback.contains_key(*m))
+                .map(|(m, fb)| (m, fb.boolean))
+                .collect();
+            for (metric, boolean) in metrics {
+                let pick = |d: &VariantData| d.feedback.get(metric).cloned();
+                let attempt = if boolean {
+                    pair.proportion(metric, Better::Higher, |d| {
+                        pick(d).map_or(
+                            Counts {
+                                successes: 0,
+                                trials: 0,
+                            },
+                            |f| f.counts,
+                        )
+                    })
+                } else {
+                    pair.mean(metric, Some(Better::Higher), |d| {
+                        pick(d).map_or(Moments::new(), |f| f.moments)
+                    })
+                };
+                attempts.push((metric.clone(), attempt));
+            }
+            for (metric, attempt) in attempts {
+                match attempt {
+                    Ok(r) => raw.push(r),
+                    Err(StatsError::NotEnoughData(_)) => {}
+                    Err(error) => {
+                        warnings.push(format!("{name} vs {base_name} on {metric}: {error}"))
+                    }
+                }
+            }
+        }
+    }
+    let p_values: Vec<f64> = raw.iter().map(|c| c.p_value).collect();
+    let adjusted = holm_adjust(&p_values).unwrap_or(p_values);
+    let alpha = 1.0 - confidence;
+    let comparisons: Vec<Comparison> = raw
+        .into_iter()
+        .zip(adjusted)
+        .map(|(mut c, p_adjusted)| {
+            c.p_adjusted = p_adjusted;
+            c.significant = p_adjusted < alpha;
+            c.verdict = super::render::verdict(&c);
+            c
+        })
+        .collect();
+    let srm = srm(&collector.variants, &mut warnings);
+    if srm.as_ref().is_some_and(|s| s.mismatch) {
+        warnings.insert(0, "SAMPLE RATIO MISMATCH: the split of units differs from the configured weights beyond chance (p < 0.001). Assignment or logging is broken for some units; every comparison below is suspect until the cause is found.".into());
+    }
+    let analysed_requests = collector.variants.values().map(|v| v.requests).sum();
+    Report {
+        format: FORMAT,
+        experiment: header.experiment,
+        source: header.source,
+        from: header.from,
+        to: header.to,
+        confidence,
+        baseline,
+        read: header.read,
+        population: Population {
+            assignment_reasons: header.assignment_reasons,
+            analysed_requests,
+            excluded: collector.excluded.clone(),
+        },
+        srm,
+        variants,
+        comparisons,
+        shadows: collector
+            .shadows
+            .iter()
+            .map(|(key, pairs)| shadow_report(key, pairs))
+            .collect(),
+        warnings,
+        latency_bins_ms,
+    }
+}

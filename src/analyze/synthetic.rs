@@ -1,0 +1,169 @@
+//! Synthetic audit logs with a known truth, in the exact layout and schema
+//! the gateway writes: for the analysis's own tests (A/A false-positive rate,
+//! SRM detection), its benchmark (millions of records), and for trying
+//! `promptgate analyze` without traffic. Units are assigned by the gateway's
+//! own hash (`assign::choose_variant`), so splits behave like production ones.
+
+use std::io::Write;
+use std::path::Path;
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use serde_json::json;
+
+use crate::experiments::assign;
+
+/// One variant's truth.
+#[derive(Debug, Clone)]
+pub struct SyntheticVariant {
+    pub name: String,
+    pub weight: f64,
+    /// Probability that a request gets `thumbs_up = true` feedback.
+    pub thumbs_up_rate: f64,
+    /// Median latency; latencies are log-normal with σ = 0.5.
+    pub latency_median_ms: f64,
+    /// Share of this variant's units whose records are lost (0: none) — a
+    /// logging bug of the kind a sample-ratio check exists to catch.
+    pub lost_share: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyntheticLog {
+    pub experiment: String,
+    pub variants: Vec<SyntheticVariant>,
+    pub units: u64,
+    pub requests_per_unit: u64,
+    /// Share of requests that get feedback.
+    pub feedback_share: f64,
+    /// The `dt=` partition the records go to (spread over its 24 hours).
+    pub date: String,
+    /// Records per object (the gateway's objects hold one spool segment).
+    pub records_per_object: usize,
+    pub seed: u64,
+}
+
+/// A normal draw (Box–Muller), for log-normal latencies.
+fn normal(rng: &mut StdRng) -> f64 {
+    let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+struct ObjectWriter<'a> {
+    root: &'a Path,
+    table: &'static str,
+    date: &'a str,
+    per_object: usize,
+    lines: Vec<String>,
+    hour: u32,
+    written: u64,
+}
+
+impl ObjectWriter<'_> {
+    fn push(&mut self, line: String, hour: u32) -> std::io::Result<()> {
+        if hour != self.hour || self.lines.len() >= self.per_object {
+            self.flush()?;
+            self.hour = hour;
+        }
+        self.lines.push(line);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.lines.is_empty() {
+            return Ok(());
+        }
+        let dir = self.root.join(format!(
+            "{}dt={}/hour={:02}",
+            self.table, self.date, self.hour
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let mut gzip = GzEncoder::new(Vec::new(), Compression::fast());
+        for line in self.lines.drain(..) {
+            gzip.write_all(line.as_bytes())?;
+            gzip.write_all(b"\n")?;
+        }
+        std::fs::write(
+            dir.join(format!("synthetic-{:06}.jsonl.gz", self.written)),
+            gzip.finish()?,
+        )?;
+        self.written += 1;
+        Ok(())
+    }
+}
+
+impl SyntheticLog {
+    /// Writes the log under `root` (as the `local` sink would); returns the
+    /// number of request records written.
+    pub fn write(&self, root: &Path) -> std::io::Result<u64> {
+        let mut rng = StdRng::seed_from_u64(self.seed);
+        let total: f64 = self.variants.iter().map(|v| v.weight).sum();
+        let mut requests = ObjectWriter {
+            root,
+            table: "v1/",
+            date: &self.date,
+            per_object: self.records_per_object,
+            lines: Vec::new(),
+            hour: 0,
+            written: 0,
+        };
+        let mut feedback = ObjectWriter {
+            table: "feedback/v1/",
+            lines: Vec::new(),
+            ..requests
+        };
+        let salt = format!("{}-salt-{}", self.experiment, self.seed);
+        let mut records = 0;
+        for unit in 0..self.units {
+            let unit_key = format!("unit-{unit}");
+            let chosen = assign::choose_variant(
+                &salt,
+                &unit_key,
+                self.variants.iter().map(|v| (v.name.as_str(), v.weight)),
+            );
+            let Some(variant) = chosen.and_then(|i| self.variants.get(i)) else {
+                continue;
+            };
+            if rng.random::<f64>() < variant.lost_share {
+                continue;
+            }
+            // Units arrive in order over the day: hours stay grouped as in the real log.
+            let hour = (unit * 24 / self.units.max(1)) as u32;
+            for request in 0..self.requests_per_unit {
+                let request_id = format!("{}-{unit}-{request}", self.seed);
+                let latency = variant.latency_median_ms * (0.5 * normal(&mut rng)).exp();
+                let ts = format!("{}T{hour:02}:{:02}:00.000Z", self.date, request % 60);
+                let record = json!({
+                    "schema_version": 1, "record_type": "request", "request_id": request_id,
+                    "trace_id": null, "role": "served", "shadow_of": null, "ts_start": ts,
+                    "experiment": self.experiment, "assigned_variant": variant.name,
+                    "served_variant": variant.name, "assignment_reason": "hash",
+                    "variant_share": variant.weight / total, "unit_key_hash": unit_key,
+                    "endpoint": "chat_completions", "dialect": "openai", "provider": "synthetic",
+                    "model": self.experiment, "stream": false, "status": 200,
+                    "outcome": "completed", "error_class": null,
+                    "latency_ms": (latency * 1000.0).round() / 1000.0, "ttfb_ms": null,
+                    "input_tokens": 20, "output_tokens": 40, "cost_usd": 0.00006,
+                    "response_text": "synthetic answer",
+                });
+                requests.push(record.to_string(), hour)?;
+                records += 1;
+                if rng.random::<f64>() < self.feedback_share {
+                    let up = rng.random::<f64>() < variant.thumbs_up_rate;
+                    let event = json!({
+                        "schema_version": 1, "record_type": "feedback",
+                        "feedback_id": format!("fb-{request_id}"), "request_id": request_id,
+                        "ts_received": ts, "metric": "thumbs_up", "value_type": "boolean",
+                        "value_bool": up, "value_number": if up { 1.0 } else { 0.0 },
+                    });
+                    feedback.push(event.to_string(), hour)?;
+                }
+            }
+        }
+        requests.flush()?;
+        feedback.flush()?;
+        Ok(records)
+    }
+}

@@ -1,0 +1,399 @@
+//! `promptgate analyze` end to end: a known effect generated through the real
+//! gateway and read back from the S3-compatible server is found; A/A logs
+//! keep the false-positive rate near alpha; a skewed split raises the SRM
+//! alarm (and `--fail-on-srm` exits 3); corrupt objects are named or skipped;
+//! the date range reads only its partitions; every format renders.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use http::Method;
+use promptgate::analyze::synthetic::{SyntheticLog, SyntheticVariant};
+use promptgate::analyze::{self, DateRange, Options, Report, S3Options, Settings, Source};
+use serde_json::Value;
+
+fn variant(name: &str, thumbs_up_rate: f64) -> SyntheticVariant {
+    SyntheticVariant {
+        name: name.into(),
+        weight: 50.0,
+        thumbs_up_rate,
+        latency_median_ms: 300.0,
+        lost_share: 0.0,
+    }
+}
+
+fn log(seed: u64, variants: Vec<SyntheticVariant>, units: u64) -> SyntheticLog {
+    SyntheticLog {
+        experiment: "exp".into(),
+        variants,
+        units,
+        requests_per_unit: 1,
+        feedback_share: 1.0,
+        date: "2026-11-20".into(),
+        records_per_object: 500,
+        seed,
+    }
+}
+
+fn options(experiment: &str) -> Options {
+    Options {
+        experiment: experiment.into(),
+        range: DateRange::default(),
+        assignment_reasons: vec!["hash".into()],
+        skip_corrupt: false,
+        progress: false,
+        settings: Settings {
+            confidence: 0.95,
+            baseline: None,
+            target_lift: 0.05,
+            planned_units: 10_000,
+            seed: 1,
+            // Enough for the tests' assertions, which are not about latency.
+            bootstrap_resamples: 200,
+        },
+    }
+}
+
+async fn run(dir: &Path, options: &Options) -> Report {
+    let source = Source::open(dir.to_str().unwrap(), &S3Options::default())
+        .await
+        .unwrap();
+    analyze::analyze(&source, options).await.unwrap()
+}
+
+fn comparison<'a>(report: &'a Report, metric: &str) -> &'a analyze::report::Comparison {
+    report
+        .comparisons
+        .iter()
+        .find(|c| c.metric == metric)
+        .unwrap_or_else(|| panic!("no {metric} comparison: {:#?}", report.comparisons))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_effect_through_the_gateway_is_found_in_the_s3_log() {
+    use support::process::{audit_config, spawn};
+    use support::s3::{S3Server, SECRET_KEY};
+    let s3 = S3Server::start();
+    s3.create_bucket("audit").await;
+    let config =
+        audit_config(&s3.endpoint, "audit", "") + "\n[feedback.metrics]\nthumbs_up = \"boolean\"\n";
+    let gw = spawn(&config, SECRET_KEY).unwrap();
+    let client = support::client();
+    // friendly gets thumbs up 75% of the time, control 45%: a known effect.
+    let mut rng_state = 7u64;
+    let mut coin = move |p: f64| {
+        rng_state = rng_state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((rng_state >> 11) as f64 / (1u64 << 53) as f64) < p
+    };
+    for i in 0..400 {
+        let reply = support::send(
+            &client,
+            Method::POST,
+            &gw.url("/v1/chat/completions"),
+            &[("x-user-id", &format!("user-{i}"))],
+            r#"{"model":"greeting","messages":[{"role":"user","content":"hi"}]}"#.to_owned(),
+        )
+        .await;
+        let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+        let rate = if reply.headers["x-promptgate-variant"] == "friendly" {
+            0.75
+        } else {
+            0.45
+        };
+        let feedback =
+            serde_json::json!({"request_id": id, "metric": "thumbs_up", "value": coin(rate)});
+        let posted = support::send(
+            &client,
+            Method::POST,
+            &gw.url("/v1/feedback"),
+            &[],
+            feedback.to_string(),
+        )
+        .await;
+        assert_eq!(
+            posted.status,
+            http::StatusCode::ACCEPTED,
+            "{}",
+            posted.text()
+        );
+    }
+    gw.stop();
+
+    // As an analyst runs it: the binary, AWS credentials from the environment.
+    let output = Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .args([
+            "analyze",
+            "--source",
+            "s3://audit/tenant/audit",
+            "--experiment",
+            "greeting",
+        ])
+        .args([
+            "--format",
+            "json",
+            "--s3-endpoint",
+            &s3.endpoint,
+            "--s3-force-path-style",
+        ])
+        .env("AWS_ACCESS_KEY_ID", support::s3::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["read"]["request_records"], 400);
+    assert_eq!(report["read"]["feedback_records"], 400);
+    assert_eq!(report["read"]["feedback_unmatched"], 0);
+    assert_eq!(report["srm"]["mismatch"], false);
+    let thumbs = report["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["metric"] == "thumbs_up")
+        .unwrap();
+    assert_eq!(thumbs["baseline"], "control");
+    assert_eq!(thumbs["variant"], "friendly");
+    assert_eq!(thumbs["significant"], true, "{thumbs:#}");
+    let difference = thumbs["difference"].as_f64().unwrap();
+    assert!(difference > 0.15 && difference < 0.45, "{thumbs:#}");
+    let verdict = thumbs["verdict"].as_str().unwrap();
+    assert!(
+        verdict.starts_with("friendly better than control on thumbs_up"),
+        "{verdict}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_and_a_keeps_false_positives_near_alpha() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = 150;
+    let mut false_positives = 0;
+    for seed in 0..runs {
+        let root = dir.path().join(format!("run-{seed}"));
+        log(
+            seed,
+            vec![variant("control", 0.3), variant("same", 0.3)],
+            400,
+        )
+        .write(&root)
+        .unwrap();
+        let report = run(&root, &options("exp")).await;
+        let thumbs = comparison(&report, "thumbs_up");
+        if thumbs.p_value < 0.05 {
+            false_positives += 1;
+        }
+    }
+    // 150 runs at α = 0.05: expect 7.5, sd ≈ 2.7; accept 1–16, i.e. a
+    // false-positive rate of at most 10.7 % (3.2 sd above nominal).
+    assert!(
+        (1..=16).contains(&false_positives),
+        "{false_positives} false positives in {runs} A/A runs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_split_raises_the_sample_ratio_alarm_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broken = variant("treatment", 0.3);
+    broken.lost_share = 0.15; // 15% of treatment's units never reach the log
+    log(3, vec![variant("control", 0.3), broken], 4_000)
+        .write(dir.path())
+        .unwrap();
+    let report = run(dir.path(), &options("exp")).await;
+    let srm = report.srm.as_ref().unwrap();
+    assert!(srm.mismatch, "{srm:#?}");
+    assert!(srm.p_value < 0.001);
+    assert_eq!(srm.weights, "recorded");
+    assert!(
+        report.warnings[0].starts_with("SAMPLE RATIO MISMATCH"),
+        "{:?}",
+        report.warnings
+    );
+    let table = analyze::render::table(&report);
+    let alarm = table.find("SAMPLE RATIO MISMATCH").unwrap();
+    let comparisons = table.find("Comparisons against").unwrap();
+    assert!(
+        alarm < comparisons,
+        "the alarm comes before the comparisons"
+    );
+
+    // The binary exits 3 with --fail-on-srm, for CI gates, and 0 without.
+    let binary = env!("CARGO_BIN_EXE_promptgate");
+    let args = [
+        "analyze",
+        "--source",
+        dir.path().to_str().unwrap(),
+        "--experiment",
+        "exp",
+        "--bootstrap-resamples",
+        "200",
+    ];
+    let plain = Command::new(binary).args(args).output().unwrap();
+    assert_eq!(
+        plain.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&plain.stderr)
+    );
+    let gated = Command::new(binary)
+        .args(args)
+        .arg("--fail-on-srm")
+        .output()
+        .unwrap();
+    assert_eq!(gated.status.code(), Some(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_object_is_named_or_skipped_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    log(4, vec![variant("control", 0.3), variant("b", 0.3)], 1_000)
+        .write(dir.path())
+        .unwrap();
+    let bad = dir
+        .path()
+        .join("v1/dt=2026-11-20/hour=05/zz-broken.jsonl.gz");
+    std::fs::write(&bad, b"this is not gzip").unwrap();
+    let source = Source::open(dir.path().to_str().unwrap(), &S3Options::default())
+        .await
+        .unwrap();
+    let error = analyze::analyze(&source, &options("exp"))
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("zz-broken.jsonl.gz") && message.contains("--skip-corrupt"),
+        "{message}"
+    );
+
+    let mut skipping = options("exp");
+    skipping.skip_corrupt = true;
+    let report = analyze::analyze(&source, &skipping).await.unwrap();
+    assert_eq!(report.read.corrupt_objects.len(), 1);
+    assert!(
+        report.read.corrupt_objects[0]
+            .object
+            .ends_with("zz-broken.jsonl.gz")
+    );
+    assert_eq!(report.read.request_records, 1_000);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_date_range_reads_only_its_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    for (seed, date) in [(5, "2026-11-20"), (6, "2026-11-21"), (7, "2026-11-22")] {
+        let mut day = log(seed, vec![variant("control", 0.3), variant("b", 0.3)], 100);
+        day.date = date.into();
+        day.write(dir.path()).unwrap();
+    }
+    let mut ranged = options("exp");
+    ranged.range = DateRange {
+        from: Some("2026-11-21".into()),
+        to: Some("2026-11-21".into()),
+    };
+    let report = run(dir.path(), &ranged).await;
+    assert_eq!(report.read.request_records, 100);
+    let days: Vec<&String> = report
+        .variants
+        .iter()
+        .flat_map(|v| v.requests_per_day.keys())
+        .collect();
+    assert!(days.iter().all(|d| *d == "2026-11-21"), "{days:?}");
+    let all = run(dir.path(), &options("exp")).await;
+    assert_eq!(all.read.request_records, 300);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_format_renders_from_the_command_line() {
+    let dir = tempfile::tempdir().unwrap();
+    log(
+        8,
+        vec![variant("control", 0.3), variant("better", 0.5)],
+        2_000,
+    )
+    .write(dir.path())
+    .unwrap();
+    let binary = env!("CARGO_BIN_EXE_promptgate");
+    let base = [
+        "analyze",
+        "--source",
+        dir.path().to_str().unwrap(),
+        "--experiment",
+        "exp",
+        "--bootstrap-resamples",
+        "200",
+    ];
+    let table = Command::new(binary).args(base).output().unwrap();
+    let text = String::from_utf8(table.stdout).unwrap();
+    assert!(
+        text.contains("better better than control on thumbs_up"),
+        "{text}"
+    );
+
+    let json = Command::new(binary)
+        .args(base)
+        .args(["--format", "json"])
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["format"], "promptgate.analyze.v1");
+    for key in [
+        "read",
+        "population",
+        "srm",
+        "variants",
+        "comparisons",
+        "shadows",
+        "warnings",
+    ] {
+        assert!(report.get(key).is_some(), "missing {key}");
+    }
+    let thumbs = report["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["metric"] == "thumbs_up")
+        .unwrap();
+    for key in [
+        "p_value",
+        "p_adjusted",
+        "difference_ci",
+        "relative_lift_ci",
+        "sequential",
+        "minimum_detectable_difference",
+        "units_needed_for_target_lift",
+    ] {
+        assert!(!thumbs[key].is_null(), "{key} is null: {thumbs}");
+    }
+
+    let out = dir.path().join("report.html");
+    let html = Command::new(binary)
+        .args(base)
+        .args(["--format", "html", "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        html.status.success(),
+        "{}",
+        String::from_utf8_lossy(&html.stderr)
+    );
+    let page = std::fs::read_to_string(&out).unwrap();
+    assert!(page.starts_with("<!doctype html>"));
+    assert_eq!(
+        page.matches("<svg").count(),
+        1 + 1 + 1 + 1,
+        "forest plots (latency, thumbs_up), latency, over time"
+    );
+    assert!(
+        !page.contains("http://") && !page.contains("https://") && !page.contains("<script"),
+        "self-contained"
+    );
+}
