@@ -1,8 +1,9 @@
 //! The analysts' documentation, run against real audit objects: known traffic
 //! goes through a gateway with a local audit sink (experiments with overrides,
-//! flag rules and hashing, a fallback variant, streams in both dialects,
-//! provider errors and refusals), the gateway shuts down (which drains the
-//! spool and stores every object), and then `tests/analytics` (pytest with
+//! flag rules and hashing, a fallback variant, a shadow variant, streams in
+//! both dialects, provider errors and refusals), the gateway shuts down
+//! (which waits for the shadow calls, drains the spool and stores every
+//! object), and then `tests/analytics` (pytest with
 //! DuckDB, from `.venv-test`) runs every DuckDB query in docs/audit-schema.md
 //! and compares its answers with the traffic described here.
 //!
@@ -10,7 +11,9 @@
 //! expects, with what the test knows independently of the audit pipeline: the
 //! request it sent, the variant it forced (or the one the response headers
 //! named), the outcome it provoked, and the token counts the gateway's own
-//! exchange reports carried.
+//! exchange reports carried. A shadow call's record is expected beside the
+//! served request it copies; its request id (the gateway's own) and its token
+//! counts come from the gateway's exchange report for that shadow call.
 //!
 //! Set `PROMPTGATE_AUDIT_KEEP=<dir>` to keep a copy of the objects and the
 //! expectation for looking at them with DuckDB by hand.
@@ -33,6 +36,7 @@ const PRICES: &[(&str, f64, f64)] = &[
     ("demo-a", 1.0, 2.0),
     ("demo-b", 3.0, 15.0),
     ("demo-c", 0.5, 1.5),
+    ("demo-d", 0.25, 1.25),
     ("gpt-4o", 2.5, 10.0),
     ("gpt-4o-mini", 0.15, 0.6),
 ];
@@ -131,6 +135,18 @@ version = "b1"
 model = "demo-c"
 providers = ["demo"]
 
+[[experiments.summarize.variants]]
+name = "concise"
+weight = 0
+version = "c1"
+model = "demo-d"
+providers = ["demo"]
+system = "Summarise in three short sentences."
+
+[experiments.summarize.shadow]
+variants = ["concise"]
+sample_percent = 100
+
 [experiments.broken]
 unit_key = {{ header = "x-user-id" }}
 
@@ -160,6 +176,9 @@ redaction = "hash"
 #[derive(Clone)]
 struct Expected {
     request_id: String,
+    role: &'static str,
+    /// For a shadow call: the request id of the served request it copies.
+    shadow_of: Option<String>,
     experiment: Option<&'static str>,
     assigned_variant: Option<String>,
     served_variant: Option<String>,
@@ -188,6 +207,8 @@ impl Expected {
         };
         Expected {
             request_id: id.to_owned(),
+            role: "served",
+            shadow_of: None,
             experiment: None,
             assigned_variant: None,
             served_variant: None,
@@ -198,11 +219,7 @@ impl Expected {
             dialect,
             model: Some(model),
             upstream_model: Some(model),
-            provider: Some(if model.starts_with("gpt-") {
-                "sim"
-            } else {
-                "demo"
-            }),
+            provider: Some(provider_of(model)),
             stream,
             status: 200,
             outcome: "completed",
@@ -227,12 +244,30 @@ impl Expected {
         self.sticky = Some(unit.is_some());
         // "?": assigned by hash, known once the response names it.
         self.upstream_model = (variant != "?").then(|| variant_model(experiment, variant));
-        self.provider = Some(if self.upstream_model == Some("gpt-4o") {
-            "sim"
-        } else {
-            "demo"
-        });
+        self.provider = Some(provider_of(self.upstream_model.unwrap_or("demo")));
         self
+    }
+
+    /// The record of the call to shadow `variant` beside this served one,
+    /// which the gateway made under the request id `id`: it keeps the served
+    /// request's experiment, assignment reason, unit and request fields, and
+    /// names the shadow variant as both assigned and served.
+    fn shadow(&self, variant: &str, id: &str) -> Expected {
+        let experiment = self.experiment.expect("shadows belong to an experiment");
+        let upstream_model = variant_model(experiment, variant);
+        Expected {
+            request_id: id.to_owned(),
+            role: "shadow",
+            shadow_of: Some(self.request_id.clone()),
+            assigned_variant: Some(variant.to_owned()),
+            served_variant: Some(variant.to_owned()),
+            upstream_model: Some(upstream_model),
+            provider: Some(provider_of(upstream_model)),
+            status: 200,
+            outcome: "completed",
+            error_class: None,
+            ..self.clone()
+        }
     }
 
     fn refused(id: &str, path: &'static str, status: u16, class: &'static str) -> Expected {
@@ -266,6 +301,8 @@ impl Expected {
         };
         json!({
             "request_id": self.request_id,
+            "role": self.role,
+            "shadow_of": self.shadow_of,
             "experiment": self.experiment,
             "assigned_variant": self.assigned_variant,
             "served_variant": self.served_variant,
@@ -288,12 +325,21 @@ impl Expected {
     }
 }
 
+fn provider_of(upstream_model: &str) -> &'static str {
+    if upstream_model.starts_with("gpt-") {
+        "sim"
+    } else {
+        "demo"
+    }
+}
+
 fn variant_model(experiment: &str, variant: &str) -> &'static str {
     match (experiment, variant) {
         ("greeting", "control") => "demo-a",
         ("greeting", "friendly") => "demo-b",
         ("summarize", "primary") => "gpt-4o",
         ("summarize", "backup") => "demo-c",
+        ("summarize", "concise") => "demo-d",
         ("broken", "only") => "gone-model",
         other => panic!("unknown variant {other:?}"),
     }
@@ -310,6 +356,8 @@ struct Call {
     fault: Option<Fault>,
     status: u16,
     records: Vec<Expected>,
+    /// The shadow variants the gateway must call beside it (one record each).
+    shadows: Vec<&'static str>,
 }
 
 impl Call {
@@ -322,6 +370,7 @@ impl Call {
             body,
             fault: None,
             status: expected.status,
+            shadows: shadows_of(&expected),
             records: vec![expected],
         }
     }
@@ -329,6 +378,15 @@ impl Call {
     fn header(mut self, name: &'static str, value: &str) -> Call {
         self.headers.push((name, value.to_owned()));
         self
+    }
+}
+
+/// The shadow calls a request gets: summarize shadows `concise` on every
+/// request it serves (sample_percent = 100), refusals get none.
+fn shadows_of(expected: &Expected) -> Vec<&'static str> {
+    match expected.experiment {
+        Some("summarize") if expected.outcome != "refused" => vec!["concise"],
+        _ => Vec::new(),
     }
 }
 
@@ -445,7 +503,10 @@ fn greeting() -> Vec<Call> {
 }
 
 /// summarize: a variant on the simulator with a fallback variant on the
-/// demo; broken: an experiment whose only provider is unreachable.
+/// demo, and a shadow variant on the demo beside every request it serves
+/// (fallbacks included: the shadow pairs with the served record, not with the
+/// abandoned attempt); broken: an experiment whose only provider is
+/// unreachable.
 fn summarize() -> Vec<Call> {
     let mut calls = Vec::new();
     // summarize/primary: healthy, through the simulator.
@@ -648,6 +709,37 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// The shadow calls reported so far (they end after their served requests).
+fn shadow_exchanges(gw: &TestGateway) -> Vec<Exchange> {
+    gw.sink
+        .all()
+        .into_iter()
+        .filter(|e| {
+            e.start
+                .experiment
+                .as_ref()
+                .is_some_and(|tag| tag.shadow_of.is_some())
+        })
+        .collect()
+}
+
+/// Waits until at least `n` shadow calls have been reported (so recorded:
+/// the audit log gets each exchange before the test's sink does).
+async fn wait_for_shadows(gw: &TestGateway, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let reported = shadow_exchanges(gw).len();
+        if reported >= n {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{reported} shadow calls reported after 10 s, expected {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until at least `n` audit objects are stored under `dir`.
 async fn wait_for_objects(dir: &Path, n: usize) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -748,14 +840,20 @@ async fn documented_duckdb_queries_answer_for_known_traffic() {
 
     let mut groups = traffic();
     let objects_dir = gw.dir.path().join("audit/v1");
+    let mut shadows = 0;
     for (index, group) in groups.iter_mut().enumerate() {
-        for call in group {
+        for call in group.iter_mut() {
             send_call(&http, &gw, &sim, call).await;
+            shadows += call.shadows.len();
         }
+        // Shadow calls end after their served requests: wait for them, so
+        // that their records are written with this group's, not the next's.
+        wait_for_shadows(&gw, shadows).await;
         // The open segment is sealed after flush_interval_ms and uploaded: once
         // its object is there, the next group starts a segment of its own.
         wait_for_objects(&objects_dir, index + 1).await;
     }
+    assert!(shadows > 0, "the traffic should include shadow calls");
     let calls: Vec<Call> = groups.into_iter().flatten().collect();
     let hashed: Vec<&str> = calls
         .iter()
@@ -780,8 +878,21 @@ async fn documented_duckdb_queries_answer_for_known_traffic() {
     assert!(!objects.is_empty(), "no audit objects written");
 
     // Join each expected record with the gateway's own exchange report for
-    // its token counts (refusals have none).
+    // its token counts (refusals have none), and each expected shadow call
+    // with the report of the shadow call made beside its request, for its
+    // request id and token counts.
     let exchanges = gw.sink.all();
+    let mut shadows_by_served: HashMap<(String, String), Vec<&Exchange>> = HashMap::new();
+    for exchange in &exchanges {
+        if let Some(tag) = &exchange.start.experiment
+            && let Some(served) = &tag.shadow_of
+        {
+            shadows_by_served
+                .entry((served.to_string(), tag.served_variant.to_string()))
+                .or_default()
+                .push(exchange);
+        }
+    }
     let mut by_key: HashMap<(String, bool), &Exchange> = HashMap::new();
     for exchange in &exchanges {
         let key = (
@@ -794,6 +905,26 @@ async fn documented_duckdb_queries_answer_for_known_traffic() {
         );
     }
     let mut records = Vec::new();
+    for call in &calls {
+        let served = call.records.last().unwrap();
+        for &variant in &call.shadows {
+            let key = (call.id.clone(), variant.to_owned());
+            let found = shadows_by_served.remove(&key).unwrap_or_default();
+            assert_eq!(found.len(), 1, "shadow calls for {key:?}");
+            let exchange = found[0];
+            let id = exchange.start.request_id.to_string();
+            assert_ne!(id, call.id, "a shadow call has a request id of its own");
+            assert!(by_key.remove(&(id.clone(), false)).is_some(), "{key:?}");
+            assert_eq!(exchange.start.status, 200, "{key:?}");
+            assert_eq!(exchange.outcome, Outcome::Completed, "{key:?}");
+            records.push(served.shadow(variant, &id).json(Some(exchange)));
+        }
+    }
+    assert!(
+        shadows_by_served.is_empty(),
+        "shadow calls the test did not expect: {:?}",
+        shadows_by_served.keys().collect::<Vec<_>>()
+    );
     for expected in calls.iter().flat_map(|c| &c.records) {
         let exchange = match expected.outcome {
             "refused" => None,

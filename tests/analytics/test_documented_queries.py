@@ -5,7 +5,8 @@ shuts it down (so every object is stored) and then runs this file with
 
 - PROMPTGATE_AUDIT_DIR: the audit root (holding v1/dt=.../hour=.../*.jsonl.gz)
 - PROMPTGATE_AUDIT_EXPECT: a JSON file with one entry per record the traffic
-  must have left (see `Expected` in tests/audit_queries.rs).
+  must have left (see `Expected` in tests/audit_queries.rs), served and
+  shadow (`role`, `shadow_of`).
 
 Each ```sql duckdb-<name>``` block of the document runs in document order on
 one connection (the first creates the `audit` view the others read), and the
@@ -56,6 +57,8 @@ CHECKED = {
     "duckdb-hourly-volume",
     "duckdb-streaming-ttfb",
     "duckdb-answers-sample",
+    "duckdb-shadow-pairs",
+    "duckdb-shadow-answers",
     "duckdb-quick-look",
 }
 
@@ -166,8 +169,34 @@ def approx(actual, wanted, places: int) -> bool:
 
 
 def served(expected: list[dict]) -> list[dict]:
-    """One entry per request: every record but the abandoned attempts."""
-    return [e for e in expected if e["outcome"] != "abandoned"]
+    """One entry per request: every served record but the abandoned attempts."""
+    return [e for e in expected if e["role"] == "served" and e["outcome"] != "abandoned"]
+
+
+def served_role(entries: list[dict]) -> list[dict]:
+    """What callers got (refusals and abandoned attempts included): no shadow calls."""
+    return [e for e in entries if e["role"] == "served"]
+
+
+def shadows(entries: list[dict]) -> list[dict]:
+    return [e for e in entries if e["role"] == "shadow"]
+
+
+def pairs(entries: list[dict]) -> list[tuple[dict, dict]]:
+    """Each shadow entry (expected or stored) with the served one it ran beside:
+    same request id and start (stored records; expectations have no start),
+    not an abandoned attempt. Exactly one each."""
+    found = []
+    for shadow in shadows(entries):
+        partners = [
+            e
+            for e in served_role(entries)
+            if e["request_id"] == shadow["shadow_of"] and e["outcome"] != "abandoned"
+            and e.get("ts_start") == shadow.get("ts_start")
+        ]
+        assert len(partners) == 1, (shadow["request_id"], shadow["shadow_of"], partners)
+        found.append((partners[0], shadow))
+    return found
 
 
 def raw_key(record: dict) -> tuple[str, bool]:
@@ -241,8 +270,41 @@ def test_objects_follow_the_documented_layout(objects, expect):
             assert record["gateway_instance"] == expect["instance"]
             assert record["schema_version"] == 1
             assert record["record_type"] == "request"
-            assert record["role"] == "served"
-            assert record["shadow_of"] is None and record["trace_id"] is None
+            assert record["trace_id"] is None
+            assert record["role"] in ("served", "shadow"), record["role"]
+            # shadow_of is null exactly on served records, and on shadow
+            # records names a served request stored too (checked below).
+            assert (record["shadow_of"] is None) == (record["role"] == "served"), (
+                record["request_id"], record["role"], record["shadow_of"]
+            )
+    records = [r for lines in objects.values() for r in lines]
+    served_ids = {r["request_id"] for r in records if r["role"] == "served"}
+    for record in records:
+        if record["role"] == "shadow":
+            assert record["shadow_of"] in served_ids, record["shadow_of"]
+            assert record["request_id"] not in served_ids, record["request_id"]
+
+
+def test_each_shadow_record_pairs_with_one_served_record(records, expected):
+    """The pairing rule the shadow queries use, on the raw records: every
+    shadow record has exactly one served partner that is not an abandoned
+    attempt, with the same start, in the same experiment and unit."""
+    stored = pairs(records)
+    assert len(stored) == len(shadows(expected)) > 0, "the traffic includes shadow calls"
+    for served_record, shadow in stored:
+        for field in ("experiment", "unit_key_hash", "assignment_reason", "assignment_sticky",
+                      "endpoint", "dialect", "model", "stream", "config_version",
+                      "gateway_instance"):
+            assert shadow[field] == served_record[field], (shadow["request_id"], field)
+        assert shadow["assigned_variant"] == shadow["served_variant"]
+        assert shadow["served_variant"] != served_record["assigned_variant"]
+        # Rendered with the shadow variant's own system prompt (the demo
+        # provider quotes it), from the caller's body.
+        assert 'following "Summarise in three short sentences."' in shadow["response_text"]
+    # Some shadow calls ran beside fallbacks, whose request ids also have an
+    # abandoned attempt: the pairing must leave those out.
+    abandoned = {r["request_id"] for r in records if r["outcome"] == "abandoned"}
+    assert {s["shadow_of"] for _, s in stored} & abandoned, "a shadow beside a fallback"
 
 
 def test_each_record_is_stored_exactly_once(records, expected):
@@ -256,6 +318,7 @@ def test_records_say_what_the_traffic_did(records, expected, expect):
     by_key = {raw_key(r): r for r in records}
     secret = expect["unit_key_secret"].encode()
     compared = [
+        "role", "shadow_of",
         "experiment", "assigned_variant", "served_variant", "assignment_reason",
         "assignment_sticky", "endpoint", "dialect", "model", "upstream_model", "provider",
         "stream", "status", "outcome", "error_class", "input_tokens", "output_tokens",
@@ -325,7 +388,12 @@ def test_daily_variant_summary(results, expected, records):
     # The percentiles, from the raw records of each day.
     latencies = defaultdict(list)
     for r in records:
-        if r["outcome"] != "abandoned" and r["experiment"] and r["error_class"] is None:
+        if (
+            r["role"] == "served"
+            and r["outcome"] != "abandoned"
+            and r["experiment"]
+            and r["error_class"] is None
+        ):
             latencies[(r["ts_start"][:10], r["experiment"], r["assigned_variant"])].append(
                 r["latency_ms"]
             )
@@ -357,7 +425,9 @@ def test_served_vs_assigned(results, expected):
 def test_refusals_by_class(results, expected):
     rows = rows_of(results, "duckdb-refusals-by-class")
     got = {(r["error_class"], r["status"]): r["refusals"] for r in rows}
-    want = Counter((e["error_class"], e["status"]) for e in expected if e["outcome"] == "refused")
+    want = Counter(
+        (e["error_class"], e["status"]) for e in served_role(expected) if e["outcome"] == "refused"
+    )
     assert got == dict(want)
     assert all(r["example_message"] for r in rows)
 
@@ -367,7 +437,7 @@ def test_errors_by_outcome(results, expected):
     got = {(r["outcome"], r["error_class"], r["status"]): r["records"] for r in rows}
     want = Counter(
         (e["outcome"], e["error_class"], e["status"])
-        for e in expected
+        for e in served_role(expected)
         if e["error_class"] is not None
     )
     assert got == dict(want)
@@ -407,11 +477,13 @@ def test_daily_cost_by_model(results, expected, records):
         for column in ("input_tokens", "output_tokens", "cost_usd"):
             got[key][column] += row[column] or 0
     groups = defaultdict(list)
-    for e in expected:
+    for e in served_role(expected):
         if e["outcome"] != "refused":
             groups[(e["provider"], e["upstream_model"])].append(e)
     attempts = Counter(
-        (r["provider"], r["upstream_model"]) for r in records if r["outcome"] != "refused"
+        (r["provider"], r["upstream_model"])
+        for r in served_role(records)
+        if r["outcome"] != "refused"
     )  # one attempt per record here: max_retries = 0 everywhere
     assert set(got) == set(groups)
     for key, entries in groups.items():
@@ -428,10 +500,14 @@ def test_daily_cost_by_model(results, expected, records):
         )
         assert got[key]["unpriced"] == unpriced, key
     assert got[("demo", "demo-x")]["unpriced"] > 0, "demo-x has no price on purpose"
+    shadow_models = {(e["provider"], e["upstream_model"]) for e in shadows(expected)}
+    assert shadow_models and not shadow_models & set(got), "shadow calls are left out"
 
 
 def test_hourly_volume(results, expected, records):
     rows = rows_of(results, "duckdb-hourly-volume")
+    # Every record, shadow calls included (the query has no role filter).
+    assert shadows(expected)
     assert sum(r["records"] for r in rows) == len(expected)
     assert sum(r["refused"] for r in rows) == sum(e["outcome"] == "refused" for e in expected)
     assert sum(r["errors"] for r in rows) == sum(e["error_class"] is not None for e in expected)
@@ -446,12 +522,12 @@ def test_streaming_ttfb(results, expected, records):
     got = {(r["experiment"], r["variant"], r["dialect"]): r["streams"] for r in rows}
     want = Counter(
         (e["experiment"], e["served_variant"], e["dialect"])
-        for e in expected
+        for e in served_role(expected)
         if e["stream"] and e["error_class"] is None
     )
     assert got == dict(want)
     ttfb = defaultdict(list)
-    for r in records:
+    for r in served_role(records):
         if r["stream"] and r["error_class"] is None:
             ttfb[(r["experiment"], r["served_variant"], r["dialect"])].append(r["ttfb_ms"])
     for row in rows:
@@ -473,6 +549,87 @@ def test_answers_sample(results, expected):
     # bodies carry it in `system`, responses bodies in `instructions`).
     firsts = {(r["served_variant"], r["first_message"]) for r in rows}
     assert ("control", "Be brief.") in firsts or ("friendly", "Be warm and friendly.") in firsts
+
+
+def both_ok(served_entry: dict, shadow: dict) -> bool:
+    return served_entry["error_class"] is None and shadow["error_class"] is None
+
+
+def test_shadow_pairs(results, expected, records):
+    rows = rows_of(results, "duckdb-shadow-pairs")
+    got = {(r["experiment"], r["served_variant"], r["shadow_variant"]): r for r in rows}
+    assert len(got) == len(rows), "one row per experiment and pair of variants"
+    groups = defaultdict(list)
+    for served_entry, shadow in pairs(expected):
+        key = (shadow["experiment"], served_entry["served_variant"], shadow["served_variant"])
+        groups[key].append((served_entry, shadow))
+    assert set(got) == set(groups)
+    # Each shadow record counts in exactly one pair: a fallback's abandoned
+    # attempt, with the same request id and start, must not pair too.
+    assert sum(r["pairs"] for r in rows) == len(shadows(expected))
+    for key, entries in groups.items():
+        row = got[key]
+        assert row["pairs"] == len(entries), key
+        assert row["shadow_skipped"] == sum(s["outcome"] == "skipped" for _, s in entries), key
+        assert row["shadow_errors"] == sum(
+            s["outcome"] != "skipped" and s["error_class"] is not None for _, s in entries
+        ), key
+        ok = [(a, b) for a, b in entries if both_ok(a, b)]
+        assert row["both_ok"] == len(ok), key
+        for column, side in (("served_cost_usd", 0), ("shadow_cost_usd", 1)):
+            cost = total(pair[side]["cost_usd"] for pair in ok)
+            assert approx(row[column], cost, 6), (key, column, row[column], cost)
+    # The traffic: summarize shadows `concise` beside every request it served,
+    # by `primary` or, after a fallback, by `backup`.
+    assert {k[1] for k in got if k[0] == "summarize"} == {"primary", "backup"}
+    assert all(k[2] == "concise" for k in got)
+
+    # The latency differences, from the raw records paired by hand.
+    differences = defaultdict(list)
+    for served_record, shadow in pairs(records):
+        if both_ok(served_record, shadow):
+            key = (shadow["experiment"], served_record["served_variant"], shadow["served_variant"])
+            differences[key].append(shadow["latency_ms"] - served_record["latency_ms"])
+    for key, row in got.items():
+        wanted = quantile_cont(differences[key], 0.5)
+        assert approx(row["p50_latency_diff_ms"], wanted, 1), (key, row, wanted)
+
+
+def test_shadow_answers(results, expected, records):
+    rows = rows_of(results, "duckdb-shadow-answers")
+    wanted = [
+        (served_record, shadow)
+        for served_record, shadow in pairs(records)
+        if shadow["experiment"] == "summarize" and shadow["bodies_logged"]
+    ]
+    assert wanted and len(rows) == min(20, len(wanted))
+    keys = [(r["request_id"], r["shadow_variant"]) for r in rows]
+    assert len(keys) == len(set(keys)), f"a shadow call answered twice: {keys}"
+    by_key = {
+        (served_record["request_id"], shadow["served_variant"]): (served_record, shadow)
+        for served_record, shadow in wanted
+    }
+    for row in rows:
+        served_record, shadow = by_key[(row["request_id"], row["shadow_variant"])]
+        assert row == {
+            "request_id": served_record["request_id"],
+            "served_variant": served_record["served_variant"],
+            "served_answer": served_record["response_text"][:60],
+            "shadow_variant": shadow["served_variant"],
+            "shadow_outcome": shadow["outcome"],
+            "shadow_answer": shadow["response_text"][:60],
+        }
+        # The shadow's answer is its own variant's: the demo names the model.
+        assert row["shadow_answer"].startswith(
+            "Hello from the promptgate demo provider (demo-d)"
+        ), row
+    starts = [by_key[k][0]["ts_start"] for k in keys]
+    assert starts == sorted(starts, reverse=True)
+    # Against the traffic: the served side is what the caller got.
+    served_variant = {e["request_id"]: e["served_variant"] for e in served(expected)}
+    assert {r["request_id"] for r in rows} <= {s["shadow_of"] for s in shadows(expected)}
+    for row in rows:
+        assert row["served_variant"] == served_variant[row["request_id"]], row
 
 
 def test_quick_look(results, expected):
