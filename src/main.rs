@@ -100,6 +100,9 @@ struct AnalyzeArgs {
     /// Resamples of the bootstrap intervals for p50/p95 differences.
     #[arg(long, default_value_t = 2_000)]
     bootstrap_resamples: u32,
+    /// A JSON Schema file: the share of answers valid against it is compared too.
+    #[arg(long)]
+    json_schema: Option<PathBuf>,
     /// Report unreadable objects and go on instead of stopping.
     #[arg(long)]
     skip_corrupt: bool,
@@ -184,6 +187,16 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         args.confidence > 0.0 && args.confidence < 1.0,
         "--confidence must be between 0 and 1 (e.g. 0.95)"
     );
+    let json_schema = match &args.json_schema {
+        Some(path) => Some(
+            serde_json::from_str(
+                &std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            )
+            .with_context(|| format!("{} is not JSON", path.display()))?,
+        ),
+        None => None,
+    };
     let mut reasons = vec!["hash".to_owned()];
     reasons.extend(args.include.iter().cloned());
     let options = Options {
@@ -195,6 +208,7 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         assignment_reasons: reasons,
         skip_corrupt: args.skip_corrupt,
         progress: std::io::stderr().is_terminal(),
+        json_schema,
         settings: Settings {
             confidence: args.confidence,
             baseline: args.baseline.clone(),

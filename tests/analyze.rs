@@ -44,6 +44,7 @@ fn options(experiment: &str) -> Options {
         assignment_reasons: vec!["hash".into()],
         skip_corrupt: false,
         progress: false,
+        json_schema: None,
         settings: Settings {
             confidence: 0.95,
             baseline: None,
@@ -396,4 +397,97 @@ async fn every_format_renders_from_the_command_line() {
         !page.contains("http://") && !page.contains("https://") && !page.contains("<script"),
         "self-contained"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadows_are_compared_with_their_served_answers() {
+    let config = r#"
+[auth]
+open = true
+[providers.demo]
+kind = "demo"
+[[routes]]
+models = ["*"]
+providers = ["demo"]
+[experiments.pairs]
+unit_key = { header = "x-user-id" }
+[[experiments.pairs.variants]]
+name = "control"
+weight = 1
+model = "demo-a"
+providers = ["demo"]
+system = "Be brief."
+[[experiments.pairs.variants]]
+name = "twin"
+weight = 0
+version = "twin-2"
+model = "demo-a"
+providers = ["demo"]
+system = "Be brief."
+[[experiments.pairs.variants]]
+name = "other"
+weight = 0
+model = "demo-b"
+providers = ["demo"]
+system = "Be warm."
+[experiments.pairs.shadow]
+variants = ["twin", "other"]
+sample_percent = 100
+[audit]
+sink = "local"
+local_dir = "{dir}/audit"
+spool_dir = "{dir}/spool"
+flush_interval_ms = 100
+"#;
+    let mut gw = support::TestGateway::start(config).await;
+    let client = support::client();
+    for i in 0..40 {
+        let reply = support::send(
+            &client,
+            Method::POST,
+            &gw.url("/v1/chat/completions"),
+            &[("x-user-id", &format!("u{i}"))],
+            format!(
+                r#"{{"model":"pairs","messages":[{{"role":"user","content":"question {i}"}}]}}"#
+            ),
+        )
+        .await;
+        assert_eq!(reply.status, http::StatusCode::OK);
+    }
+    let audit = gw.dir.path().join("audit");
+    gw.begin_shutdown().await.unwrap();
+    let report = run(&audit, &options("pairs")).await;
+    assert_eq!(report.read.unpaired_shadows, 0);
+    let by_shadow = |name: &str| {
+        report
+            .shadows
+            .iter()
+            .find(|s| s.shadow_variant == name)
+            .unwrap_or_else(|| panic!("no {name}: {:#?}", report.shadows))
+    };
+    let twin = by_shadow("twin");
+    assert_eq!(
+        (
+            twin.served_variant.as_str(),
+            twin.pairs,
+            twin.shadow_failures
+        ),
+        ("control", 40, 0)
+    );
+    // Same prompt and model: the demo provider answers word for word alike.
+    assert_eq!(twin.exact_agreement, Some(1.0));
+    assert_eq!(twin.normalized_agreement, Some(1.0));
+    let other = by_shadow("other");
+    assert_eq!(other.pairs, 40);
+    assert_eq!(other.exact_agreement, Some(0.0));
+    // "Be warm." is shorter than "Be brief." in the prompt and in the demo
+    // provider's answer, which quotes it: fewer tokens on every pair.
+    let tokens = other.tokens.as_ref().unwrap();
+    assert_eq!(tokens.pairs, 40);
+    assert!(tokens.median < 0.0, "{tokens:?}");
+    assert!(
+        tokens.wilcoxon.as_ref().unwrap().p_value < 0.001,
+        "{tokens:?}"
+    );
+    assert!(other.latency_ms.as_ref().unwrap().wilcoxon.is_some());
 }

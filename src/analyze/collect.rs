@@ -98,6 +98,8 @@ pub struct VariantData {
     pub cost_usd: Moments,
     /// Responses that parse as JSON, among those whose text was logged.
     pub valid_json: Counts,
+    /// Responses valid against the `--json-schema`, among those logged.
+    pub schema_valid: Counts,
     pub feedback: BTreeMap<String, FeedbackData>,
     pub per_day: BTreeMap<String, u64>,
     /// Recorded share of the weights (the latest seen) and whether it changed.
@@ -127,6 +129,10 @@ impl VariantData {
             output_tokens: Moments::new(),
             cost_usd: Moments::new(),
             valid_json: Counts {
+                successes: 0,
+                trials: 0,
+            },
+            schema_valid: Counts {
                 successes: 0,
                 trials: 0,
             },
@@ -208,6 +214,8 @@ pub type Exclusions = BTreeMap<String, u64>;
 
 pub struct Collector {
     experiment: String,
+    /// What a JSON answer must look like (`--json-schema`).
+    pub schema: Option<jsonschema::Validator>,
     include_reasons: Vec<String>,
     rng: StdRng,
     pub variants: BTreeMap<String, VariantData>,
@@ -222,6 +230,9 @@ pub struct Collector {
     partition_served: HashMap<String, Side>,
     partition_shadows: Vec<(String, Side)>,
     shadows_seen: bool,
+    /// A served request of this partition was not remembered (no shadow seen
+    /// yet, or the cap): unpaired shadows then call for a second sweep.
+    partition_missed: bool,
     /// Shadow records whose served request could not be paired: outside the
     /// population, before the first shadow was seen, or past the partition cap.
     pub unpaired_shadows: u64,
@@ -240,6 +251,7 @@ impl Collector {
         seed: u64,
     ) -> Collector {
         Collector {
+            schema: None,
             experiment: experiment.to_owned(),
             include_reasons,
             rng: StdRng::seed_from_u64(seed),
@@ -253,6 +265,7 @@ impl Collector {
             partition_served: HashMap::new(),
             partition_shadows: Vec::new(),
             shadows_seen: false,
+            partition_missed: false,
             unpaired_shadows: 0,
         }
     }
@@ -275,11 +288,7 @@ impl Collector {
             return;
         }
         let reason = row.assignment_reason.as_deref().unwrap_or("unknown");
-        if !self
-            .include_reasons
-            .iter()
-            .any(|r| r == reason_group(reason))
-        {
+        if !self.in_population(&row) {
             *self
                 .excluded
                 .entry(reason_group(reason).to_owned())
@@ -292,6 +301,8 @@ impl Collector {
         if self.shadows_seen && self.partition_served.len() < SERVED_PER_PARTITION {
             let side = side_of(&row, feedback.clone());
             self.partition_served.insert(row.request_id.clone(), side);
+        } else {
+            self.partition_missed = true;
         }
         let data = self
             .variants
@@ -344,6 +355,12 @@ impl Collector {
             if let Some(text) = &row.response_text {
                 data.valid_json.trials += 1;
                 data.valid_json.successes += u64::from(is_json(text));
+                if let Some(schema) = &self.schema {
+                    let valid = serde_json::from_str::<Value>(text.trim())
+                        .is_ok_and(|value| schema.is_valid(&value));
+                    data.schema_valid.trials += 1;
+                    data.schema_valid.successes += u64::from(valid);
+                }
             }
         }
         for (metric, boolean, value, _) in feedback {
@@ -377,20 +394,61 @@ impl Collector {
     }
 
     /// Pairs the shadows of the partition just read with their served
-    /// requests, then forgets both.
-    pub fn end_partition(&mut self) {
+    /// requests. Returns true when some shadows are still unpaired and their
+    /// served request may not have been remembered: the caller then reads the
+    /// partition again through `rematch` and calls `end_second_sweep`.
+    pub fn end_partition(&mut self) -> bool {
+        let mut unpaired = Vec::new();
         for (of, shadow) in self.partition_shadows.drain(..) {
-            let Some(served) = self.partition_served.get(&of) else {
-                self.unpaired_shadows += 1;
-                continue;
-            };
-            let pairs = self
-                .shadows
-                .entry((served.variant.clone(), shadow.variant.clone()))
-                .or_default();
-            pair(pairs, served, &shadow);
+            match self.partition_served.get(&of) {
+                Some(served) => {
+                    let key = (served.variant.clone(), shadow.variant.clone());
+                    pair(self.shadows.entry(key).or_default(), served, &shadow);
+                }
+                None => unpaired.push((of, shadow)),
+            }
         }
         self.partition_served.clear();
+        let second_sweep = self.partition_missed && !unpaired.is_empty();
+        self.partition_missed = false;
+        if second_sweep {
+            self.partition_shadows = unpaired;
+        } else {
+            self.unpaired_shadows += unpaired.len() as u64;
+        }
+        second_sweep
+    }
+
+    /// The second sweep: served requests that unpaired shadows point to.
+    /// Their feedback was already counted, so these pairs carry none.
+    pub fn rematch(&mut self, row: RequestRow) {
+        if row.role != "served"
+            || row.experiment.as_deref() != Some(&self.experiment)
+            || !self.in_population(&row)
+        {
+            return;
+        }
+        let (matching, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.partition_shadows)
+            .into_iter()
+            .partition(|(of, _)| *of == row.request_id);
+        self.partition_shadows = rest;
+        let served = side_of(&row, Vec::new());
+        for (_, shadow) in matching {
+            let key = (served.variant.clone(), shadow.variant.clone());
+            pair(self.shadows.entry(key).or_default(), &served, &shadow);
+        }
+    }
+
+    pub fn end_second_sweep(&mut self) {
+        self.unpaired_shadows += self.partition_shadows.len() as u64;
+        self.partition_shadows.clear();
+    }
+
+    fn in_population(&self, row: &RequestRow) -> bool {
+        let reason = row.assignment_reason.as_deref().unwrap_or("unknown");
+        self.include_reasons
+            .iter()
+            .any(|r| r == reason_group(reason))
     }
 }
 
@@ -577,6 +635,26 @@ mod tests {
         assert_eq!(pairs.latency_differences, vec![30.0]);
         // A shadow is not a served request: no variant "cand" in the population.
         assert!(!collector.variants.contains_key("cand"));
+    }
+
+    #[test]
+    fn schema_compliance_counts_answers_valid_against_the_schema() {
+        let mut collector = Collector::new("e", vec!["hash".into()], FeedbackIndex::default(), 1);
+        let schema = serde_json::json!({"type": "object", "required": ["a"], "properties": {"a": {"type": "integer"}}});
+        collector.schema = Some(jsonschema::validator_for(&schema).unwrap());
+        for (id, text) in [
+            ("1", "{\"a\": 1}"),
+            ("2", "{\"a\": \"x\"}"),
+            ("3", "not json"),
+            ("4", " {\"a\": 2, \"b\": 0} "),
+        ] {
+            let mut r = row(id, "v", "hash");
+            r.response_text = Some(text.into());
+            collector.add(r);
+        }
+        let counts = collector.variants["v"].schema_valid;
+        assert_eq!((counts.successes, counts.trials), (2, 4));
+        assert_eq!(collector.variants["v"].valid_json.successes, 3);
     }
 
     #[test]

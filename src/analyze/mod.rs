@@ -40,6 +40,8 @@ pub enum AnalyzeError {
     Corrupt(source::ObjectError),
     #[error("no request of experiment `{0}` in the analysed window")]
     NoData(String),
+    #[error("the JSON schema is not valid: {0}")]
+    Schema(String),
 }
 
 #[derive(Debug, Clone)]
@@ -51,6 +53,8 @@ pub struct Options {
     pub assignment_reasons: Vec<String>,
     pub skip_corrupt: bool,
     pub progress: bool,
+    /// JSON answers are checked against it (schema compliance).
+    pub json_schema: Option<serde_json::Value>,
     pub settings: Settings,
 }
 
@@ -84,23 +88,36 @@ pub async fn analyze(source: &Source, options: &Options) -> Result<Report, Analy
         index,
         options.settings.seed,
     );
-    let mut partition: Option<&str> = None;
-    for object in &request_objects {
-        let this = object.rsplit_once('/').map_or("", |(dir, _)| dir);
-        if partition.is_some_and(|p| p != this) {
-            collector.end_partition();
-        }
-        partition = Some(this);
-        if let Some(rows) = read_object::<RequestRow>(source, object, options, &mut read).await? {
-            read.request_records += rows.len() as u64;
-            rows.into_iter().for_each(|row| collector.add(row));
-        }
-        progress.inc(1);
-        progress.set_message(format!("{} records", read.request_records));
+    if let Some(schema) = &options.json_schema {
+        collector.schema = Some(
+            jsonschema::validator_for(schema).map_err(|e| AnalyzeError::Schema(e.to_string()))?,
+        );
     }
-    collector.end_partition();
+    // Objects come in partition order; a partition ends where the folder changes.
+    let partitions = request_objects.chunk_by(|a, b| parent(a) == parent(b));
+    for objects in partitions {
+        for object in objects {
+            if let Some(rows) =
+                read_object::<RequestRow>(source, object, options, &mut read).await?
+            {
+                read.request_records += rows.len() as u64;
+                rows.into_iter().for_each(|row| collector.add(row));
+            }
+            progress.inc(1);
+            progress.set_message(format!("{} records", read.request_records));
+        }
+        if collector.end_partition() {
+            for object in objects {
+                if let Ok(rows) = source.read::<RequestRow>(object).await {
+                    rows.into_iter().for_each(|row| collector.rematch(row));
+                }
+            }
+            collector.end_second_sweep();
+        }
+    }
     progress.finish_and_clear();
     read.feedback_unmatched = collector.feedback.unmatched();
+    read.unpaired_shadows = collector.unpaired_shadows;
     if collector.variants.is_empty() {
         return Err(AnalyzeError::NoData(options.experiment.clone()));
     }
@@ -116,6 +133,10 @@ pub async fn analyze(source: &Source, options: &Options) -> Result<Report, Analy
         &collector,
         &options.settings,
     ))
+}
+
+fn parent(object: &str) -> &str {
+    object.rsplit_once('/').map_or("", |(dir, _)| dir)
 }
 
 async fn read_object<T: serde::de::DeserializeOwned>(

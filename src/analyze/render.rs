@@ -172,15 +172,20 @@ pub fn table(report: &Report) -> String {
         .variants
         .iter()
         .flat_map(|v| {
-            let json = v.valid_json.map(|j| {
-                format!(
-                    "  {:<20} {:<20} {:>7.2}% [{:.2}, {:.2}]",
-                    v.name,
-                    "valid_json",
-                    j.rate * 100.0,
-                    j.ci.lower * 100.0,
-                    j.ci.upper * 100.0
-                )
+            let rates = [
+                ("valid_json", v.valid_json),
+                ("schema_compliance", v.schema_compliance),
+            ];
+            let json = rates.into_iter().filter_map(|(metric, rate)| {
+                rate.map(|j| {
+                    format!(
+                        "  {:<20} {metric:<20} {:>7.2}% [{:.2}, {:.2}]",
+                        v.name,
+                        j.rate * 100.0,
+                        j.ci.lower * 100.0,
+                        j.ci.upper * 100.0
+                    )
+                })
             });
             json.into_iter()
                 .chain(v.feedback.iter().map(move |(metric, m)| {

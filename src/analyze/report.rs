@@ -68,6 +68,9 @@ pub struct ReadSummary {
     pub feedback_records: u64,
     /// Feedback whose request is not in the analysed population.
     pub feedback_unmatched: u64,
+    /// Shadow records whose served request could not be paired (outside the
+    /// population, or not remembered: see docs/analyze.md).
+    pub unpaired_shadows: u64,
     pub corrupt_objects: Vec<ObjectError>,
 }
 
@@ -122,6 +125,8 @@ pub struct VariantReport {
     pub output_tokens_mean: Option<f64>,
     pub cost_usd_mean: Option<f64>,
     pub valid_json: Option<ProportionEstimate>,
+    /// With `--json-schema`: answers valid against it.
+    pub schema_compliance: Option<ProportionEstimate>,
     pub feedback: BTreeMap<String, MetricEstimate>,
     pub requests_per_day: BTreeMap<String, u64>,
     /// Share of successful requests per latency bin; the bins (`latency_bins_ms`
@@ -258,6 +263,7 @@ fn variant_report(name: &str, data: &VariantData, confidence: f64) -> VariantRep
         output_tokens_mean: data.output_tokens.mean(),
         cost_usd_mean: data.cost_usd.mean(),
         valid_json: proportion_interval(data.valid_json, confidence).ok(),
+        schema_compliance: proportion_interval(data.schema_valid, confidence).ok(),
         feedback,
         requests_per_day: data.per_day.clone(),
         latency_histogram: Vec::new(),
@@ -620,6 +626,12 @@ pub fn build(header: Header, collector: &Collector, settings: &Settings) -> Repo
                         pair.proportion("error_rate", Better::Lower, |d| d.errors),
                     ),
                 );
+            }
+            if any(|d| d.schema_valid) {
+                attempts.push((
+                    "schema_compliance".into(),
+                    pair.proportion("schema_compliance", Better::Higher, |d| d.schema_valid),
+                ));
             }
             if any(|d| d.valid_json) {
                 attempts.push((
