@@ -84,8 +84,10 @@ pub struct Population {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SrmReport {
-    /// Units (distinct unit keys) per variant: assignment is per unit.
+    /// Units (distinct unit keys) per variant: assignment is per unit. Above
+    /// a million units, those of a uniform hash sample (`unit_sample_rate`).
     pub observed_units: BTreeMap<String, u64>,
+    pub unit_sample_rate: f64,
     pub expected_share: BTreeMap<String, f64>,
     /// `recorded` (the log's `variant_share`) or `assumed_equal`.
     pub weights: &'static str,
@@ -117,6 +119,7 @@ pub struct MetricEstimate {
 pub struct VariantReport {
     pub name: String,
     pub requests: u64,
+    /// Distinct units (estimated from the unit sample above a million).
     pub units: u64,
     pub error_rate: Option<ProportionEstimate>,
     pub latency_ms: Distribution,
@@ -227,7 +230,12 @@ fn moments_of(counts: Counts) -> Option<Moments> {
     Moments::from_summary(n, p, variance).ok()
 }
 
-fn variant_report(name: &str, data: &VariantData, confidence: f64) -> VariantReport {
+fn variant_report(
+    name: &str,
+    data: &VariantData,
+    confidence: f64,
+    unit_halvings: u32,
+) -> VariantReport {
     let feedback = data
         .feedback
         .iter()
@@ -255,7 +263,7 @@ fn variant_report(name: &str, data: &VariantData, confidence: f64) -> VariantRep
     VariantReport {
         name: name.to_owned(),
         requests: data.requests,
-        units: data.units(),
+        units: data.units() << unit_halvings,
         error_rate: proportion_interval(data.errors, confidence).ok(),
         latency_ms: distribution(&data.latency_ms),
         ttfb_ms: distribution(&data.ttfb_ms),
@@ -475,7 +483,11 @@ fn pick_baseline(variants: &BTreeMap<String, VariantData>, asked: Option<&str>) 
     }
 }
 
-fn srm(variants: &BTreeMap<String, VariantData>, warnings: &mut Vec<String>) -> Option<SrmReport> {
+fn srm(
+    variants: &BTreeMap<String, VariantData>,
+    unit_halvings: u32,
+    warnings: &mut Vec<String>,
+) -> Option<SrmReport> {
     if variants.len() < 2 && variants.values().all(|v| v.share.is_none_or(|s| s >= 1.0)) {
         return None;
     }
@@ -502,6 +514,7 @@ fn srm(variants: &BTreeMap<String, VariantData>, warnings: &mut Vec<String>) -> 
     let total: f64 = weights.iter().sum();
     Some(SrmReport {
         observed_units: names.iter().cloned().zip(observed).collect(),
+        unit_sample_rate: 0.5f64.powi(unit_halvings as i32),
         expected_share: names
             .into_iter()
             .zip(weights.iter().map(|w| w / total))
@@ -577,7 +590,7 @@ pub fn build(header: Header, collector: &Collector, settings: &Settings) -> Repo
     let mut variants: Vec<VariantReport> = collector
         .variants
         .iter()
-        .map(|(name, data)| variant_report(name, data, confidence))
+        .map(|(name, data)| variant_report(name, data, confidence, collector.unit_halvings))
         .collect();
     let latency_bins_ms = latency_histograms(collector, &mut variants);
     let baseline = pick_baseline(&collector.variants, settings.baseline.as_deref());
@@ -688,7 +701,7 @@ pub fn build(header: Header, collector: &Collector, settings: &Settings) -> Repo
             c
         })
         .collect();
-    let srm = srm(&collector.variants, &mut warnings);
+    let srm = srm(&collector.variants, collector.unit_halvings, &mut warnings);
     if srm.as_ref().is_some_and(|s| s.mismatch) {
         warnings.insert(0, "SAMPLE RATIO MISMATCH: the split of units differs from the configured weights beyond chance (p < 0.001). Assignment or logging is broken for some units; every comparison below is suspect until the cause is found.".into());
     }
