@@ -226,6 +226,7 @@ fn audit_encoding(c: &mut Criterion) {
             started_at: SystemTime::now(),
             started: Instant::now(),
             head_after: Duration::from_millis(300),
+            trace_id: None,
             experiment: Some(ExperimentTag {
                 experiment: "greeting".into(),
                 assigned_variant: "control".into(),

@@ -18,6 +18,7 @@ use crate::reload::Reloader;
 use crate::server::{self, Gateway};
 use crate::shadow::ShadowRunner;
 use crate::snapshot::{Snapshot, SnapshotHandle};
+use crate::telemetry::{Telemetry, TelemetryError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -25,6 +26,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Audit(#[from] AuditStartError),
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryError),
     #[error("cannot listen for SIGHUP: {source}")]
     Signal { source: std::io::Error },
     #[error("cannot listen on {addr}: {source}")]
@@ -61,6 +64,7 @@ impl App {
         sink: Arc<dyn ExchangeSink>,
     ) -> Result<App, StartError> {
         let config = config::load_file(&config_path, &options)?;
+        let telemetry = Telemetry::start(&config.telemetry)?;
         #[cfg(unix)]
         let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|source| StartError::Signal { source })?;
@@ -102,6 +106,7 @@ impl App {
             shadows: ShadowRunner::new(sink.clone(), prices),
             sink,
             audit: audit_log,
+            telemetry,
         });
         let reloader = Arc::new(Reloader::new(
             config_path,
@@ -156,7 +161,8 @@ impl App {
     /// Stops accepting and drains in-flight requests (bounded by the grace
     /// period), lets shadow calls finish within what is left of the same
     /// grace period and cancels the rest, then drains the audit log into the spool and uploads what it
-    /// can within the grace period, then stops the admin listener and the watchers.
+    /// can within the grace period, flushes buffered spans (again bounded by
+    /// the grace period), then stops the admin listener and the watchers.
     pub async fn shutdown(mut self) {
         // One grace period for requests and shadow calls alike: shadows run
         // while connections drain, and get what is left of it.
@@ -172,6 +178,8 @@ impl App {
         if let Some(audit) = self.audit.take() {
             audit.shutdown(self.grace).await;
         }
+        // Last, so the spans of drained requests and shadow calls are in it.
+        self.gateway.telemetry.shutdown(self.grace).await;
         let _ = self.stop_background.send(true);
         for task in self.background.drain(..) {
             let _ = task.await;

@@ -2,7 +2,8 @@
 //! `server` (accept, authenticate) → `api` (dialect, parsing) → `snapshot`
 //! (the config in force) → `routing` (model → providers) → `providers`
 //! (send, retry, fall back) → `capture` (observe the response, report the
-//! exchange). `config` builds the snapshot; `simulator` is the test provider.
+//! exchange). `config` builds the snapshot; `simulator` is the test provider;
+//! `telemetry` traces requests across all of them.
 
 pub mod admin;
 pub mod analyze;
@@ -22,3 +23,4 @@ pub mod server;
 pub mod shadow;
 pub mod simulator;
 pub mod snapshot;
+pub mod telemetry;

@@ -99,15 +99,9 @@ fn role_fields(record: &mut Map<String, Value>, tag: Option<&ExperimentTag>) {
     }
 }
 
-fn outcome_label(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Completed => "completed",
-        Outcome::ClientDisconnected => "client_disconnected",
-        Outcome::UpstreamBroken(_) => "upstream_broken",
-        Outcome::TimedOut => "timed_out",
-        Outcome::Abandoned => "abandoned",
-        Outcome::Cancelled => "cancelled",
-    }
+/// 32 lower-case hex digits, as in `traceparent` and trace backends.
+fn trace_id(id: Option<opentelemetry::trace::TraceId>) -> Value {
+    id.map_or(Value::Null, |id| json!(id.to_string()))
 }
 
 fn cost(
@@ -134,26 +128,17 @@ pub fn from_exchange(exchange: &Exchange, ctx: &RecordContext<'_>) -> Map<String
         .map(str::to_owned);
     let captured = &exchange.captured;
     let status = start.status;
-    let (error_class, error_message) = match (&exchange.outcome, status) {
-        (Outcome::Completed, 200..=299) if captured.stream_error.is_none() => {
-            (Value::Null, Value::Null)
-        }
-        (Outcome::Completed, 200..=299) => (json!("stream_error"), json!(captured.stream_error)),
-        (Outcome::Completed | Outcome::Abandoned, 429) => (json!("rate_limited"), Value::Null),
-        (Outcome::Completed | Outcome::Abandoned, 400..=499) => {
-            (json!("provider_client_error"), Value::Null)
-        }
-        (Outcome::Completed | Outcome::Abandoned, _) => (json!("provider_error"), Value::Null),
-        (Outcome::ClientDisconnected, _) => (json!("client_disconnected"), Value::Null),
-        (Outcome::UpstreamBroken(message), _) => (json!("upstream_broken"), json!(message)),
-        (Outcome::TimedOut, _) => (json!("timeout"), Value::Null),
-        (Outcome::Cancelled, _) => (json!("cancelled"), Value::Null),
+    let error_class = exchange.error_class();
+    let error_message = match (&exchange.outcome, error_class) {
+        (Outcome::UpstreamBroken(message), _) => json!(message),
+        (_, Some("stream_error")) => json!(captured.stream_error),
+        _ => Value::Null,
     };
     let mut record = Map::with_capacity(40);
     record.insert("schema_version".into(), json!(SCHEMA_VERSION));
     record.insert("record_type".into(), json!("request"));
     record.insert("request_id".into(), json!(&*start.request_id));
-    record.insert("trace_id".into(), Value::Null);
+    record.insert("trace_id".into(), trace_id(start.trace_id));
     role_fields(&mut record, start.experiment.as_ref());
     record.insert("ts_start".into(), json!(started.rfc3339_millis()));
     record.insert(
@@ -177,8 +162,8 @@ pub fn from_exchange(exchange: &Exchange, ctx: &RecordContext<'_>) -> Map<String
     record.insert("upstream_model".into(), json!(upstream_model));
     record.insert("stream".into(), json!(start.stream));
     record.insert("status".into(), json!(status));
-    record.insert("outcome".into(), json!(outcome_label(&exchange.outcome)));
-    record.insert("error_class".into(), error_class);
+    record.insert("outcome".into(), json!(exchange.outcome.label()));
+    record.insert("error_class".into(), json!(error_class));
     record.insert("error_message".into(), error_message);
     record.insert("attempts".into(), json!(start.attempts));
     record.insert("latency_ms".into(), json!(millis(exchange.duration)));
@@ -227,7 +212,7 @@ pub fn from_refusal(refusal: &Refusal, ctx: &RecordContext<'_>) -> Map<String, V
     record.insert("schema_version".into(), json!(SCHEMA_VERSION));
     record.insert("record_type".into(), json!("request"));
     record.insert("request_id".into(), json!(&*refusal.request_id));
-    record.insert("trace_id".into(), Value::Null);
+    record.insert("trace_id".into(), trace_id(refusal.trace_id));
     role_fields(&mut record, refusal.experiment.as_ref());
     record.insert("ts_start".into(), json!(started.rfc3339_millis()));
     record.insert("ts_first_byte".into(), Value::Null);

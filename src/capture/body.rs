@@ -12,6 +12,7 @@ use tokio::time::Sleep;
 
 use super::{Exchange, ExchangeSink, ExchangeStart, Outcome, ResponseCapture};
 use crate::body::{BoxError, GatewayBody};
+use crate::telemetry::ExchangeSpans;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the provider's total timeout ran out while the response was streaming")]
@@ -22,6 +23,8 @@ struct Pending {
     capture: ResponseCapture,
     first_byte: Option<Instant>,
     sink: Arc<dyn ExchangeSink>,
+    /// Spans that end with this exchange (none when tracing is off).
+    spans: ExchangeSpans,
 }
 
 impl Pending {
@@ -33,6 +36,9 @@ impl Pending {
             captured: self.capture.finish(),
             start: self.start,
         };
+        if !self.spans.is_empty() {
+            self.spans.finish(&exchange);
+        }
         (exchange, self.sink)
     }
 
@@ -89,10 +95,19 @@ impl ObservedBody {
                 capture,
                 first_byte: None,
                 sink,
+                spans: ExchangeSpans::default(),
             }),
             durable: None,
             held: None,
         }
+    }
+
+    /// Spans to end (with status, outcome and usage) when the exchange is reported.
+    pub fn with_spans(mut self, spans: ExchangeSpans) -> ObservedBody {
+        if let Some(pending) = self.pending.as_mut() {
+            pending.spans = spans;
+        }
+        self
     }
 
     /// Reports the exchange as abandoned by the gateway and drops the body.

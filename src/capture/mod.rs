@@ -33,6 +33,20 @@ pub enum Outcome {
     Cancelled,
 }
 
+impl Outcome {
+    /// The audit record's `outcome` (and the span attribute).
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Completed => "completed",
+            Outcome::ClientDisconnected => "client_disconnected",
+            Outcome::UpstreamBroken(_) => "upstream_broken",
+            Outcome::TimedOut => "timed_out",
+            Outcome::Abandoned => "abandoned",
+            Outcome::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// The experiment a request belonged to.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExperimentTag {
@@ -73,6 +87,8 @@ pub struct ExchangeStart {
     /// Time until the upstream response head arrived.
     pub head_after: Duration,
     pub experiment: Option<ExperimentTag>,
+    /// The request's trace (`None` when tracing is off).
+    pub trace_id: Option<opentelemetry::trace::TraceId>,
 }
 
 /// One finished exchange.
@@ -83,6 +99,23 @@ pub struct Exchange {
     pub duration: Duration,
     pub outcome: Outcome,
     pub captured: Captured,
+}
+
+impl Exchange {
+    /// The audit record's `error_class`: `None` for a complete 2xx answer.
+    pub fn error_class(&self) -> Option<&'static str> {
+        match (&self.outcome, self.start.status) {
+            (Outcome::Completed, 200..=299) if self.captured.stream_error.is_none() => None,
+            (Outcome::Completed, 200..=299) => Some("stream_error"),
+            (Outcome::Completed | Outcome::Abandoned, 429) => Some("rate_limited"),
+            (Outcome::Completed | Outcome::Abandoned, 400..=499) => Some("provider_client_error"),
+            (Outcome::Completed | Outcome::Abandoned, _) => Some("provider_error"),
+            (Outcome::ClientDisconnected, _) => Some("client_disconnected"),
+            (Outcome::UpstreamBroken(_), _) => Some("upstream_broken"),
+            (Outcome::TimedOut, _) => Some("timeout"),
+            (Outcome::Cancelled, _) => Some("cancelled"),
+        }
+    }
 }
 
 /// A request that got no provider answer: a served request refused by the
@@ -106,6 +139,8 @@ pub struct Refusal {
     pub duration: Duration,
     /// The provider that failed, for provider errors (unreachable, timeout…).
     pub provider: Option<String>,
+    /// The request's trace (`None` when tracing is off, or for a skipped shadow call).
+    pub trace_id: Option<opentelemetry::trace::TraceId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

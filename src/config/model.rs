@@ -20,6 +20,7 @@ pub struct Config {
     /// `None`: no audit log.
     pub audit: Option<crate::audit::config::AuditConfig>,
     pub feedback: crate::feedback::FeedbackConfig,
+    pub telemetry: TelemetryConfig,
     /// Short content hash of the config file and every prompt file it reads:
     /// the version every response and record carries.
     pub version: Arc<str>,
@@ -28,6 +29,22 @@ pub struct Config {
     /// Digest of the `[audit]` and `[prices]` sections, which apply only at
     /// start-up: a reload that changes them warns.
     pub startup_only_digest: Arc<str>,
+}
+
+/// `[telemetry]`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct TelemetryConfig {
+    /// `None`: tracing is off (no endpoint configured, or `OTEL_SDK_DISABLED=true`).
+    pub traces: Option<TraceExport>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TraceExport {
+    /// The full OTLP/HTTP traces URL (`…/v1/traces`).
+    pub endpoint: http::Uri,
+    /// In [0, 1]: the share of root traces sampled.
+    pub sample_ratio: f64,
+    pub export_interval: Duration,
 }
 
 #[derive(Debug, Clone)]

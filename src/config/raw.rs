@@ -28,6 +28,23 @@ pub struct RawConfig {
     pub prices: BTreeMap<String, RawPrice>,
     #[serde(default)]
     pub feedback: RawFeedback,
+    #[serde(default)]
+    pub telemetry: RawTelemetry,
+}
+
+/// `[telemetry]`: OpenTelemetry traces. Applies at start-up only.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTelemetry {
+    /// OTLP/HTTP base URL of a collector (`/v1/traces` is appended), e.g.
+    /// `http://otel-collector:4318`. Unset: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
+    /// or `OTEL_EXPORTER_OTLP_ENDPOINT`; none of them: no traces.
+    pub otlp_endpoint: Option<String>,
+    /// Share of new traces recorded (0–1, default 1). A caller's `traceparent`
+    /// decision is followed.
+    pub sample_ratio: Option<f64>,
+    /// How long finished spans wait before they are sent in a batch (default 5000).
+    pub export_interval_ms: Option<u64>,
 }
 
 /// `[feedback]`: which metrics `POST /v1/feedback` accepts.

@@ -305,3 +305,82 @@ fn feedback_metrics_are_declared_with_a_type() {
     assert_eq!(path, "feedback.metrics.thumbs up");
     assert!(message.contains("1–64 characters"), "{message}");
 }
+
+#[test]
+fn telemetry_is_off_unless_an_endpoint_is_known() {
+    let config = parse_with_env(OPEN_DEMO, &[], None).unwrap();
+    assert!(config.telemetry.traces.is_none());
+
+    let with_file = format!(
+        "{OPEN_DEMO}[telemetry]\notlp_endpoint = \"http://collector:4318/\"\nsample_ratio = 0.25\nexport_interval_ms = 100\n"
+    );
+    let traces = parse_with_env(&with_file, &[], None)
+        .unwrap()
+        .telemetry
+        .traces
+        .expect("configured");
+    assert_eq!(
+        traces.endpoint.to_string(),
+        "http://collector:4318/v1/traces"
+    );
+    assert_eq!(traces.sample_ratio, 0.25);
+    assert_eq!(traces.export_interval.as_millis(), 100);
+
+    // The standard variables: the general one gets the signal path, the
+    // signal-specific one is taken as is, and the file wins over both.
+    let base = [("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otel.example:4318")];
+    let from_env = |env: &[(&str, &str)], source: &str| {
+        parse_with_env(source, env, None)
+            .unwrap()
+            .telemetry
+            .traces
+            .map(|t| t.endpoint.to_string())
+    };
+    assert_eq!(
+        from_env(&base, OPEN_DEMO).as_deref(),
+        Some("https://otel.example:4318/v1/traces")
+    );
+    let specific = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://otel.example:4318"),
+        (
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "http://traces:4318/custom",
+        ),
+    ];
+    assert_eq!(
+        from_env(&specific, OPEN_DEMO).as_deref(),
+        Some("http://traces:4318/custom")
+    );
+    assert_eq!(
+        from_env(&base, &with_file).as_deref(),
+        Some("http://collector:4318/v1/traces")
+    );
+    let disabled = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel:4318"),
+        ("OTEL_SDK_DISABLED", "true"),
+    ];
+    assert_eq!(from_env(&disabled, OPEN_DEMO), None);
+}
+
+#[test]
+fn telemetry_settings_are_checked() {
+    let found = problems(&format!(
+        "{OPEN_DEMO}[telemetry]\notlp_endpoint = \"collector:4318\"\nsample_ratio = 1.5\nexport_interval_ms = 0\n"
+    ));
+    let paths: Vec<&str> = found.iter().map(|(_, path, _)| path.as_str()).collect();
+    assert!(paths.contains(&"telemetry.otlp_endpoint"), "{found:?}");
+    assert!(paths.contains(&"telemetry.sample_ratio"), "{found:?}");
+    assert!(paths.contains(&"telemetry.export_interval_ms"), "{found:?}");
+    let env_problem = parse_with_env(
+        OPEN_DEMO,
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", "not a url")],
+        None,
+    )
+    .expect_err("invalid endpoint");
+    assert!(
+        env_problem[0]
+            .message
+            .contains("OTEL_EXPORTER_OTLP_ENDPOINT"),
+        "{env_problem:?}"
+    );
+}

@@ -91,6 +91,7 @@ pub fn validate(
 
     let audit = validate_audit(raw.audit.as_ref(), &raw.prices, env, &mut errors);
     let feedback = validate_feedback(&raw.feedback, &mut errors);
+    let telemetry = validate_telemetry(&raw.telemetry, env, &mut errors);
     if raw.audit.is_none() && !raw.prices.is_empty() {
         errors.push(
             "prices",
@@ -108,8 +109,9 @@ pub fn validate(
             experiments,
             audit,
             feedback,
+            telemetry,
             startup_only_digest: super::config_version(
-                &format!("{:?}{:?}", raw.audit, raw.prices),
+                &format!("{:?}{:?}{:?}", raw.audit, raw.prices, raw.telemetry),
                 &[],
             ),
             version: super::config_version(source, &files),
@@ -135,6 +137,69 @@ fn validate_feedback(raw: &RawFeedback, errors: &mut Errors) -> FeedbackConfig {
         metrics.insert(name.clone(), kind);
     }
     FeedbackConfig { metrics }
+}
+
+const DEFAULT_EXPORT_INTERVAL_MS: u64 = 5_000;
+
+/// The trace exporter's endpoint: the file's `otlp_endpoint` (a base URL), else
+/// the standard environment variables, resolved as the OTLP exporter
+/// specification says (the signal-specific one is used as is, the general one
+/// gets `/v1/traces`).
+fn validate_telemetry(
+    raw: &RawTelemetry,
+    env: &Environment<'_>,
+    errors: &mut Errors,
+) -> TelemetryConfig {
+    let ratio = raw.sample_ratio.unwrap_or(1.0);
+    if !(0.0..=1.0).contains(&ratio) {
+        errors.push("telemetry.sample_ratio", "must be between 0 and 1");
+    }
+    let interval = raw.export_interval_ms.unwrap_or(DEFAULT_EXPORT_INTERVAL_MS);
+    if interval == 0 {
+        errors.push("telemetry.export_interval_ms", "must be greater than 0");
+    }
+    let disabled =
+        (env.read_env)("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let from_env = |name: &str| (env.read_env)(name).filter(|v| !v.trim().is_empty());
+    let (text, source, full) = match (&raw.otlp_endpoint, disabled) {
+        (_, true) => return TelemetryConfig::default(),
+        (Some(base), false) => (base.clone(), "telemetry.otlp_endpoint".to_owned(), false),
+        (None, false) => match from_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            Some(url) => (url, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT".to_owned(), true),
+            None => match from_env("OTEL_EXPORTER_OTLP_ENDPOINT") {
+                Some(base) => (base, "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), false),
+                None => return TelemetryConfig::default(),
+            },
+        },
+    };
+    let text = text.trim();
+    let url = if full {
+        text.to_owned()
+    } else {
+        format!("{}/v1/traces", text.trim_end_matches('/'))
+    };
+    let endpoint = match url.parse::<Uri>() {
+        Ok(uri)
+            if uri.authority().is_some()
+                && matches!(uri.scheme_str(), Some("http") | Some("https")) =>
+        {
+            uri
+        }
+        _ => {
+            errors.push(
+                "telemetry.otlp_endpoint",
+                format!("`{text}` (from {source}) is not an http:// or https:// URL"),
+            );
+            return TelemetryConfig::default();
+        }
+    };
+    TelemetryConfig {
+        traces: Some(TraceExport {
+            endpoint,
+            sample_ratio: ratio.clamp(0.0, 1.0),
+            export_interval: Duration::from_millis(interval.max(1)),
+        }),
+    }
 }
 
 #[derive(Default)]

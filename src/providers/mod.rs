@@ -24,6 +24,7 @@ use crate::body::{BoxError, GatewayBody};
 use crate::capture::{ExchangeSink, ExchangeStart, ExperimentTag, ObservedBody, ResponseCapture};
 use crate::config::{Config, HttpUpstream, ProviderConfig, ProviderKind, RouteConfig};
 use crate::error::GatewayError;
+use crate::telemetry::{AttemptSpan, ExchangeSpans, RequestTrace};
 use retry::StatusVerdict;
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -74,6 +75,8 @@ pub struct ForwardRequest<'a> {
     pub endpoint: Endpoint,
     /// The model as the caller named it.
     pub model: &'a str,
+    /// The model the provider is asked for (an alias's target, a variant's model).
+    pub upstream_model: &'a str,
     pub stream: bool,
     /// The body to send (with the model already rewritten for an alias).
     pub body: Bytes,
@@ -86,6 +89,8 @@ pub struct ForwardRequest<'a> {
     pub started_at: SystemTime,
     pub experiment: Option<ExperimentTag>,
     pub when_exhausted: WhenExhausted,
+    /// The request's span, parent of one client span per attempt (`None`: tracing off).
+    pub trace: Option<&'a RequestTrace>,
 }
 
 /// What to do when every provider of the route failed with a retryable
@@ -144,11 +149,20 @@ pub async fn forward(
         for attempt in 0..=provider.retry.max_retries {
             attempts += 1;
             let attempt_started = Instant::now();
+            let span = request.trace.map(|trace| {
+                trace.attempt(
+                    request.endpoint,
+                    provider,
+                    request.upstream_model,
+                    request.experiment.as_ref(),
+                    attempts,
+                )
+            });
             let outcome = match (&provider.kind, client) {
                 (
                     ProviderKind::OpenAi(upstream) | ProviderKind::Anthropic(upstream),
                     Some(client),
-                ) => send_http(client, provider, upstream, &request).await,
+                ) => send_http(client, provider, upstream, &request, span.as_ref()).await,
                 _ => Ok(demo_response(
                     request.endpoint,
                     &request.body,
@@ -158,6 +172,10 @@ pub async fn forward(
             let retry_headers = match outcome {
                 Ok(response) => match retry::classify(response.status()) {
                     StatusVerdict::Deliver => {
+                        let spans = ExchangeSpans {
+                            attempt: span.map(AttemptSpan::into_context),
+                            request: request.trace.and_then(|t| t.hand_off(provider)),
+                        };
                         return Ok(deliver(
                             response,
                             provider,
@@ -166,9 +184,12 @@ pub async fn forward(
                             attempt_started,
                             sink,
                         )
-                        .map(BodyExt::boxed_unsync));
+                        .map(|body| body.with_spans(spans).boxed_unsync()));
                     }
                     StatusVerdict::CredentialsRejected => {
+                        if let Some(span) = span {
+                            span.failed(Some(response.status().as_u16()), "provider_auth");
+                        }
                         tracing::warn!(provider = %provider.name, status = response.status().as_u16(), "provider rejected the gateway's credentials");
                         failure = Some(Failure::Error(GatewayError::ProviderAuth {
                             provider: provider.name.to_string(),
@@ -176,12 +197,19 @@ pub async fn forward(
                         break;
                     }
                     StatusVerdict::Retry => {
+                        if let Some(span) = span {
+                            let status = response.status().as_u16();
+                            span.failed(Some(status), status_class(status));
+                        }
                         let headers = response.headers().clone();
                         failure = Some(Failure::Response(response));
                         Some(headers)
                     }
                 },
                 Err(error) => {
+                    if let Some(span) = span {
+                        span.failed(None, error_class(&error));
+                    }
                     failure = Some(Failure::Error(error));
                     None
                 }
@@ -215,7 +243,15 @@ pub async fn forward(
             let status = response.status().as_u16();
             let response = deliver(response, provider, &request, attempts, Instant::now(), sink);
             match request.when_exhausted {
-                WhenExhausted::PassThrough => Ok(response.map(BodyExt::boxed_unsync)),
+                WhenExhausted::PassThrough => {
+                    // The attempt's span ended with its status; the request's
+                    // goes with this body, which the caller gets.
+                    let spans = ExchangeSpans {
+                        attempt: None,
+                        request: request.trace.and_then(|t| t.hand_off(provider)),
+                    };
+                    Ok(response.map(|body| body.with_spans(spans).boxed_unsync()))
+                }
                 WhenExhausted::Fail => {
                     response.into_body().abandon();
                     Err(GatewayError::ProviderStatus {
@@ -252,6 +288,7 @@ async fn send_http(
     provider: &ProviderConfig,
     upstream: &HttpUpstream,
     request: &ForwardRequest<'_>,
+    span: Option<&AttemptSpan>,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let unreachable = || GatewayError::ProviderUnreachable {
         provider: provider.name.to_string(),
@@ -264,6 +301,9 @@ async fn send_http(
     headers
         .entry(CONTENT_TYPE)
         .or_insert(HeaderValue::from_static("application/json"));
+    if let Some(span) = span {
+        span.inject(&mut headers);
+    }
     let mut outgoing = Request::new(Full::new(request.body.clone()));
     *outgoing.method_mut() = Method::POST;
     *outgoing.uri_mut() = uri;
@@ -336,6 +376,7 @@ fn deliver(
         started: request.started,
         head_after: request.started.elapsed(),
         experiment: request.experiment.clone(),
+        trace_id: request.trace.and_then(RequestTrace::trace_id),
     };
     let deadline = match provider.kind {
         ProviderKind::Demo => None,
@@ -352,6 +393,24 @@ fn deliver(
     );
     parts.headers = headers::to_caller(&parts.headers);
     Response::from_parts(parts, body)
+}
+
+/// `error.type` of an attempt answered with a retryable status (the audit's classes).
+fn status_class(status: u16) -> &'static str {
+    match status {
+        429 => "rate_limited",
+        400..=499 => "provider_client_error",
+        _ => "provider_error",
+    }
+}
+
+/// `error.type` of an attempt that got no answer.
+fn error_class(error: &GatewayError) -> &'static str {
+    match error {
+        GatewayError::ProviderTimeout { .. } => "timeout",
+        GatewayError::ProviderUnreachable { .. } => "unreachable",
+        other => other.class().label(),
+    }
 }
 
 impl Upstreams {

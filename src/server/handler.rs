@@ -25,6 +25,7 @@ use crate::experiments::model::Experiment;
 use crate::feedback::{self, Feedback};
 use crate::providers::{self, ForwardRequest, WhenExhausted};
 use crate::snapshot::Snapshot;
+use crate::telemetry::RequestTrace;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
@@ -38,6 +39,10 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
     let (request_id, request_id_header) = request_id(request.headers());
     let snapshot = gateway.snapshots.load();
     let dialect = Dialect::of_path(request.uri().path());
+    // `None` when tracing is off: nothing below pays for it then.
+    let trace = gateway
+        .telemetry
+        .server_trace(&request, &request_id, &snapshot.version);
 
     let trail = Trail::default();
     let mut response = match serve(
@@ -49,12 +54,26 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
         started,
         started_at,
         &trail,
+        trace.as_ref(),
     )
     .await
     {
-        Ok(response) => response,
+        Ok(response) => {
+            // A body from a provider carries the span and ends it; any other
+            // answer (the model list, feedback) ends it here.
+            if let Some(trace) = &trace {
+                trace.end_here(Some(response.status().as_u16()), None);
+            }
+            response
+        }
         Err(error) => {
             let mut response = api::error_response(dialect, &error);
+            if let Some(trace) = &trace {
+                trace.end_here(
+                    Some(response.status().as_u16()),
+                    Some(error.class().label()),
+                );
+            }
             let trail = trail.into_inner();
             // A request refused because the audit spool is full is counted
             // (promptgate_audit_requests_rejected_total), not spooled: writing
@@ -76,6 +95,7 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
                     started_at,
                     duration: started.elapsed(),
                     provider: error.provider().map(str::to_owned),
+                    trace_id: trace.as_ref().and_then(RequestTrace::trace_id),
                 });
             }
             if refused_before_reading_the_body(&error) {
@@ -170,6 +190,7 @@ async fn serve(
     started: Instant,
     started_at: SystemTime,
     trail: &Trail,
+    trace: Option<&RequestTrace>,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let endpoint =
         Endpoint::from_request(request.method(), request.uri().path()).map_err(|mismatch| {
@@ -208,6 +229,9 @@ async fn serve(
         t.model = Some(head.model.clone());
         t.stream = head.stream;
     });
+    if let Some(trace) = trace {
+        trace.note_request(client_id.as_ref(), &head.model, head.stream);
+    }
     let exchange = Exchange {
         trail,
         gateway,
@@ -221,6 +245,7 @@ async fn serve(
         client_id,
         started,
         started_at,
+        trace,
     };
     if let Some(experiment) = experiment_of(snapshot, &parts.headers, &head.model)? {
         return variant::serve(&exchange, experiment, body).await;
@@ -229,12 +254,18 @@ async fn serve(
         .routes
         .resolve(&head.model)
         .ok_or_else(|| GatewayError::UnknownModel(head.model.clone()))?;
-    let body = match &route.upstream_model {
-        Some(upstream_model) => rewrite_model(&body, upstream_model)?,
-        None => body,
+    let (body, upstream_model) = match &route.upstream_model {
+        Some(upstream_model) => (rewrite_model(&body, upstream_model)?, &**upstream_model),
+        None => (body, head.model.as_str()),
     };
     exchange
-        .forward(route, body, None, WhenExhausted::PassThrough)
+        .forward(
+            route,
+            upstream_model,
+            body,
+            None,
+            WhenExhausted::PassThrough,
+        )
         .await
 }
 
@@ -311,12 +342,15 @@ pub(super) struct Exchange<'a> {
     pub client_id: Option<Arc<str>>,
     pub started: Instant,
     pub started_at: SystemTime,
+    pub trace: Option<&'a RequestTrace>,
 }
 
 impl Exchange<'_> {
+    /// `upstream_model`: the model named in `body`, which the provider gets.
     pub async fn forward(
         &self,
         route: &RouteConfig,
+        upstream_model: &str,
         body: Bytes,
         experiment: Option<ExperimentTag>,
         when_exhausted: WhenExhausted,
@@ -327,6 +361,7 @@ impl Exchange<'_> {
             ForwardRequest {
                 endpoint: self.endpoint,
                 model: self.model,
+                upstream_model,
                 stream: self.stream,
                 body,
                 caller_headers: self.headers,
@@ -338,6 +373,7 @@ impl Exchange<'_> {
                 started_at: self.started_at,
                 experiment,
                 when_exhausted,
+                trace: self.trace,
             },
             &self.gateway.sink,
         )

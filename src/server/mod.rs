@@ -31,6 +31,8 @@ pub struct Gateway {
     /// Also inside `sink`; kept apart for admission control and metrics.
     pub audit: Option<Arc<crate::audit::AuditLog>>,
     pub shadows: crate::shadow::ShadowRunner,
+    /// Traces (off unless configured).
+    pub telemetry: crate::telemetry::Telemetry,
 }
 
 /// Slowloris guard: a client gets this long to send its request head.

@@ -16,6 +16,7 @@ use crate::experiments::model::Experiment;
 use crate::experiments::render::{self, Variables};
 use crate::providers::WhenExhausted;
 use crate::shadow::ServedRequest;
+use crate::telemetry::trace as telemetry;
 
 const VARIANT_HEADER: HeaderName = HeaderName::from_static("x-promptgate-variant");
 const REASON_HEADER: HeaderName = HeaderName::from_static("x-promptgate-assignment");
@@ -81,6 +82,9 @@ pub(super) async fn serve(
     exchange
         .trail
         .note(|t| t.experiment = Some(assigned_tag.clone()));
+    if let Some(trace) = exchange.trace {
+        trace.note_experiment(&assigned_tag);
+    }
     let assigned = &experiment.variants[assignment.variant];
     // The caller's body is kept (not rendered in place) only when a fallback
     // or a shadow will need it.
@@ -92,21 +96,24 @@ pub(super) async fn serve(
     };
     // Once the served body rendered (a refused request gets no shadow), and
     // before the served call, so the shadow runs beside it rather than after.
-    exchange.gateway.shadows.launch(ServedRequest {
-        snapshot: exchange.snapshot,
-        experiment,
-        assigned_variant: assignment.variant,
-        tag: &assigned_tag,
-        endpoint: exchange.endpoint,
-        model: exchange.model,
-        stream: exchange.stream,
-        headers: exchange.headers,
-        request_id: exchange.request_id,
-        client_id: exchange.client_id.as_ref(),
-        started: exchange.started,
-        started_at: exchange.started_at,
-        body: &body,
-        variables: &variables,
+    // Each shadow call links its span to this request's, picked up as it is created.
+    telemetry::launching_shadows(exchange.trace, || {
+        exchange.gateway.shadows.launch(ServedRequest {
+            snapshot: exchange.snapshot,
+            experiment,
+            assigned_variant: assignment.variant,
+            tag: &assigned_tag,
+            endpoint: exchange.endpoint,
+            model: exchange.model,
+            stream: exchange.stream,
+            headers: exchange.headers,
+            request_id: exchange.request_id,
+            client_id: exchange.client_id.as_ref(),
+            started: exchange.started,
+            started_at: exchange.started_at,
+            body: &body,
+            variables: &variables,
+        })
     });
     let fallback_source = fallback.map(|_| body);
     let when_exhausted = if fallback.is_some() {
@@ -117,6 +124,7 @@ pub(super) async fn serve(
     let first = exchange
         .forward(
             &assigned.route,
+            assigned.model(),
             first_body,
             Some(assigned_tag),
             when_exhausted,
@@ -128,10 +136,14 @@ pub(super) async fn serve(
         {
             tracing::debug!(experiment = %experiment.id, %error, "assigned variant failed; serving the fallback variant");
             exchange.trail.note(|t| t.experiment = Some(tag(fallback)));
+            if let Some(trace) = exchange.trace {
+                trace.note_experiment(&tag(fallback));
+            }
             let variant = &experiment.variants[fallback];
             let response = exchange
                 .forward(
                     &variant.route,
+                    variant.model(),
                     render_for(fallback, source)?,
                     Some(tag(fallback)),
                     WhenExhausted::PassThrough,

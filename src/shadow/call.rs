@@ -20,6 +20,8 @@ use crate::experiments::model::Experiment;
 use crate::experiments::render::{self, Variables};
 use crate::providers::{self, ForwardRequest, WhenExhausted};
 use crate::snapshot::Snapshot;
+use crate::telemetry::RequestTrace;
+use crate::telemetry::trace::{self as telemetry, ShadowParent};
 
 pub(super) struct ShadowCall {
     pub snapshot: Arc<Snapshot>,
@@ -53,8 +55,23 @@ enum Ending {
 }
 
 impl ShadowCall {
-    pub async fn run(
+    /// The call, to spawn. Not an `async fn`: the served request's span (the
+    /// shadow span's link) is picked up here, while `ShadowRunner::launch`
+    /// runs inside `telemetry::launching_shadows`.
+    pub fn run(
+        self,
+        place: InFlight,
+        sink: Arc<dyn ExchangeSink>,
+        metrics: Arc<ShadowMetrics>,
+        cancel: CancellationToken,
+    ) -> impl Future<Output = ()> + Send + 'static {
+        let parent = telemetry::shadow_parent();
+        self.run_traced(parent, place, sink, metrics, cancel)
+    }
+
+    async fn run_traced(
         mut self,
+        parent: Option<ShadowParent>,
         place: InFlight,
         sink: Arc<dyn ExchangeSink>,
         metrics: Arc<ShadowMetrics>,
@@ -63,6 +80,16 @@ impl ShadowCall {
         let Some(experiment) = self.snapshot.experiments.get(&self.experiment) else {
             return; // unreachable: the experiment comes from this very snapshot
         };
+        let trace = parent.map(|parent| {
+            RequestTrace::shadow(
+                parent,
+                self.endpoint,
+                &self.request_id,
+                &self.tag,
+                &self.snapshot.version,
+            )
+        });
+        let trace_id = trace.as_ref().and_then(RequestTrace::trace_id);
         let variant = &experiment.variants[self.variant];
         let provider = variant
             .route
@@ -74,9 +101,13 @@ impl ShadowCall {
             Ok(body) => body,
             Err(error) => {
                 metrics.failed.fetch_add(1, Ordering::Relaxed);
-                let mut refusal =
-                    self.unanswered(RefusalKind::ShadowFailed(error.class()), error.to_string());
+                let kind = RefusalKind::ShadowFailed(error.class());
+                if let Some(trace) = &trace {
+                    trace.end_here(None, Some(kind.class_label()));
+                }
+                let mut refusal = self.unanswered(kind, error.to_string());
                 refusal.provider = provider;
+                refusal.trace_id = trace_id;
                 sink.record_refusal(refusal);
                 return;
             }
@@ -90,6 +121,7 @@ impl ShadowCall {
             price: self.price,
             ending: AtomicU8::new(Ending::Running as u8),
             reported: AtomicBool::new(false),
+            span: trace.as_ref().map(RequestTrace::context),
         });
         let observer_sink: Arc<dyn ExchangeSink> = observer.clone();
         let failure = {
@@ -100,6 +132,7 @@ impl ShadowCall {
                     ForwardRequest {
                         endpoint: self.endpoint,
                         model: &self.model,
+                        upstream_model: variant.model(),
                         stream: self.stream,
                         body,
                         caller_headers: &self.headers,
@@ -111,6 +144,7 @@ impl ShadowCall {
                         started_at: self.started_at,
                         experiment: Some(self.tag.clone()),
                         when_exhausted: WhenExhausted::PassThrough,
+                        trace: trace.as_ref(),
                     },
                     &observer_sink,
                 )
@@ -138,15 +172,26 @@ impl ShadowCall {
             // `call` is dropped here: a body in flight reports with the ending set.
         };
         let Some((kind, message)) = failure else {
+            if let Some(trace) = &trace {
+                trace.end();
+            }
             return;
         };
         if observer.reported.load(Ordering::Acquire) {
+            // The exchange (with its real ending) is already on the span.
+            if let Some(trace) = &trace {
+                trace.end();
+            }
             return;
         }
         metrics.failed.fetch_add(1, Ordering::Relaxed);
         observer.release();
+        if let Some(trace) = &trace {
+            trace.end_here(None, Some(kind.class_label()));
+        }
         let mut refusal = self.unanswered(kind, message);
         refusal.provider = provider;
+        refusal.trace_id = trace_id;
         sink.record_refusal(refusal);
     }
 
@@ -167,6 +212,7 @@ impl ShadowCall {
             started_at: self.started_at,
             duration: self.started.elapsed(),
             provider: None,
+            trace_id: None,
         }
     }
 
@@ -214,6 +260,8 @@ struct ShadowSink {
     price: Option<crate::audit::config::Price>,
     ending: AtomicU8,
     reported: AtomicBool,
+    /// The shadow call's span: gets the exchange's status, outcome and usage.
+    span: Option<opentelemetry::Context>,
 }
 
 impl ShadowSink {
@@ -238,6 +286,9 @@ impl ExchangeSink for ShadowSink {
             } else if ending == Ending::Cancelled as u8 {
                 exchange.outcome = Outcome::Cancelled;
             }
+        }
+        if let Some(span) = &self.span {
+            telemetry::record_exchange(span, &exchange, false);
         }
         let succeeded = exchange.outcome == Outcome::Completed
             && (200..300).contains(&exchange.start.status)

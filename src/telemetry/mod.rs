@@ -1,0 +1,100 @@
+//! OpenTelemetry for the gateway: one server span per request, a client span
+//! per provider attempt, a linked span per shadow call, W3C `traceparent` in
+//! and out, and OTLP/HTTP export. Off unless an endpoint is configured; when
+//! off, a request pays one `Option` check and nothing else.
+//!
+//! The tracer is held here, not installed globally: tests run several gateways
+//! in one process, each with its own collector.
+
+mod export;
+pub mod trace;
+
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+
+pub use trace::{AttemptSpan, ExchangeSpans, RequestTrace};
+
+use crate::config::TelemetryConfig;
+
+/// Instrumentation scope of every span.
+const SCOPE: &str = "promptgate";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("cannot build the OTLP trace exporter for {endpoint}: {source}")]
+    Exporter {
+        endpoint: String,
+        source: opentelemetry_otlp::ExporterBuildError,
+    },
+}
+
+/// The gateway's telemetry handle; cheap to clone.
+#[derive(Clone, Default)]
+pub struct Telemetry {
+    traces: Option<Traces>,
+}
+
+#[derive(Clone)]
+struct Traces {
+    tracer: SdkTracer,
+    provider: SdkTracerProvider,
+}
+
+impl Telemetry {
+    /// Starts the exporter when traces are configured. Needs a tokio runtime
+    /// only for the HTTP client's connections; the batch processor brings its own.
+    pub fn start(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
+        let Some(export) = &config.traces else {
+            return Ok(Telemetry::default());
+        };
+        let provider = export::tracer_provider(export)?;
+        tracing::info!(endpoint = %export.endpoint, sample_ratio = export.sample_ratio, "exporting traces over OTLP/HTTP");
+        Ok(Telemetry {
+            traces: Some(Traces {
+                tracer: provider.tracer(SCOPE),
+                provider,
+            }),
+        })
+    }
+
+    pub fn tracing_enabled(&self) -> bool {
+        self.traces.is_some()
+    }
+
+    /// The server span of a request that just arrived (`None` when tracing is off).
+    pub fn server_trace(
+        &self,
+        request: &http::Request<hyper::body::Incoming>,
+        request_id: &std::sync::Arc<str>,
+        config_version: &std::sync::Arc<str>,
+    ) -> Option<RequestTrace> {
+        let traces = self.traces.as_ref()?;
+        Some(RequestTrace::served(
+            traces.tracer.clone(),
+            request.method(),
+            request.uri().path(),
+            request.headers(),
+            request_id,
+            config_version,
+        ))
+    }
+
+    /// Exports the spans still buffered and stops the exporter, within `grace`.
+    /// The SDK blocks its caller until the batch thread answers, so this runs
+    /// on a blocking thread; past `grace` the rest is abandoned.
+    pub async fn shutdown(&self, grace: Duration) {
+        let Some(traces) = &self.traces else {
+            return;
+        };
+        let provider = traces.provider.clone();
+        let flush = tokio::task::spawn_blocking(move || provider.shutdown());
+        match tokio::time::timeout(grace, flush).await {
+            Ok(Ok(Ok(()))) => tracing::debug!("traces flushed"),
+            Ok(Ok(Err(error))) => tracing::warn!(%error, "flushing traces failed"),
+            Ok(Err(_)) => tracing::warn!("the trace flush task failed"),
+            Err(_) => tracing::warn!("traces not flushed within the grace period"),
+        }
+    }
+}
