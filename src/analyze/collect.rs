@@ -11,6 +11,7 @@ use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_64;
 
+use super::join::{FeedbackJoin, Joined};
 use super::records::{FeedbackRow, RequestRow};
 use super::stats::means::Moments;
 use super::stats::proportions::Counts;
@@ -148,36 +149,6 @@ impl VariantData {
     }
 }
 
-/// The latest value of each (request, metric), from the feedback table.
-#[derive(Default)]
-pub struct FeedbackIndex {
-    by_request: HashMap<String, Vec<(String, bool, f64, String)>>,
-    pub records: u64,
-}
-
-impl FeedbackIndex {
-    pub fn add(&mut self, row: FeedbackRow) {
-        let Some(value) = row.value_number.filter(|v| v.is_finite()) else {
-            return;
-        };
-        self.records += 1;
-        let boolean = row.value_type == "boolean";
-        let entries = self.by_request.entry(row.request_id).or_default();
-        match entries.iter_mut().find(|e| e.0 == row.metric) {
-            Some(entry) if entry.3 <= row.ts_received => {
-                *entry = (row.metric, boolean, value, row.ts_received)
-            }
-            Some(_) => {}
-            None => entries.push((row.metric, boolean, value, row.ts_received)),
-        }
-    }
-
-    /// Requests with feedback that no analysed request claimed.
-    pub fn unmatched(&self) -> u64 {
-        self.by_request.len() as u64
-    }
-}
-
 /// One side of a served/shadow pair, reduced to what the comparison needs.
 #[derive(Debug, Clone)]
 struct Side {
@@ -189,7 +160,7 @@ struct Side {
     latency_ms: Option<f64>,
     tokens: Option<f64>,
     cost_usd: Option<f64>,
-    feedback: Vec<(String, bool, f64, String)>,
+    request_id: String,
 }
 
 /// Paired served/shadow outcomes of one (served variant, shadow variant).
@@ -220,7 +191,13 @@ pub struct Collector {
     rng: StdRng,
     pub variants: BTreeMap<String, VariantData>,
     pub excluded: Exclusions,
-    pub feedback: FeedbackIndex,
+    /// Analysed requests and pairs, spilled for the feedback join.
+    join: FeedbackJoin,
+    /// Variant names by the index the join knows them by.
+    variant_names: Vec<String>,
+    /// (served, shadow) variant pairs by the index the join knows them by.
+    pair_keys: Vec<(String, String)>,
+    spill_error: Option<std::io::Error>,
     pub shadows: BTreeMap<(String, String), ShadowPairs>,
     /// Units are kept when their hash is at most this (halved when the sets fill).
     unit_threshold: u64,
@@ -247,17 +224,19 @@ impl Collector {
     pub fn new(
         experiment: &str,
         include_reasons: Vec<String>,
-        feedback: FeedbackIndex,
         seed: u64,
-    ) -> Collector {
-        Collector {
+    ) -> std::io::Result<Collector> {
+        Ok(Collector {
             schema: None,
             experiment: experiment.to_owned(),
             include_reasons,
             rng: StdRng::seed_from_u64(seed),
             variants: BTreeMap::new(),
             excluded: BTreeMap::new(),
-            feedback,
+            join: FeedbackJoin::new()?,
+            variant_names: Vec::new(),
+            pair_keys: Vec::new(),
+            spill_error: None,
             shadows: BTreeMap::new(),
             unit_threshold: u64::MAX,
             remembered_units: 0,
@@ -267,6 +246,13 @@ impl Collector {
             shadows_seen: false,
             partition_missed: false,
             unpaired_shadows: 0,
+        })
+    }
+
+    /// Keeps the first spill failure; `finish` reports it.
+    fn spilled(&mut self, result: std::io::Result<()>) {
+        if let Err(error) = result {
+            self.spill_error.get_or_insert(error);
         }
     }
 
@@ -274,14 +260,9 @@ impl Collector {
         if row.record_type != "request" || row.experiment.as_deref() != Some(&self.experiment) {
             return;
         }
-        let feedback = self
-            .feedback
-            .by_request
-            .remove(&row.request_id)
-            .unwrap_or_default();
         if row.role == "shadow" {
             if let Some(of) = row.shadow_of.take() {
-                let side = side_of(&row, feedback);
+                let side = side_of(&row);
                 self.partition_shadows.push((of, side));
                 self.shadows_seen = true;
             }
@@ -299,11 +280,21 @@ impl Collector {
             return;
         };
         if self.shadows_seen && self.partition_served.len() < SERVED_PER_PARTITION {
-            let side = side_of(&row, feedback.clone());
+            let side = side_of(&row);
             self.partition_served.insert(row.request_id.clone(), side);
         } else {
             self.partition_missed = true;
         }
+        if !self.variants.contains_key(&variant) {
+            self.variant_names.push(variant.clone());
+        }
+        let index = self
+            .variant_names
+            .iter()
+            .position(|v| *v == variant)
+            .unwrap_or(0);
+        let spilled = self.join.request(&row.request_id, index as u16);
+        self.spilled(spilled);
         let data = self
             .variants
             .entry(variant)
@@ -325,10 +316,10 @@ impl Collector {
         }
         *data.per_day.entry(row.date().to_owned()).or_default() += 1;
         self.bound_units();
-        self.add_outcomes(row, feedback);
+        self.add_outcomes(row);
     }
 
-    fn add_outcomes(&mut self, row: RequestRow, feedback: Vec<(String, bool, f64, String)>) {
+    fn add_outcomes(&mut self, row: RequestRow) {
         let Some(data) = row
             .assigned_variant
             .as_ref()
@@ -363,19 +354,70 @@ impl Collector {
                 }
             }
         }
-        for (metric, boolean, value, _) in feedback {
-            let entry = data.feedback.entry(metric).or_insert(FeedbackData {
-                boolean,
-                counts: Counts {
-                    successes: 0,
-                    trials: 0,
-                },
-                moments: Moments::new(),
-            });
-            entry.counts.trials += 1;
-            entry.counts.successes += u64::from(value != 0.0);
-            let _ = entry.moments.push(value);
+    }
+
+    /// Feedback rows, once every request was added.
+    pub fn add_feedback(&mut self, row: FeedbackRow) {
+        let spilled = self.join.feedback(row);
+        self.spilled(spilled);
+    }
+
+    /// Joins the feedback to the analysed requests and pairs; returns how
+    /// many feedback records were read and how many requests with feedback
+    /// were not analysed.
+    pub fn finish(&mut self) -> std::io::Result<(u64, u64)> {
+        if let Some(error) = self.spill_error.take() {
+            return Err(error);
         }
+        let join = std::mem::replace(&mut self.join, FeedbackJoin::new()?);
+        let records = join.feedback_records;
+        let (names, variants, keys, shadows) = (
+            &self.variant_names,
+            &mut self.variants,
+            &self.pair_keys,
+            &mut self.shadows,
+        );
+        let unmatched = join.join(|joined| match joined {
+            Joined::Value {
+                variant,
+                metric,
+                boolean,
+                value,
+            } => {
+                let Some(data) = names
+                    .get(usize::from(variant))
+                    .and_then(|n| variants.get_mut(n))
+                else {
+                    return;
+                };
+                let entry = data
+                    .feedback
+                    .entry(metric.to_owned())
+                    .or_insert(FeedbackData {
+                        boolean,
+                        counts: Counts {
+                            successes: 0,
+                            trials: 0,
+                        },
+                        moments: Moments::new(),
+                    });
+                entry.counts.trials += 1;
+                entry.counts.successes += u64::from(value != 0.0);
+                let _ = entry.moments.push(value);
+            }
+            Joined::Pair {
+                key,
+                metric,
+                served,
+                shadow,
+            } => {
+                if let Some(pairs) = keys.get(key as usize).and_then(|k| shadows.get_mut(k)) {
+                    let table = pairs.paired_feedback.entry(metric.to_owned()).or_default();
+                    table[usize::from(served)][usize::from(shadow)] += 1;
+                }
+            }
+        })?;
+        Ok((records, unmatched))
     }
 
     /// Keeps the distinct-unit sets under `UNIT_SAMPLE_CAP` by halving the
@@ -399,11 +441,12 @@ impl Collector {
     /// partition again through `rematch` and calls `end_second_sweep`.
     pub fn end_partition(&mut self) -> bool {
         let mut unpaired = Vec::new();
-        for (of, shadow) in self.partition_shadows.drain(..) {
-            match self.partition_served.get(&of) {
+        for (of, shadow) in std::mem::take(&mut self.partition_shadows) {
+            match self.partition_served.remove(&of) {
                 Some(served) => {
-                    let key = (served.variant.clone(), shadow.variant.clone());
-                    pair(self.shadows.entry(key).or_default(), served, &shadow);
+                    self.pair(&served, &shadow);
+                    // Several shadows may copy one served request.
+                    self.partition_served.insert(of, served);
                 }
                 None => unpaired.push((of, shadow)),
             }
@@ -420,7 +463,6 @@ impl Collector {
     }
 
     /// The second sweep: served requests that unpaired shadows point to.
-    /// Their feedback was already counted, so these pairs carry none.
     pub fn rematch(&mut self, row: RequestRow) {
         if row.role != "served"
             || row.experiment.as_deref() != Some(&self.experiment)
@@ -432,11 +474,26 @@ impl Collector {
             .into_iter()
             .partition(|(of, _)| *of == row.request_id);
         self.partition_shadows = rest;
-        let served = side_of(&row, Vec::new());
+        let served = side_of(&row);
         for (_, shadow) in matching {
-            let key = (served.variant.clone(), shadow.variant.clone());
-            pair(self.shadows.entry(key).or_default(), &served, &shadow);
+            self.pair(&served, &shadow);
         }
+    }
+
+    fn pair(&mut self, served: &Side, shadow: &Side) {
+        let key = (served.variant.clone(), shadow.variant.clone());
+        let index = match self.pair_keys.iter().position(|k| *k == key) {
+            Some(index) => index,
+            None => {
+                self.pair_keys.push(key.clone());
+                self.pair_keys.len() - 1
+            }
+        };
+        tally(self.shadows.entry(key).or_default(), served, shadow);
+        let spilled = self
+            .join
+            .pair(&served.request_id, &shadow.request_id, index as u32);
+        self.spilled(spilled);
     }
 
     pub fn end_second_sweep(&mut self) {
@@ -452,7 +509,7 @@ impl Collector {
     }
 }
 
-fn pair(pairs: &mut ShadowPairs, served: &Side, shadow: &Side) {
+fn tally(pairs: &mut ShadowPairs, served: &Side, shadow: &Side) {
     pairs.pairs += 1;
     if !shadow.succeeded {
         pairs.shadow_failed += 1;
@@ -487,14 +544,6 @@ fn pair(pairs: &mut ShadowPairs, served: &Side, shadow: &Side) {
             }
         }
     }
-    for (metric, boolean, value, _) in &served.feedback {
-        if let (true, Some((_, _, shadow_value, _))) =
-            (*boolean, shadow.feedback.iter().find(|f| &f.0 == metric))
-        {
-            let table = pairs.paired_feedback.entry(metric.clone()).or_default();
-            table[usize::from(*value != 0.0)][usize::from(*shadow_value != 0.0)] += 1;
-        }
-    }
 }
 
 /// Share of the union of top-level fields on which both objects agree.
@@ -514,7 +563,7 @@ fn is_json(text: &str) -> bool {
         && serde_json::from_str::<serde::de::IgnoredAny>(trimmed).is_ok()
 }
 
-fn side_of(row: &RequestRow, feedback: Vec<(String, bool, f64, String)>) -> Side {
+fn side_of(row: &RequestRow) -> Side {
     let text = row.response_text.as_deref();
     let normalized = text.map(|t| {
         t.split_whitespace()
@@ -548,7 +597,7 @@ fn side_of(row: &RequestRow, feedback: Vec<(String, bool, f64, String)>) -> Side
             (i, o) => Some((i.unwrap_or(0) + o.unwrap_or(0)) as f64),
         },
         cost_usd: row.cost_usd,
-        feedback,
+        request_id: row.request_id.clone(),
     }
 }
 
@@ -577,7 +626,7 @@ mod tests {
 
     #[test]
     fn intent_to_treat_keeps_hash_assignments_and_counts_the_rest() {
-        let mut collector = Collector::new("e", vec!["hash".into()], FeedbackIndex::default(), 1);
+        let mut collector = Collector::new("e", vec!["hash".into()], 1).unwrap();
         collector.add(row("1", "a", "hash"));
         collector.add(row("2", "b", "override"));
         collector.add(row("3", "b", "flag:beta"));
@@ -593,33 +642,29 @@ mod tests {
 
     #[test]
     fn feedback_joins_by_request_id_latest_value_wins() {
-        let mut index = FeedbackIndex::default();
-        for (value, ts) in [(0.0, "2026-11-26T10:00:02"), (1.0, "2026-11-26T10:00:03")] {
-            index.add(FeedbackRow {
-                request_id: "1".into(),
+        let mut collector = Collector::new("e", vec!["hash".into()], 1).unwrap();
+        collector.add(row("1", "a", "hash"));
+        for (id, value, ts) in [
+            ("1", 0.0, "2026-11-26T10:00:02"),
+            ("1", 1.0, "2026-11-26T10:00:03"),
+            ("nobody", 1.0, "2026-11-26T10:00:03"),
+        ] {
+            collector.add_feedback(FeedbackRow {
+                request_id: id.into(),
                 ts_received: ts.into(),
                 metric: "thumbs".into(),
                 value_type: "boolean".into(),
                 value_number: Some(value),
             });
         }
-        index.add(FeedbackRow {
-            request_id: "nobody".into(),
-            metric: "thumbs".into(),
-            value_type: "boolean".into(),
-            value_number: Some(1.0),
-            ..FeedbackRow::default()
-        });
-        let mut collector = Collector::new("e", vec!["hash".into()], index, 1);
-        collector.add(row("1", "a", "hash"));
+        assert_eq!(collector.finish().unwrap(), (3, 1));
         let thumbs = &collector.variants["a"].feedback["thumbs"];
         assert_eq!((thumbs.counts.successes, thumbs.counts.trials), (1, 1));
-        assert_eq!(collector.feedback.unmatched(), 1);
     }
 
     #[test]
     fn shadows_pair_with_their_served_request_within_a_partition() {
-        let mut collector = Collector::new("e", vec!["hash".into()], FeedbackIndex::default(), 1);
+        let mut collector = Collector::new("e", vec!["hash".into()], 1).unwrap();
         let mut shadow = row("s1", "cand", "hash");
         shadow.role = "shadow".into();
         shadow.shadow_of = Some("1".into());
@@ -639,7 +684,7 @@ mod tests {
 
     #[test]
     fn schema_compliance_counts_answers_valid_against_the_schema() {
-        let mut collector = Collector::new("e", vec!["hash".into()], FeedbackIndex::default(), 1);
+        let mut collector = Collector::new("e", vec!["hash".into()], 1).unwrap();
         let schema = serde_json::json!({"type": "object", "required": ["a"], "properties": {"a": {"type": "integer"}}});
         collector.schema = Some(jsonschema::validator_for(&schema).unwrap());
         for (id, text) in [

@@ -6,12 +6,15 @@
 //! (`render`, `html`).
 //!
 //! Memory: bounded per variant (moments, a 20,000-value sample per skewed
-//! metric, 8 bytes per distinct unit), plus the feedback index (one entry per
-//! request that received feedback, removed once matched) and the served
-//! requests of the hour partition being read (for pairing shadows).
+//! metric, distinct units sampled by hash beyond 2^20), plus the served
+//! requests of the hour partition being read (for pairing shadows, once a
+//! shadow was seen, at most 200,000). Feedback is joined to requests by a
+//! grace hash join through 64 spill files (`join`), so it never has to fit
+//! in memory at once.
 
 mod collect;
 pub mod html;
+mod join;
 pub mod records;
 pub mod render;
 pub mod report;
@@ -24,7 +27,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub use report::{Report, Settings};
 pub use source::{DateRange, S3Options, Source, parse_date};
 
-use collect::{Collector, FeedbackIndex};
+use collect::Collector;
 use records::{FeedbackRow, RequestRow};
 use report::{Header, ReadSummary};
 use source::Table;
@@ -73,21 +76,17 @@ pub async fn analyze(source: &Source, options: &Options) -> Result<Report, Analy
     };
     let mut read = ReadSummary::default();
 
-    let mut index = FeedbackIndex::default();
-    for object in &feedback_objects {
-        if let Some(rows) = read_object::<FeedbackRow>(source, object, options, &mut read).await? {
-            rows.into_iter().for_each(|row| index.add(row));
-        }
-        progress.inc(1);
-    }
-    read.feedback_records = index.records;
-
+    let spill = |e: std::io::Error| {
+        AnalyzeError::Source(format!(
+            "spilling the feedback join to a temporary directory: {e}"
+        ))
+    };
     let mut collector = Collector::new(
         &options.experiment,
         options.assignment_reasons.clone(),
-        index,
         options.settings.seed,
-    );
+    )
+    .map_err(spill)?;
     if let Some(schema) = &options.json_schema {
         collector.schema = Some(
             jsonschema::validator_for(schema).map_err(|e| AnalyzeError::Schema(e.to_string()))?,
@@ -115,8 +114,16 @@ pub async fn analyze(source: &Source, options: &Options) -> Result<Report, Analy
             collector.end_second_sweep();
         }
     }
+    for object in &feedback_objects {
+        if let Some(rows) = read_object::<FeedbackRow>(source, object, options, &mut read).await? {
+            rows.into_iter().for_each(|row| collector.add_feedback(row));
+        }
+        progress.inc(1);
+    }
     progress.finish_and_clear();
-    read.feedback_unmatched = collector.feedback.unmatched();
+    let (feedback_records, unmatched) = collector.finish().map_err(spill)?;
+    read.feedback_records = feedback_records;
+    read.feedback_unmatched = unmatched;
     read.unpaired_shadows = collector.unpaired_shadows;
     if collector.variants.is_empty() {
         return Err(AnalyzeError::NoData(options.experiment.clone()));

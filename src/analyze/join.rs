@@ -1,0 +1,298 @@
+//! Joining feedback to requests by `request_id` in bounded memory: a grace
+//! hash join. While the request table streams by, every analysed request
+//! (8-byte id hash + variant) and every served/shadow pair goes to one of
+//! `BUCKETS` spill files chosen by the id hash; feedback records go to the
+//! same buckets. Then each bucket is joined on its own, so memory holds one
+//! bucket's feedback (1/64 of it) instead of all of it.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+
+use xxhash_rust::xxh3::xxh3_64;
+
+use super::records::FeedbackRow;
+
+const BUCKETS: usize = 64;
+
+/// One spill file per bucket, written once and read once.
+struct Spill {
+    files: Vec<BufWriter<File>>,
+    paths: Vec<std::path::PathBuf>,
+}
+
+impl Spill {
+    fn create(dir: &std::path::Path, name: &str) -> std::io::Result<Spill> {
+        let mut files = Vec::with_capacity(BUCKETS);
+        let mut paths = Vec::with_capacity(BUCKETS);
+        for bucket in 0..BUCKETS {
+            let path = dir.join(format!("{name}-{bucket:02}"));
+            files.push(BufWriter::new(File::create(&path)?));
+            paths.push(path);
+        }
+        Ok(Spill { files, paths })
+    }
+
+    fn write(&mut self, hash: u64, record: &[u8]) -> std::io::Result<()> {
+        self.files[(hash % BUCKETS as u64) as usize].write_all(record)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.files.iter_mut().try_for_each(BufWriter::flush)
+    }
+
+    /// The fixed-size records of one bucket.
+    fn read<const N: usize>(&self, bucket: usize) -> std::io::Result<Vec<[u8; N]>> {
+        let mut bytes = Vec::new();
+        BufReader::new(File::open(&self.paths[bucket])?).read_to_end(&mut bytes)?;
+        Ok(bytes
+            .chunks_exact(N)
+            .filter_map(|chunk| chunk.try_into().ok())
+            .collect())
+    }
+}
+
+fn u64_at(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+fn u16_at(bytes: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([bytes[at], bytes[at + 1]])
+}
+
+/// `2026-11-26T10:00:02.123Z` → 20261126100002123, ordered like the time.
+fn ts_key(ts: &str) -> u64 {
+    ts.bytes()
+        .filter(u8::is_ascii_digit)
+        .take(17)
+        .fold(0u64, |n, d| n * 10 + u64::from(d - b'0'))
+}
+
+/// A pair's key and the boolean feedback of its served and shadow sides.
+type PairHalves = (u32, Option<bool>, Option<bool>);
+
+pub struct FeedbackJoin {
+    _dir: tempfile::TempDir,
+    requests: Spill,
+    feedback: Spill,
+    pairs: Spill,
+    metrics: Vec<(String, bool)>,
+    metric_ids: HashMap<String, u16>,
+    next_pair: u64,
+    pub feedback_records: u64,
+}
+
+/// What the join hands back, one event at a time.
+pub enum Joined<'a> {
+    /// The latest value of `metric` for a request of `variant`.
+    Value {
+        variant: u16,
+        metric: &'a str,
+        boolean: bool,
+        value: f64,
+    },
+    /// Both sides of a served/shadow pair have a boolean value for `metric`.
+    Pair {
+        key: u32,
+        metric: &'a str,
+        served: bool,
+        shadow: bool,
+    },
+}
+
+impl FeedbackJoin {
+    pub fn new() -> std::io::Result<FeedbackJoin> {
+        let dir = tempfile::Builder::new()
+            .prefix("promptgate-analyze-")
+            .tempdir()?;
+        Ok(FeedbackJoin {
+            requests: Spill::create(dir.path(), "requests")?,
+            feedback: Spill::create(dir.path(), "feedback")?,
+            pairs: Spill::create(dir.path(), "pairs")?,
+            _dir: dir,
+            metrics: Vec::new(),
+            metric_ids: HashMap::new(),
+            next_pair: 0,
+            feedback_records: 0,
+        })
+    }
+
+    /// An analysed served request.
+    pub fn request(&mut self, request_id: &str, variant: u16) -> std::io::Result<()> {
+        let hash = xxh3_64(request_id.as_bytes());
+        let mut record = [0u8; 10];
+        record[..8].copy_from_slice(&hash.to_le_bytes());
+        record[8..].copy_from_slice(&variant.to_le_bytes());
+        self.requests.write(hash, &record)
+    }
+
+    /// A served/shadow pair, `key` naming its (served, shadow) variants.
+    pub fn pair(&mut self, served_id: &str, shadow_id: &str, key: u32) -> std::io::Result<()> {
+        let number = self.next_pair;
+        self.next_pair += 1;
+        for (side, id) in [(0u8, served_id), (1u8, shadow_id)] {
+            let hash = xxh3_64(id.as_bytes());
+            let mut record = [0u8; 21];
+            record[..8].copy_from_slice(&hash.to_le_bytes());
+            record[8..16].copy_from_slice(&number.to_le_bytes());
+            record[16..20].copy_from_slice(&key.to_le_bytes());
+            record[20] = side;
+            self.pairs.write(hash, &record)?;
+        }
+        Ok(())
+    }
+
+    pub fn feedback(&mut self, row: FeedbackRow) -> std::io::Result<()> {
+        let Some(value) = row.value_number.filter(|v| v.is_finite()) else {
+            return Ok(());
+        };
+        self.feedback_records += 1;
+        let metric = match self.metric_ids.get(&row.metric) {
+            Some(&id) => id,
+            None => {
+                let id = u16::try_from(self.metrics.len()).unwrap_or(u16::MAX);
+                self.metrics
+                    .push((row.metric.clone(), row.value_type == "boolean"));
+                self.metric_ids.insert(row.metric, id);
+                id
+            }
+        };
+        let hash = xxh3_64(row.request_id.as_bytes());
+        let mut record = [0u8; 26];
+        record[..8].copy_from_slice(&hash.to_le_bytes());
+        record[8..10].copy_from_slice(&metric.to_le_bytes());
+        record[10..18].copy_from_slice(&value.to_le_bytes());
+        record[18..].copy_from_slice(&ts_key(&row.ts_received).to_le_bytes());
+        self.feedback.write(hash, &record)
+    }
+
+    /// Joins bucket by bucket; returns how many requests with feedback were
+    /// not among the analysed ones (nor a shadow of one).
+    pub fn join(mut self, mut on: impl FnMut(Joined<'_>)) -> std::io::Result<u64> {
+        self.requests.flush()?;
+        self.feedback.flush()?;
+        self.pairs.flush()?;
+        let mut unmatched = 0;
+        // (pair number, metric) → (key, served value, shadow value): only pairs
+        // whose sides both got boolean feedback ever complete.
+        let mut halves: HashMap<(u64, u16), PairHalves> = HashMap::new();
+        for bucket in 0..BUCKETS {
+            // Latest value per (request, metric).
+            let mut latest: HashMap<u64, Vec<(u16, f64, u64)>> = HashMap::new();
+            for record in self.feedback.read::<26>(bucket)? {
+                let (hash, metric) = (u64_at(&record, 0), u16_at(&record, 8));
+                let value = f64::from_le_bytes(record[10..18].try_into().unwrap_or([0; 8]));
+                let ts = u64_at(&record, 18);
+                let values = latest.entry(hash).or_default();
+                match values.iter_mut().find(|v| v.0 == metric) {
+                    Some(kept) if kept.2 <= ts => *kept = (metric, value, ts),
+                    Some(_) => {}
+                    None => values.push((metric, value, ts)),
+                }
+            }
+            let mut claimed = HashSet::new();
+            for record in self.requests.read::<10>(bucket)? {
+                let (hash, variant) = (u64_at(&record, 0), u16_at(&record, 8));
+                if let Some(values) = latest.get(&hash) {
+                    claimed.insert(hash);
+                    for &(metric, value, _) in values {
+                        let (name, boolean) = &self.metrics[usize::from(metric)];
+                        on(Joined::Value {
+                            variant,
+                            metric: name,
+                            boolean: *boolean,
+                            value,
+                        });
+                    }
+                }
+            }
+            for record in self.pairs.read::<21>(bucket)? {
+                let (hash, number) = (u64_at(&record, 0), u64_at(&record, 8));
+                let key = u32::from_le_bytes(record[16..20].try_into().unwrap_or([0; 4]));
+                let Some(values) = latest.get(&hash) else {
+                    continue;
+                };
+                claimed.insert(hash);
+                for &(metric, value, _) in values {
+                    if !self.metrics[usize::from(metric)].1 {
+                        continue;
+                    }
+                    let half = halves.entry((number, metric)).or_insert((key, None, None));
+                    if record[20] == 0 {
+                        half.1 = Some(value != 0.0);
+                    } else {
+                        half.2 = Some(value != 0.0);
+                    }
+                }
+            }
+            unmatched += latest.keys().filter(|h| !claimed.contains(h)).count() as u64;
+        }
+        for ((_, metric), (key, served, shadow)) in halves {
+            if let (Some(served), Some(shadow)) = (served, shadow) {
+                on(Joined::Pair {
+                    key,
+                    metric: &self.metrics[usize::from(metric)].0,
+                    served,
+                    shadow,
+                });
+            }
+        }
+        Ok(unmatched)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(id: &str, metric: &str, value: f64, ts: &str) -> FeedbackRow {
+        FeedbackRow {
+            request_id: id.into(),
+            ts_received: ts.into(),
+            metric: metric.into(),
+            value_type: "boolean".into(),
+            value_number: Some(value),
+        }
+    }
+
+    #[test]
+    fn the_latest_value_joins_its_request_and_pairs_complete_across_buckets() {
+        let mut join = FeedbackJoin::new().unwrap();
+        for i in 0..1_000 {
+            join.request(&format!("r{i}"), (i % 2) as u16).unwrap();
+        }
+        join.pair("r1", "s1", 7).unwrap();
+        join.feedback(row("r0", "up", 0.0, "2026-11-26T10:00:01.000Z"))
+            .unwrap();
+        join.feedback(row("r0", "up", 1.0, "2026-11-26T10:00:02.000Z"))
+            .unwrap();
+        join.feedback(row("r1", "up", 1.0, "2026-11-26T10:00:02.000Z"))
+            .unwrap();
+        join.feedback(row("s1", "up", 0.0, "2026-11-26T10:00:02.000Z"))
+            .unwrap();
+        join.feedback(row("ghost", "up", 1.0, "2026-11-26T10:00:02.000Z"))
+            .unwrap();
+        let mut values = Vec::new();
+        let mut pairs = Vec::new();
+        let unmatched = join
+            .join(|event| match event {
+                Joined::Value { variant, value, .. } => values.push((variant, value)),
+                Joined::Pair {
+                    key,
+                    served,
+                    shadow,
+                    ..
+                } => pairs.push((key, served, shadow)),
+            })
+            .unwrap();
+        values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        assert_eq!(values, vec![(0, 1.0), (1, 1.0)], "r0's later value wins");
+        assert_eq!(pairs, vec![(7, true, false)]);
+        assert_eq!(
+            unmatched, 1,
+            "only `ghost`: the shadow s1 is claimed by its pair"
+        );
+    }
+}
