@@ -15,6 +15,12 @@
 //! served request it copies; its request id (the gateway's own) and its token
 //! counts come from the gateway's exchange report for that shadow call.
 //!
+//! Feedback goes to the feedback table: after the traffic, `POST /v1/feedback`
+//! events (boolean and float metrics, a value posted twice, one for a request
+//! id nobody made, one for a request outside any experiment) are expected
+//! beside the request records, and one refused event (an undeclared metric)
+//! leaves a request record of its own (`endpoint = "feedback"`).
+//!
 //! Set `PROMPTGATE_AUDIT_KEEP=<dir>` to keep a copy of the objects and the
 //! expectation for looking at them with DuckDB by hand.
 
@@ -44,6 +50,7 @@ const PRICES: &[(&str, f64, f64)] = &[
 const OPENAI_CHAT: &str = "/v1/chat/completions";
 const OPENAI_RESPONSES: &str = "/v1/responses";
 const ANTHROPIC_MESSAGES: &str = "/v1/messages";
+const FEEDBACK: &str = "/v1/feedback";
 
 fn config(sim: &Simulator) -> String {
     let prices: String = PRICES
@@ -167,6 +174,10 @@ unit_key_secret_file = "{{dir}}/provider.key"
 redact_json_paths = ["request.user"]
 redaction = "hash"
 
+[feedback.metrics]
+thumbs_up = "boolean"
+rating = "float"
+
 {prices}"#,
         sim = sim.openai_base_url(),
     )
@@ -203,6 +214,7 @@ impl Expected {
             OPENAI_CHAT => ("chat_completions", "openai"),
             OPENAI_RESPONSES => ("responses", "openai"),
             ANTHROPIC_MESSAGES => ("messages", "anthropic"),
+            FEEDBACK => ("feedback", "openai"),
             other => panic!("no endpoint label for {other}"),
         };
         Expected {
@@ -696,6 +708,73 @@ fn refusals() -> Vec<Call> {
     calls
 }
 
+/// The experiments' weights as configured above, for the expected
+/// `variant_share` (the assigned variant's share of its experiment's weights).
+fn weights() -> Value {
+    json!({
+        "greeting": {"control": 50, "friendly": 50},
+        "summarize": {"primary": 1, "backup": 0, "concise": 0},
+        "broken": {"only": 1},
+    })
+}
+
+/// Feedback posted after the traffic, in this order. `g-control-1` gets
+/// `thumbs_up` twice (the later value is the one that counts); `s-fallback-1`
+/// has an abandoned attempt beside its served record; `p-demo-1` is in no
+/// experiment; nobody made `no-such-request` (the gateway does not check).
+fn feedback_events() -> Vec<Value> {
+    vec![
+        json!({"request_id": "g-control-1", "metric": "thumbs_up", "value": true}),
+        json!({"request_id": "g-control-2", "metric": "thumbs_up", "value": true}),
+        json!({"request_id": "g-control-2", "metric": "rating", "value": 4}),
+        json!({"request_id": "g-friendly-1", "metric": "thumbs_up", "value": true,
+               "comment": "lovely", "metadata": {"screen": "chat", "step": 2}}),
+        json!({"request_id": "g-friendly-1", "metric": "rating", "value": 5.0}),
+        json!({"request_id": "g-friendly-2", "metric": "thumbs_up", "value": false}),
+        json!({"request_id": "g-beta-1", "metric": "thumbs_up", "value": true}),
+        json!({"request_id": "s-fallback-1", "metric": "thumbs_up", "value": true}),
+        json!({"request_id": "s-fallback-1", "metric": "rating", "value": 2.5}),
+        json!({"request_id": "s-primary-1", "metric": "rating", "value": 3.0}),
+        json!({"request_id": "s-primary-2", "metric": "rating", "value": -1.5}),
+        json!({"request_id": "p-demo-1", "metric": "thumbs_up", "value": false}),
+        json!({"request_id": "no-such-request", "metric": "thumbs_up", "value": true}),
+        json!({"request_id": "g-control-1", "metric": "thumbs_up", "value": false,
+               "comment": "changed my mind"}),
+    ]
+}
+
+/// Posts `feedback_events`, a few milliseconds apart so that their
+/// `ts_received` (in milliseconds) keep the order, and returns them with the
+/// feedback id the gateway answered.
+async fn post_feedback(http: &TestClient, gw: &TestGateway) -> Vec<Value> {
+    let mut posted = Vec::new();
+    for mut event in feedback_events() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let reply = send(
+            http,
+            Method::POST,
+            &gw.url(FEEDBACK),
+            &[("content-type", "application/json")],
+            event.to_string(),
+        )
+        .await;
+        assert_eq!(reply.status.as_u16(), 202, "{event}: {}", reply.text());
+        let answer = reply.json();
+        assert_eq!(answer["request_id"], event["request_id"], "{answer}");
+        event["feedback_id"] = answer["id"].clone();
+        posted.push(event);
+    }
+    posted
+}
+
+/// A feedback event the gateway refuses (an undeclared metric): like any
+/// refusal, a record in the request table.
+fn feedback_refusal() -> Call {
+    let refused = Expected::refused("f-refused-1", FEEDBACK, 400, "bad_request");
+    let body = json!({"request_id": "g-control-1", "metric": "stars", "value": 5});
+    Call::new(refused, FEEDBACK, body.to_string())
+}
+
 fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -854,7 +933,11 @@ async fn documented_duckdb_queries_answer_for_known_traffic() {
         wait_for_objects(&objects_dir, index + 1).await;
     }
     assert!(shadows > 0, "the traffic should include shadow calls");
-    let calls: Vec<Call> = groups.into_iter().flatten().collect();
+    // Feedback about the requests above, then an event the gateway refuses.
+    let feedback = post_feedback(&http, &gw).await;
+    let mut refusal = feedback_refusal();
+    send_call(&http, &gw, &sim, &mut refusal).await;
+    let calls: Vec<Call> = groups.into_iter().flatten().chain([refusal]).collect();
     let hashed: Vec<&str> = calls
         .iter()
         .filter(|c| c.id.starts_with("g-hash-"))
@@ -876,6 +959,8 @@ async fn documented_duckdb_queries_answer_for_known_traffic() {
     );
     let objects = files_under(&dir.join("audit/v1"));
     assert!(!objects.is_empty(), "no audit objects written");
+    let feedback_objects = files_under(&dir.join("audit/feedback/v1"));
+    assert!(!feedback_objects.is_empty(), "no feedback objects written");
 
     // Join each expected record with the gateway's own exchange report for
     // its token counts (refusals have none), and each expected shadow call
@@ -953,6 +1038,8 @@ async fn documented_duckdb_queries_answer_for_known_traffic() {
             .map(|(m, i, o)| (m.to_string(), json!({"input_per_million": i, "output_per_million": o})))
             .collect::<serde_json::Map<_, _>>(),
         "records": records,
+        "feedback": feedback,
+        "weights": weights(),
     });
     let expect_path = dir.join("expect.json");
     std::fs::write(

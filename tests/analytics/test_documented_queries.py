@@ -3,10 +3,12 @@
 Driven by tests/audit_queries.rs, which sends known traffic through a gateway,
 shuts it down (so every object is stored) and then runs this file with
 
-- PROMPTGATE_AUDIT_DIR: the audit root (holding v1/dt=.../hour=.../*.jsonl.gz)
+- PROMPTGATE_AUDIT_DIR: the audit root (holding v1/dt=.../hour=.../*.jsonl.gz
+  and feedback/v1/dt=.../hour=.../*.jsonl.gz)
 - PROMPTGATE_AUDIT_EXPECT: a JSON file with one entry per record the traffic
   must have left (see `Expected` in tests/audit_queries.rs), served and
-  shadow (`role`, `shadow_of`).
+  shadow (`role`, `shadow_of`); the feedback events posted, in order, with
+  the id the gateway answered; and the experiments' weights.
 
 Each ```sql duckdb-<name>``` block of the document runs in document order on
 one connection (the first creates the `audit` view the others read), and the
@@ -44,6 +46,9 @@ BLOCK = re.compile(r"^```sql (duckdb-[a-z0-9-]+)\n(.*?)^```$", re.MULTILINE | re
 OBJECT_NAME = re.compile(
     r"^v1/dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/([A-Za-z0-9_.-]+)-([0-9a-f]{32})-(\d+)\.jsonl\.gz$"
 )
+FEEDBACK_OBJECT_NAME = re.compile(
+    r"^feedback/v1/dt=(\d{4}-\d{2}-\d{2})/hour=(\d{2})/([A-Za-z0-9_.-]+)-([0-9a-f]{32})-(\d+)\.jsonl\.gz$"
+)
 
 # The queries whose answers are checked number by number below.
 CHECKED = {
@@ -60,7 +65,11 @@ CHECKED = {
     "duckdb-shadow-pairs",
     "duckdb-shadow-answers",
     "duckdb-quick-look",
+    "duckdb-create-feedback-view",
+    "duckdb-feedback-by-variant",
 }
+# Blocks that create a view rather than answer a question.
+VIEWS = {"duckdb-create-view", "duckdb-create-feedback-view"}
 
 
 def _required_env(name: str) -> str:
@@ -99,8 +108,8 @@ def expected(expect) -> list[dict]:
 
 
 @pytest.fixture(scope="module")
-def objects(audit_dir) -> dict[str, list[dict]]:
-    """Every stored object (path relative to the root) and its records."""
+def stored(audit_dir) -> dict[str, list[dict]]:
+    """Every stored object of both tables (path relative to the root) and its records."""
     found = {}
     for path in sorted(audit_dir.rglob("*")):
         if path.is_file():
@@ -111,6 +120,23 @@ def objects(audit_dir) -> dict[str, list[dict]]:
                 json.loads(line) for line in text.splitlines()
             ]
     return found
+
+
+@pytest.fixture(scope="module")
+def objects(stored) -> dict[str, list[dict]]:
+    """The request table's objects."""
+    return {name: lines for name, lines in stored.items() if name.startswith("v1/")}
+
+
+@pytest.fixture(scope="module")
+def feedback_objects(stored) -> dict[str, list[dict]]:
+    """The feedback table's objects."""
+    return {name: lines for name, lines in stored.items() if name.startswith("feedback/v1/")}
+
+
+@pytest.fixture(scope="module")
+def feedback_records(feedback_objects) -> list[dict]:
+    return [record for lines in feedback_objects.values() for record in lines]
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +241,9 @@ def test_the_document_names_each_query_once():
     )
     assert names[0] == "duckdb-create-view", "the view must come first: the others read it"
     for name, sql in QUERIES[1:]:
-        assert "FROM audit" in sql or "AUDIT_DIR" in sql, name
+        assert re.search(r"\b(FROM|JOIN) (audit|feedback)\b", sql) or "AUDIT_DIR" in sql, name
+        if re.search(r"\b(FROM|JOIN) feedback\b", sql):
+            assert names.index("duckdb-create-feedback-view") < names.index(name), name
 
 
 @pytest.mark.parametrize("name", [name for name, _ in QUERIES])
@@ -223,14 +251,23 @@ def test_every_documented_query_runs(results, name):
     answer = results[name]
     if isinstance(answer, Exception):
         pytest.fail(f"{name} failed: {answer}", pytrace=False)
-    if name != "duckdb-create-view":
+    if name not in VIEWS:
         assert answer[1], f"{name} returned no rows"
 
 
-def documented_fields() -> list[str]:
+def fields_in_section(heading: str) -> list[str]:
+    """The fields of the table in the section `## <heading>`."""
     text = DOC.read_text(encoding="utf-8")
-    section = text.split("\n## Every field\n", 1)[1].split("\n## ", 1)[0]
+    section = text.split(f"\n## {heading}\n", 1)[1].split("\n## ", 1)[0]
     return re.findall(r"^\| `([a-z_]+)` \|", section, re.MULTILINE)
+
+
+def documented_fields() -> list[str]:
+    return fields_in_section("Every field")
+
+
+def documented_feedback_fields() -> list[str]:
+    return fields_in_section("The feedback table")
 
 
 def test_every_field_is_documented_and_every_documented_field_is_written(records):
@@ -252,7 +289,33 @@ def test_the_view_and_the_athena_table_list_every_field():
     assert set(re.findall(r"`([a-z_]+)` ", athena)) == fields
 
 
+def test_every_feedback_field_is_documented_and_written(feedback_records):
+    fields = documented_feedback_fields()
+    assert len(fields) == len(set(fields)), "a feedback field is documented twice"
+    assert feedback_records, "the traffic posts feedback"
+    for record in feedback_records:
+        assert set(record) == set(fields), (
+            f"undocumented: {set(record) - set(fields)}, "
+            f"documented but not written: {set(fields) - set(record)}"
+        )
+
+
+def test_the_feedback_view_and_athena_table_list_every_field():
+    fields = set(documented_feedback_fields())
+    text = DOC.read_text(encoding="utf-8")
+    view = dict(QUERIES)["duckdb-create-feedback-view"]
+    assert set(re.findall(r"'([a-z_]+)': '", view)) == fields
+    athena = text.split("CREATE EXTERNAL TABLE promptgate_feedback", 1)[1]
+    athena = athena.split("PARTITIONED BY", 1)[0]
+    assert set(re.findall(r"`([a-z_]+)` ", athena)) == fields
+
+
 # --- what the gateway stored ----------------------------------------------------
+
+
+def test_only_the_two_tables_are_stored(stored):
+    others = [n for n in stored if not n.startswith(("v1/", "feedback/v1/"))]
+    assert not others, f"objects outside v1/ and feedback/v1/: {others}"
 
 
 def test_objects_follow_the_documented_layout(objects, expect):
@@ -638,6 +701,107 @@ def test_quick_look(results, expected):
     assert {r["request_id"] for r in rows} <= {e["request_id"] for e in expected}
     starts = [r["ts_start"] for r in rows]
     assert starts == sorted(starts, reverse=True)
+
+
+def test_variant_share_is_the_assigned_variants_share_of_the_weights(records, expect):
+    weights = expect["weights"]
+    seen = set()
+    for record in records:
+        if record["role"] == "shadow" or record["experiment"] is None:
+            assert record["variant_share"] is None, record["request_id"]
+            continue
+        experiment = weights[record["experiment"]]
+        share = experiment[record["assigned_variant"]] / sum(experiment.values())
+        assert record["variant_share"] == pytest.approx(share, abs=1e-12), record["request_id"]
+        seen.add(share)
+    # 50/50, a variant with all the weight (its fallback's records too), and
+    # an override onto a zero-weight variant.
+    assert {0.0, 0.5, 1.0} <= seen, seen
+
+
+# --- the feedback table ---------------------------------------------------------
+
+
+def latest_feedback(posted: list[dict]) -> dict[tuple[str, str], dict]:
+    """The event that counts for each (request id, metric): the last posted."""
+    latest = {}
+    for event in posted:
+        latest[(event["request_id"], event["metric"])] = event
+    return latest
+
+
+def test_feedback_records_say_what_was_posted(feedback_objects, expect, records):
+    posted = expect["feedback"]
+    by_id = {}
+    for name, lines in feedback_objects.items():
+        match = FEEDBACK_OBJECT_NAME.match(name)
+        assert match, f"unexpected feedback object {name}"
+        day, hour, instance, _segment, _n = match.groups()
+        assert instance == expect["instance"]
+        assert lines, f"{name} is empty"
+        for record in lines:
+            received = record["ts_received"]
+            assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z", received)
+            assert (received[:10], received[11:13]) == (day, hour), (name, received)
+            assert record["feedback_id"] not in by_id, "a feedback record stored twice"
+            by_id[record["feedback_id"]] = record
+    assert set(by_id) == {e["feedback_id"] for e in posted}
+    versions = {r["config_version"] for r in records}
+    for event in posted:
+        record = by_id[event["feedback_id"]]
+        assert record["schema_version"] == 1
+        assert record["record_type"] == "feedback"
+        assert record["request_id"] == event["request_id"]
+        assert record["metric"] == event["metric"]
+        assert record["gateway_instance"] == expect["instance"]
+        assert record["client_id"] is None, "open mode: no client id"
+        assert record["config_version"] in versions
+        value = event["value"]
+        if isinstance(value, bool):
+            assert record["value_type"] == "boolean"
+            assert record["value_bool"] is value
+            assert record["value_number"] == (1.0 if value else 0.0)
+        else:
+            assert record["value_type"] == "float"
+            assert record["value_bool"] is None
+            assert record["value_number"] == value
+        assert record["comment"] == event.get("comment")
+        assert record["metadata"] == event.get("metadata")
+    # Posted a few milliseconds apart: received in the order posted.
+    received = [by_id[e["feedback_id"]]["ts_received"] for e in posted]
+    assert received == sorted(received) and len(set(received)) == len(received), received
+
+
+def test_feedback_by_variant(results, expected, expect):
+    rows = rows_of(results, "duckdb-feedback-by-variant")
+    requests = {e["request_id"]: e for e in served(expected)}
+    groups = defaultdict(list)
+    for (request_id, metric), event in latest_feedback(expect["feedback"]).items():
+        request = requests.get(request_id)
+        if request is None or request["experiment"] is None:
+            continue
+        kind = "boolean" if isinstance(event["value"], bool) else "float"
+        key = (request["experiment"], request["served_variant"], metric, kind)
+        groups[key].append(float(event["value"]))
+    got = {(r["experiment"], r["variant"], r["metric"], r["value_type"]): r for r in rows}
+    assert len(got) == len(rows), "one row per experiment, variant and metric"
+    assert set(got) == set(groups)
+    for key, values in groups.items():
+        row = got[key]
+        assert row["requests"] == len(values), (key, row)
+        assert approx(row["mean_value"], sum(values) / len(values), 4), (key, row)
+        wanted_true = sum(v == 1.0 for v in values) if key[3] == "boolean" else None
+        assert row["true_count"] == wanted_true, (key, row)
+    # What the traffic was built to show: the later of two values counts; a
+    # fallback's feedback counts once, for the variant that answered (not
+    # again for its abandoned attempt); feedback about a request nobody made,
+    # or one outside any experiment, is not counted.
+    control = got[("greeting", "control", "thumbs_up", "boolean")]
+    assert (control["requests"], control["true_count"]) == (2, 1), control
+    assert got[("summarize", "backup", "thumbs_up", "boolean")]["requests"] == 1
+    assert ("summarize", "primary", "thumbs_up", "boolean") not in got
+    assert approx(got[("summarize", "primary", "rating", "float")]["mean_value"], 0.75, 4)
+    assert sum(r["requests"] for r in rows) == len(latest_feedback(expect["feedback"])) - 2
 
 
 def test_guessed_column_types_can_lose_values(audit_dir, expected):
