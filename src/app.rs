@@ -18,6 +18,7 @@ use crate::reload::Reloader;
 use crate::server::{self, Gateway};
 use crate::shadow::ShadowRunner;
 use crate::snapshot::{Snapshot, SnapshotHandle};
+use crate::telemetry::ready::Readiness;
 use crate::telemetry::{Telemetry, TelemetryError};
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +65,14 @@ impl App {
         sink: Arc<dyn ExchangeSink>,
     ) -> Result<App, StartError> {
         let config = config::load_file(&config_path, &options)?;
-        let telemetry = Telemetry::start(&config.telemetry)?;
+        let telemetry = Telemetry::start(
+            &config.telemetry,
+            config
+                .audit
+                .as_ref()
+                .map(|audit| audit.prices.clone())
+                .unwrap_or_default(),
+        )?;
         #[cfg(unix)]
         let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
             .map_err(|source| StartError::Signal { source })?;
@@ -99,6 +107,7 @@ impl App {
             .unwrap_or_default();
         let poll = config.server.config_poll;
         let prompt_files = config.prompt_files.clone();
+        let readiness = Readiness::new(config.audit.as_ref());
         let version = config.version.clone();
 
         let gateway = Arc::new(Gateway {
@@ -107,6 +116,7 @@ impl App {
             sink,
             audit: audit_log,
             telemetry,
+            accepting: std::sync::atomic::AtomicBool::new(false),
         });
         let reloader = Arc::new(Reloader::new(
             config_path,
@@ -115,6 +125,10 @@ impl App {
             prompt_files,
             version,
         ));
+        gateway
+            .telemetry
+            .metrics()
+            .observe(Arc::downgrade(&gateway), Arc::downgrade(&reloader));
         let (stop_background, stopped) = watch::channel(false);
         let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
 
@@ -125,6 +139,7 @@ impl App {
         let admin = Arc::new(Admin {
             gateway: gateway.clone(),
             reloader: reloader.clone(),
+            readiness,
         });
         let mut admin_stopped = stopped.clone();
         background.push(tokio::spawn(admin::serve(

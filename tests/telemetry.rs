@@ -497,3 +497,413 @@ async fn buffered_spans_are_flushed_at_shutdown() {
     let ended = started.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
     assert!(spans.iter().all(|s| s.span.end_time_unix_nano <= ended));
 }
+
+// ---------------------------------------------------------------------------
+// Metrics (/metrics) and readiness (/readyz)
+// ---------------------------------------------------------------------------
+
+/// Every sample of a Prometheus text exposition: name, labels, value.
+fn samples(text: &str) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split("\",")
+                .filter(|pair| !pair.is_empty())
+                .filter_map(|pair| {
+                    let (key, value) = pair.split_once('=')?;
+                    Some((key.to_owned(), value.trim_matches('"').to_owned()))
+                })
+                .collect();
+            Some((name.to_owned(), labels, value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The sum of `name`'s samples whose labels include all of `labels`.
+fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples(text)
+        .into_iter()
+        .filter(|(n, l, _)| {
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
+        })
+        .map(|(_, _, value)| value)
+        .sum()
+}
+
+async fn scrape(gw: &TestGateway) -> String {
+    let reply = send(
+        &client(),
+        http::Method::GET,
+        &gw.admin_url("/metrics"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, 200);
+    reply.text()
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_configured_labels_only() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let collector = Collector::start().await;
+    let text = format!(
+        r#"{base}
+[experiments.tone]
+unit_key = {{ header = "x-user-id" }}
+fallback_variant = "safe"
+
+[[experiments.tone.variants]]
+name = "bold"
+weight = 1
+model = "gpt-bold"
+providers = ["dead"]
+
+[[experiments.tone.variants]]
+name = "safe"
+weight = 0
+model = "gpt-safe"
+providers = ["sim_openai"]
+
+[prices."gpt-4o-mini"]
+input_per_million = 1000.0
+output_per_million = 2000.0
+"#,
+        base = config(&sim, &collector, 50)
+    );
+    let gw = TestGateway::start(&text).await;
+    let client = client();
+    let chat = |model: &str| {
+        format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"Count me"}}]}}"#)
+    };
+
+    assert_eq!(
+        post(&client, &gw.url("/v1/chat/completions"), CHAT)
+            .await
+            .status,
+        200
+    );
+    sim.push_fault(Fault::Status {
+        status: 503,
+        retry_after: None,
+    });
+    assert_eq!(
+        post(&client, &gw.url("/v1/chat/completions"), CHAT)
+            .await
+            .status,
+        200
+    );
+    // A caller's own string matching a pattern is counted under the pattern.
+    let raw = "gpt-a-name-nobody-configured";
+    assert_eq!(
+        post(&client, &gw.url("/v1/chat/completions"), &chat(raw))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        post(
+            &client,
+            &gw.url("/v1/chat/completions"),
+            &chat("fallback-model")
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        post(
+            &client,
+            &gw.url("/v1/chat/completions"),
+            &chat("no-such-model")
+        )
+        .await
+        .status,
+        404
+    );
+    let reply = send(
+        &client,
+        http::Method::POST,
+        &gw.url("/v1/chat/completions"),
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &format!("Bearer {CLIENT_KEY}")),
+            ("x-user-id", "u-7"),
+        ],
+        chat("tone"),
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+
+    // Requests are counted when their bodies end: all have.
+    let text = scrape(&gw).await;
+    assert!(
+        !text.contains(raw),
+        "a raw model string became a label:\n{text}"
+    );
+    assert!(
+        !text.contains("otel_scope") && !text.contains("target_info"),
+        "{text}"
+    );
+    let ok = [("endpoint", "chat_completions"), ("outcome", "ok")];
+    let pattern = [ok[0], ok[1], ("model", "gpt-*"), ("provider", "sim_openai")];
+    assert_eq!(
+        sum(&text, "promptgate_requests_total", &pattern),
+        3.0,
+        "{text}"
+    );
+    assert_eq!(
+        sum(&text, "promptgate_request_duration_seconds_count", &pattern),
+        3.0
+    );
+    assert_eq!(
+        sum(
+            &text,
+            "promptgate_requests_total",
+            &[
+                ("model", "fallback-model"),
+                ("provider", "sim_openai"),
+                ok[1]
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sum(
+            &text,
+            "promptgate_requests_total",
+            &[("outcome", "not_found"), ok[0]]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sum(
+            &text,
+            "promptgate_requests_total",
+            &[
+                ("experiment", "tone"),
+                ("variant", "safe"),
+                ("model", "gpt-safe"),
+                ok[1]
+            ]
+        ),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        sum(
+            &text,
+            "promptgate_variant_fallbacks_total",
+            &[("experiment", "tone"), ("variant", "bold")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sum(
+            &text,
+            "promptgate_provider_errors_total",
+            &[("provider", "sim_openai"), ("class", "provider_error")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sum(
+            &text,
+            "promptgate_provider_errors_total",
+            &[("provider", "dead"), ("class", "unreachable")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        sum(
+            &text,
+            "promptgate_provider_retries_total",
+            &[("provider", "sim_openai")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        sum(
+            &text,
+            "promptgate_provider_fallbacks_total",
+            &[("provider", "dead")]
+        ),
+        1.0
+    );
+    assert!(
+        sum(
+            &text,
+            "promptgate_request_ttfb_seconds_count",
+            &[("model", "gpt-*"), ("provider", "sim_openai")]
+        ) >= 3.0
+    );
+    assert!(
+        sum(
+            &text,
+            "promptgate_tokens_total",
+            &[("direction", "input"), ("model", "gpt-*")]
+        ) > 0.0
+    );
+    assert!(sum(&text, "promptgate_tokens_total", &[("direction", "output")]) > 0.0);
+    // Priced by the model sent upstream: only the two gpt-4o-mini calls.
+    assert!(sum(&text, "promptgate_cost_usd_total", &[("model", "gpt-*")]) > 0.0);
+    assert_eq!(
+        sum(
+            &text,
+            "promptgate_cost_usd_total",
+            &[("model", "fallback-model")]
+        ),
+        0.0
+    );
+    // The counters kept elsewhere keep their names.
+    assert_eq!(
+        sum(
+            &text,
+            "promptgate_config_reloads_total",
+            &[("outcome", "ok")]
+        ),
+        0.0
+    );
+    assert!(
+        text.contains("promptgate_audit_records_written_total "),
+        "{text}"
+    );
+    assert!(text.contains("promptgate_audit_spool_bytes "), "{text}");
+    assert!(text.contains("promptgate_shadow_calls_skipped_total{reason=\"shutting_down\"} 0"));
+
+    // After a reload, only the version in force is reported.
+    let before = samples(&text)
+        .into_iter()
+        .find(|(name, _, _)| name == "promptgate_config_info")
+        .and_then(|(_, labels, _)| labels.get("version").cloned())
+        .expect("config version");
+    gw.write_config(&format!("{}\n# changed\n", config(&sim, &collector, 50)));
+    let reloaded = send(
+        &client,
+        http::Method::POST,
+        &gw.admin_url("/admin/reload"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(reloaded.status, 200, "{}", reloaded.text());
+    let text = scrape(&gw).await;
+    assert_eq!(
+        sum(
+            &text,
+            "promptgate_config_reloads_total",
+            &[("outcome", "ok")]
+        ),
+        1.0
+    );
+    let versions: Vec<String> = samples(&text)
+        .into_iter()
+        .filter(|(name, _, _)| name == "promptgate_config_info")
+        .filter_map(|(_, labels, _)| labels.get("version").cloned())
+        .collect();
+    assert_eq!(versions.len(), 1, "{text}");
+    assert_ne!(versions[0], before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_fails_while_audit_uploads_keep_failing_and_recovers() {
+    use support::process::{audit_config, spawn};
+    use support::s3::{S3Server, SECRET_KEY};
+
+    let mut s3 = S3Server::start();
+    s3.create_bucket("audit").await;
+    let gw = spawn(
+        &audit_config(
+            &s3.endpoint,
+            "audit",
+            "\n[admin]\nreadiness_audit_failure_ms = 1000\n",
+        ),
+        SECRET_KEY,
+    )
+    .unwrap();
+    let client = client();
+    let ready = || async {
+        let reply = send(
+            &client,
+            http::Method::GET,
+            &gw.admin_url("/readyz"),
+            &[],
+            "",
+        )
+        .await;
+        (reply.status, reply.json())
+    };
+    let (status, body) = ready().await;
+    assert_eq!(status, 200, "{body}");
+
+    s3.stop();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut seen = None;
+    while std::time::Instant::now() < deadline {
+        let reply = send(
+            &client,
+            http::Method::POST,
+            &gw.url("/v1/chat/completions"),
+            &[("x-user-id", "u-1")],
+            r#"{"model":"greeting","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            200,
+            "requests are still served: {}",
+            reply.text()
+        );
+        let (status, body) = ready().await;
+        if status == 503 {
+            seen = Some(body);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let body = seen.expect("/readyz never said not ready while S3 was down");
+    assert_eq!(body["status"], "not_ready");
+    assert!(
+        body["reason"].as_str().unwrap().contains("audit uploads"),
+        "{body}"
+    );
+
+    s3.restart();
+    let deadline = std::time::Instant::now() + Duration::from_secs(40);
+    let mut recovered = false;
+    while std::time::Instant::now() < deadline {
+        if ready().await.0 == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(recovered, "/readyz stayed 503 after S3 came back");
+    gw.stop();
+}
+
+#[tokio::test]
+async fn readyz_is_ready_with_a_healthy_gateway() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let collector = Collector::start().await;
+    let gw = TestGateway::start(&config(&sim, &collector, 50)).await;
+    let reply = send(
+        &client(),
+        http::Method::GET,
+        &gw.admin_url("/readyz"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    assert_eq!(reply.json()["status"], "ready");
+}

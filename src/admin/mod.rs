@@ -1,5 +1,6 @@
 //! The admin listener (loopback by default, bearer token otherwise): health
-//! and readiness for Kubernetes probes, the active config version and reload
+//! and readiness for Kubernetes probes, `/metrics` (the OTel meter as
+//! Prometheus text, see `telemetry::metrics`), the active config version and reload
 //! status, `POST /admin/reload`, and experiment views for product owners and
 //! support ("which variant does user X see?").
 
@@ -20,16 +21,16 @@ use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
 use crate::body::{GatewayBody, full};
-use crate::capture::SkipReason;
 use crate::experiments::decide;
 use crate::experiments::model::{Experiment, UnitKeySource};
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::server::Gateway;
-use crate::shadow::ShadowMetrics;
+use crate::telemetry::ready::Readiness;
 
 pub struct Admin {
     pub gateway: Arc<Gateway>,
     pub reloader: Arc<Reloader>,
+    pub readiness: Readiness,
 }
 
 /// Serves until `shutdown` resolves. Admin requests are short: no drain.
@@ -87,13 +88,7 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<GatewayBo
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (request.method(), segments.as_slice()) {
         (&Method::GET, ["healthz"]) => json_response(StatusCode::OK, json!({"status": "ok"})),
-        (&Method::GET, ["readyz"]) => {
-            let version = admin.gateway.snapshots.load().version.clone();
-            json_response(
-                StatusCode::OK,
-                json!({"status": "ready", "config_version": &*version}),
-            )
-        }
+        (&Method::GET, ["readyz"]) => readyz(admin),
         (&Method::GET, ["metrics"]) => metrics(admin),
         (_, ["admin", ..]) if !authorized(admin, &request) => error(
             StatusCode::UNAUTHORIZED,
@@ -195,101 +190,9 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<GatewayBo
     }
 }
 
-/// Prometheus text exposition of the reload counters and the active version.
-/// The full metric set arrives with the telemetry module; these two exist now
-/// because an operator must see a failing reload without reading logs.
+/// Every series of the gateway's meter, in the Prometheus text format.
 fn metrics(admin: &Admin) -> Response<GatewayBody> {
-    use std::fmt::Write;
-    use std::sync::atomic::Ordering::Relaxed;
-    let status = admin.reloader.status();
-    let mut text = format!(
-        "# HELP promptgate_config_reloads_total Config reloads by outcome.\n\
-         # TYPE promptgate_config_reloads_total counter\n\
-         promptgate_config_reloads_total{{outcome=\"ok\"}} {}\n\
-         promptgate_config_reloads_total{{outcome=\"failed\"}} {}\n\
-         # HELP promptgate_config_info The config version in force (always 1).\n\
-         # TYPE promptgate_config_info gauge\n\
-         promptgate_config_info{{version=\"{}\"}} 1\n",
-        status.reloads_ok, status.reloads_failed, status.version
-    );
-    if let Some(audit) = &admin.gateway.audit {
-        let m = audit.metrics();
-        let series: [(&str, &str, &str, u64); 11] = [
-            (
-                "promptgate_audit_spool_segments",
-                "gauge",
-                "Sealed spool segments waiting for upload.",
-                m.spool_segments.load(Relaxed),
-            ),
-            (
-                "promptgate_audit_queue_depth",
-                "gauge",
-                "Records waiting for the spool writer.",
-                m.queue_depth.load(Relaxed),
-            ),
-            (
-                "promptgate_audit_spool_bytes",
-                "gauge",
-                "Bytes held in the audit spool.",
-                m.spool_bytes.load(Relaxed),
-            ),
-            (
-                "promptgate_audit_records_written_total",
-                "counter",
-                "Records written to the spool.",
-                m.records_written.load(Relaxed),
-            ),
-            (
-                "promptgate_audit_records_uploaded_total",
-                "counter",
-                "Records stored in audit objects.",
-                m.records_uploaded.load(Relaxed),
-            ),
-            (
-                "promptgate_audit_objects_uploaded_total",
-                "counter",
-                "Audit objects stored.",
-                m.objects_uploaded.load(Relaxed),
-            ),
-            (
-                "promptgate_audit_upload_failures_total",
-                "counter",
-                "Failed audit object uploads (each is retried).",
-                m.upload_failures.load(Relaxed),
-            ),
-            (
-                "promptgate_audit_requests_rejected_total",
-                "counter",
-                "Requests refused with 503 because the audit spool was full.",
-                m.rejected_requests.load(Relaxed),
-            ),
-            (
-                "promptgate_audit_records_dropped_queue_full_total",
-                "counter",
-                "Records dropped: queue full.",
-                m.dropped_queue_full.load(Relaxed),
-            ),
-            (
-                "promptgate_audit_records_dropped_spool_full_total",
-                "counter",
-                "Records dropped by on_spool_full = drop.",
-                m.dropped_spool_full.load(Relaxed),
-            ),
-            (
-                "promptgate_audit_records_dropped_io_total",
-                "counter",
-                "Records lost to spool write errors.",
-                m.dropped_io.load(Relaxed),
-            ),
-        ];
-        for (name, kind, help, value) in series {
-            let _ = write!(
-                text,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-            );
-        }
-    }
-    shadow_metrics(&mut text, admin.gateway.shadows.metrics());
+    let text = admin.gateway.telemetry.metrics().prometheus_text();
     let mut response = Response::new(full(Bytes::from(text)));
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -298,59 +201,27 @@ fn metrics(admin: &Admin) -> Response<GatewayBody> {
     response
 }
 
-fn shadow_metrics(text: &mut String, m: &ShadowMetrics) {
-    use std::fmt::Write;
-    use std::sync::atomic::Ordering::Relaxed;
-    for (name, kind, help, value) in [
-        (
-            "promptgate_shadow_calls_started_total",
-            "counter",
-            "Shadow calls started.",
-            m.started.load(Relaxed),
-        ),
-        (
-            "promptgate_shadow_calls_completed_total",
-            "counter",
-            "Shadow calls that ended with a complete 2xx answer.",
-            m.completed.load(Relaxed),
-        ),
-        (
-            "promptgate_shadow_calls_failed_total",
-            "counter",
-            "Shadow calls that failed, timed out or were cancelled.",
-            m.failed.load(Relaxed),
-        ),
-        (
-            "promptgate_shadow_calls_in_flight",
-            "gauge",
-            "Shadow calls running now.",
-            m.in_flight.load(Relaxed),
-        ),
-    ] {
-        let _ = write!(
-            text,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        );
-    }
-    text.push_str(
-        "# HELP promptgate_shadow_calls_skipped_total Sampled shadow calls not made, by reason.\n\
-         # TYPE promptgate_shadow_calls_skipped_total counter\n",
+/// 200 while the gateway can serve and record requests, else 503 with why.
+fn readyz(admin: &Admin) -> Response<GatewayBody> {
+    let snapshot = admin.gateway.snapshots.load();
+    let verdict = admin.readiness.check(
+        admin
+            .gateway
+            .accepting
+            .load(std::sync::atomic::Ordering::Acquire),
+        admin.gateway.audit.as_ref().map(|audit| audit.metrics()),
+        snapshot.admin.readiness_audit_failure,
     );
-    for reason in SkipReason::ALL {
-        let _ = writeln!(
-            text,
-            "promptgate_shadow_calls_skipped_total{{reason=\"{}\"}} {}",
-            reason.label(),
-            m.skipped(reason)
-        );
+    match verdict {
+        Ok(()) => json_response(
+            StatusCode::OK,
+            json!({"status": "ready", "config_version": &*snapshot.version}),
+        ),
+        Err(reason) => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"status": "not_ready", "reason": reason, "config_version": &*snapshot.version}),
+        ),
     }
-    let _ = write!(
-        text,
-        "# HELP promptgate_shadow_cost_usd_total Priced cost of shadow calls.\n\
-         # TYPE promptgate_shadow_cost_usd_total counter\n\
-         promptgate_shadow_cost_usd_total {}\n",
-        m.cost_usd()
-    );
 }
 
 fn describe(experiment: &Experiment, version: &str) -> Value {

@@ -12,7 +12,7 @@ use tokio::time::Sleep;
 
 use super::{Exchange, ExchangeSink, ExchangeStart, Outcome, ResponseCapture};
 use crate::body::{BoxError, GatewayBody};
-use crate::telemetry::ExchangeSpans;
+use crate::telemetry::ExchangeTelemetry;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the provider's total timeout ran out while the response was streaming")]
@@ -23,8 +23,8 @@ struct Pending {
     capture: ResponseCapture,
     first_byte: Option<Instant>,
     sink: Arc<dyn ExchangeSink>,
-    /// Spans that end with this exchange (none when tracing is off).
-    spans: ExchangeSpans,
+    /// Spans and metrics that end with this exchange.
+    telemetry: ExchangeTelemetry,
 }
 
 impl Pending {
@@ -36,9 +36,7 @@ impl Pending {
             captured: self.capture.finish(),
             start: self.start,
         };
-        if !self.spans.is_empty() {
-            self.spans.finish(&exchange);
-        }
+        self.telemetry.finish(&exchange);
         (exchange, self.sink)
     }
 
@@ -95,17 +93,18 @@ impl ObservedBody {
                 capture,
                 first_byte: None,
                 sink,
-                spans: ExchangeSpans::default(),
+                telemetry: ExchangeTelemetry::default(),
             }),
             durable: None,
             held: None,
         }
     }
 
-    /// Spans to end (with status, outcome and usage) when the exchange is reported.
-    pub fn with_spans(mut self, spans: ExchangeSpans) -> ObservedBody {
+    /// Spans to end (with status, outcome and usage) and metrics to record
+    /// when the exchange is reported.
+    pub fn with_telemetry(mut self, telemetry: ExchangeTelemetry) -> ObservedBody {
         if let Some(pending) = self.pending.as_mut() {
-            pending.spans = spans;
+            pending.telemetry = telemetry;
         }
         self
     }

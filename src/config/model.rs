@@ -61,6 +61,8 @@ pub struct AdminConfig {
     pub listen: SocketAddr,
     /// SHA-256 of the admin token; `None` only on a loopback listener.
     pub token_sha256: Option<[u8; 32]>,
+    /// How long audit uploads may fail before `/readyz` says not ready.
+    pub readiness_audit_failure: Duration,
 }
 
 impl fmt::Debug for AdminConfig {
@@ -68,6 +70,7 @@ impl fmt::Debug for AdminConfig {
         f.debug_struct("AdminConfig")
             .field("listen", &self.listen)
             .field("token", &self.token_sha256.map(|_| "[redacted]"))
+            .field("readiness_audit_failure", &self.readiness_audit_failure)
             .finish()
     }
 }

@@ -157,6 +157,9 @@ pub struct RawAdmin {
     /// the admin listener is on loopback.
     pub token_env: Option<String>,
     pub token_file: Option<String>,
+    /// `/readyz` answers 503 once audit uploads have failed, with segments
+    /// waiting and nothing stored, for this long (default 60000).
+    pub readiness_audit_failure_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -140,6 +140,7 @@ fn validate_feedback(raw: &RawFeedback, errors: &mut Errors) -> FeedbackConfig {
 }
 
 const DEFAULT_EXPORT_INTERVAL_MS: u64 = 5_000;
+const DEFAULT_READINESS_AUDIT_FAILURE_MS: u64 = 60_000;
 
 /// The trace exporter's endpoint: the file's `otlp_endpoint` (a base URL), else
 /// the standard environment variables, resolved as the OTLP exporter
@@ -290,9 +291,13 @@ fn validate_admin(
         );
         return None;
     }
+    let tolerated = raw
+        .readiness_audit_failure_ms
+        .unwrap_or(DEFAULT_READINESS_AUDIT_FAILURE_MS);
     Some(AdminConfig {
         listen,
         token_sha256: token.map(|t| sha2::Sha256::digest(t.as_bytes()).into()),
+        readiness_audit_failure: Duration::from_millis(tolerated),
     })
 }
 

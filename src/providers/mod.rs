@@ -24,7 +24,10 @@ use crate::body::{BoxError, GatewayBody};
 use crate::capture::{ExchangeSink, ExchangeStart, ExperimentTag, ObservedBody, ResponseCapture};
 use crate::config::{Config, HttpUpstream, ProviderConfig, ProviderKind, RouteConfig};
 use crate::error::GatewayError;
-use crate::telemetry::{AttemptSpan, ExchangeSpans, RequestTrace};
+use crate::telemetry::metrics::{Metrics, RequestLabels, model_label};
+use crate::telemetry::{
+    AttemptSpan, ExchangeSpans, ExchangeTelemetry, RequestMetrics, RequestTrace,
+};
 use retry::StatusVerdict;
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -91,6 +94,8 @@ pub struct ForwardRequest<'a> {
     pub when_exhausted: WhenExhausted,
     /// The request's span, parent of one client span per attempt (`None`: tracing off).
     pub trace: Option<&'a RequestTrace>,
+    /// Where served requests are counted (`None` for shadow calls, which have their own).
+    pub metrics: Option<&'a Arc<Metrics>>,
 }
 
 /// What to do when every provider of the route failed with a retryable
@@ -172,9 +177,12 @@ pub async fn forward(
             let retry_headers = match outcome {
                 Ok(response) => match retry::classify(response.status()) {
                     StatusVerdict::Deliver => {
-                        let spans = ExchangeSpans {
-                            attempt: span.map(AttemptSpan::into_context),
-                            request: request.trace.and_then(|t| t.hand_off(provider)),
+                        let telemetry = ExchangeTelemetry {
+                            spans: ExchangeSpans {
+                                attempt: span.map(AttemptSpan::into_context),
+                                request: request.trace.and_then(|t| t.hand_off(provider)),
+                            },
+                            metrics: request_metrics(route, provider, &request),
                         };
                         return Ok(deliver(
                             response,
@@ -184,11 +192,14 @@ pub async fn forward(
                             attempt_started,
                             sink,
                         )
-                        .map(|body| body.with_spans(spans).boxed_unsync()));
+                        .map(|body| body.with_telemetry(telemetry).boxed_unsync()));
                     }
                     StatusVerdict::CredentialsRejected => {
                         if let Some(span) = span {
                             span.failed(Some(response.status().as_u16()), "provider_auth");
+                        }
+                        if let Some(metrics) = request.metrics {
+                            metrics.provider_error(&provider.name, "provider_auth");
                         }
                         tracing::warn!(provider = %provider.name, status = response.status().as_u16(), "provider rejected the gateway's credentials");
                         failure = Some(Failure::Error(GatewayError::ProviderAuth {
@@ -197,9 +208,12 @@ pub async fn forward(
                         break;
                     }
                     StatusVerdict::Retry => {
+                        let status = response.status().as_u16();
                         if let Some(span) = span {
-                            let status = response.status().as_u16();
                             span.failed(Some(status), status_class(status));
+                        }
+                        if let Some(metrics) = request.metrics {
+                            metrics.provider_error(&provider.name, status_class(status));
                         }
                         let headers = response.headers().clone();
                         failure = Some(Failure::Response(response));
@@ -209,6 +223,9 @@ pub async fn forward(
                 Err(error) => {
                     if let Some(span) = span {
                         span.failed(None, error_class(&error));
+                    }
+                    if let Some(metrics) = request.metrics {
+                        metrics.provider_error(&provider.name, error_class(&error));
                     }
                     failure = Some(Failure::Error(error));
                     None
@@ -224,6 +241,9 @@ pub async fn forward(
                     if matches!(failure, Some(Failure::Response(_))) {
                         failure = None;
                     }
+                    if let Some(metrics) = request.metrics {
+                        metrics.retry(&provider.name);
+                    }
                     tokio::time::sleep(delay).await;
                 }
                 None => break,
@@ -231,6 +251,9 @@ pub async fn forward(
         }
         if id != last_candidate {
             tracing::debug!(provider = %provider.name, "falling back to the next provider");
+            if let Some(metrics) = request.metrics {
+                metrics.fallback(&provider.name);
+            }
             if matches!(failure, Some(Failure::Response(_))) {
                 failure = None;
             }
@@ -246,11 +269,14 @@ pub async fn forward(
                 WhenExhausted::PassThrough => {
                     // The attempt's span ended with its status; the request's
                     // goes with this body, which the caller gets.
-                    let spans = ExchangeSpans {
-                        attempt: None,
-                        request: request.trace.and_then(|t| t.hand_off(provider)),
+                    let telemetry = ExchangeTelemetry {
+                        spans: ExchangeSpans {
+                            attempt: None,
+                            request: request.trace.and_then(|t| t.hand_off(provider)),
+                        },
+                        metrics: request_metrics(route, provider, &request),
                     };
-                    Ok(response.map(|body| body.with_spans(spans).boxed_unsync()))
+                    Ok(response.map(|body| body.with_telemetry(telemetry).boxed_unsync()))
                 }
                 WhenExhausted::Fail => {
                     response.into_body().abandon();
@@ -393,6 +419,27 @@ fn deliver(
     );
     parts.headers = headers::to_caller(&parts.headers);
     Response::from_parts(parts, body)
+}
+
+/// The labels a served request is counted under when its body ends.
+fn request_metrics(
+    route: &RouteConfig,
+    provider: &ProviderConfig,
+    request: &ForwardRequest<'_>,
+) -> Option<RequestMetrics> {
+    let metrics = request.metrics?;
+    let tag = request.experiment.as_ref();
+    Some(RequestMetrics {
+        metrics: metrics.clone(),
+        labels: RequestLabels {
+            endpoint: request.endpoint.label(),
+            provider: provider.name.clone(),
+            model: model_label(route, request.model),
+            experiment: tag.map(|t| t.experiment.clone()),
+            variant: tag.map(|t| t.served_variant.clone()),
+        },
+        price: metrics.price_of(request.upstream_model),
+    })
 }
 
 /// `error.type` of an attempt answered with a retryable status (the audit's classes).

@@ -75,6 +75,14 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
                 );
             }
             let trail = trail.into_inner();
+            gateway.telemetry.metrics().refused(
+                trail.endpoint.map(Endpoint::label),
+                error.provider(),
+                refused_model_label(&snapshot, &trail),
+                trail.experiment.as_ref(),
+                error.class().label(),
+                started.elapsed(),
+            );
             // A request refused because the audit spool is full is counted
             // (promptgate_audit_requests_rejected_total), not spooled: writing
             // it would grow the spool past its cap.
@@ -147,6 +155,21 @@ impl Trail {
             .into_inner()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+/// The configured model a refused request was for, when it got that far.
+fn refused_model_label(snapshot: &Snapshot, trail: &TrailData) -> Option<Arc<str>> {
+    if let Some(tag) = &trail.experiment {
+        let experiment = snapshot.experiments.get(&tag.experiment)?;
+        let variant = experiment
+            .variants
+            .iter()
+            .find(|v| v.name == tag.served_variant)?;
+        return variant.route.upstream_model.clone();
+    }
+    let model = trail.model.as_deref()?;
+    let route = snapshot.routes.resolve(model)?;
+    Some(crate::telemetry::metrics::model_label(route, model))
 }
 
 fn refused_before_reading_the_body(error: &GatewayError) -> bool {
@@ -374,6 +397,7 @@ impl Exchange<'_> {
                 experiment,
                 when_exhausted,
                 trace: self.trace,
+                metrics: Some(self.gateway.telemetry.metrics()),
             },
             &self.gateway.sink,
         )

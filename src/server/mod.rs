@@ -10,6 +10,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use hyper::body::Incoming;
@@ -31,8 +32,10 @@ pub struct Gateway {
     /// Also inside `sink`; kept apart for admission control and metrics.
     pub audit: Option<Arc<crate::audit::AuditLog>>,
     pub shadows: crate::shadow::ShadowRunner,
-    /// Traces (off unless configured).
+    /// Traces (off unless configured) and metrics.
     pub telemetry: crate::telemetry::Telemetry,
+    /// True while the client listener accepts connections (for `/readyz`).
+    pub accepting: std::sync::atomic::AtomicBool,
 }
 
 /// Slowloris guard: a client gets this long to send its request head.
@@ -50,6 +53,7 @@ pub async fn serve(
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
+    gateway.accepting.store(true, Ordering::Release);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -81,6 +85,7 @@ pub async fn serve(
             () = &mut shutdown => break,
         }
     }
+    gateway.accepting.store(false, Ordering::Release);
     drop(listener);
     tracing::info!(
         grace_ms = grace.as_millis() as u64,

@@ -135,6 +135,10 @@ pub(super) async fn serve(
             if matches!(error.class(), ErrorClass::Upstream | ErrorClass::Timeout) =>
         {
             tracing::debug!(experiment = %experiment.id, %error, "assigned variant failed; serving the fallback variant");
+            exchange.gateway.telemetry.metrics().variant_fallback(
+                &experiment.id,
+                &experiment.variants[assignment.variant].name,
+            );
             exchange.trail.note(|t| t.experiment = Some(tag(fallback)));
             if let Some(trace) = exchange.trace {
                 trace.note_experiment(&tag(fallback));

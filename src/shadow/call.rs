@@ -145,6 +145,7 @@ impl ShadowCall {
                         experiment: Some(self.tag.clone()),
                         when_exhausted: WhenExhausted::PassThrough,
                         trace: trace.as_ref(),
+                        metrics: None,
                     },
                     &observer_sink,
                 )

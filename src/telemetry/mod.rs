@@ -7,15 +7,22 @@
 //! in one process, each with its own collector.
 
 mod export;
+pub mod metrics;
+pub mod ready;
 pub mod trace;
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
+pub use metrics::{Metrics, RequestLabels};
 pub use trace::{AttemptSpan, ExchangeSpans, RequestTrace};
 
+use crate::audit::config::Price;
+use crate::capture::Exchange;
 use crate::config::TelemetryConfig;
 
 /// Instrumentation scope of every span.
@@ -28,12 +35,15 @@ pub enum TelemetryError {
         endpoint: String,
         source: opentelemetry_otlp::ExporterBuildError,
     },
+    #[error(transparent)]
+    Metrics(#[from] metrics::MetricsError),
 }
 
 /// The gateway's telemetry handle; cheap to clone.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Telemetry {
     traces: Option<Traces>,
+    metrics: Arc<Metrics>,
 }
 
 #[derive(Clone)]
@@ -45,9 +55,17 @@ struct Traces {
 impl Telemetry {
     /// Starts the exporter when traces are configured. Needs a tokio runtime
     /// only for the HTTP client's connections; the batch processor brings its own.
-    pub fn start(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
+    /// `prices`: `[prices]` as the audit log uses them, for the cost counter.
+    pub fn start(
+        config: &TelemetryConfig,
+        prices: HashMap<String, Price>,
+    ) -> Result<Telemetry, TelemetryError> {
+        let metrics = Arc::new(Metrics::new(prices)?);
         let Some(export) = &config.traces else {
-            return Ok(Telemetry::default());
+            return Ok(Telemetry {
+                traces: None,
+                metrics,
+            });
         };
         let provider = export::tracer_provider(export)?;
         tracing::info!(endpoint = %export.endpoint, sample_ratio = export.sample_ratio, "exporting traces over OTLP/HTTP");
@@ -56,7 +74,12 @@ impl Telemetry {
                 tracer: provider.tracer(SCOPE),
                 provider,
             }),
+            metrics,
         })
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     pub fn tracing_enabled(&self) -> bool {
@@ -85,6 +108,7 @@ impl Telemetry {
     /// The SDK blocks its caller until the batch thread answers, so this runs
     /// on a blocking thread; past `grace` the rest is abandoned.
     pub async fn shutdown(&self, grace: Duration) {
+        self.metrics.shutdown();
         let Some(traces) = &self.traces else {
             return;
         };
@@ -95,6 +119,35 @@ impl Telemetry {
             Ok(Ok(Err(error))) => tracing::warn!(%error, "flushing traces failed"),
             Ok(Err(_)) => tracing::warn!("the trace flush task failed"),
             Err(_) => tracing::warn!("traces not flushed within the grace period"),
+        }
+    }
+}
+
+/// What ends with a response body: its spans and, for the body the caller
+/// gets, the request's metrics.
+#[derive(Default)]
+pub struct ExchangeTelemetry {
+    pub spans: ExchangeSpans,
+    pub metrics: Option<RequestMetrics>,
+}
+
+/// A served request's metric labels, recorded when its body ends.
+pub struct RequestMetrics {
+    pub metrics: Arc<Metrics>,
+    pub labels: RequestLabels,
+    /// The price of the model sent upstream, if `[prices]` has it.
+    pub price: Option<Price>,
+}
+
+impl ExchangeTelemetry {
+    pub fn finish(self, exchange: &Exchange) {
+        if !self.spans.is_empty() {
+            self.spans.finish(exchange);
+        }
+        if let Some(request) = self.metrics {
+            request
+                .metrics
+                .answered(&request.labels, request.price, exchange);
         }
     }
 }

@@ -1,0 +1,500 @@
+//! The gateway's metrics on an OpenTelemetry meter, read in the Prometheus
+//! text format by the admin listener's `/metrics`.
+//!
+//! Names follow `promptgate_<noun>_<unit>[_total]` and are given in full: the
+//! exporter's unit and `_total` suffixes and its scope labels are turned off,
+//! so a name here is the name scraped. Labels come only from the config
+//! (provider, configured model, experiment, variant) or fixed enums
+//! (endpoint, outcome, error class, direction); a caller's model string is a
+//! label only when a route names it exactly, else the matching pattern is.
+//!
+//! Requests are recorded where they end: an answered request when its body
+//! ends (`ExchangeTelemetry`), a refused one in the handler. Counters kept as
+//! atomics elsewhere (audit pipeline, shadow calls, reloads) are read by
+//! observable instruments at scrape time.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry_sdk::metrics::SdkMeterProvider;
+
+use crate::audit::config::Price;
+use crate::capture::{Exchange, ExperimentTag, SkipReason};
+use crate::config::{ModelPattern, RouteConfig};
+use crate::reload::Reloader;
+use crate::server::Gateway;
+
+/// Seconds; from a cached answer to a long generation.
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0,
+];
+/// Seconds to the first byte: streams answer in tens of milliseconds.
+const TTFB_BUCKETS: [f64; 14] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the Prometheus exporter: {0}")]
+pub struct MetricsError(String);
+
+/// Where a request went, as metric labels.
+#[derive(Debug, Clone)]
+pub struct RequestLabels {
+    pub endpoint: &'static str,
+    pub provider: Arc<str>,
+    /// The configured model (see `model_label`).
+    pub model: Arc<str>,
+    pub experiment: Option<Arc<str>>,
+    /// The served variant.
+    pub variant: Option<Arc<str>>,
+}
+
+impl RequestLabels {
+    fn with(&self, extra: KeyValue) -> [KeyValue; 6] {
+        let [endpoint, provider, model, experiment, variant] = self.base();
+        [endpoint, provider, model, experiment, variant, extra]
+    }
+
+    fn base(&self) -> [KeyValue; 5] {
+        [
+            KeyValue::new("endpoint", self.endpoint),
+            KeyValue::new("provider", self.provider.clone()),
+            KeyValue::new("model", self.model.clone()),
+            KeyValue::new("experiment", optional(&self.experiment)),
+            KeyValue::new("variant", optional(&self.variant)),
+        ]
+    }
+}
+
+fn optional(value: &Option<Arc<str>>) -> opentelemetry::Value {
+    match value {
+        Some(value) => value.clone().into(),
+        None => "".into(),
+    }
+}
+
+/// The model label of a request on `route`: the model the route sends
+/// (an alias's or a variant's), else the caller's name when the route lists it
+/// exactly, else the route's pattern it matched: never an unbounded string.
+pub fn model_label(route: &RouteConfig, caller_model: &str) -> Arc<str> {
+    if let Some(model) = &route.upstream_model {
+        return model.clone();
+    }
+    let mut matched = None;
+    for pattern in &route.patterns {
+        match pattern {
+            ModelPattern::Exact(name) if **name == *caller_model => return name.clone(),
+            ModelPattern::Wildcard(glob)
+                if matched.is_none() && crate::routing::wildcard_match(glob, caller_model) =>
+            {
+                matched = Some(glob.clone());
+            }
+            _ => {}
+        }
+    }
+    matched.unwrap_or_else(|| Arc::from("other"))
+}
+
+pub struct Metrics {
+    registry: prometheus::Registry,
+    provider: SdkMeterProvider,
+    meter: Meter,
+    requests: Counter<u64>,
+    duration: Histogram<f64>,
+    first_byte: Histogram<f64>,
+    tokens: Counter<u64>,
+    cost: Counter<f64>,
+    provider_errors: Counter<u64>,
+    retries: Counter<u64>,
+    fallbacks: Counter<u64>,
+    variant_fallbacks: Counter<u64>,
+    /// USD per million tokens by the model sent upstream (`[prices]`, at start-up).
+    prices: HashMap<String, Price>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Metrics {
+    pub fn new(prices: HashMap<String, Price>) -> Result<Metrics, MetricsError> {
+        let registry = prometheus::Registry::new();
+        let exporter = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .without_units()
+            .without_counter_suffixes()
+            .without_target_info()
+            .scope_info_enabled(false)
+            .build()
+            .map_err(|e| MetricsError(e.to_string()))?;
+        let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+        let meter = provider.meter("promptgate");
+        let counter = |name: &'static str, help: &'static str| {
+            meter.u64_counter(name).with_description(help).build()
+        };
+        Ok(Metrics {
+            requests: counter(
+                "promptgate_requests_total",
+                "Requests by endpoint, provider, configured model, experiment, served variant and outcome (`ok` or the error class).",
+            ),
+            duration: meter
+                .f64_histogram("promptgate_request_duration_seconds")
+                .with_description("Time from a request's arrival to the end of its response body.")
+                .with_boundaries(LATENCY_BUCKETS.to_vec())
+                .build(),
+            first_byte: meter
+                .f64_histogram("promptgate_request_ttfb_seconds")
+                .with_description(
+                    "Time from a request's arrival to the first byte of the provider's body.",
+                )
+                .with_boundaries(TTFB_BUCKETS.to_vec())
+                .build(),
+            tokens: counter(
+                "promptgate_tokens_total",
+                "Tokens reported by providers for served requests, by direction (input, output).",
+            ),
+            cost: meter
+                .f64_counter("promptgate_cost_usd_total")
+                .with_description("Priced cost of served requests ([prices]).")
+                .build(),
+            provider_errors: counter(
+                "promptgate_provider_errors_total",
+                "Failed provider attempts and answers broken mid-body, by provider and error class.",
+            ),
+            retries: counter(
+                "promptgate_provider_retries_total",
+                "Attempts repeated at the same provider.",
+            ),
+            fallbacks: counter(
+                "promptgate_provider_fallbacks_total",
+                "Requests passed from this provider to the next one of their route.",
+            ),
+            variant_fallbacks: counter(
+                "promptgate_variant_fallbacks_total",
+                "Requests served by the experiment's fallback variant after the assigned one failed.",
+            ),
+            registry,
+            provider,
+            meter,
+            prices,
+        })
+    }
+
+    /// The price of a model as sent upstream.
+    pub fn price_of(&self, upstream_model: &str) -> Option<Price> {
+        self.prices.get(upstream_model).copied()
+    }
+
+    /// A served request whose response body ended.
+    pub fn answered(&self, labels: &RequestLabels, price: Option<Price>, exchange: &Exchange) {
+        let outcome = exchange.error_class().unwrap_or("ok");
+        let with_outcome = labels.with(KeyValue::new("outcome", outcome));
+        self.requests.add(1, &with_outcome);
+        self.duration
+            .record(exchange.duration.as_secs_f64(), &with_outcome);
+        let base = labels.base();
+        if let Some(first_byte) = exchange.first_byte_after {
+            self.first_byte.record(first_byte.as_secs_f64(), &base);
+        }
+        let usage = &exchange.captured.usage;
+        for (direction, tokens) in [
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+        ] {
+            if let Some(tokens) = tokens {
+                self.tokens
+                    .add(tokens, &labels.with(KeyValue::new("direction", direction)));
+            }
+        }
+        if let Some(usd) =
+            price.and_then(|price| price.cost_usd(usage.input_tokens, usage.output_tokens))
+        {
+            self.cost.add(usd, &base);
+        }
+        // Failures before the answer were counted per attempt; these broke after it.
+        if let Some(class @ ("upstream_broken" | "timeout" | "stream_error")) =
+            exchange.error_class()
+        {
+            self.provider_error(&labels.provider, class);
+        }
+    }
+
+    /// A request the gateway answered with an error of `class`.
+    pub fn refused(
+        &self,
+        endpoint: Option<&'static str>,
+        provider: Option<&str>,
+        model: Option<Arc<str>>,
+        experiment: Option<&ExperimentTag>,
+        class: &'static str,
+        duration: Duration,
+    ) {
+        let labels = [
+            KeyValue::new("endpoint", endpoint.unwrap_or("unknown")),
+            KeyValue::new("provider", provider.map(str::to_owned).unwrap_or_default()),
+            KeyValue::new("model", optional(&model)),
+            KeyValue::new(
+                "experiment",
+                optional(&experiment.map(|t| t.experiment.clone())),
+            ),
+            KeyValue::new(
+                "variant",
+                optional(&experiment.map(|t| t.served_variant.clone())),
+            ),
+            KeyValue::new("outcome", class),
+        ];
+        self.requests.add(1, &labels);
+        self.duration.record(duration.as_secs_f64(), &labels);
+    }
+
+    /// A provider attempt that failed (`class`: unreachable, timeout, rate_limited, …).
+    pub fn provider_error(&self, provider: &Arc<str>, class: &'static str) {
+        self.provider_errors.add(
+            1,
+            &[
+                KeyValue::new("provider", provider.clone()),
+                KeyValue::new("class", class),
+            ],
+        );
+    }
+
+    pub fn retry(&self, provider: &Arc<str>) {
+        self.retries
+            .add(1, &[KeyValue::new("provider", provider.clone())]);
+    }
+
+    pub fn fallback(&self, provider: &Arc<str>) {
+        self.fallbacks
+            .add(1, &[KeyValue::new("provider", provider.clone())]);
+    }
+
+    /// The assigned `variant` of `experiment` failed and the fallback variant served.
+    pub fn variant_fallback(&self, experiment: &Arc<str>, variant: &Arc<str>) {
+        self.variant_fallbacks.add(
+            1,
+            &[
+                KeyValue::new("experiment", experiment.clone()),
+                KeyValue::new("variant", variant.clone()),
+            ],
+        );
+    }
+
+    /// Reads the audit pipeline, shadow calls and reloads at each scrape. Weak
+    /// references: the gateway owns these metrics, which must not keep it alive.
+    pub fn observe(&self, gateway: Weak<Gateway>, reloader: Weak<Reloader>) {
+        observe_reloads(&self.meter, reloader);
+        observe_audit(&self.meter, gateway.clone());
+        observe_shadows(&self.meter, gateway);
+    }
+
+    /// The Prometheus text exposition of every series.
+    pub fn prometheus_text(&self) -> String {
+        use prometheus::Encoder;
+        let mut text = Vec::new();
+        if let Err(error) =
+            prometheus::TextEncoder::new().encode(&self.registry.gather(), &mut text)
+        {
+            tracing::warn!(%error, "encoding metrics failed");
+        }
+        String::from_utf8(text).unwrap_or_default()
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.provider.shutdown();
+    }
+}
+
+fn observe_reloads(meter: &Meter, reloader: Weak<Reloader>) {
+    let counted = reloader.clone();
+    meter
+        .u64_observable_counter("promptgate_config_reloads_total")
+        .with_description("Config reloads by outcome.")
+        .with_callback(move |observer| {
+            if let Some(reloader) = counted.upgrade() {
+                let status = reloader.status();
+                observer.observe(status.reloads_ok, &[KeyValue::new("outcome", "ok")]);
+                observer.observe(status.reloads_failed, &[KeyValue::new("outcome", "failed")]);
+            }
+        })
+        .build();
+    meter
+        .u64_observable_gauge("promptgate_config_info")
+        .with_description("The config version in force (always 1).")
+        .with_callback(move |observer| {
+            if let Some(reloader) = reloader.upgrade() {
+                observer.observe(1, &[KeyValue::new("version", reloader.status().version)]);
+            }
+        })
+        .build();
+}
+
+fn observe_audit(meter: &Meter, gateway: Weak<Gateway>) {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use crate::audit::AuditMetrics;
+    type Read = fn(&AuditMetrics) -> u64;
+    let gauges: [(&'static str, &'static str, Read); 3] = [
+        (
+            "promptgate_audit_spool_segments",
+            "Sealed spool segments waiting for upload.",
+            |m| m.spool_segments.load(Relaxed),
+        ),
+        (
+            "promptgate_audit_queue_depth",
+            "Records waiting for the spool writer.",
+            |m| m.queue_depth.load(Relaxed),
+        ),
+        (
+            "promptgate_audit_spool_bytes",
+            "Bytes held in the audit spool.",
+            |m| m.spool_bytes.load(Relaxed),
+        ),
+    ];
+    let counters: [(&'static str, &'static str, Read); 8] = [
+        (
+            "promptgate_audit_records_written_total",
+            "Records written to the spool.",
+            |m| m.records_written.load(Relaxed),
+        ),
+        (
+            "promptgate_audit_records_uploaded_total",
+            "Records stored in audit objects.",
+            |m| m.records_uploaded.load(Relaxed),
+        ),
+        (
+            "promptgate_audit_objects_uploaded_total",
+            "Audit objects stored.",
+            |m| m.objects_uploaded.load(Relaxed),
+        ),
+        (
+            "promptgate_audit_upload_failures_total",
+            "Failed audit object uploads (each is retried).",
+            |m| m.upload_failures.load(Relaxed),
+        ),
+        (
+            "promptgate_audit_requests_rejected_total",
+            "Requests refused with 503 because the audit spool was full.",
+            |m| m.rejected_requests.load(Relaxed),
+        ),
+        (
+            "promptgate_audit_records_dropped_queue_full_total",
+            "Records dropped: queue full.",
+            |m| m.dropped_queue_full.load(Relaxed),
+        ),
+        (
+            "promptgate_audit_records_dropped_spool_full_total",
+            "Records dropped by on_spool_full = drop.",
+            |m| m.dropped_spool_full.load(Relaxed),
+        ),
+        (
+            "promptgate_audit_records_dropped_io_total",
+            "Records lost to spool write errors.",
+            |m| m.dropped_io.load(Relaxed),
+        ),
+    ];
+    // No series at all without an audit log, as before.
+    let audit_metrics = move |gateway: &Weak<Gateway>, read: Read| {
+        let gateway = gateway.upgrade()?;
+        let audit = gateway.audit.as_ref()?;
+        Some(read(audit.metrics()))
+    };
+    for (name, help, read) in gauges {
+        let gateway = gateway.clone();
+        meter
+            .u64_observable_gauge(name)
+            .with_description(help)
+            .with_callback(move |observer| {
+                if let Some(value) = audit_metrics(&gateway, read) {
+                    observer.observe(value, &[]);
+                }
+            })
+            .build();
+    }
+    for (name, help, read) in counters {
+        let gateway = gateway.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_description(help)
+            .with_callback(move |observer| {
+                if let Some(value) = audit_metrics(&gateway, read) {
+                    observer.observe(value, &[]);
+                }
+            })
+            .build();
+    }
+}
+
+fn observe_shadows(meter: &Meter, gateway: Weak<Gateway>) {
+    use std::sync::atomic::Ordering::Relaxed;
+
+    use crate::shadow::ShadowMetrics;
+    type Read = fn(&ShadowMetrics) -> u64;
+    let counters: [(&'static str, &'static str, Read); 3] = [
+        (
+            "promptgate_shadow_calls_started_total",
+            "Shadow calls started.",
+            |m| m.started.load(Relaxed),
+        ),
+        (
+            "promptgate_shadow_calls_completed_total",
+            "Shadow calls that ended with a complete 2xx answer.",
+            |m| m.completed.load(Relaxed),
+        ),
+        (
+            "promptgate_shadow_calls_failed_total",
+            "Shadow calls that failed, timed out or were cancelled.",
+            |m| m.failed.load(Relaxed),
+        ),
+    ];
+    for (name, help, read) in counters {
+        let gateway = gateway.clone();
+        meter
+            .u64_observable_counter(name)
+            .with_description(help)
+            .with_callback(move |observer| {
+                if let Some(gateway) = gateway.upgrade() {
+                    observer.observe(read(gateway.shadows.metrics()), &[]);
+                }
+            })
+            .build();
+    }
+    let in_flight = gateway.clone();
+    meter
+        .u64_observable_gauge("promptgate_shadow_calls_in_flight")
+        .with_description("Shadow calls running now.")
+        .with_callback(move |observer| {
+            if let Some(gateway) = in_flight.upgrade() {
+                observer.observe(gateway.shadows.metrics().in_flight.load(Relaxed), &[]);
+            }
+        })
+        .build();
+    let skipped = gateway.clone();
+    meter
+        .u64_observable_counter("promptgate_shadow_calls_skipped_total")
+        .with_description("Sampled shadow calls not made, by reason.")
+        .with_callback(move |observer| {
+            if let Some(gateway) = skipped.upgrade() {
+                for reason in SkipReason::ALL {
+                    observer.observe(
+                        gateway.shadows.metrics().skipped(reason),
+                        &[KeyValue::new("reason", reason.label())],
+                    );
+                }
+            }
+        })
+        .build();
+    meter
+        .f64_observable_counter("promptgate_shadow_cost_usd_total")
+        .with_description("Priced cost of shadow calls.")
+        .with_callback(move |observer| {
+            if let Some(gateway) = gateway.upgrade() {
+                observer.observe(gateway.shadows.metrics().cost_usd(), &[]);
+            }
+        })
+        .build();
+}
