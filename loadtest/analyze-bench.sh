@@ -20,7 +20,7 @@ trap '[ -z "${WORK:-}" ] && rm -rf "$work"' EXIT
 
 echo "building release binaries..." >&2
 (cd "$root" && cargo build --release --quiet --bin promptgate --example synthetic_audit_log)
-bin="$root/target/release"
+bin="${CARGO_TARGET_DIR:-$root/target}/release"
 
 # Peak RSS of a command, sampled from /proc every 20 ms (VmHWM at exit is
 # gone with the process, so keep the highest seen while it runs).

@@ -112,6 +112,7 @@ struct AnalyzeArgs {
     /// S3-compatible endpoint (else AWS_ENDPOINT_URL_S3 or AWS's).
     #[arg(long)]
     s3_endpoint: Option<String>,
+    /// S3 region (else the AWS environment's, else us-east-1).
     #[arg(long)]
     s3_region: Option<String>,
     /// Path-style S3 URLs (most S3-compatible servers).
@@ -197,6 +198,13 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         ),
         None => None,
     };
+    const REASONS: [&str; 5] = ["override", "flag", "not_enrolled", "killswitch", "disabled"];
+    if let Some(unknown) = args.include.iter().find(|r| !REASONS.contains(&r.as_str())) {
+        anyhow::bail!(
+            "--include {unknown}: not an assignment reason (one of {})",
+            REASONS.join(", ")
+        );
+    }
     let mut reasons = vec!["hash".to_owned()];
     reasons.extend(args.include.iter().cloned());
     let options = Options {

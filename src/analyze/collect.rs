@@ -257,7 +257,7 @@ impl Collector {
     }
 
     pub fn add(&mut self, mut row: RequestRow) {
-        if row.record_type != "request" || row.experiment.as_deref() != Some(&self.experiment) {
+        if !self.counts(&row) {
             return;
         }
         if row.role == "shadow" {
@@ -464,10 +464,7 @@ impl Collector {
 
     /// The second sweep: served requests that unpaired shadows point to.
     pub fn rematch(&mut self, row: RequestRow) {
-        if row.role != "served"
-            || row.experiment.as_deref() != Some(&self.experiment)
-            || !self.in_population(&row)
-        {
+        if row.role != "served" || !self.counts(&row) || !self.in_population(&row) {
             return;
         }
         let (matching, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.partition_shadows)
@@ -499,6 +496,15 @@ impl Collector {
     pub fn end_second_sweep(&mut self) {
         self.unpaired_shadows += self.partition_shadows.len() as u64;
         self.partition_shadows.clear();
+    }
+
+    /// A request record of this experiment that stands for a request: an
+    /// `abandoned` record is a failed first attempt the gateway replaced (by
+    /// the fallback variant's answer, recorded under the same request id).
+    fn counts(&self, row: &RequestRow) -> bool {
+        row.record_type == "request"
+            && row.experiment.as_deref() == Some(&self.experiment)
+            && row.outcome.as_deref() != Some("abandoned")
     }
 
     fn in_population(&self, row: &RequestRow) -> bool {
@@ -700,6 +706,19 @@ mod tests {
         let counts = collector.variants["v"].schema_valid;
         assert_eq!((counts.successes, counts.trials), (2, 4));
         assert_eq!(collector.variants["v"].valid_json.successes, 3);
+    }
+
+    #[test]
+    fn an_abandoned_first_attempt_is_not_a_request() {
+        let mut collector = Collector::new("e", vec!["hash".into()], 1).unwrap();
+        let mut abandoned = row("1", "a", "hash");
+        abandoned.outcome = Some("abandoned".into());
+        abandoned.status = Some(503);
+        collector.add(abandoned);
+        collector.add(row("1", "a", "hash"));
+        let a = &collector.variants["a"];
+        assert_eq!(a.requests, 1);
+        assert_eq!(a.errors.successes, 0);
     }
 
     #[test]

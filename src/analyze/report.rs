@@ -701,6 +701,12 @@ pub fn build(header: Header, collector: &Collector, settings: &Settings) -> Repo
             c
         })
         .collect();
+    if header.assignment_reasons.iter().any(|r| r != "hash") {
+        warnings.push(format!(
+            "the population includes non-random assignments ({}): variants are no longer comparable by randomisation, and the sample-ratio check is expected to fail",
+            header.assignment_reasons.iter().filter(|r| *r != "hash").cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
     let srm = srm(&collector.variants, collector.unit_halvings, &mut warnings);
     if srm.as_ref().is_some_and(|s| s.mismatch) {
         warnings.insert(0, "SAMPLE RATIO MISMATCH: the split of units differs from the configured weights beyond chance (p < 0.001). Assignment or logging is broken for some units; every comparison below is suspect until the cause is found.".into());
