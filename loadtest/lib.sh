@@ -5,7 +5,7 @@
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
 out=${OUT:-$here/out}
-bin="$root/target/release"
+bin="${CARGO_TARGET_DIR:-$root/target}/release"
 mkdir -p "$out"
 
 OHA=${OHA:-$here/.tools/bin/oha}
