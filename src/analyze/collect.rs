@@ -2,19 +2,25 @@
 //! counts and streaming moments for every metric, a seeded reservoir sample
 //! (bounded) for the rank tests and quantiles, distinct units as 64-bit
 //! hashes, and shadow pairs matched within each hour partition (a shadow's
-//! record is always in its served request's partition).
+//! record is always in its served request's partition). Every observation of
+//! a mean/proportion metric is also spilled by unit (`units`), for the
+//! unit-level analysis.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::Value;
-use xxhash_rust::xxh3::xxh3_64;
+use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::join::{FeedbackJoin, Joined};
 use super::records::{FeedbackRow, RequestRow};
 use super::stats::means::Moments;
 use super::stats::proportions::Counts;
+use super::units::{
+    COST_USD, ERROR_RATE, Metric, OUTPUT_TOKENS, SCHEMA_COMPLIANCE, UnitSpill, UnitSummary,
+    VALID_JSON,
+};
 
 /// Values kept per metric and variant for rank tests and quantiles: beyond
 /// it, a uniform sample (Vitter's algorithm R).
@@ -106,6 +112,8 @@ pub struct VariantData {
     /// Recorded share of the weights (the latest seen) and whether it changed.
     pub share: Option<f64>,
     pub share_changed: bool,
+    /// Per metric, its unit means (filled by `Collector::finish`).
+    pub unit_level: BTreeMap<Metric, UnitSummary>,
 }
 
 #[derive(Debug, Clone)]
@@ -141,6 +149,7 @@ impl VariantData {
             per_day: BTreeMap::new(),
             share: None,
             share_changed: false,
+            unit_level: BTreeMap::new(),
         }
     }
 
@@ -193,6 +202,8 @@ pub struct Collector {
     pub excluded: Exclusions,
     /// Analysed requests and pairs, spilled for the feedback join.
     join: FeedbackJoin,
+    /// Observations of the per-unit metrics, spilled by unit.
+    units: UnitSpill,
     /// Variant names by the index the join knows them by.
     variant_names: Vec<String>,
     /// (served, shadow) variant pairs by the index the join knows them by.
@@ -234,6 +245,7 @@ impl Collector {
             variants: BTreeMap::new(),
             excluded: BTreeMap::new(),
             join: FeedbackJoin::new()?,
+            units: UnitSpill::new()?,
             variant_names: Vec::new(),
             pair_keys: Vec::new(),
             spill_error: None,
@@ -293,22 +305,28 @@ impl Collector {
             .iter()
             .position(|v| *v == variant)
             .unwrap_or(0);
-        let spilled = self.join.request(&row.request_id, index as u16);
+        let index = index as u16;
+        // A request without a unit key is a unit of its own (a seed of its
+        // own keeps its hash apart from every unit key's).
+        let unit = row.unit_key_hash.as_deref().map_or_else(
+            || xxh3_64_with_seed(row.request_id.as_bytes(), 1),
+            |key| xxh3_64(key.as_bytes()),
+        );
+        let spilled = self.join.request(&row.request_id, index, unit);
         self.spilled(spilled);
         let data = self
             .variants
             .entry(variant)
             .or_insert_with(VariantData::new);
         data.requests += 1;
-        if let Some(unit) = &row.unit_key_hash {
-            let hash = xxh3_64(unit.as_bytes());
-            if hash <= self.unit_threshold && data.units.insert(hash) {
-                self.remembered_units += 1;
-            }
+        if row.unit_key_hash.is_some() && unit <= self.unit_threshold && data.units.insert(unit) {
+            self.remembered_units += 1;
         }
+        let mut observations = Vec::new();
         if let Some(failed) = row.failed() {
             data.errors.trials += 1;
             data.errors.successes += u64::from(failed);
+            observations.push((ERROR_RATE, f64::from(u8::from(failed))));
         }
         if let Some(share) = row.variant_share {
             data.share_changed |= data.share.is_some_and(|s| (s - share).abs() > 1e-9);
@@ -316,10 +334,16 @@ impl Collector {
         }
         *data.per_day.entry(row.date().to_owned()).or_default() += 1;
         self.bound_units();
-        self.add_outcomes(row);
+        self.add_outcomes(&row, &mut observations);
+        for (metric, value) in observations {
+            let spilled = self.units.value(unit, index, metric, value);
+            self.spilled(spilled);
+        }
     }
 
-    fn add_outcomes(&mut self, row: RequestRow) {
+    /// Adds a successful request's outcomes to its variant, and lists them
+    /// in `observations` for the unit-level spill.
+    fn add_outcomes(&mut self, row: &RequestRow, observations: &mut Vec<(u16, f64)>) {
         let Some(data) = row
             .assigned_variant
             .as_ref()
@@ -334,23 +358,35 @@ impl Collector {
             if let (true, Some(ttfb)) = (row.stream, row.ttfb_ms) {
                 data.ttfb_ms.push(ttfb, &mut self.rng);
             }
-            for (moments, value) in [
-                (&mut data.input_tokens, row.input_tokens.map(|t| t as f64)),
-                (&mut data.output_tokens, row.output_tokens.map(|t| t as f64)),
-                (&mut data.cost_usd, row.cost_usd),
+            if let Some(tokens) = row.input_tokens {
+                let _ = data.input_tokens.push(tokens as f64);
+            }
+            for (moments, value, metric) in [
+                (
+                    &mut data.output_tokens,
+                    row.output_tokens.map(|t| t as f64),
+                    OUTPUT_TOKENS,
+                ),
+                (&mut data.cost_usd, row.cost_usd, COST_USD),
             ] {
-                if let Some(value) = value {
-                    let _ = moments.push(value);
+                // A value the moments refuse (not finite) is left out of both.
+                if let Some(value) = value
+                    && moments.push(value).is_ok()
+                {
+                    observations.push((metric, value));
                 }
             }
             if let Some(text) = &row.response_text {
+                let json = is_json(text);
                 data.valid_json.trials += 1;
-                data.valid_json.successes += u64::from(is_json(text));
+                data.valid_json.successes += u64::from(json);
+                observations.push((VALID_JSON, f64::from(u8::from(json))));
                 if let Some(schema) = &self.schema {
                     let valid = serde_json::from_str::<Value>(text.trim())
                         .is_ok_and(|value| schema.is_valid(&value));
                     data.schema_valid.trials += 1;
                     data.schema_valid.successes += u64::from(valid);
+                    observations.push((SCHEMA_COMPLIANCE, f64::from(u8::from(valid))));
                 }
             }
         }
@@ -370,6 +406,8 @@ impl Collector {
             return Err(error);
         }
         let join = std::mem::replace(&mut self.join, FeedbackJoin::new()?);
+        let mut units = std::mem::replace(&mut self.units, UnitSpill::new()?);
+        let mut unit_error = None;
         let records = join.feedback_records;
         let (names, variants, keys, shadows) = (
             &self.variant_names,
@@ -380,10 +418,15 @@ impl Collector {
         let unmatched = join.join(|joined| match joined {
             Joined::Value {
                 variant,
+                unit,
+                metric_id,
                 metric,
                 boolean,
                 value,
             } => {
+                if let Err(error) = units.feedback(unit, variant, metric_id, metric, value) {
+                    unit_error.get_or_insert(error);
+                }
                 let Some(data) = names
                     .get(usize::from(variant))
                     .and_then(|n| variants.get_mut(n))
@@ -417,6 +460,17 @@ impl Collector {
                 }
             }
         })?;
+        if let Some(error) = unit_error {
+            return Err(error);
+        }
+        for ((variant, metric), summary) in units.summarise()? {
+            if let Some(data) = names
+                .get(usize::from(variant))
+                .and_then(|n| variants.get_mut(n))
+            {
+                data.unit_level.insert(metric, summary);
+            }
+        }
         Ok((records, unmatched))
     }
 

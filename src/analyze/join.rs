@@ -1,9 +1,11 @@
 //! Joining feedback to requests by `request_id` in bounded memory: a grace
 //! hash join. While the request table streams by, every analysed request
-//! (8-byte id hash + variant) and every served/shadow pair goes to one of
-//! `BUCKETS` spill files chosen by the id hash; feedback records go to the
-//! same buckets. Then each bucket is joined on its own, so memory holds one
-//! bucket's feedback (1/64 of it) instead of all of it.
+//! (8-byte id hash + variant + 8-byte unit hash) and every served/shadow pair
+//! goes to one of `BUCKETS` spill files chosen by the id hash; feedback
+//! records go to the same buckets. Then each bucket is joined on its own, so
+//! memory holds one bucket's feedback (1/64 of it) instead of all of it. Each
+//! joined value carries its request's unit, so that the caller can spill it
+//! again by unit (`units`) for the unit-level analysis.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -13,16 +15,16 @@ use xxhash_rust::xxh3::xxh3_64;
 
 use super::records::FeedbackRow;
 
-const BUCKETS: usize = 64;
+pub(super) const BUCKETS: usize = 64;
 
 /// One spill file per bucket, written once and read once.
-struct Spill {
+pub(super) struct Spill {
     files: Vec<BufWriter<File>>,
     paths: Vec<std::path::PathBuf>,
 }
 
 impl Spill {
-    fn create(dir: &std::path::Path, name: &str) -> std::io::Result<Spill> {
+    pub(super) fn create(dir: &std::path::Path, name: &str) -> std::io::Result<Spill> {
         let mut files = Vec::with_capacity(BUCKETS);
         let mut paths = Vec::with_capacity(BUCKETS);
         for bucket in 0..BUCKETS {
@@ -33,16 +35,16 @@ impl Spill {
         Ok(Spill { files, paths })
     }
 
-    fn write(&mut self, hash: u64, record: &[u8]) -> std::io::Result<()> {
+    pub(super) fn write(&mut self, hash: u64, record: &[u8]) -> std::io::Result<()> {
         self.files[(hash % BUCKETS as u64) as usize].write_all(record)
     }
 
-    fn flush(&mut self) -> std::io::Result<()> {
+    pub(super) fn flush(&mut self) -> std::io::Result<()> {
         self.files.iter_mut().try_for_each(BufWriter::flush)
     }
 
     /// The fixed-size records of one bucket.
-    fn read<const N: usize>(&self, bucket: usize) -> std::io::Result<Vec<[u8; N]>> {
+    pub(super) fn read<const N: usize>(&self, bucket: usize) -> std::io::Result<Vec<[u8; N]>> {
         let mut bytes = Vec::new();
         BufReader::new(File::open(&self.paths[bucket])?).read_to_end(&mut bytes)?;
         Ok(bytes
@@ -50,15 +52,33 @@ impl Spill {
             .filter_map(|chunk| chunk.try_into().ok())
             .collect())
     }
+
+    /// The fixed-size records of one bucket, one at a time: memory holds the
+    /// reader's buffer, not the bucket.
+    pub(super) fn stream<const N: usize>(
+        &self,
+        bucket: usize,
+        mut on: impl FnMut([u8; N]),
+    ) -> std::io::Result<()> {
+        let mut reader = BufReader::with_capacity(1 << 16, File::open(&self.paths[bucket])?);
+        let mut record = [0u8; N];
+        loop {
+            match reader.read_exact(&mut record) {
+                Ok(()) => on(record),
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
-fn u64_at(bytes: &[u8], at: usize) -> u64 {
+pub(super) fn u64_at(bytes: &[u8], at: usize) -> u64 {
     let mut word = [0u8; 8];
     word.copy_from_slice(&bytes[at..at + 8]);
     u64::from_le_bytes(word)
 }
 
-fn u16_at(bytes: &[u8], at: usize) -> u16 {
+pub(super) fn u16_at(bytes: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([bytes[at], bytes[at + 1]])
 }
 
@@ -86,9 +106,12 @@ pub struct FeedbackJoin {
 
 /// What the join hands back, one event at a time.
 pub enum Joined<'a> {
-    /// The latest value of `metric` for a request of `variant`.
+    /// The latest value of `metric` for a request of `variant` and `unit`.
     Value {
         variant: u16,
+        unit: u64,
+        /// The metric's index, in the order metrics were first read.
+        metric_id: u16,
         metric: &'a str,
         boolean: bool,
         value: f64,
@@ -119,12 +142,13 @@ impl FeedbackJoin {
         })
     }
 
-    /// An analysed served request.
-    pub fn request(&mut self, request_id: &str, variant: u16) -> std::io::Result<()> {
+    /// An analysed served request of `unit` (a hash of its unit key).
+    pub fn request(&mut self, request_id: &str, variant: u16, unit: u64) -> std::io::Result<()> {
         let hash = xxh3_64(request_id.as_bytes());
-        let mut record = [0u8; 10];
+        let mut record = [0u8; 18];
         record[..8].copy_from_slice(&hash.to_le_bytes());
-        record[8..].copy_from_slice(&variant.to_le_bytes());
+        record[8..10].copy_from_slice(&variant.to_le_bytes());
+        record[10..].copy_from_slice(&unit.to_le_bytes());
         self.requests.write(hash, &record)
     }
 
@@ -193,14 +217,17 @@ impl FeedbackJoin {
                 }
             }
             let mut claimed = HashSet::new();
-            for record in self.requests.read::<10>(bucket)? {
+            for record in self.requests.read::<18>(bucket)? {
                 let (hash, variant) = (u64_at(&record, 0), u16_at(&record, 8));
+                let unit = u64_at(&record, 10);
                 if let Some(values) = latest.get(&hash) {
                     claimed.insert(hash);
                     for &(metric, value, _) in values {
                         let (name, boolean) = &self.metrics[usize::from(metric)];
                         on(Joined::Value {
                             variant,
+                            unit,
+                            metric_id: metric,
                             metric: name,
                             boolean: *boolean,
                             value,
@@ -261,7 +288,8 @@ mod tests {
     fn the_latest_value_joins_its_request_and_pairs_complete_across_buckets() {
         let mut join = FeedbackJoin::new().unwrap();
         for i in 0..1_000 {
-            join.request(&format!("r{i}"), (i % 2) as u16).unwrap();
+            join.request(&format!("r{i}"), (i % 2) as u16, i / 10)
+                .unwrap();
         }
         join.pair("r1", "s1", 7).unwrap();
         join.feedback(row("r0", "up", 0.0, "2026-11-26T10:00:01.000Z"))
@@ -278,7 +306,12 @@ mod tests {
         let mut pairs = Vec::new();
         let unmatched = join
             .join(|event| match event {
-                Joined::Value { variant, value, .. } => values.push((variant, value)),
+                Joined::Value {
+                    variant,
+                    unit,
+                    value,
+                    ..
+                } => values.push((variant, unit, value)),
                 Joined::Pair {
                     key,
                     served,
@@ -288,7 +321,11 @@ mod tests {
             })
             .unwrap();
         values.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        assert_eq!(values, vec![(0, 1.0), (1, 1.0)], "r0's later value wins");
+        assert_eq!(
+            values,
+            vec![(0, 0, 1.0), (1, 0, 1.0)],
+            "r0's later value wins, with its unit"
+        );
         assert_eq!(pairs, vec![(7, true, false)]);
         assert_eq!(
             unmatched, 1,

@@ -21,6 +21,7 @@ pub mod report;
 pub mod source;
 pub mod stats;
 pub mod synthetic;
+mod units;
 
 use indicatif::{ProgressBar, ProgressStyle};
 

@@ -24,6 +24,7 @@ use super::stats::rank::{MannWhitney, WilcoxonSignedRank, mann_whitney_u, wilcox
 use super::stats::sequential::{SequentialComparison, rho_for_sample_size, sequential_difference};
 use super::stats::srm::sample_ratio_mismatch;
 use super::stats::{Interval, StatsError};
+use super::units::Metric;
 
 pub const FORMAT: &str = "promptgate.analyze.v1";
 
@@ -154,6 +155,12 @@ pub struct Comparison {
     /// for the p-value, bootstrap for the p50/p95 differences).
     pub kind: &'static str,
     pub better: Option<Better>,
+    /// `unit`: compared on the means of each unit's observations (the
+    /// randomisation unit); `request`: on requests, either because every unit
+    /// had at most one observation of the metric (the two coincide) or
+    /// because the metric is latency or TTFB (always request-level).
+    pub analysis_unit: &'static str,
+    /// Units for a unit-level comparison, else requests (or feedback events).
     pub n_baseline: u64,
     pub n_variant: u64,
     pub estimate_baseline: f64,
@@ -325,6 +332,7 @@ impl Pair<'_> {
             baseline: self.baseline.0.to_owned(),
             kind,
             better,
+            analysis_unit: "request",
             n_baseline: 0,
             n_variant: 0,
             estimate_baseline: 0.0,
@@ -348,12 +356,27 @@ impl Pair<'_> {
         }
     }
 
+    /// Both variants' unit means of `key`, when some unit has more than one
+    /// observation of it: the requests of a unit are then not independent,
+    /// and the unit means are what is compared.
+    fn clustered(&self, key: &Metric) -> Option<(Moments, Moments)> {
+        let a = self.baseline.1.unit_level.get(key)?;
+        let b = self.variant.1.unit_level.get(key)?;
+        (a.max_per_unit > 1 || b.max_per_unit > 1).then_some((a.means, b.means))
+    }
+
+    /// A rate: on unit means when units have several observations, else on
+    /// the counts (z-test, or Fisher's exact test when small).
     fn proportion(
         &self,
         metric: &str,
         better: Better,
+        key: Metric,
         pick: impl Fn(&VariantData) -> Counts,
     ) -> Result<Comparison, StatsError> {
+        if let Some((a, b)) = self.clustered(&key) {
+            return self.welch(metric, "proportion", Some(better), a, b, true);
+        }
         let (a, b) = (pick(self.baseline.1), pick(self.variant.1));
         let result = compare_proportions(a, b, self.settings.confidence)?;
         let mut c = self.base(metric, "proportion", Some(better));
@@ -385,15 +408,41 @@ impl Pair<'_> {
         Ok(c)
     }
 
+    /// A mean: on unit means when units have several observations, else on
+    /// the requests' values (then the same thing).
     fn mean(
         &self,
         metric: &str,
         better: Option<Better>,
+        key: Metric,
         pick: impl Fn(&VariantData) -> Moments,
     ) -> Result<Comparison, StatsError> {
-        let (a, b) = (pick(self.baseline.1), pick(self.variant.1));
+        match self.clustered(&key) {
+            Some((a, b)) => self.welch(metric, "mean", better, a, b, true),
+            None => {
+                let (a, b) = (pick(self.baseline.1), pick(self.variant.1));
+                self.welch(metric, "mean", better, a, b, false)
+            }
+        }
+    }
+
+    /// Welch's t on `a` and `b`: the requests' values, or one mean per unit
+    /// (`units`), which makes the sample sizes, the always-valid numbers and
+    /// the power figures counts of units.
+    fn welch(
+        &self,
+        metric: &str,
+        kind: &'static str,
+        better: Option<Better>,
+        a: Moments,
+        b: Moments,
+        units: bool,
+    ) -> Result<Comparison, StatsError> {
         let result = welch(&a, &b, self.settings.confidence)?;
-        let mut c = self.base(metric, "mean", better);
+        let mut c = self.base(metric, kind, better);
+        if units {
+            c.analysis_unit = "unit";
+        }
         c.n_baseline = a.count();
         c.n_variant = b.count();
         c.estimate_baseline = result.mean_a;
@@ -402,7 +451,11 @@ impl Pair<'_> {
         c.difference_ci = result.difference_ci;
         c.relative_lift = result.relative_lift.map(|l| l.estimate);
         c.relative_lift_ci = result.relative_lift.map(|l| l.ci);
-        c.test = "welch_t".into();
+        c.test = if units {
+            "welch_t_on_unit_means".into()
+        } else {
+            "welch_t".into()
+        };
         c.p_value = result.p_value;
         c.sequential = sequential_difference(&a, &b, self.settings.confidence, self.rho).ok();
         let sd = a.variance().unwrap_or(0.0).sqrt();
@@ -621,11 +674,15 @@ pub fn build(header: Header, collector: &Collector, settings: &Settings) -> Repo
                 ),
                 (
                     "cost_usd".into(),
-                    pair.mean("cost_usd", Some(Better::Lower), |d| d.cost_usd),
+                    pair.mean("cost_usd", Some(Better::Lower), Metric::CostUsd, |d| {
+                        d.cost_usd
+                    }),
                 ),
                 (
                     "output_tokens".into(),
-                    pair.mean("output_tokens", None, |d| d.output_tokens),
+                    pair.mean("output_tokens", None, Metric::OutputTokens, |d| {
+                        d.output_tokens
+                    }),
                 ),
             ];
             if base.ttfb_ms.moments.count() > 0 || data.ttfb_ms.moments.count() > 0 {
@@ -636,20 +693,29 @@ pub fn build(header: Header, collector: &Collector, settings: &Settings) -> Repo
                     0,
                     (
                         "error_rate".into(),
-                        pair.proportion("error_rate", Better::Lower, |d| d.errors),
+                        pair.proportion("error_rate", Better::Lower, Metric::ErrorRate, |d| {
+                            d.errors
+                        }),
                     ),
                 );
             }
             if any(|d| d.schema_valid) {
                 attempts.push((
                     "schema_compliance".into(),
-                    pair.proportion("schema_compliance", Better::Higher, |d| d.schema_valid),
+                    pair.proportion(
+                        "schema_compliance",
+                        Better::Higher,
+                        Metric::SchemaCompliance,
+                        |d| d.schema_valid,
+                    ),
                 ));
             }
             if any(|d| d.valid_json) {
                 attempts.push((
                     "valid_json".into(),
-                    pair.proportion("valid_json", Better::Higher, |d| d.valid_json),
+                    pair.proportion("valid_json", Better::Higher, Metric::ValidJson, |d| {
+                        d.valid_json
+                    }),
                 ));
             }
             let metrics: Vec<(&String, bool)> = base
@@ -660,8 +726,9 @@ pub fn build(header: Header, collector: &Collector, settings: &Settings) -> Repo
                 .collect();
             for (metric, boolean) in metrics {
                 let pick = |d: &VariantData| d.feedback.get(metric).cloned();
+                let key = Metric::Feedback(metric.clone());
                 let attempt = if boolean {
-                    pair.proportion(metric, Better::Higher, |d| {
+                    pair.proportion(metric, Better::Higher, key, |d| {
                         pick(d).map_or(
                             Counts {
                                 successes: 0,
@@ -671,7 +738,7 @@ pub fn build(header: Header, collector: &Collector, settings: &Settings) -> Repo
                         )
                     })
                 } else {
-                    pair.mean(metric, Some(Better::Higher), |d| {
+                    pair.mean(metric, Some(Better::Higher), key, |d| {
                         pick(d).map_or(Moments::new(), |f| f.moments)
                     })
                 };
