@@ -1,0 +1,136 @@
+//! The Grafana dashboard shipped in config/grafana/ stays in step with the
+//! metrics: every series it queries is one the admin listener's /metrics
+//! exposes once the gateway has served an experiment with a shadow, a retry
+//! and both kinds of fallback (a counter appears at its first count).
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use http::Method;
+use serde_json::Value;
+
+const DASHBOARD: &str = include_str!("../config/grafana/promptgate-dashboard.json");
+
+fn queried_series(dashboard: &Value) -> BTreeSet<String> {
+    let mut series = BTreeSet::new();
+    let panels = dashboard["panels"].as_array().expect("panels");
+    for target in panels
+        .iter()
+        .filter_map(|p| p["targets"].as_array())
+        .flatten()
+    {
+        let expr = target["expr"].as_str().expect("expr");
+        let mut rest = expr;
+        while let Some(start) = rest.find("promptgate_") {
+            let name: String = rest[start..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            rest = &rest[start + name.len()..];
+            series.insert(name);
+        }
+    }
+    series
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_series_the_dashboard_queries_is_exposed() {
+    let dashboard: Value = serde_json::from_str(DASHBOARD).expect("the dashboard is JSON");
+    let config = r#"
+[auth]
+open = true
+[providers.demo]
+kind = "demo"
+[providers.dead]
+kind = "openai"
+base_url = "http://127.0.0.1:9/v1"
+max_retries = 1
+retry_base_ms = 1
+connect_timeout_ms = 200
+[[routes]]
+models = ["flaky"]
+providers = ["dead", "demo"]
+[[routes]]
+models = ["*"]
+providers = ["demo"]
+[experiments.risky]
+unit_key = { header = "x-user-id" }
+fallback_variant = "safe"
+[[experiments.risky.variants]]
+name = "broken"
+weight = 1
+model = "gone"
+providers = ["dead"]
+[[experiments.risky.variants]]
+name = "safe"
+weight = 0
+model = "demo-a"
+providers = ["demo"]
+[experiments.tone]
+unit_key = { header = "x-user-id" }
+[[experiments.tone.variants]]
+name = "control"
+weight = 1
+model = "demo-a"
+providers = ["demo"]
+[[experiments.tone.variants]]
+name = "candidate"
+weight = 0
+model = "demo-b"
+providers = ["demo"]
+[experiments.tone.shadow]
+variants = ["candidate"]
+sample_percent = 100
+[prices.demo-a]
+input_per_million = 1.0
+output_per_million = 2.0
+[audit]
+sink = "local"
+local_dir = "{dir}/audit"
+spool_dir = "{dir}/spool"
+"#;
+    let gw = support::TestGateway::start(config).await;
+    let client = support::client();
+    for user in ["a", "b", "c"] {
+        support::send(
+            &client,
+            Method::POST,
+            &gw.url("/v1/chat/completions"),
+            &[("x-user-id", user)],
+            r#"{"model":"tone","messages":[{"role":"user","content":"hi"}]}"#.to_owned(),
+        )
+        .await;
+    }
+    // A retry, a provider fallback and a provider error; then a variant fallback.
+    for model in ["flaky", "risky"] {
+        let reply = support::send(
+            &client,
+            Method::POST,
+            &gw.url("/v1/chat/completions"),
+            &[("x-user-id", "d")],
+            format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#),
+        )
+        .await;
+        assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());
+    }
+    gw.sink.wait_for(8).await;
+    let scrape = support::send(&client, Method::GET, &gw.admin_url("/metrics"), &[], "")
+        .await
+        .text();
+    let exposed: BTreeSet<&str> = scrape
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .collect();
+    let queried = queried_series(&dashboard);
+    assert!(queried.len() > 15, "{queried:?}");
+    let missing: Vec<&String> = queried
+        .iter()
+        .filter(|name| !exposed.contains(name.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the dashboard queries series /metrics does not expose: {missing:?}\nexposed: {exposed:?}"
+    );
+}
