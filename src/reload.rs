@@ -114,7 +114,7 @@ impl Reloader {
         }
         if current.startup_only_digest != config.startup_only_digest {
             tracing::warn!(
-                "[audit] or [prices] changed: those sections take effect only after a restart"
+                "[audit], [prices] or [telemetry] changed: those sections take effect only after a restart"
             );
         }
         self.gateway.snapshots.replace(Snapshot::new(config));
