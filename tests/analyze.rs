@@ -1,6 +1,8 @@
 //! `promptgate analyze` end to end: a known effect generated through the real
 //! gateway and read back from the S3-compatible server is found; A/A logs
-//! keep the false-positive rate near alpha; a skewed split raises the SRM
+//! keep the false-positive rate near alpha, also with several correlated
+//! requests per unit (where a request-level test would not); a skewed split
+//! raises the SRM
 //! alarm (and `--fail-on-srm` exits 3); corrupt objects are named or skipped;
 //! the date range reads only its partitions; every format renders.
 
@@ -10,6 +12,8 @@ use std::path::Path;
 use std::process::Command;
 
 use http::Method;
+use promptgate::analyze::stats::power::{PowerTarget, proportion_sample_size};
+use promptgate::analyze::stats::proportions::{Counts, compare_proportions};
 use promptgate::analyze::synthetic::{SyntheticLog, SyntheticVariant};
 use promptgate::analyze::{self, DateRange, Options, Report, S3Options, Settings, Source};
 use serde_json::Value;
@@ -198,6 +202,147 @@ async fn a_and_a_keeps_false_positives_near_alpha() {
     assert!(
         (1..=16).contains(&false_positives),
         "{false_positives} false positives in {runs} A/A runs"
+    );
+}
+
+/// A variant's thumbs-up counts, per request, from its per-variant estimate.
+fn thumbs_counts(report: &Report, name: &str) -> Counts {
+    let variant = report.variants.iter().find(|v| v.name == name).unwrap();
+    let thumbs = &variant.feedback["thumbs_up"];
+    Counts {
+        successes: (thumbs.estimate * thumbs.n as f64).round() as u64,
+        trials: thumbs.n,
+    }
+}
+
+fn units_of(report: &Report, name: &str) -> u64 {
+    report
+        .variants
+        .iter()
+        .find(|v| v.name == name)
+        .unwrap()
+        .units
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_requests_per_unit_need_the_unit_level_analysis() {
+    let dir = tempfile::tempdir().unwrap();
+    let runs = 150;
+    let (mut by_units, mut by_requests) = (0, 0);
+    for seed in 0..runs {
+        let root = dir.path().join(format!("run-{seed}"));
+        let mut aa = log(
+            seed,
+            vec![variant("control", 0.3), variant("same", 0.3)],
+            200,
+        );
+        aa.requests_per_unit = 5;
+        aa.write_with_unit_effect(&root, 0.5).unwrap();
+        let report = run(&root, &options("exp")).await;
+        let thumbs = comparison(&report, "thumbs_up");
+        assert_eq!(thumbs.analysis_unit, "unit");
+        assert_eq!(thumbs.test, "welch_t_on_unit_means");
+        by_units += u32::from(thumbs.p_value < 0.05);
+        // What the analysis did before it knew units: every request an
+        // independent trial.
+        let naive = compare_proportions(
+            thumbs_counts(&report, "control"),
+            thumbs_counts(&report, "same"),
+            0.95,
+        )
+        .unwrap();
+        by_requests += u32::from(naive.p_value < 0.05);
+    }
+    // Shown with --no-capture: how far apart the two analyses are.
+    eprintln!(
+        "false positives in {runs} runs: {by_units} on unit means, {by_requests} on requests"
+    );
+    // The same window as the one-request A/A test: 150 runs at α = 0.05
+    // expect 7.5 (sd ≈ 2.7); accept 1–16, a false-positive rate of at most
+    // 10.7 %. Welch on 200 unit means is nearly exact here.
+    assert!(
+        (1..=16).contains(&by_units),
+        "{by_units} false positives in {runs} A/A runs on unit means"
+    );
+    // With an intra-unit correlation ρ ≈ 0.4 and 5 requests per unit, the
+    // request-level variance is understated by the design effect
+    // 1 + 4ρ ≈ 2.6: its z is 1.6 times too large and it rejects about 22 %
+    // of the time (≈ 33 runs, sd ≈ 5), far outside the window above.
+    assert!(
+        by_requests > 16,
+        "the request-level z-test rejected in only {by_requests} of {runs} A/A runs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_one_request_per_unit_the_exact_tests_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    // 16 units (an expected cell count below 5): Fisher's exact test; 400:
+    // the z-test.
+    for (seed, units, test) in [(11, 16, "fisher_exact"), (12, 400, "two_proportion_z")] {
+        let root = dir.path().join(format!("run-{seed}"));
+        log(
+            seed,
+            vec![variant("control", 0.1), variant("b", 0.3)],
+            units,
+        )
+        .write(&root)
+        .unwrap();
+        let report = run(&root, &options("exp")).await;
+        let thumbs = comparison(&report, "thumbs_up");
+        let (a, b) = (
+            thumbs_counts(&report, "control"),
+            thumbs_counts(&report, "b"),
+        );
+        let exact = compare_proportions(a, b, 0.95).unwrap();
+        assert_eq!(thumbs.analysis_unit, "request");
+        assert_eq!(thumbs.test, test);
+        assert_eq!(thumbs.p_value, exact.p_value);
+        assert_eq!(thumbs.difference, exact.difference);
+        assert_eq!((thumbs.n_baseline, thumbs.n_variant), (a.trials, b.trials));
+        assert_eq!(thumbs.n_baseline, units_of(&report, "control"));
+        // Latency is request-level whatever the units.
+        assert_eq!(comparison(&report, "latency_ms").analysis_unit, "request");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unit_level_sizes_count_units() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut clustered = log(
+        21,
+        vec![variant("control", 0.3), variant("same", 0.3)],
+        2_000,
+    );
+    clustered.requests_per_unit = 5;
+    clustered.write_with_unit_effect(dir.path(), 0.5).unwrap();
+    let report = run(dir.path(), &options("exp")).await;
+    let thumbs = comparison(&report, "thumbs_up");
+    let (control, same) = (units_of(&report, "control"), units_of(&report, "same"));
+    assert_eq!((thumbs.n_baseline, thumbs.n_variant), (control, same));
+    assert_eq!(thumbs_counts(&report, "control").trials, 5 * control);
+    let sequential = thumbs.sequential.as_ref().unwrap();
+    assert_eq!(sequential.units, control + same);
+    // Independent requests would need `requests` per variant for a 5 % lift;
+    // 5 correlated requests are worth more than one of them and less than
+    // five, so the units needed lie strictly between requests/5 and requests
+    // (with ρ ≈ 0.4, near requests · (1 + 4ρ) / 5 ≈ requests / 2).
+    let rate = thumbs.estimate_baseline;
+    let requests = proportion_sample_size(
+        rate,
+        rate * 1.05,
+        1.0,
+        PowerTarget {
+            alpha: 0.05,
+            power: 0.8,
+        },
+    )
+    .unwrap()
+    .required_a;
+    let units = thumbs.units_needed_for_target_lift.unwrap();
+    assert!(
+        units > requests * 3 / 10 && units < requests * 8 / 10,
+        "{units} units needed, {requests} independent requests"
     );
 }
 

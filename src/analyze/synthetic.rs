@@ -44,7 +44,7 @@ pub struct SyntheticLog {
     pub seed: u64,
 }
 
-/// A normal draw (Box–Muller), for log-normal latencies.
+/// A normal draw (Box–Muller), for log-normal latencies and unit effects.
 fn normal(rng: &mut StdRng) -> f64 {
     let u1: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
     let u2: f64 = rng.random();
@@ -98,6 +98,16 @@ impl SyntheticLog {
     /// Writes the log under `root` (as the `local` sink would); returns the
     /// number of request records written.
     pub fn write(&self, root: &Path) -> std::io::Result<u64> {
+        self.write_with_unit_effect(root, 0.0)
+    }
+
+    /// As `write`, with a random effect per unit: each unit's thumbs-up
+    /// probability is its variant's rate plus a normal draw of standard
+    /// deviation `unit_effect_sd` (clipped to [0, 1]), so that the requests of
+    /// a unit resemble each other as real users' do. At 0 no draw is made and
+    /// the log is exactly `write`'s. (A method rather than a field, so that
+    /// struct literals of `SyntheticLog` written before it keep compiling.)
+    pub fn write_with_unit_effect(&self, root: &Path, unit_effect_sd: f64) -> std::io::Result<u64> {
         let mut rng = StdRng::seed_from_u64(self.seed);
         let total: f64 = self.variants.iter().map(|v| v.weight).sum();
         let mut requests = ObjectWriter {
@@ -129,6 +139,11 @@ impl SyntheticLog {
             if rng.random::<f64>() < variant.lost_share {
                 continue;
             }
+            let thumbs_up_rate = if unit_effect_sd > 0.0 {
+                (variant.thumbs_up_rate + unit_effect_sd * normal(&mut rng)).clamp(0.0, 1.0)
+            } else {
+                variant.thumbs_up_rate
+            };
             // Units arrive in order over the day: hours stay grouped as in the real log.
             let hour = (unit * 24 / self.units.max(1)) as u32;
             for request in 0..self.requests_per_unit {
@@ -151,7 +166,7 @@ impl SyntheticLog {
                 requests.push(record.to_string(), hour)?;
                 records += 1;
                 if rng.random::<f64>() < self.feedback_share {
-                    let up = rng.random::<f64>() < variant.thumbs_up_rate;
+                    let up = rng.random::<f64>() < thumbs_up_rate;
                     let event = json!({
                         "schema_version": 1, "record_type": "feedback",
                         "feedback_id": format!("fb-{request_id}"), "request_id": request_id,
