@@ -10,7 +10,9 @@
 //! requests of the hour partition being read (for pairing shadows, once a
 //! shadow was seen, at most 200,000). Feedback is joined to requests by a
 //! grace hash join through 64 spill files (`join`), so it never has to fit
-//! in memory at once.
+//! in memory at once; every observation of a mean/proportion metric goes
+//! through 64 more, by unit (`units`), so that variants are compared on unit
+//! means (randomisation is per unit) without a map of every unit.
 
 mod collect;
 pub mod html;

@@ -220,9 +220,15 @@ pub fn table(report: &Report) -> String {
             let power = c
                 .minimum_detectable_difference
                 .map_or_else(String::new, |m| format!("; detectable now: ±{m:.4}"));
+            // Unit-level sizes are said, since the per-variant table shows requests.
+            let units = if c.analysis_unit == "unit" {
+                format!("; {} vs {} units", c.n_baseline, c.n_variant)
+            } else {
+                String::new()
+            };
             let _ = writeln!(
                 out,
-                "  {}\n      [{}; p = {}{sequential}{power}]",
+                "  {}\n      [{}{units}; p = {}{sequential}{power}]",
                 c.verdict,
                 c.test,
                 p_text(c.p_value)
