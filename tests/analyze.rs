@@ -453,8 +453,32 @@ async fn the_date_range_reads_only_its_partitions() {
         .flat_map(|v| v.requests_per_day.keys())
         .collect();
     assert!(days.iter().all(|d| *d == "2026-11-21"), "{days:?}");
+    assert_eq!(
+        report.read.feedback_unmatched, 100,
+        "the 22nd's feedback is read, unmatched"
+    );
     let all = run(dir.path(), &options("exp")).await;
     assert_eq!(all.read.request_records, 300);
+
+    // Feedback about the 21st's requests that arrived on the 25th still counts.
+    let feedback = dir.path().join("feedback/v1");
+    std::fs::rename(
+        feedback.join("dt=2026-11-21"),
+        feedback.join("dt=2026-11-25"),
+    )
+    .unwrap();
+    let late = run(dir.path(), &ranged).await;
+    assert_eq!(late.read.request_records, 100);
+    assert_eq!(
+        late.read.feedback_records, 300,
+        "feedback from --from on, whatever --to says"
+    );
+    let thumbs: u64 = late
+        .variants
+        .iter()
+        .map(|v| v.feedback.get("thumbs_up").map_or(0, |m| m.n))
+        .sum();
+    assert_eq!(thumbs, 100, "every request of the window has its feedback");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

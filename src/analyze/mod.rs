@@ -65,7 +65,13 @@ pub struct Options {
 }
 
 pub async fn analyze(source: &Source, options: &Options) -> Result<Report, AnalyzeError> {
-    let feedback_objects = source.list(Table::Feedback, &options.range).await?;
+    // Feedback arrives after its request: read it from `--from` on, whatever
+    // `--to` says, or outcomes posted after the last day would be lost.
+    let feedback_range = DateRange {
+        from: options.range.from.clone(),
+        to: None,
+    };
+    let feedback_objects = source.list(Table::Feedback, &feedback_range).await?;
     let request_objects = source.list(Table::Requests, &options.range).await?;
     let progress = if options.progress {
         let bar = ProgressBar::new((feedback_objects.len() + request_objects.len()) as u64);
