@@ -469,10 +469,8 @@ async fn the_date_range_reads_only_its_partitions() {
     .unwrap();
     let late = run(dir.path(), &ranged).await;
     assert_eq!(late.read.request_records, 100);
-    assert_eq!(
-        late.read.feedback_records, 300,
-        "feedback from --from on, whatever --to says"
-    );
+    // From --from on, whatever --to says: the 22nd's and the moved 25th's.
+    assert_eq!(late.read.feedback_records, 200);
     let thumbs: u64 = late
         .variants
         .iter()
