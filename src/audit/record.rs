@@ -21,19 +21,6 @@ pub struct RecordContext<'a> {
     pub unit_key: &'a [u8],
 }
 
-/// The partition a record belongs to: its request's start time, or when a
-/// feedback record was received.
-pub fn partition_of(record: &Map<String, Value>) -> (String, u32) {
-    let start = record
-        .get("ts_start")
-        .or_else(|| record.get("ts_received"))
-        .and_then(Value::as_str)
-        .unwrap_or("1970-01-01T00:00:00.000Z");
-    let date = start.get(..10).unwrap_or("1970-01-01").to_owned();
-    let hour = start.get(11..13).and_then(|h| h.parse().ok()).unwrap_or(0);
-    (date, hour)
-}
-
 fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1e6).round() / 1e3
 }
@@ -374,12 +361,5 @@ mod tests {
             pseudonymise(b"Jefe", "what do ya want for nothing?"),
             "5bdcc146bf60754e6a042426089575c7"
         );
-    }
-
-    #[test]
-    fn partitions_come_from_the_start_time() {
-        let mut record = Map::new();
-        record.insert("ts_start".into(), json!("2026-11-26T04:27:09.123Z"));
-        assert_eq!(partition_of(&record), ("2026-11-26".to_owned(), 4));
     }
 }
