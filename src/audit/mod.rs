@@ -5,12 +5,14 @@
 //! Flow: request task → `AuditLog::record` (a non-blocking `try_send` into a
 //! bounded channel) → writer thread (builds the record, appends it to the
 //! write-ahead spool, fsyncs in group commits, seals full segments) →
-//! uploader task (one object per partition of a sealed segment, stored
-//! create-if-absent, segment deleted only after every object is stored).
+//! uploader task (one object per partition of a sealed segment, streamed
+//! through gzip files in the spool's `staging/`, stored create-if-absent,
+//! segment deleted only after every object is stored).
 //! The request path never waits on storage, except in strict mode for the
 //! fsync of its own record.
 
 pub mod config;
+mod objects;
 pub mod record;
 pub mod s3;
 pub mod spool;

@@ -1,10 +1,11 @@
-//! The S3 store: one PutObject per audit object with `If-None-Match: *`, so a
-//! retried upload can never overwrite another batch (412 means our own earlier
-//! attempt already stored it). Region, credentials and endpoint come from the
-//! standard AWS chain (environment, profile, web identity, instance role);
-//! `s3_endpoint` / `AWS_ENDPOINT_URL_S3` and `s3_force_path_style` cover
-//! S3-compatible servers.
+//! The S3 store: one PutObject per audit object, streamed from its staged
+//! file, with `If-None-Match: *`, so a retried upload can never overwrite
+//! another batch (412 means our own earlier attempt already stored it).
+//! Region, credentials and endpoint come from the standard AWS chain
+//! (environment, profile, web identity, instance role); `s3_endpoint` /
+//! `AWS_ENDPOINT_URL_S3` and `s3_force_path_style` cover S3-compatible servers.
 
+use std::path::Path;
 use std::time::Duration;
 
 use aws_config::BehaviorVersion;
@@ -106,7 +107,15 @@ impl S3Store {
         }
     }
 
-    pub async fn put_if_absent(&self, key: &str, body: Vec<u8>) -> Result<PutOutcome, StoreError> {
+    /// Streams the file from disk (the SDK re-opens it for a retried attempt).
+    pub async fn put_file_if_absent(
+        &self,
+        key: &str,
+        staged: &Path,
+    ) -> Result<PutOutcome, StoreError> {
+        let body = ByteStream::from_path(staged)
+            .await
+            .map_err(|e| StoreError::S3(format!("staged object {}: {e}", staged.display())))?;
         let result = self
             .client
             .put_object()
@@ -115,7 +124,7 @@ impl S3Store {
             .if_none_match("*")
             .content_type("application/x-ndjson")
             .content_encoding("gzip")
-            .body(ByteStream::from(body))
+            .body(body)
             .send()
             .await;
         match result {

@@ -8,10 +8,12 @@
 //!
 //! Layout: `<spool>/open/<segment>.wal` (being written; after a crash it is
 //! recovered at start-up), `<spool>/sealed/<segment>.wal`,
-//! `<spool>/quarantine/` (bytes that failed their checksum, kept for forensics).
+//! `<spool>/quarantine/` (bytes that failed their checksum, kept for forensics),
+//! `<spool>/staging/` (the uploader's gzip objects of the segment it is
+//! uploading; rebuilt on every attempt, so what a crash leaves there is junk).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -23,6 +25,7 @@ pub struct SpoolDirs {
     pub open: PathBuf,
     pub sealed: PathBuf,
     pub quarantine: PathBuf,
+    pub staging: PathBuf,
 }
 
 impl SpoolDirs {
@@ -31,8 +34,9 @@ impl SpoolDirs {
             open: root.join("open"),
             sealed: root.join("sealed"),
             quarantine: root.join("quarantine"),
+            staging: root.join("staging"),
         };
-        for dir in [&dirs.open, &dirs.sealed, &dirs.quarantine] {
+        for dir in [&dirs.open, &dirs.sealed, &dirs.quarantine, &dirs.staging] {
             fs::create_dir_all(dir)?;
         }
         Ok(dirs)
@@ -141,65 +145,98 @@ impl Segment {
     }
 }
 
-/// The frames of a segment file, and where it stopped being valid.
-pub struct ReadSegment {
-    pub payloads: Vec<Vec<u8>>,
-    /// Byte offset of the first invalid frame (a torn write or corruption).
-    pub valid_len: u64,
-    pub total_len: u64,
+/// Reads a segment's frames one at a time: memory holds one payload, not the
+/// segment (a sealed segment is `flush_bytes` long, 64 MiB by default). Reading
+/// stops at the first frame that is torn (cut short by a crash) or fails its
+/// checksum; nothing after it is trusted, since its boundaries could be wrong.
+pub struct Frames {
+    reader: io::Take<BufReader<File>>,
+    payload: Vec<u8>,
+    valid_len: u64,
+    total_len: u64,
+    done: bool,
 }
 
-impl ReadSegment {
+impl Frames {
+    pub fn open(path: &Path) -> io::Result<Frames> {
+        let file = File::open(path)?;
+        let total_len = file.metadata()?.len();
+        Ok(Frames {
+            // Bounded by the length seen at open, so every frame is checked
+            // against the same end of file.
+            reader: BufReader::with_capacity(64 << 10, file).take(total_len),
+            payload: Vec::new(),
+            valid_len: 0,
+            total_len,
+            done: false,
+        })
+    }
+
+    /// The next whole frame's payload whose checksum matches; `None` at the
+    /// end of the valid frames (see `valid_len`). An error is an I/O failure,
+    /// not a bad frame.
+    pub fn next_payload(&mut self) -> io::Result<Option<&[u8]>> {
+        if self.done {
+            return Ok(None);
+        }
+        let remaining = self.total_len - self.valid_len;
+        if remaining < FRAME_HEADER as u64 {
+            self.done = true;
+            return Ok(None);
+        }
+        let mut header = [0u8; FRAME_HEADER];
+        self.reader.read_exact(&mut header)?;
+        let [l0, l1, l2, l3, c0, c1, c2, c3] = header;
+        let len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
+        let crc = u32::from_le_bytes([c0, c1, c2, c3]);
+        if len > MAX_FRAME || remaining - (FRAME_HEADER as u64) < len as u64 {
+            self.done = true;
+            return Ok(None);
+        }
+        self.payload.clear();
+        self.payload.resize(len, 0);
+        self.reader.read_exact(&mut self.payload)?;
+        if crc32fast::hash(&self.payload) != crc {
+            self.done = true;
+            return Ok(None);
+        }
+        self.valid_len += (FRAME_HEADER + len) as u64;
+        Ok(Some(&self.payload))
+    }
+
+    /// Byte offset just past the last valid frame read so far; once
+    /// `next_payload` returned `None`, where the segment stops being valid.
+    pub fn valid_len(&self) -> u64 {
+        self.valid_len
+    }
+
+    /// The file's length when it was opened.
+    pub fn total_len(&self) -> u64 {
+        self.total_len
+    }
+
+    /// After `next_payload` returned `None`: whether every byte was a valid frame.
     pub fn is_intact(&self) -> bool {
         self.valid_len == self.total_len
     }
 }
 
-pub fn read_segment(path: &Path) -> io::Result<ReadSegment> {
-    let mut bytes = Vec::new();
-    File::open(path)?.read_to_end(&mut bytes)?;
-    let mut payloads = Vec::new();
-    let mut at = 0usize;
-    while bytes.len() - at >= FRAME_HEADER {
-        let len =
-            u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]) as usize;
-        let crc = u32::from_le_bytes([bytes[at + 4], bytes[at + 5], bytes[at + 6], bytes[at + 7]]);
-        let start = at + FRAME_HEADER;
-        if len > MAX_FRAME || bytes.len() - start < len {
-            break;
-        }
-        let payload = &bytes[start..start + len];
-        if crc32fast::hash(payload) != crc {
-            break;
-        }
-        payloads.push(payload.to_vec());
-        at = start + len;
-    }
-    Ok(ReadSegment {
-        payloads,
-        valid_len: at as u64,
-        total_len: bytes.len() as u64,
-    })
-}
-
-/// Moves the invalid tail of a segment to `quarantine/` and truncates the
-/// segment to its valid frames.
-pub fn quarantine_tail(path: &Path, read: &ReadSegment, dirs: &SpoolDirs) -> io::Result<PathBuf> {
-    let mut bytes = Vec::new();
-    File::open(path)?.read_to_end(&mut bytes)?;
+/// Moves the invalid tail of a segment (from `valid_len` on) to the
+/// quarantine directory and truncates the segment to its valid frames.
+/// Repeating it after a crash half-way gives the same result.
+pub fn quarantine_tail(path: &Path, valid_len: u64, quarantine: &Path) -> io::Result<PathBuf> {
+    let mut segment = OpenOptions::new().read(true).write(true).open(path)?;
     let name = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let target = dirs
-        .quarantine
-        .join(format!("{name}-at-{}.bad", read.valid_len));
+    let target = quarantine.join(format!("{name}-at-{valid_len}.bad"));
     let mut out = File::create(&target)?;
-    out.write_all(&bytes[read.valid_len as usize..])?;
+    segment.seek(SeekFrom::Start(valid_len))?;
+    io::copy(&mut segment, &mut out)?;
     out.sync_all()?;
-    let file = OpenOptions::new().write(true).open(path)?;
-    file.set_len(read.valid_len)?;
-    file.sync_all()?;
+    segment.set_len(valid_len)?;
+    segment.sync_all()?;
     Ok(target)
 }
 
@@ -208,19 +245,23 @@ pub fn quarantine_tail(path: &Path, read: &ReadSegment, dirs: &SpoolDirs) -> io:
 pub fn recover_open_segments(dirs: &SpoolDirs) -> io::Result<u64> {
     let mut recovered = 0;
     for path in segments_in(&dirs.open)? {
-        let read = read_segment(&path)?;
-        if !read.is_intact() {
-            let target = quarantine_tail(&path, &read, dirs)?;
+        let mut frames = Frames::open(&path)?;
+        let mut records = 0u64;
+        while frames.next_payload()?.is_some() {
+            records += 1;
+        }
+        if !frames.is_intact() {
+            let target = quarantine_tail(&path, frames.valid_len(), &dirs.quarantine)?;
             tracing::warn!(
                 segment = %path.display(),
-                good_records = read.payloads.len(),
-                bad_bytes = read.total_len - read.valid_len,
+                good_records = records,
+                bad_bytes = frames.total_len() - frames.valid_len(),
                 quarantined = %target.display(),
                 "audit spool segment had a torn or corrupt tail: the good part will be uploaded, the rest is quarantined"
             );
         }
-        recovered += read.payloads.len() as u64;
-        if read.payloads.is_empty() {
+        recovered += records;
+        if records == 0 {
             fs::remove_file(&path)?;
             continue;
         }
@@ -247,6 +288,16 @@ pub fn spool_bytes(dirs: &SpoolDirs) -> u64 {
 mod tests {
     use super::*;
 
+    /// Every valid payload, and whether the whole file was valid.
+    fn read_all(path: &Path) -> (Vec<Vec<u8>>, bool) {
+        let mut frames = Frames::open(path).unwrap();
+        let mut payloads = Vec::new();
+        while let Some(payload) = frames.next_payload().unwrap() {
+            payloads.push(payload.to_vec());
+        }
+        (payloads, frames.is_intact())
+    }
+
     fn write_segment(dirs: &SpoolDirs, records: &[&str]) -> PathBuf {
         let mut segment = Segment::create(dirs).unwrap();
         for r in records {
@@ -265,12 +316,9 @@ mod tests {
         segment.append(b"{\"b\":2}").unwrap();
         assert_eq!(segment.records, 2);
         let sealed = segment.seal(&dirs).unwrap();
-        let read = read_segment(&sealed).unwrap();
-        assert!(read.is_intact());
-        assert_eq!(
-            read.payloads,
-            vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()]
-        );
+        let (payloads, intact) = read_all(&sealed);
+        assert!(intact);
+        assert_eq!(payloads, vec![b"{\"a\":1}".to_vec(), b"{\"b\":2}".to_vec()]);
         assert!(segments_in(&dirs.open).unwrap().is_empty());
     }
 
@@ -283,11 +331,11 @@ mod tests {
         let frame_ends = [8 + 5, 8 + 5 + 8 + 13, full.len()];
         for cut in 0..=full.len() {
             fs::write(&path, &full[..cut]).unwrap();
-            let read = read_segment(&path).unwrap();
+            let (payloads, intact) = read_all(&path);
             let whole = frame_ends.iter().filter(|&&end| end <= cut).count();
-            assert_eq!(read.payloads.len(), whole, "cut at {cut}");
+            assert_eq!(payloads.len(), whole, "cut at {cut}");
             assert_eq!(
-                read.is_intact(),
+                intact,
                 frame_ends.contains(&cut) || cut == 0,
                 "cut at {cut}"
             );
@@ -306,12 +354,32 @@ mod tests {
         assert_eq!(recover_open_segments(&dirs).unwrap(), 1);
         let sealed = segments_in(&dirs.sealed).unwrap();
         assert_eq!(sealed.len(), 1);
-        let read = read_segment(&sealed[0]).unwrap();
-        assert!(read.is_intact());
-        assert_eq!(read.payloads, vec![b"one".to_vec()]);
+        let (payloads, intact) = read_all(&sealed[0]);
+        assert!(intact);
+        assert_eq!(payloads, vec![b"one".to_vec()]);
         let quarantined: Vec<_> = fs::read_dir(&dirs.quarantine).unwrap().collect();
         assert_eq!(quarantined.len(), 1);
         let bad = fs::read(quarantined[0].as_ref().unwrap().path()).unwrap();
         assert_eq!(bad.len(), bytes.len() - (8 + 3));
+    }
+
+    #[test]
+    fn a_length_past_the_end_or_the_limit_stops_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = SpoolDirs::create(dir.path()).unwrap();
+        let path = write_segment(&dirs, &["kept"]);
+        let good = fs::read(&path).unwrap();
+        for len in [u32::MAX, (MAX_FRAME + 1) as u32, 100] {
+            let mut bytes = good.clone();
+            bytes.extend_from_slice(&len.to_le_bytes());
+            bytes.extend_from_slice(&[0; 4 + 20]);
+            fs::write(&path, &bytes).unwrap();
+            let mut frames = Frames::open(&path).unwrap();
+            assert_eq!(frames.next_payload().unwrap(), Some(&b"kept"[..]));
+            assert_eq!(frames.next_payload().unwrap(), None, "length {len}");
+            assert_eq!(frames.next_payload().unwrap(), None, "stays at the end");
+            assert_eq!(frames.valid_len(), good.len() as u64);
+            assert!(!frames.is_intact());
+        }
     }
 }
