@@ -33,6 +33,7 @@ use crate::experiments::decide::Reason;
 use crate::experiments::model::{Experiment, ShadowPolicy};
 use crate::experiments::render::Variables;
 use crate::snapshot::Snapshot;
+use crate::telemetry::Telemetry;
 use limits::ExperimentLimits;
 
 /// Owns every shadow call in flight, and the limits that outlive reloads.
@@ -45,6 +46,8 @@ pub struct ShadowRunner {
     /// `[prices]` as the audit log uses them (fixed at start-up), so a
     /// shadow's budgeted cost is the one its record shows.
     prices: Arc<HashMap<String, Price>>,
+    /// The gateway's metrics (provider attempts, `role = shadow`) and access log.
+    telemetry: Telemetry,
 }
 
 /// The served request, as a shadow call needs it.
@@ -69,8 +72,13 @@ pub struct ServedRequest<'a> {
 
 impl ShadowRunner {
     /// `sink` receives the shadow calls' records (the audit log).
-    pub fn new(sink: Arc<dyn ExchangeSink>, prices: HashMap<String, Price>) -> ShadowRunner {
+    pub fn new(
+        sink: Arc<dyn ExchangeSink>,
+        prices: HashMap<String, Price>,
+        telemetry: Telemetry,
+    ) -> ShadowRunner {
         ShadowRunner {
+            telemetry,
             prices: Arc::new(prices),
             sink,
             tasks: TaskTracker::new(),
@@ -145,6 +153,7 @@ impl ShadowRunner {
                     place,
                     self.sink.clone(),
                     self.metrics.clone(),
+                    self.telemetry.clone(),
                     self.cancel.clone(),
                 ));
             }

@@ -26,6 +26,7 @@ use crate::capture::{Exchange, ExperimentTag, SkipReason};
 use crate::config::{ModelPattern, RouteConfig};
 use crate::reload::Reloader;
 use crate::server::Gateway;
+use crate::telemetry::Role;
 
 /// Seconds; from a cached answer to a long generation.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -164,15 +165,15 @@ impl Metrics {
                 .build(),
             provider_errors: counter(
                 "promptgate_provider_errors_total",
-                "Failed provider attempts and answers broken mid-body, by provider and error class.",
+                "Failed provider attempts and answers broken mid-body, by provider, error class and role (served, shadow).",
             ),
             retries: counter(
                 "promptgate_provider_retries_total",
-                "Attempts repeated at the same provider.",
+                "Attempts repeated at the same provider, by role (served, shadow).",
             ),
             fallbacks: counter(
                 "promptgate_provider_fallbacks_total",
-                "Requests passed from this provider to the next one of their route.",
+                "Requests passed from this provider to the next one of their route, by role (served, shadow).",
             ),
             variant_fallbacks: counter(
                 "promptgate_variant_fallbacks_total",
@@ -220,7 +221,7 @@ impl Metrics {
         if let Some(class @ ("upstream_broken" | "timeout" | "stream_error")) =
             exchange.error_class()
         {
-            self.provider_error(&labels.provider, class);
+            self.provider_error(&labels.provider, class, Role::Served);
         }
     }
 
@@ -252,25 +253,37 @@ impl Metrics {
         self.duration.record(duration.as_secs_f64(), &labels);
     }
 
-    /// A provider attempt that failed (`class`: unreachable, timeout, rate_limited, …).
-    pub fn provider_error(&self, provider: &Arc<str>, class: &'static str) {
+    /// A provider attempt that failed (`class`: unreachable, timeout,
+    /// rate_limited, …), a served request's or a shadow call's (`role`).
+    pub fn provider_error(&self, provider: &Arc<str>, class: &'static str, role: Role) {
         self.provider_errors.add(
             1,
             &[
                 KeyValue::new("provider", provider.clone()),
                 KeyValue::new("class", class),
+                KeyValue::new("role", role.label()),
             ],
         );
     }
 
-    pub fn retry(&self, provider: &Arc<str>) {
-        self.retries
-            .add(1, &[KeyValue::new("provider", provider.clone())]);
+    pub fn retry(&self, provider: &Arc<str>, role: Role) {
+        self.retries.add(
+            1,
+            &[
+                KeyValue::new("provider", provider.clone()),
+                KeyValue::new("role", role.label()),
+            ],
+        );
     }
 
-    pub fn fallback(&self, provider: &Arc<str>) {
-        self.fallbacks
-            .add(1, &[KeyValue::new("provider", provider.clone())]);
+    pub fn fallback(&self, provider: &Arc<str>, role: Role) {
+        self.fallbacks.add(
+            1,
+            &[
+                KeyValue::new("provider", provider.clone()),
+                KeyValue::new("role", role.label()),
+            ],
+        );
     }
 
     /// The assigned `variant` of `experiment` failed and the fallback variant served.

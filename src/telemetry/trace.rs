@@ -61,10 +61,21 @@ const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 /// Caller-chosen strings (model names) are cut to this many bytes in spans.
 const MAX_ATTRIBUTE_BYTES: usize = 256;
 
+/// Whether a request's answer went to a caller or was a shadow call's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub enum Role {
     Served,
     Shadow,
+}
+
+impl Role {
+    /// The `promptgate.role` attribute, the metrics' `role` label and the access log's `role`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Served => "served",
+            Role::Shadow => "shadow",
+        }
+    }
 }
 
 /// The span of one request (served or shadow) and the means to start its attempts' spans.
@@ -211,13 +222,7 @@ impl RequestTrace {
         attributes.push(KeyValue::new(attr::REQUEST_MODEL, model));
         attributes.push(KeyValue::new(attr::ATTEMPT, i64::from(attempt)));
         attributes.push(KeyValue::new(attr::HTTP_METHOD, "POST"));
-        attributes.push(KeyValue::new(
-            attr::ROLE,
-            match self.role {
-                Role::Served => "served",
-                Role::Shadow => "shadow",
-            },
-        ));
+        attributes.push(KeyValue::new(attr::ROLE, self.role.label()));
         if let Some(tag) = experiment {
             attributes.extend(experiment_attributes(tag));
         }
