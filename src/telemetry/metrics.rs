@@ -442,6 +442,22 @@ fn observe_audit(meter: &Meter, gateway: Weak<Gateway>) {
     }
 }
 
+/// Each experiment's shadow counters at scrape time: the experiments with a
+/// shadow policy in the config in force (at zero until their first call) and
+/// any that ran shadow calls since start-up. Experiment ids are config names.
+fn shadow_metrics(gateway: &Weak<Gateway>) -> Vec<(Arc<str>, Arc<crate::shadow::ShadowMetrics>)> {
+    let Some(gateway) = gateway.upgrade() else {
+        return Vec::new();
+    };
+    let snapshot = gateway.snapshots.load();
+    let configured = snapshot
+        .experiments
+        .iter()
+        .filter(|(_, experiment)| experiment.shadow.is_some())
+        .map(|(id, _)| id);
+    gateway.shadows.metrics_by_experiment(configured)
+}
+
 fn observe_shadows(meter: &Meter, gateway: Weak<Gateway>) {
     use std::sync::atomic::Ordering::Relaxed;
 
@@ -450,17 +466,17 @@ fn observe_shadows(meter: &Meter, gateway: Weak<Gateway>) {
     let counters: [(&'static str, &'static str, Read); 3] = [
         (
             "promptgate_shadow_calls_started_total",
-            "Shadow calls started.",
+            "Shadow calls started, by experiment.",
             |m| m.started.load(Relaxed),
         ),
         (
             "promptgate_shadow_calls_completed_total",
-            "Shadow calls that ended with a complete 2xx answer.",
+            "Shadow calls that ended with a complete 2xx answer, by experiment.",
             |m| m.completed.load(Relaxed),
         ),
         (
             "promptgate_shadow_calls_failed_total",
-            "Shadow calls that failed, timed out or were cancelled.",
+            "Shadow calls that failed, timed out or were cancelled, by experiment.",
             |m| m.failed.load(Relaxed),
         ),
     ];
@@ -470,8 +486,8 @@ fn observe_shadows(meter: &Meter, gateway: Weak<Gateway>) {
             .u64_observable_counter(name)
             .with_description(help)
             .with_callback(move |observer| {
-                if let Some(gateway) = gateway.upgrade() {
-                    observer.observe(read(gateway.shadows.metrics()), &[]);
+                for (experiment, metrics) in shadow_metrics(&gateway) {
+                    observer.observe(read(&metrics), &[KeyValue::new("experiment", experiment)]);
                 }
             })
             .build();
@@ -479,23 +495,29 @@ fn observe_shadows(meter: &Meter, gateway: Weak<Gateway>) {
     let in_flight = gateway.clone();
     meter
         .u64_observable_gauge("promptgate_shadow_calls_in_flight")
-        .with_description("Shadow calls running now.")
+        .with_description("Shadow calls running now, by experiment.")
         .with_callback(move |observer| {
-            if let Some(gateway) = in_flight.upgrade() {
-                observer.observe(gateway.shadows.metrics().in_flight.load(Relaxed), &[]);
+            for (experiment, metrics) in shadow_metrics(&in_flight) {
+                observer.observe(
+                    metrics.in_flight.load(Relaxed),
+                    &[KeyValue::new("experiment", experiment)],
+                );
             }
         })
         .build();
     let skipped = gateway.clone();
     meter
         .u64_observable_counter("promptgate_shadow_calls_skipped_total")
-        .with_description("Sampled shadow calls not made, by reason.")
+        .with_description("Sampled shadow calls not made, by experiment and reason.")
         .with_callback(move |observer| {
-            if let Some(gateway) = skipped.upgrade() {
+            for (experiment, metrics) in shadow_metrics(&skipped) {
                 for reason in SkipReason::ALL {
                     observer.observe(
-                        gateway.shadows.metrics().skipped(reason),
-                        &[KeyValue::new("reason", reason.label())],
+                        metrics.skipped(reason),
+                        &[
+                            KeyValue::new("experiment", experiment.clone()),
+                            KeyValue::new("reason", reason.label()),
+                        ],
                     );
                 }
             }
@@ -503,10 +525,13 @@ fn observe_shadows(meter: &Meter, gateway: Weak<Gateway>) {
         .build();
     meter
         .f64_observable_counter("promptgate_shadow_cost_usd_total")
-        .with_description("Priced cost of shadow calls.")
+        .with_description("Priced cost of shadow calls, by experiment.")
         .with_callback(move |observer| {
-            if let Some(gateway) = gateway.upgrade() {
-                observer.observe(gateway.shadows.metrics().cost_usd(), &[]);
+            for (experiment, metrics) in shadow_metrics(&gateway) {
+                observer.observe(
+                    metrics.cost_usd(),
+                    &[KeyValue::new("experiment", experiment)],
+                );
             }
         })
         .build();
