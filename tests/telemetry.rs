@@ -151,6 +151,12 @@ async fn a_request_exports_its_server_and_client_spans_with_genai_attributes() {
             Some(output),
             "{span:#?}"
         );
+        // The model the answer names, as the provider wrote it.
+        assert_eq!(
+            span.str("gen_ai.response.model").as_deref(),
+            answer["model"].as_str(),
+            "{span:#?}"
+        );
     }
 
     // The audit record names the trace.

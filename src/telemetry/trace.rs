@@ -30,6 +30,8 @@ pub mod attr {
     pub const SYSTEM: &str = "gen_ai.system";
     pub const PROVIDER_NAME: &str = "gen_ai.provider.name";
     pub const REQUEST_MODEL: &str = "gen_ai.request.model";
+    /// The model the provider's answer names (never a metric label).
+    pub const RESPONSE_MODEL: &str = "gen_ai.response.model";
     pub const INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
     pub const OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
     pub const HTTP_METHOD: &str = "http.request.method";
@@ -336,7 +338,7 @@ impl ExchangeSpans {
 pub fn record_exchange(cx: &Context, exchange: &Exchange, client: bool) {
     let span = cx.span();
     let usage = &exchange.captured.usage;
-    let mut attributes = Vec::with_capacity(6);
+    let mut attributes = Vec::with_capacity(7);
     attributes.push(KeyValue::new(
         attr::HTTP_STATUS,
         i64::from(exchange.start.status),
@@ -353,6 +355,10 @@ pub fn record_exchange(cx: &Context, exchange: &Exchange, client: bool) {
     }
     if let Some(tokens) = usage.output_tokens {
         attributes.push(KeyValue::new(attr::OUTPUT_TOKENS, saturating_i64(tokens)));
+    }
+    // Already cut to a bounded length by the capture.
+    if let Some(model) = &exchange.captured.model {
+        attributes.push(KeyValue::new(attr::RESPONSE_MODEL, model.clone()));
     }
     let error = exchange.error_class();
     if let Some(error) = error {
