@@ -252,6 +252,7 @@ fn audit_encoding(c: &mut Criterion) {
             body: response.to_string().into_bytes(),
             truncated: false,
             stream_error: None,
+            model: Some("gpt-4o-mini-2024-07-18".into()),
         },
     };
     let ctx = RecordContext {

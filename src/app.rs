@@ -112,7 +112,7 @@ impl App {
 
         let gateway = Arc::new(Gateway {
             snapshots: SnapshotHandle::new(Snapshot::new(config)),
-            shadows: ShadowRunner::new(sink.clone(), prices),
+            shadows: ShadowRunner::new(sink.clone(), prices, telemetry.clone()),
             sink,
             audit: audit_log,
             telemetry,

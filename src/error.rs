@@ -58,7 +58,12 @@ pub enum GatewayError {
     #[error("the request body could not be read: {0}")]
     BodyRead(String),
     #[error("provider `{provider}` is unreachable")]
-    ProviderUnreachable { provider: String },
+    ProviderUnreachable {
+        provider: String,
+        /// What the transport said (connection refused, DNS, TLS): for the
+        /// operator's log only, never in the caller's message.
+        detail: Option<String>,
+    },
     #[error("provider `{provider}` did not respond within {} ms", timeout.as_millis())]
     ProviderTimeout { provider: String, timeout: Duration },
     #[error(
@@ -106,11 +111,19 @@ impl ErrorClass {
 }
 
 impl GatewayError {
+    /// Detail for the operator's log that the caller's message leaves out.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            GatewayError::ProviderUnreachable { detail, .. } => detail.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The provider a provider error is about.
     pub fn provider(&self) -> Option<&str> {
         use GatewayError::*;
         match self {
-            ProviderUnreachable { provider }
+            ProviderUnreachable { provider, .. }
             | ProviderTimeout { provider, .. }
             | ProviderAuth { provider }
             | ProviderStatus { provider, .. }

@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use promptgate::app::App;
-use promptgate::capture::LogSink;
+use promptgate::capture::NoSink;
 use promptgate::config::{self, LoadOptions};
 use promptgate::server;
 
@@ -284,7 +284,7 @@ fn serve(
     runtime.block_on(async move {
         let shutdown = shutdown_signal()?;
         let options = LoadOptions { listen_override: listen, admin_listen_override: admin_listen };
-        let app = App::start(config_path.clone(), options, Arc::new(LogSink)).await?;
+        let app = App::start(config_path.clone(), options, Arc::new(NoSink)).await?;
         let version = app.reloader.status().version;
         tracing::info!(local = %app.addr, admin = %app.admin_addr, config = %config_path.display(), %version, "promptgate listening");
         shutdown.await;

@@ -135,6 +135,9 @@ fn median(mut values: Vec<Duration>) -> Duration {
     values[values.len() / 2]
 }
 
+/// The label set of the shadow series: the experiment (the only one with a shadow).
+const SUMMARIZE: &str = "{experiment=\"summarize\"}";
+
 fn metric(text: &str, series: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
@@ -248,9 +251,43 @@ async fn shadow_failures_are_recorded_and_never_reach_the_caller() {
         assert_eq!(served["error_class"], Value::Null, "{served}");
     }
     let text = metrics(&gw).await;
-    assert_eq!(metric(&text, "promptgate_shadow_calls_failed_total"), 4.0);
-    assert_eq!(metric(&text, "promptgate_shadow_calls_started_total"), 4.0);
-    assert_eq!(metric(&text, "promptgate_shadow_calls_in_flight"), 0.0);
+    assert_eq!(
+        metric(
+            &text,
+            &format!("promptgate_shadow_calls_failed_total{SUMMARIZE}")
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("promptgate_shadow_calls_started_total{SUMMARIZE}")
+        ),
+        4.0
+    );
+    assert_eq!(
+        metric(
+            &text,
+            &format!("promptgate_shadow_calls_in_flight{SUMMARIZE}")
+        ),
+        0.0
+    );
+    // The shadow's provider failures are counted apart from the served ones:
+    // the 500, the refused connection and the broken stream (the hang ran
+    // into the shadow's own timeout before the provider's).
+    for class in ["provider_error", "unreachable", "upstream_broken"] {
+        assert_eq!(
+            metric(
+                &text,
+                &format!(
+                    "promptgate_provider_errors_total{{class=\"{class}\",provider=\"shadow\",role=\"shadow\"}}"
+                )
+            ),
+            1.0,
+            "{text}"
+        );
+    }
+    assert!(!text.contains("role=\"served\""), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -275,13 +312,16 @@ async fn the_concurrency_cap_skips_the_excess() {
     }
     let text = metrics(&gw).await;
     assert!(
-        metric(&text, "promptgate_shadow_calls_in_flight") <= 2.0,
+        metric(
+            &text,
+            &format!("promptgate_shadow_calls_in_flight{SUMMARIZE}")
+        ) <= 2.0,
         "{text}"
     );
     assert_eq!(
         metric(
             &text,
-            "promptgate_shadow_calls_skipped_total{reason=\"shadow_concurrency_limit\"}"
+            "promptgate_shadow_calls_skipped_total{experiment=\"summarize\",reason=\"shadow_concurrency_limit\"}"
         ),
         6.0
     );
@@ -340,11 +380,17 @@ async fn a_daily_budget_skips_once_spent() {
     assert_eq!(skipped, 2, "{records:#?}");
     let text = metrics(&gw).await;
     assert_eq!(
-        metric(&text, "promptgate_shadow_calls_completed_total"),
+        metric(
+            &text,
+            &format!("promptgate_shadow_calls_completed_total{SUMMARIZE}")
+        ),
         3.0
     );
     // Priced at 1000/2000 USD per million tokens: three calls cost more than nothing.
-    let cost = metric(&text, "promptgate_shadow_cost_usd_total");
+    let cost = metric(
+        &text,
+        &format!("promptgate_shadow_cost_usd_total{SUMMARIZE}"),
+    );
     let recorded: f64 = shadows(&records)
         .iter()
         .filter_map(|r| r["cost_usd"].as_f64())

@@ -151,6 +151,12 @@ async fn a_request_exports_its_server_and_client_spans_with_genai_attributes() {
             Some(output),
             "{span:#?}"
         );
+        // The model the answer names, as the provider wrote it.
+        assert_eq!(
+            span.str("gen_ai.response.model").as_deref(),
+            answer["model"].as_str(),
+            "{span:#?}"
+        );
     }
 
     // The audit record names the trace.
@@ -711,7 +717,11 @@ output_per_million = 2000.0
         sum(
             &text,
             "promptgate_provider_errors_total",
-            &[("provider", "sim_openai"), ("class", "provider_error")]
+            &[
+                ("provider", "sim_openai"),
+                ("class", "provider_error"),
+                ("role", "served")
+            ]
         ),
         1.0
     );
@@ -778,7 +788,11 @@ output_per_million = 2000.0
         "{text}"
     );
     assert!(text.contains("promptgate_audit_spool_bytes "), "{text}");
-    assert!(text.contains("promptgate_shadow_calls_skipped_total{reason=\"shutting_down\"} 0"));
+    // Shadow series exist per experiment with a shadow; this config has none.
+    assert!(
+        !text.contains("promptgate_shadow_calls_skipped_total{"),
+        "{text}"
+    );
 
     // After a reload, only the version in force is reported.
     let before = samples(&text)

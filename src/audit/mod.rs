@@ -40,6 +40,28 @@ pub(crate) enum Event {
     Close,
 }
 
+impl Event {
+    /// What kind of record, for the log line of a dropped one.
+    fn kind(&self) -> &'static str {
+        match self {
+            Event::Exchange(..) => "exchange",
+            Event::Refusal(_) => "refusal",
+            Event::Feedback(_) => "feedback",
+            Event::Close => "close",
+        }
+    }
+
+    /// The request a dropped record was about (feedback: the request it rates).
+    fn request_id(&self) -> Option<&str> {
+        match self {
+            Event::Exchange(exchange, _) => Some(&exchange.start.request_id),
+            Event::Refusal(refusal) => Some(&refusal.request_id),
+            Event::Feedback(feedback) => Some(&feedback.request_id),
+            Event::Close => None,
+        }
+    }
+}
+
 /// Counters for `/metrics` and `/readyz`.
 #[derive(Default)]
 pub struct AuditMetrics {
@@ -211,18 +233,26 @@ impl AuditLog {
             self.metrics
                 .dropped_spool_full
                 .fetch_add(1, Ordering::Relaxed);
-            tracing::error!("audit spool full (on_spool_full = \"drop\"): record dropped");
+            tracing::error!(
+                record = event.kind(),
+                request_id = event.request_id(),
+                "audit spool full (on_spool_full = \"drop\"): record dropped"
+            );
             return;
         }
         self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
         match self.sender.try_send(event) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            Err(TrySendError::Full(event)) | Err(TrySendError::Disconnected(event)) => {
                 self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
                 self.metrics
                     .dropped_queue_full
                     .fetch_add(1, Ordering::Relaxed);
-                tracing::error!("audit queue full or closed: record dropped");
+                tracing::error!(
+                    record = event.kind(),
+                    request_id = event.request_id(),
+                    "audit queue full or closed: record dropped"
+                );
             }
         }
     }

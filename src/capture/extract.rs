@@ -33,6 +33,26 @@ pub struct Captured {
     pub truncated: bool,
     /// An `error` event seen inside a stream that began with 200.
     pub stream_error: Option<String>,
+    /// The model the provider says answered (its response's `model`, cut to
+    /// `MAX_MODEL_BYTES`): a span attribute only, never a metric label.
+    pub model: Option<String>,
+}
+
+/// A provider's model name is kept up to this many bytes.
+pub const MAX_MODEL_BYTES: usize = 256;
+
+/// Keeps the first model a response names; later chunks repeat it.
+fn note_model(captured: &mut Captured, model: Option<&str>) {
+    if captured.model.is_some() {
+        return;
+    }
+    if let Some(model) = model.filter(|m| !m.is_empty()) {
+        let mut end = model.len().min(MAX_MODEL_BYTES);
+        while !model.is_char_boundary(end) {
+            end -= 1;
+        }
+        captured.model = Some(model[..end].to_owned());
+    }
 }
 
 pub struct ResponseCapture {
@@ -107,6 +127,8 @@ fn push_text(captured: &mut Captured, text_bytes: &mut usize, text: &str) {
 struct OpenAiChunk<'a> {
     #[serde(default, borrow)]
     choices: Vec<OpenAiChoice<'a>>,
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
     usage: Option<TokenUsage>,
     error: Option<Value>,
 }
@@ -158,9 +180,11 @@ struct TypedEvent<'a> {
     error: Option<Value>,
 }
 
+/// Anthropic's `message` (in `message_start`) and the responses API's `response`.
 #[derive(Deserialize)]
 struct UsageHolder {
     usage: Option<TokenUsage>,
+    model: Option<String>,
 }
 
 /// Anthropic's `delta` is an object; the OpenAI responses API's is a string.
@@ -192,6 +216,7 @@ fn apply_event(
             if let Some(error) = chunk.error {
                 captured.stream_error = Some(error.to_string());
             }
+            note_model(captured, chunk.model.as_deref());
             if let Some(choice) = chunk.choices.first() {
                 if let Some(text) = choice.delta.as_ref().and_then(|d| d.content.as_deref()) {
                     push_text(captured, text_bytes, text);
@@ -211,8 +236,11 @@ fn apply_event(
             match typed.kind.as_ref() {
                 // Anthropic
                 "message_start" => {
-                    if let Some(usage) = typed.message.and_then(|m| m.usage) {
-                        usage.merge_into(&mut captured.usage);
+                    if let Some(message) = typed.message {
+                        note_model(captured, message.model.as_deref());
+                        if let Some(usage) = message.usage {
+                            usage.merge_into(&mut captured.usage);
+                        }
                     }
                 }
                 "content_block_delta" | "response.output_text.delta" => match typed.delta {
@@ -228,9 +256,17 @@ fn apply_event(
                         usage.merge_into(&mut captured.usage);
                     }
                 }
+                "response.created" => {
+                    if let Some(response) = typed.response {
+                        note_model(captured, response.model.as_deref());
+                    }
+                }
                 "response.completed" | "response.failed" | "response.incomplete" => {
-                    if let Some(usage) = typed.response.and_then(|r| r.usage) {
-                        usage.merge_into(&mut captured.usage);
+                    if let Some(response) = typed.response {
+                        note_model(captured, response.model.as_deref());
+                        if let Some(usage) = response.usage {
+                            usage.merge_into(&mut captured.usage);
+                        }
                     }
                 }
                 "error" => {
@@ -247,6 +283,7 @@ fn apply_event(
 }
 
 fn read_json_body(endpoint: Endpoint, body: &Value, captured: &mut Captured) {
+    note_model(captured, body.get("model").and_then(Value::as_str));
     if let Some(usage) = body.get("usage")
         && let Ok(usage) = TokenUsage::deserialize(usage)
     {
@@ -357,6 +394,32 @@ mod tests {
                 input_tokens: Some(12),
                 output_tokens: Some(5)
             }
+        );
+    }
+
+    #[test]
+    fn the_answering_model_is_read_from_each_shape() {
+        let chat = r#"{"model":"gpt-4o-mini-2024-07-18","choices":[]}"#;
+        let c = capture(Endpoint::ChatCompletions, false, chat, 7);
+        assert_eq!(c.model.as_deref(), Some("gpt-4o-mini-2024-07-18"));
+        let stream = "data: {\"model\":\"gpt-x-1\",\"choices\":[]}\n\ndata: {\"model\":\"other\",\"choices\":[]}\n\ndata: [DONE]\n\n";
+        let c = capture(Endpoint::ChatCompletions, true, stream, 5);
+        assert_eq!(c.model.as_deref(), Some("gpt-x-1"), "the first one wins");
+        let anthropic = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-3-5\",\"usage\":{\"input_tokens\":1}}}\n\n";
+        let c = capture(Endpoint::Messages, true, anthropic, 3);
+        assert_eq!(c.model.as_deref(), Some("claude-3-5"));
+        assert_eq!(c.usage.input_tokens, Some(1));
+        let responses = "event: response.created\ndata: {\"type\":\"response.created\",\"response\":{\"model\":\"gpt-r\"}}\n\n";
+        let c = capture(Endpoint::Responses, true, responses, 9);
+        assert_eq!(c.model.as_deref(), Some("gpt-r"));
+        let long = format!(r#"{{"model":"{}"}}"#, "é".repeat(300));
+        let c = capture(Endpoint::Messages, false, &long, 64);
+        let model = c.model.unwrap();
+        assert!(model.len() <= MAX_MODEL_BYTES && model.starts_with('é'));
+        assert!(
+            capture(Endpoint::Embeddings, false, "{}", 1)
+                .model
+                .is_none()
         );
     }
 

@@ -217,13 +217,11 @@ pub trait ExchangeSink: Send + Sync + 'static {
     }
 
     /// An outcome posted for an earlier request (`POST /v1/feedback`).
-    fn record_feedback(&self, feedback: crate::feedback::Feedback) {
-        tracing::debug!(request_id = %feedback.request_id, metric = %feedback.metric, "feedback received");
-    }
+    /// Ignored by default; the request's access-log line is written anyway.
+    fn record_feedback(&self, _feedback: crate::feedback::Feedback) {}
 
-    fn record_refusal(&self, refusal: Refusal) {
-        tracing::debug!(request_id = %refusal.request_id, status = refusal.status, outcome = refusal.kind.outcome_label(), class = refusal.kind.class_label(), "request got no answer");
-    }
+    /// Ignored by default; the request's access-log line is written anyway.
+    fn record_refusal(&self, _refusal: Refusal) {}
 }
 
 /// Hands every report to several sinks (the audit log and, say, a test recorder).
@@ -265,22 +263,11 @@ impl ExchangeSink for Fanout {
     }
 }
 
-/// Writes a debug line per exchange: the sink when no audit log is configured.
-pub struct LogSink;
+/// Records nothing: the binary's sink beside the audit log. Each request's
+/// line is the access log's (`telemetry::access`), written by the telemetry
+/// that ends with the request, so a sink that logged too would double it.
+pub struct NoSink;
 
-impl ExchangeSink for LogSink {
-    fn record(&self, exchange: Exchange) {
-        tracing::debug!(
-            request_id = %exchange.start.request_id,
-            endpoint = exchange.start.endpoint.label(),
-            provider = %exchange.start.provider,
-            status = exchange.start.status,
-            attempts = exchange.start.attempts,
-            duration_ms = exchange.duration.as_secs_f64() * 1e3,
-            input_tokens = exchange.captured.usage.input_tokens,
-            output_tokens = exchange.captured.usage.output_tokens,
-            outcome = ?exchange.outcome,
-            "exchange finished"
-        );
-    }
+impl ExchangeSink for NoSink {
+    fn record(&self, _exchange: Exchange) {}
 }

@@ -36,6 +36,9 @@ pub struct Config {
 pub struct TelemetryConfig {
     /// `None`: tracing is off (no endpoint configured, or `OTEL_SDK_DISABLED=true`).
     pub traces: Option<TraceExport>,
+    /// In [0, 1]: the share of requests whose access-log line is written at
+    /// INFO (the others' only at DEBUG). 0 unless configured.
+    pub access_log_sample_ratio: f64,
 }
 
 #[derive(Debug, Clone)]

@@ -32,7 +32,7 @@ pub struct RawConfig {
     pub telemetry: RawTelemetry,
 }
 
-/// `[telemetry]`: OpenTelemetry traces. Applies at start-up only.
+/// `[telemetry]`: OpenTelemetry traces and the access log. Applies at start-up only.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawTelemetry {
@@ -45,6 +45,10 @@ pub struct RawTelemetry {
     pub sample_ratio: Option<f64>,
     /// How long finished spans wait before they are sent in a batch (default 5000).
     pub export_interval_ms: Option<u64>,
+    /// Share of requests whose access-log line (target `promptgate::access`)
+    /// is written at INFO (0–1, default 0). Every request's line is written
+    /// at DEBUG, and failed requests' at WARN, whatever this says.
+    pub access_log_sample_ratio: Option<f64>,
 }
 
 /// `[feedback]`: which metrics `POST /v1/feedback` accepts.

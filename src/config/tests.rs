@@ -363,6 +363,30 @@ fn telemetry_is_off_unless_an_endpoint_is_known() {
 }
 
 #[test]
+fn the_access_log_sample_ratio_defaults_to_zero_and_is_checked() {
+    let config = parse_with_env(OPEN_DEMO, &[], None).unwrap();
+    assert_eq!(config.telemetry.access_log_sample_ratio, 0.0);
+    // Without traces too: the access log does not need an exporter.
+    let sampled = parse_with_env(
+        &format!("{OPEN_DEMO}[telemetry]\naccess_log_sample_ratio = 0.1\n"),
+        &[],
+        None,
+    )
+    .unwrap();
+    assert!(sampled.telemetry.traces.is_none());
+    assert_eq!(sampled.telemetry.access_log_sample_ratio, 0.1);
+    for bad in ["1.5", "-0.1", "nan"] {
+        let found = problems(&format!(
+            "{OPEN_DEMO}[telemetry]\naccess_log_sample_ratio = {bad}\n"
+        ));
+        let (line, path, message) = &found[0];
+        assert_eq!(path, "telemetry.access_log_sample_ratio", "{found:?}");
+        assert!(line.is_some(), "{found:?}");
+        assert!(message.contains("between 0 and 1"), "{message}");
+    }
+}
+
+#[test]
 fn telemetry_settings_are_checked() {
     let found = problems(&format!(
         "{OPEN_DEMO}[telemetry]\notlp_endpoint = \"collector:4318\"\nsample_ratio = 1.5\nexport_interval_ms = 0\n"

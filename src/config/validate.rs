@@ -159,17 +159,30 @@ fn validate_telemetry(
     if interval == 0 {
         errors.push("telemetry.export_interval_ms", "must be greater than 0");
     }
+    let access_ratio = raw.access_log_sample_ratio.unwrap_or(0.0);
+    // `contains` is false for NaN too.
+    if !(0.0..=1.0).contains(&access_ratio) {
+        errors.push(
+            "telemetry.access_log_sample_ratio",
+            "must be between 0 and 1",
+        );
+    }
+    let access_log_sample_ratio = access_ratio.clamp(0.0, 1.0);
+    let off = TelemetryConfig {
+        traces: None,
+        access_log_sample_ratio,
+    };
     let disabled =
         (env.read_env)("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
     let from_env = |name: &str| (env.read_env)(name).filter(|v| !v.trim().is_empty());
     let (text, source, full) = match (&raw.otlp_endpoint, disabled) {
-        (_, true) => return TelemetryConfig::default(),
+        (_, true) => return off,
         (Some(base), false) => (base.clone(), "telemetry.otlp_endpoint".to_owned(), false),
         (None, false) => match from_env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
             Some(url) => (url, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT".to_owned(), true),
             None => match from_env("OTEL_EXPORTER_OTLP_ENDPOINT") {
                 Some(base) => (base, "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), false),
-                None => return TelemetryConfig::default(),
+                None => return off,
             },
         },
     };
@@ -191,7 +204,7 @@ fn validate_telemetry(
                 "telemetry.otlp_endpoint",
                 format!("`{text}` (from {source}) is not an http:// or https:// URL"),
             );
-            return TelemetryConfig::default();
+            return off;
         }
     };
     TelemetryConfig {
@@ -200,6 +213,7 @@ fn validate_telemetry(
             sample_ratio: ratio.clamp(0.0, 1.0),
             export_interval: Duration::from_millis(interval.max(1)),
         }),
+        access_log_sample_ratio,
     }
 }
 

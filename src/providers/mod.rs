@@ -24,9 +24,9 @@ use crate::body::{BoxError, GatewayBody};
 use crate::capture::{ExchangeSink, ExchangeStart, ExperimentTag, ObservedBody, ResponseCapture};
 use crate::config::{Config, HttpUpstream, ProviderConfig, ProviderKind, RouteConfig};
 use crate::error::GatewayError;
-use crate::telemetry::metrics::{Metrics, RequestLabels, model_label};
+use crate::telemetry::metrics::{RequestLabels, model_label};
 use crate::telemetry::{
-    AttemptSpan, ExchangeSpans, ExchangeTelemetry, RequestMetrics, RequestTrace,
+    AttemptSpan, ExchangeSpans, ExchangeTelemetry, RequestMetrics, RequestTrace, Role, Telemetry,
 };
 use retry::StatusVerdict;
 
@@ -94,8 +94,10 @@ pub struct ForwardRequest<'a> {
     pub when_exhausted: WhenExhausted,
     /// The request's span, parent of one client span per attempt (`None`: tracing off).
     pub trace: Option<&'a RequestTrace>,
-    /// Where served requests are counted (`None` for shadow calls, which have their own).
-    pub metrics: Option<&'a Arc<Metrics>>,
+    /// Where attempts are counted (both roles) and, for served requests, the
+    /// request itself and its access-log line (shadow calls have their own).
+    pub telemetry: &'a Telemetry,
+    pub role: Role,
 }
 
 /// What to do when every provider of the route failed with a retryable
@@ -146,6 +148,7 @@ pub async fn forward(
         });
     };
 
+    let metrics = request.telemetry.metrics();
     let mut attempts = 0u32;
     let mut failure = None;
     for id in candidates {
@@ -198,10 +201,17 @@ pub async fn forward(
                         if let Some(span) = span {
                             span.failed(Some(response.status().as_u16()), "provider_auth");
                         }
-                        if let Some(metrics) = request.metrics {
-                            metrics.provider_error(&provider.name, "provider_auth");
-                        }
-                        tracing::warn!(provider = %provider.name, status = response.status().as_u16(), "provider rejected the gateway's credentials");
+                        metrics.provider_error(&provider.name, "provider_auth", request.role);
+                        // The request's access-log line reports it (at WARN
+                        // when served); this is the per-attempt detail.
+                        tracing::debug!(
+                            request_id = %request.request_id,
+                            role = request.role.label(),
+                            provider = %provider.name,
+                            attempt = attempts,
+                            status = response.status().as_u16(),
+                            "provider rejected the gateway's credentials"
+                        );
                         failure = Some(Failure::Error(GatewayError::ProviderAuth {
                             provider: provider.name.to_string(),
                         }));
@@ -212,9 +222,7 @@ pub async fn forward(
                         if let Some(span) = span {
                             span.failed(Some(status), status_class(status));
                         }
-                        if let Some(metrics) = request.metrics {
-                            metrics.provider_error(&provider.name, status_class(status));
-                        }
+                        metrics.provider_error(&provider.name, status_class(status), request.role);
                         let headers = response.headers().clone();
                         failure = Some(Failure::Response(response));
                         Some(headers)
@@ -224,9 +232,7 @@ pub async fn forward(
                     if let Some(span) = span {
                         span.failed(None, error_class(&error));
                     }
-                    if let Some(metrics) = request.metrics {
-                        metrics.provider_error(&provider.name, error_class(&error));
-                    }
+                    metrics.provider_error(&provider.name, error_class(&error), request.role);
                     failure = Some(Failure::Error(error));
                     None
                 }
@@ -241,19 +247,16 @@ pub async fn forward(
                     if matches!(failure, Some(Failure::Response(_))) {
                         failure = None;
                     }
-                    if let Some(metrics) = request.metrics {
-                        metrics.retry(&provider.name);
-                    }
+                    metrics.retry(&provider.name, request.role);
                     tokio::time::sleep(delay).await;
                 }
                 None => break,
             }
         }
         if id != last_candidate {
-            tracing::debug!(provider = %provider.name, "falling back to the next provider");
-            if let Some(metrics) = request.metrics {
-                metrics.fallback(&provider.name);
-            }
+            // Counted; the request's line names the provider that answered
+            // and the attempts made.
+            metrics.fallback(&provider.name, request.role);
             if matches!(failure, Some(Failure::Response(_))) {
                 failure = None;
             }
@@ -290,6 +293,7 @@ pub async fn forward(
         Some(Failure::Error(error)) => Err(error),
         None => Err(GatewayError::ProviderUnreachable {
             provider: upstreams.providers[last_candidate].name.to_string(),
+            detail: None,
         }),
     }
 }
@@ -316,10 +320,12 @@ async fn send_http(
     request: &ForwardRequest<'_>,
     span: Option<&AttemptSpan>,
 ) -> Result<Response<GatewayBody>, GatewayError> {
-    let unreachable = || GatewayError::ProviderUnreachable {
+    let unreachable = |detail: Option<String>| GatewayError::ProviderUnreachable {
         provider: provider.name.to_string(),
+        detail,
     };
-    let uri = upstream_uri(upstream, request.endpoint).map_err(|_| unreachable())?;
+    let uri = upstream_uri(upstream, request.endpoint)
+        .map_err(|_| unreachable(Some("the provider's URL could not be built".to_owned())))?;
     let mut headers = headers::to_provider(request.caller_headers, request.request_id_header);
     if let Some(credential) = &upstream.credential {
         headers.insert(credential.header.clone(), credential.value.clone());
@@ -340,9 +346,19 @@ async fn send_http(
             timeout: provider.timeouts.first_byte,
         }),
         Ok(Err(error)) => {
-            // The detail stays in the operator's log; the caller learns only which provider.
-            tracing::warn!(provider = %provider.name, error = %error, connect = error.is_connect(), "provider request failed");
-            Err(unreachable())
+            // The detail stays in the operator's log; the caller learns only
+            // which provider. DEBUG: a request's one WARN line is its access
+            // line, and an outage must not write one line per attempt.
+            let detail = ErrorChain(&error).to_string();
+            tracing::debug!(
+                request_id = %request.request_id,
+                role = request.role.label(),
+                provider = %provider.name,
+                connect = error.is_connect(),
+                error = %detail,
+                "provider request failed"
+            );
+            Err(unreachable(Some(detail)))
         }
         Ok(Ok(response)) => Ok(response.map(|body| body.map_err(BoxError::from).boxed_unsync())),
     }
@@ -421,16 +437,21 @@ fn deliver(
     Response::from_parts(parts, body)
 }
 
-/// The labels a served request is counted under when its body ends.
+/// The labels a served request is counted and logged under when its body
+/// ends; shadow calls count and log theirs in their own sink.
 fn request_metrics(
     route: &RouteConfig,
     provider: &ProviderConfig,
     request: &ForwardRequest<'_>,
 ) -> Option<RequestMetrics> {
-    let metrics = request.metrics?;
+    if request.role != Role::Served {
+        return None;
+    }
+    let metrics = request.telemetry.metrics();
     let tag = request.experiment.as_ref();
     Some(RequestMetrics {
         metrics: metrics.clone(),
+        access: request.telemetry.access_log().clone(),
         labels: RequestLabels {
             endpoint: request.endpoint.label(),
             provider: provider.name.clone(),
@@ -440,6 +461,22 @@ fn request_metrics(
         },
         price: metrics.price_of(request.upstream_model),
     })
+}
+
+/// An error and its sources, `a: b: c`: hyper's own message ("client error
+/// (Connect)") says little without them. They name no URL or header.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(error) = source {
+            write!(f, ": {error}")?;
+            source = error.source();
+        }
+        Ok(())
+    }
 }
 
 /// `error.type` of an attempt answered with a retryable status (the audit's classes).

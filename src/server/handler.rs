@@ -25,7 +25,8 @@ use crate::experiments::model::Experiment;
 use crate::feedback::{self, Feedback};
 use crate::providers::{self, ForwardRequest, WhenExhausted};
 use crate::snapshot::Snapshot;
-use crate::telemetry::RequestTrace;
+use crate::telemetry::access::Answered;
+use crate::telemetry::{RequestTrace, Role};
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
@@ -64,6 +65,19 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
             if let Some(trace) = &trace {
                 trace.end_here(Some(response.status().as_u16()), None);
             }
+            // Likewise the access-log line: a provider's body writes it when
+            // it ends; the gateway's own answers are written here.
+            let trail = trail.into_inner();
+            if let Some(endpoint @ (Endpoint::Models | Endpoint::Feedback)) = trail.endpoint {
+                gateway.telemetry.access_log().answered_here(Answered {
+                    request_id: &request_id,
+                    trace_id: trace.as_ref().and_then(RequestTrace::trace_id),
+                    endpoint,
+                    status: response.status().as_u16(),
+                    latency: started.elapsed(),
+                    client_id: trail.client_id.as_deref(),
+                });
+            }
             response
         }
         Err(error) => {
@@ -75,36 +89,43 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Respon
                 );
             }
             let trail = trail.into_inner();
+            let model = refused_model_label(&snapshot, &trail);
             gateway.telemetry.metrics().refused(
                 trail.endpoint.map(Endpoint::label),
                 error.provider(),
-                refused_model_label(&snapshot, &trail),
+                model.clone(),
                 trail.experiment.as_ref(),
                 error.class().label(),
                 started.elapsed(),
             );
+            let refusal = Refusal {
+                request_id: request_id.clone(),
+                client_id: trail.client_id,
+                config_version: snapshot.version.clone(),
+                endpoint: trail.endpoint,
+                dialect,
+                model: trail.model,
+                stream: trail.stream,
+                experiment: trail.experiment,
+                status: Some(response.status().as_u16()),
+                kind: RefusalKind::Refused(error.class()),
+                message: error.to_string(),
+                started_at,
+                duration: started.elapsed(),
+                provider: error.provider().map(str::to_owned),
+                trace_id: trace.as_ref().and_then(RequestTrace::trace_id),
+            };
+            gateway.telemetry.access_log().refusal(
+                &refusal,
+                Role::Served,
+                model.as_deref(),
+                error.detail(),
+            );
             // A request refused because the audit spool is full is counted
             // (promptgate_audit_requests_rejected_total), not spooled: writing
             // it would grow the spool past its cap.
-            let spool_full = matches!(error, GatewayError::AuditBackpressure);
-            if !spool_full {
-                gateway.sink.record_refusal(Refusal {
-                    request_id: request_id.clone(),
-                    client_id: trail.client_id,
-                    config_version: snapshot.version.clone(),
-                    endpoint: trail.endpoint,
-                    dialect,
-                    model: trail.model,
-                    stream: trail.stream,
-                    experiment: trail.experiment,
-                    status: Some(response.status().as_u16()),
-                    kind: RefusalKind::Refused(error.class()),
-                    message: error.to_string(),
-                    started_at,
-                    duration: started.elapsed(),
-                    provider: error.provider().map(str::to_owned),
-                    trace_id: trace.as_ref().and_then(RequestTrace::trace_id),
-                });
+            if !matches!(error, GatewayError::AuditBackpressure) {
+                gateway.sink.record_refusal(refusal);
             }
             if refused_before_reading_the_body(&error) {
                 // The unread body is still on the wire: the connection cannot
@@ -397,7 +418,8 @@ impl Exchange<'_> {
                 experiment,
                 when_exhausted,
                 trace: self.trace,
-                metrics: Some(self.gateway.telemetry.metrics()),
+                telemetry: &self.gateway.telemetry,
+                role: Role::Served,
             },
             &self.gateway.sink,
         )

@@ -57,7 +57,7 @@ pub async fn serve(
     loop {
         tokio::select! {
             accepted = listener.accept() => {
-                let (stream, _peer) = match accepted {
+                let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
                         // Out of file descriptors and the like: back off, keep serving.
@@ -67,7 +67,7 @@ pub async fn serve(
                     }
                 };
                 if let Err(error) = stream.set_nodelay(true) {
-                    tracing::debug!(%error, "could not set TCP_NODELAY");
+                    tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
                 }
                 let gateway = gateway.clone();
                 let service = service_fn(move |request: hyper::Request<Incoming>| {
@@ -78,7 +78,7 @@ pub async fn serve(
                 // Tracked by `graceful`, which waits for it on shutdown.
                 tokio::spawn(async move {
                     if let Err(error) = connection.await {
-                        tracing::debug!(%error, "connection ended with an error");
+                        tracing::debug!(%peer, %error, "connection ended with an error");
                     }
                 });
             }

@@ -134,7 +134,15 @@ pub(super) async fn serve(
         (Err(error), Some(fallback), Some(source))
             if matches!(error.class(), ErrorClass::Upstream | ErrorClass::Timeout) =>
         {
-            tracing::debug!(experiment = %experiment.id, %error, "assigned variant failed; serving the fallback variant");
+            // A failure's detail at DEBUG; the request's one line at INFO and
+            // above is its access-log line, which names both variants.
+            tracing::debug!(
+                request_id = %exchange.request_id,
+                experiment = %experiment.id,
+                variant = %experiment.variants[assignment.variant].name,
+                %error,
+                "assigned variant failed; serving the fallback variant"
+            );
             exchange.gateway.telemetry.metrics().variant_fallback(
                 &experiment.id,
                 &experiment.variants[assignment.variant].name,

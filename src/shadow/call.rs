@@ -20,8 +20,8 @@ use crate::experiments::model::Experiment;
 use crate::experiments::render::{self, Variables};
 use crate::providers::{self, ForwardRequest, WhenExhausted};
 use crate::snapshot::Snapshot;
-use crate::telemetry::RequestTrace;
 use crate::telemetry::trace::{self as telemetry, ShadowParent};
+use crate::telemetry::{AccessLog, Metrics, RequestTrace, Role, Telemetry};
 
 pub(super) struct ShadowCall {
     pub snapshot: Arc<Snapshot>,
@@ -63,10 +63,11 @@ impl ShadowCall {
         place: InFlight,
         sink: Arc<dyn ExchangeSink>,
         metrics: Arc<ShadowMetrics>,
+        gateway_telemetry: Telemetry,
         cancel: CancellationToken,
     ) -> impl Future<Output = ()> + Send + 'static {
         let parent = telemetry::shadow_parent();
-        self.run_traced(parent, place, sink, metrics, cancel)
+        self.run_traced(parent, place, sink, metrics, gateway_telemetry, cancel)
     }
 
     async fn run_traced(
@@ -75,6 +76,7 @@ impl ShadowCall {
         place: InFlight,
         sink: Arc<dyn ExchangeSink>,
         metrics: Arc<ShadowMetrics>,
+        gateway_telemetry: Telemetry,
         cancel: CancellationToken,
     ) {
         let Some(experiment) = self.snapshot.experiments.get(&self.experiment) else {
@@ -91,6 +93,9 @@ impl ShadowCall {
         });
         let trace_id = trace.as_ref().and_then(RequestTrace::trace_id);
         let variant = &experiment.variants[self.variant];
+        // The configured model of the variant, for the access log.
+        let model = variant.route.upstream_model.clone();
+        let access = gateway_telemetry.access_log().clone();
         let provider = variant
             .route
             .providers
@@ -108,6 +113,7 @@ impl ShadowCall {
                 let mut refusal = self.unanswered(kind, error.to_string());
                 refusal.provider = provider;
                 refusal.trace_id = trace_id;
+                access.refusal(&refusal, Role::Shadow, model.as_deref(), error.detail());
                 sink.record_refusal(refusal);
                 return;
             }
@@ -122,6 +128,9 @@ impl ShadowCall {
             ending: AtomicU8::new(Ending::Running as u8),
             reported: AtomicBool::new(false),
             span: trace.as_ref().map(RequestTrace::context),
+            gateway_metrics: gateway_telemetry.metrics().clone(),
+            access: access.clone(),
+            model: model.clone(),
         });
         let observer_sink: Arc<dyn ExchangeSink> = observer.clone();
         let failure = {
@@ -145,7 +154,8 @@ impl ShadowCall {
                         experiment: Some(self.tag.clone()),
                         when_exhausted: WhenExhausted::PassThrough,
                         trace: trace.as_ref(),
-                        metrics: None,
+                        telemetry: &gateway_telemetry,
+                        role: Role::Shadow,
                     },
                     &observer_sink,
                 )
@@ -158,21 +168,21 @@ impl ShadowCall {
             let ending = tokio::select! {
                 result = call => match result {
                     Ok(()) => None,
-                    Err(error) => Some((RefusalKind::ShadowFailed(error.class()), error.to_string())),
+                    Err(error) => Some((RefusalKind::ShadowFailed(error.class()), error.to_string(), error.detail().map(str::to_owned))),
                 },
                 () = tokio::time::sleep(self.timeout) => {
                     observer.ending.store(Ending::TimedOut as u8, Ordering::Release);
-                    Some((RefusalKind::ShadowFailed(ErrorClass::Timeout), format!("the shadow call's timeout ({} ms) ran out", self.timeout.as_millis())))
+                    Some((RefusalKind::ShadowFailed(ErrorClass::Timeout), format!("the shadow call's timeout ({} ms) ran out", self.timeout.as_millis()), None))
                 },
                 () = cancel.cancelled() => {
                     observer.ending.store(Ending::Cancelled as u8, Ordering::Release);
-                    Some((RefusalKind::ShadowCancelled, "cancelled at shutdown".to_owned()))
+                    Some((RefusalKind::ShadowCancelled, "cancelled at shutdown".to_owned(), None))
                 },
             };
             ending
             // `call` is dropped here: a body in flight reports with the ending set.
         };
-        let Some((kind, message)) = failure else {
+        let Some((kind, message, detail)) = failure else {
             if let Some(trace) = &trace {
                 trace.end();
             }
@@ -193,6 +203,7 @@ impl ShadowCall {
         let mut refusal = self.unanswered(kind, message);
         refusal.provider = provider;
         refusal.trace_id = trace_id;
+        access.refusal(&refusal, Role::Shadow, model.as_deref(), detail.as_deref());
         sink.record_refusal(refusal);
     }
 
@@ -263,6 +274,11 @@ struct ShadowSink {
     reported: AtomicBool,
     /// The shadow call's span: gets the exchange's status, outcome and usage.
     span: Option<opentelemetry::Context>,
+    /// Counts an answer that broke after its head, like a served one's, under `role = shadow`.
+    gateway_metrics: Arc<Metrics>,
+    access: Arc<AccessLog>,
+    /// The variant's configured model.
+    model: Option<Arc<str>>,
 }
 
 impl ShadowSink {
@@ -291,6 +307,15 @@ impl ExchangeSink for ShadowSink {
         if let Some(span) = &self.span {
             telemetry::record_exchange(span, &exchange, false);
         }
+        // Failures before the answer were counted per attempt by the forwarder.
+        if let Some(class @ ("upstream_broken" | "timeout" | "stream_error")) =
+            exchange.error_class()
+        {
+            self.gateway_metrics
+                .provider_error(&exchange.start.provider, class, Role::Shadow);
+        }
+        self.access
+            .exchange(&exchange, Role::Shadow, self.model.as_deref());
         let succeeded = exchange.outcome == Outcome::Completed
             && (200..300).contains(&exchange.start.status)
             && exchange.captured.stream_error.is_none();

@@ -17,6 +17,8 @@ use crate::experiments::model::{DailyBudget, ShadowPolicy};
 pub(super) struct ExperimentLimits {
     in_flight: AtomicUsize,
     spend: Mutex<DailySpend>,
+    /// The experiment's shadow counters (`/metrics`, labelled `experiment`).
+    pub metrics: Arc<ShadowMetrics>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq)]

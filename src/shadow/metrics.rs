@@ -1,4 +1,5 @@
-//! Counters of shadow activity, read by the admin listener's `/metrics`.
+//! Counters of one experiment's shadow activity, read by the admin
+//! listener's `/metrics` under an `experiment` label.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -33,6 +33,7 @@ use crate::experiments::decide::Reason;
 use crate::experiments::model::{Experiment, ShadowPolicy};
 use crate::experiments::render::Variables;
 use crate::snapshot::Snapshot;
+use crate::telemetry::Telemetry;
 use limits::ExperimentLimits;
 
 /// Owns every shadow call in flight, and the limits that outlive reloads.
@@ -40,11 +41,13 @@ pub struct ShadowRunner {
     sink: Arc<dyn ExchangeSink>,
     tasks: TaskTracker,
     cancel: CancellationToken,
+    /// By experiment id; also holds each experiment's counters.
     limits: Mutex<HashMap<Arc<str>, Arc<ExperimentLimits>>>,
-    metrics: Arc<ShadowMetrics>,
     /// `[prices]` as the audit log uses them (fixed at start-up), so a
     /// shadow's budgeted cost is the one its record shows.
     prices: Arc<HashMap<String, Price>>,
+    /// The gateway's metrics (provider attempts, `role = shadow`) and access log.
+    telemetry: Telemetry,
 }
 
 /// The served request, as a shadow call needs it.
@@ -69,19 +72,37 @@ pub struct ServedRequest<'a> {
 
 impl ShadowRunner {
     /// `sink` receives the shadow calls' records (the audit log).
-    pub fn new(sink: Arc<dyn ExchangeSink>, prices: HashMap<String, Price>) -> ShadowRunner {
+    pub fn new(
+        sink: Arc<dyn ExchangeSink>,
+        prices: HashMap<String, Price>,
+        telemetry: Telemetry,
+    ) -> ShadowRunner {
         ShadowRunner {
+            telemetry,
             prices: Arc::new(prices),
             sink,
             tasks: TaskTracker::new(),
             cancel: CancellationToken::new(),
             limits: Mutex::default(),
-            metrics: Arc::default(),
         }
     }
 
-    pub fn metrics(&self) -> &ShadowMetrics {
-        &self.metrics
+    /// Each experiment's shadow counters, for `/metrics`: those that ever
+    /// ran a shadow call in this process (counters never go back), and the
+    /// `configured` ones at zero before their first call, so their series
+    /// exist from the start. Locks the map once per scrape, not per request.
+    pub fn metrics_by_experiment<'a>(
+        &self,
+        configured: impl IntoIterator<Item = &'a Arc<str>>,
+    ) -> Vec<(Arc<str>, Arc<ShadowMetrics>)> {
+        let mut limits = self.limits.lock().unwrap_or_else(PoisonError::into_inner);
+        for id in configured {
+            limits.entry(id.clone()).or_default();
+        }
+        limits
+            .iter()
+            .map(|(id, limits)| (id.clone(), limits.metrics.clone()))
+            .collect()
     }
 
     /// Starts the experiment's shadow calls for this request if it is sampled.
@@ -133,23 +154,26 @@ impl ShadowRunner {
             timeout: policy.timeout,
             price: self.prices.get(shadow.model()).copied(),
         };
+        let limits = self.limits_of(&experiment.id);
+        let metrics = &limits.metrics;
         let admitted = if self.tasks.is_closed() {
             Err(SkipReason::ShuttingDown)
         } else {
-            self.limits_of(&experiment.id).admit(policy, &self.metrics)
+            limits.admit(policy, metrics)
         };
         match admitted {
             Ok(place) => {
-                self.metrics.started.fetch_add(1, Ordering::Relaxed);
+                metrics.started.fetch_add(1, Ordering::Relaxed);
                 self.tasks.spawn(call.run(
                     place,
                     self.sink.clone(),
-                    self.metrics.clone(),
+                    metrics.clone(),
+                    self.telemetry.clone(),
                     self.cancel.clone(),
                 ));
             }
             Err(reason) => {
-                self.metrics.skip(reason);
+                metrics.skip(reason);
                 self.sink.record_refusal(call.unanswered(
                     RefusalKind::ShadowSkipped(reason),
                     format!("shadow call skipped: {}", reason.label()),

@@ -26,6 +26,7 @@ use crate::capture::{Exchange, ExperimentTag, SkipReason};
 use crate::config::{ModelPattern, RouteConfig};
 use crate::reload::Reloader;
 use crate::server::Gateway;
+use crate::telemetry::Role;
 
 /// Seconds; from a cached answer to a long generation.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -164,15 +165,15 @@ impl Metrics {
                 .build(),
             provider_errors: counter(
                 "promptgate_provider_errors_total",
-                "Failed provider attempts and answers broken mid-body, by provider and error class.",
+                "Failed provider attempts and answers broken mid-body, by provider, error class and role (served, shadow).",
             ),
             retries: counter(
                 "promptgate_provider_retries_total",
-                "Attempts repeated at the same provider.",
+                "Attempts repeated at the same provider, by role (served, shadow).",
             ),
             fallbacks: counter(
                 "promptgate_provider_fallbacks_total",
-                "Requests passed from this provider to the next one of their route.",
+                "Requests passed from this provider to the next one of their route, by role (served, shadow).",
             ),
             variant_fallbacks: counter(
                 "promptgate_variant_fallbacks_total",
@@ -220,7 +221,7 @@ impl Metrics {
         if let Some(class @ ("upstream_broken" | "timeout" | "stream_error")) =
             exchange.error_class()
         {
-            self.provider_error(&labels.provider, class);
+            self.provider_error(&labels.provider, class, Role::Served);
         }
     }
 
@@ -252,25 +253,37 @@ impl Metrics {
         self.duration.record(duration.as_secs_f64(), &labels);
     }
 
-    /// A provider attempt that failed (`class`: unreachable, timeout, rate_limited, …).
-    pub fn provider_error(&self, provider: &Arc<str>, class: &'static str) {
+    /// A provider attempt that failed (`class`: unreachable, timeout,
+    /// rate_limited, …), a served request's or a shadow call's (`role`).
+    pub fn provider_error(&self, provider: &Arc<str>, class: &'static str, role: Role) {
         self.provider_errors.add(
             1,
             &[
                 KeyValue::new("provider", provider.clone()),
                 KeyValue::new("class", class),
+                KeyValue::new("role", role.label()),
             ],
         );
     }
 
-    pub fn retry(&self, provider: &Arc<str>) {
-        self.retries
-            .add(1, &[KeyValue::new("provider", provider.clone())]);
+    pub fn retry(&self, provider: &Arc<str>, role: Role) {
+        self.retries.add(
+            1,
+            &[
+                KeyValue::new("provider", provider.clone()),
+                KeyValue::new("role", role.label()),
+            ],
+        );
     }
 
-    pub fn fallback(&self, provider: &Arc<str>) {
-        self.fallbacks
-            .add(1, &[KeyValue::new("provider", provider.clone())]);
+    pub fn fallback(&self, provider: &Arc<str>, role: Role) {
+        self.fallbacks.add(
+            1,
+            &[
+                KeyValue::new("provider", provider.clone()),
+                KeyValue::new("role", role.label()),
+            ],
+        );
     }
 
     /// The assigned `variant` of `experiment` failed and the fallback variant served.
@@ -429,6 +442,22 @@ fn observe_audit(meter: &Meter, gateway: Weak<Gateway>) {
     }
 }
 
+/// Each experiment's shadow counters at scrape time: the experiments with a
+/// shadow policy in the config in force (at zero until their first call) and
+/// any that ran shadow calls since start-up. Experiment ids are config names.
+fn shadow_metrics(gateway: &Weak<Gateway>) -> Vec<(Arc<str>, Arc<crate::shadow::ShadowMetrics>)> {
+    let Some(gateway) = gateway.upgrade() else {
+        return Vec::new();
+    };
+    let snapshot = gateway.snapshots.load();
+    let configured = snapshot
+        .experiments
+        .iter()
+        .filter(|(_, experiment)| experiment.shadow.is_some())
+        .map(|(id, _)| id);
+    gateway.shadows.metrics_by_experiment(configured)
+}
+
 fn observe_shadows(meter: &Meter, gateway: Weak<Gateway>) {
     use std::sync::atomic::Ordering::Relaxed;
 
@@ -437,17 +466,17 @@ fn observe_shadows(meter: &Meter, gateway: Weak<Gateway>) {
     let counters: [(&'static str, &'static str, Read); 3] = [
         (
             "promptgate_shadow_calls_started_total",
-            "Shadow calls started.",
+            "Shadow calls started, by experiment.",
             |m| m.started.load(Relaxed),
         ),
         (
             "promptgate_shadow_calls_completed_total",
-            "Shadow calls that ended with a complete 2xx answer.",
+            "Shadow calls that ended with a complete 2xx answer, by experiment.",
             |m| m.completed.load(Relaxed),
         ),
         (
             "promptgate_shadow_calls_failed_total",
-            "Shadow calls that failed, timed out or were cancelled.",
+            "Shadow calls that failed, timed out or were cancelled, by experiment.",
             |m| m.failed.load(Relaxed),
         ),
     ];
@@ -457,8 +486,8 @@ fn observe_shadows(meter: &Meter, gateway: Weak<Gateway>) {
             .u64_observable_counter(name)
             .with_description(help)
             .with_callback(move |observer| {
-                if let Some(gateway) = gateway.upgrade() {
-                    observer.observe(read(gateway.shadows.metrics()), &[]);
+                for (experiment, metrics) in shadow_metrics(&gateway) {
+                    observer.observe(read(&metrics), &[KeyValue::new("experiment", experiment)]);
                 }
             })
             .build();
@@ -466,23 +495,29 @@ fn observe_shadows(meter: &Meter, gateway: Weak<Gateway>) {
     let in_flight = gateway.clone();
     meter
         .u64_observable_gauge("promptgate_shadow_calls_in_flight")
-        .with_description("Shadow calls running now.")
+        .with_description("Shadow calls running now, by experiment.")
         .with_callback(move |observer| {
-            if let Some(gateway) = in_flight.upgrade() {
-                observer.observe(gateway.shadows.metrics().in_flight.load(Relaxed), &[]);
+            for (experiment, metrics) in shadow_metrics(&in_flight) {
+                observer.observe(
+                    metrics.in_flight.load(Relaxed),
+                    &[KeyValue::new("experiment", experiment)],
+                );
             }
         })
         .build();
     let skipped = gateway.clone();
     meter
         .u64_observable_counter("promptgate_shadow_calls_skipped_total")
-        .with_description("Sampled shadow calls not made, by reason.")
+        .with_description("Sampled shadow calls not made, by experiment and reason.")
         .with_callback(move |observer| {
-            if let Some(gateway) = skipped.upgrade() {
+            for (experiment, metrics) in shadow_metrics(&skipped) {
                 for reason in SkipReason::ALL {
                     observer.observe(
-                        gateway.shadows.metrics().skipped(reason),
-                        &[KeyValue::new("reason", reason.label())],
+                        metrics.skipped(reason),
+                        &[
+                            KeyValue::new("experiment", experiment.clone()),
+                            KeyValue::new("reason", reason.label()),
+                        ],
                     );
                 }
             }
@@ -490,10 +525,13 @@ fn observe_shadows(meter: &Meter, gateway: Weak<Gateway>) {
         .build();
     meter
         .f64_observable_counter("promptgate_shadow_cost_usd_total")
-        .with_description("Priced cost of shadow calls.")
+        .with_description("Priced cost of shadow calls, by experiment.")
         .with_callback(move |observer| {
-            if let Some(gateway) = gateway.upgrade() {
-                observer.observe(gateway.shadows.metrics().cost_usd(), &[]);
+            for (experiment, metrics) in shadow_metrics(&gateway) {
+                observer.observe(
+                    metrics.cost_usd(),
+                    &[KeyValue::new("experiment", experiment)],
+                );
             }
         })
         .build();

@@ -1,11 +1,13 @@
 //! OpenTelemetry for the gateway: one server span per request, a client span
 //! per provider attempt, a linked span per shadow call, W3C `traceparent` in
 //! and out, and OTLP/HTTP export. Off unless an endpoint is configured; when
-//! off, a request pays one `Option` check and nothing else.
+//! off, a request pays one `Option` check and nothing else. Also the metrics
+//! and the access log (one line per request, `access`).
 //!
 //! The tracer is held here, not installed globally: tests run several gateways
 //! in one process, each with its own collector.
 
+pub mod access;
 mod export;
 pub mod metrics;
 pub mod ready;
@@ -18,8 +20,9 @@ use std::time::Duration;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
+pub use access::AccessLog;
 pub use metrics::{Metrics, RequestLabels};
-pub use trace::{AttemptSpan, ExchangeSpans, RequestTrace};
+pub use trace::{AttemptSpan, ExchangeSpans, RequestTrace, Role};
 
 use crate::audit::config::Price;
 use crate::capture::Exchange;
@@ -44,6 +47,7 @@ pub enum TelemetryError {
 pub struct Telemetry {
     traces: Option<Traces>,
     metrics: Arc<Metrics>,
+    access: Arc<AccessLog>,
 }
 
 #[derive(Clone)]
@@ -61,25 +65,40 @@ impl Telemetry {
         prices: HashMap<String, Price>,
     ) -> Result<Telemetry, TelemetryError> {
         let metrics = Arc::new(Metrics::new(prices)?);
+        let access = Arc::new(AccessLog::new(config.access_log_sample_ratio));
         let Some(export) = &config.traces else {
             return Ok(Telemetry {
                 traces: None,
                 metrics,
+                access,
             });
         };
         let provider = export::tracer_provider(export)?;
-        tracing::info!(endpoint = %export.endpoint, sample_ratio = export.sample_ratio, "exporting traces over OTLP/HTTP");
+        // Host and path only: a collector URL may carry credentials in its
+        // user-info or query.
+        tracing::info!(
+            collector = %export.endpoint.host().unwrap_or_default(),
+            port = export.endpoint.port_u16(),
+            path = export.endpoint.path(),
+            sample_ratio = export.sample_ratio,
+            "exporting traces over OTLP/HTTP"
+        );
         Ok(Telemetry {
             traces: Some(Traces {
                 tracer: provider.tracer(SCOPE),
                 provider,
             }),
             metrics,
+            access,
         })
     }
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    pub fn access_log(&self) -> &Arc<AccessLog> {
+        &self.access
     }
 
     pub fn tracing_enabled(&self) -> bool {
@@ -124,7 +143,7 @@ impl Telemetry {
 }
 
 /// What ends with a response body: its spans and, for the body the caller
-/// gets, the request's metrics.
+/// gets, the request's metrics and access-log line.
 #[derive(Default)]
 pub struct ExchangeTelemetry {
     pub spans: ExchangeSpans,
@@ -137,6 +156,8 @@ pub struct RequestMetrics {
     pub labels: RequestLabels,
     /// The price of the model sent upstream, if `[prices]` has it.
     pub price: Option<Price>,
+    /// Writes the request's line, labelled like its metrics.
+    pub access: Arc<AccessLog>,
 }
 
 impl ExchangeTelemetry {
@@ -148,6 +169,9 @@ impl ExchangeTelemetry {
             request
                 .metrics
                 .answered(&request.labels, request.price, exchange);
+            request
+                .access
+                .exchange(exchange, Role::Served, Some(&request.labels.model));
         }
     }
 }

@@ -30,6 +30,8 @@ pub mod attr {
     pub const SYSTEM: &str = "gen_ai.system";
     pub const PROVIDER_NAME: &str = "gen_ai.provider.name";
     pub const REQUEST_MODEL: &str = "gen_ai.request.model";
+    /// The model the provider's answer names (never a metric label).
+    pub const RESPONSE_MODEL: &str = "gen_ai.response.model";
     pub const INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
     pub const OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
     pub const HTTP_METHOD: &str = "http.request.method";
@@ -61,10 +63,21 @@ const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 /// Caller-chosen strings (model names) are cut to this many bytes in spans.
 const MAX_ATTRIBUTE_BYTES: usize = 256;
 
+/// Whether a request's answer went to a caller or was a shadow call's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Role {
+pub enum Role {
     Served,
     Shadow,
+}
+
+impl Role {
+    /// The `promptgate.role` attribute, the metrics' `role` label and the access log's `role`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Role::Served => "served",
+            Role::Shadow => "shadow",
+        }
+    }
 }
 
 /// The span of one request (served or shadow) and the means to start its attempts' spans.
@@ -211,13 +224,7 @@ impl RequestTrace {
         attributes.push(KeyValue::new(attr::REQUEST_MODEL, model));
         attributes.push(KeyValue::new(attr::ATTEMPT, i64::from(attempt)));
         attributes.push(KeyValue::new(attr::HTTP_METHOD, "POST"));
-        attributes.push(KeyValue::new(
-            attr::ROLE,
-            match self.role {
-                Role::Served => "served",
-                Role::Shadow => "shadow",
-            },
-        ));
+        attributes.push(KeyValue::new(attr::ROLE, self.role.label()));
         if let Some(tag) = experiment {
             attributes.extend(experiment_attributes(tag));
         }
@@ -331,7 +338,7 @@ impl ExchangeSpans {
 pub fn record_exchange(cx: &Context, exchange: &Exchange, client: bool) {
     let span = cx.span();
     let usage = &exchange.captured.usage;
-    let mut attributes = Vec::with_capacity(6);
+    let mut attributes = Vec::with_capacity(7);
     attributes.push(KeyValue::new(
         attr::HTTP_STATUS,
         i64::from(exchange.start.status),
@@ -348,6 +355,10 @@ pub fn record_exchange(cx: &Context, exchange: &Exchange, client: bool) {
     }
     if let Some(tokens) = usage.output_tokens {
         attributes.push(KeyValue::new(attr::OUTPUT_TOKENS, saturating_i64(tokens)));
+    }
+    // Already cut to a bounded length by the capture.
+    if let Some(model) = &exchange.captured.model {
+        attributes.push(KeyValue::new(attr::RESPONSE_MODEL, model.clone()));
     }
     let error = exchange.error_class();
     if let Some(error) = error {
