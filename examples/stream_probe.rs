@@ -324,7 +324,9 @@ fn summarise(args: &Args, scheduled: u64, elapsed: Duration, samples: Samples) -
         "count": count,
         "failures": samples.failures.values().sum::<u64>(),
         "failure_kinds": samples.failures,
-        "achieved_rate": (count as f64 / elapsed.as_secs_f64() * 10.0).round() / 10.0,
+        // Completed streams per second of schedule (those that failed excluded).
+        "completed_per_s": (count as f64 / args.duration * 10.0).round() / 10.0,
+        "elapsed_s": (elapsed.as_secs_f64() * 1e3).round() / 1e3,
         "ttfb_ms": percentiles(samples.ttfb, &TAIL),
         "total_ms": percentiles(samples.total, &TAIL),
         "gaps": samples.gaps.len(),
