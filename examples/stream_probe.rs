@@ -14,8 +14,12 @@
 //! every SSE event (an event ends at a blank line; frames may split events and
 //! line endings anywhere), then prints one JSON object: counts, failures,
 //! TTFB, whole-response time and inter-event gap percentiles, events and body
-//! reads per response (loss lowers the first; coalescing lowers the second
-//! and shows as `same_read_gaps`, events that arrived in one read).
+//! frames per response, and two counts of gaps that show coalescing:
+//! `same_frame_gaps`, events delivered in one body frame (one HTTP chunk, so
+//! someone merged them), and `gaps_under_0_1ms`, events that arrived within
+//! 0.1 ms of the one before although the provider spaced them further apart
+//! (held, then released together: by a proxy, or by a probe starved of CPU —
+//! `schedule_lag_ms` tells which). Loss lowers events per response.
 //!
 //! ```text
 //! cargo run --release --example stream_probe -- --url http://127.0.0.1:9000/v1/chat/completions \
@@ -93,7 +97,7 @@ struct Samples {
     total: Vec<u64>,
     gaps: Vec<u64>,
     events: Vec<u64>,
-    reads: Vec<u64>,
+    frames: Vec<u64>,
     failures: BTreeMap<&'static str, u64>,
 }
 
@@ -176,7 +180,7 @@ async fn one(plan: Arc<Plan>, at: Instant) {
             samples.ttfb.push(nanos(response.first_byte - at));
             samples.total.push(nanos(response.end - at));
             samples.events.push(response.arrivals.len() as u64);
-            samples.reads.push(response.reads);
+            samples.frames.push(response.frames);
             samples.gaps.extend(
                 response
                     .arrivals
@@ -192,7 +196,7 @@ struct Response {
     end: Instant,
     /// When each complete SSE event arrived.
     arrivals: Vec<Instant>,
-    reads: u64,
+    frames: u64,
 }
 
 async fn exchange(plan: &Plan) -> Result<Response, &'static str> {
@@ -216,7 +220,7 @@ async fn exchange(plan: &Plan) -> Result<Response, &'static str> {
     let mut events = EventSplitter::default();
     let mut arrivals = Vec::with_capacity(32);
     let mut first_byte = None;
-    let mut reads = 0;
+    let mut frames = 0;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|_| "body")?;
         let Some(data) = frame.data_ref() else {
@@ -227,7 +231,7 @@ async fn exchange(plan: &Plan) -> Result<Response, &'static str> {
         }
         let now = Instant::now();
         first_byte.get_or_insert(now);
-        reads += 1;
+        frames += 1;
         arrivals.extend(std::iter::repeat_n(now, events.feed(data)));
     }
     let end = Instant::now();
@@ -236,7 +240,7 @@ async fn exchange(plan: &Plan) -> Result<Response, &'static str> {
         first_byte: first_byte.unwrap_or(end),
         end,
         arrivals,
-        reads,
+        frames,
     })
 }
 
@@ -315,7 +319,8 @@ const TAIL: [(&str, f64); 3] = [("p50", 0.5), ("p99", 0.99), ("p99.9", 0.999)];
 
 fn summarise(args: &Args, scheduled: u64, elapsed: Duration, samples: Samples) -> Value {
     let count = samples.ttfb.len() as u64;
-    let same_read_gaps = samples.gaps.iter().filter(|&&gap| gap == 0).count();
+    let same_frame_gaps = samples.gaps.iter().filter(|&&gap| gap == 0).count();
+    let gaps_under_0_1ms = samples.gaps.iter().filter(|&&gap| gap < 100_000).count();
     json!({
         "url": args.url.to_string(),
         "rate": args.rate,
@@ -330,10 +335,11 @@ fn summarise(args: &Args, scheduled: u64, elapsed: Duration, samples: Samples) -
         "ttfb_ms": percentiles(samples.ttfb, &TAIL),
         "total_ms": percentiles(samples.total, &TAIL),
         "gaps": samples.gaps.len(),
-        "same_read_gaps": same_read_gaps,
+        "same_frame_gaps": same_frame_gaps,
+        "gaps_under_0_1ms": gaps_under_0_1ms,
         "gap_ms": percentiles(samples.gaps, &TAIL),
         "events_per_response": per_response(&samples.events),
-        "reads_per_response": per_response(&samples.reads),
+        "frames_per_response": per_response(&samples.frames),
         "schedule_lag_ms": percentiles(samples.lag, &[("p50", 0.5), ("p99", 0.99)]),
     })
 }
@@ -404,7 +410,8 @@ mod tests {
             report["gap_ms"]["min"].as_f64().unwrap() >= 2.5,
             "{report:#}"
         );
-        assert_eq!(report["same_read_gaps"], 0, "{report:#}");
+        assert_eq!(report["same_frame_gaps"], 0, "{report:#}");
+        assert_eq!(report["gaps_under_0_1ms"], 0, "{report:#}");
         assert!(
             report["ttfb_ms"]["p50"].as_f64().unwrap() < 100.0,
             "{report:#}"

@@ -69,8 +69,8 @@ def load_gaps(case, r):
         "gap999": pick("gap_ms", "p99.9"), "gapmax": pick("gap_ms", "max"),
         "events": pick("events_per_response", "mean"),
         "events_min": pick("events_per_response", "min"), "events_max": pick("events_per_response", "max"),
-        "reads": pick("reads_per_response", "mean"),
-        "same_read": data["same_read_gaps"], "gaps": data["gaps"],
+        "frames": pick("frames_per_response", "mean"),
+        "same_frame": data["same_frame_gaps"], "bunched": data["gaps_under_0_1ms"], "gaps": data["gaps"],
         "lag99": pick("schedule_lag_ms", "p99"),
     }
 
@@ -160,7 +160,7 @@ if gap_runs:
           f"stream's scheduled start; median and range over rounds, ms; 'added' = case minus "
           f"direct_stream in the same round; 'vs bare' = case minus bare_stream)\n")
     print("| case | streams/s | TTFB p50 | TTFB p99 | gap p50 | gap p99 | gap p99.9 | gap max "
-          "| events / response | reads / response | added TTFB p50 | added gap p50 | added gap p99 "
+          "| events / response | frames / response | added TTFB p50 | added gap p50 | added gap p99 "
           "| added gap p99.9 | gap p99 vs bare | proxy CPU | failed | probe lag p99 |")
     print("|" + "---|" * 18)
     for case, rs in gap_runs.items():
@@ -176,12 +176,12 @@ if gap_runs:
             if "bare_stream" in gap_runs and case not in ("bare_stream", "direct_stream") else "–"
         cells = [case, f"{statistics.median(r['rate'] for r in rs):.0f}", col("ttfb50"), col("ttfb99"),
                  col("gap50"), col("gap99"), col("gap999"), col("gapmax"), events,
-                 f"{statistics.median(r['reads'] for r in rs):.2f}", *added, vs_bare,
+                 f"{statistics.median(r['frames'] for r in rs):.2f}", *added, vs_bare,
                  cpu_cell(f"gaps_{case}"), str(sum(r["failures"] for r in rs)), col("lag99")]
         print("| " + " | ".join(cells) + " |")
-    print("\nEvents arriving in the same read as the one before (coalesced; of all gaps): "
-          + "; ".join(f"{case} {sum(r['same_read'] for r in rs)} of {sum(r['gaps'] for r in rs)}"
-                      for case, rs in gap_runs.items()))
+    print("\nCoalesced events, of all gaps (in one body frame with the event before / within 0.1 ms of it): "
+          + "; ".join(f"{case} {sum(r['same_frame'] for r in rs)} / {sum(r['bunched'] for r in rs)} "
+                      f"of {sum(r['gaps'] for r in rs)}" for case, rs in gap_runs.items()))
 
 if "shadow_0pct" in runs and "shadow_100pct" in runs:
     shadow_diff = {p: diff("shadow_100pct", "shadow_0pct", p) for p in ("p50", "p99", "p99.9")}
