@@ -1,5 +1,7 @@
-"""Summarises loadtest/run.sh's oha JSON files: one markdown table, the stream
-and shadow comparisons, and where the targets stand.
+"""Summarises loadtest/run.sh's oha JSON files and the stream probe's
+(gaps-CASE-ROUND.json): one markdown table, the stream and shadow
+comparisons, time to first byte and inter-chunk gaps of paced streams, and
+where the targets stand.
 
 Everything is computed per round (the runs of a round are adjacent in time),
 then reported as the median and range over rounds:
@@ -8,6 +10,7 @@ then reported as the median and range over rounds:
   case is divided by the stream baseline (direct_stream, bare_stream) when it ran.
 """
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -23,6 +26,9 @@ closed_loop = rate == "max"
 MIN_THROUGHPUT_VS_BARE = 0.8  # experiment_audit_local, closed loop
 ADDED_P99_BUDGET_MS = 0.25  # experiment_audit_local's added p99 over bare's, fixed rate
 STREAM_ADDED_TTFB_MS = 0.5  # passthrough_stream over direct_stream, p50
+# "No added gap between chunks": passthrough_stream's gap p99 over direct_stream's
+# may not exceed what the bare forwarder adds plus the baseline's own noise
+# (the range of direct_stream's gap p99 over rounds). See loadtest/README.md.
 
 
 def load(case, r):
@@ -46,6 +52,34 @@ def load(case, r):
 
 runs = {case: [load(case, r) for r in range(1, rounds + 1)] for case in cases}
 baseline = cases[0]
+
+
+def load_gaps(case, r):
+    """One stream probe run (examples/stream_probe.rs), or None when it did not run."""
+    path = out / f"gaps-{case}-{r}.json"
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    nan = float("nan")
+    pick = lambda block, key: data[block][key] if data.get(block) else nan
+    return {
+        "count": data["count"], "failures": data["failures"], "rate": data["completed_per_s"],
+        "ttfb50": pick("ttfb_ms", "p50"), "ttfb99": pick("ttfb_ms", "p99"),
+        "gap50": pick("gap_ms", "p50"), "gap99": pick("gap_ms", "p99"),
+        "gap999": pick("gap_ms", "p99.9"), "gapmax": pick("gap_ms", "max"),
+        "events": pick("events_per_response", "mean"),
+        "events_min": pick("events_per_response", "min"), "events_max": pick("events_per_response", "max"),
+        "frames": pick("frames_per_response", "mean"),
+        "same_frame": data["same_frame_gaps"], "bunched": data["gaps_under_0_1ms"], "gaps": data["gaps"],
+        "lag99": pick("schedule_lag_ms", "p99"),
+    }
+
+
+gap_runs = {}
+for case in cases:
+    loaded = [load_gaps(case, r) for r in range(1, rounds + 1)]
+    if case.endswith("_stream") and all(loaded):
+        gap_runs[case] = loaded
 
 
 def med_range(values, digits=3):
@@ -75,6 +109,23 @@ def cpu_cell(case):
     return f"{100 * cpu_ticks[case] / clk_tck / (rounds * duration):.0f}% of a core"
 
 
+def gap_diff(case, other, key):
+    """Per round: the probe's figure for case minus other's."""
+    return [a[key] - b[key] for a, b in zip(gap_runs[case], gap_runs[other])]
+
+
+def gap_allowance():
+    """What passthrough_stream's added gap p99 may be and still count as no
+    added gap: the bare forwarder's added gap p99 (median over rounds, at least
+    0) plus the noise of the baseline itself, the range of direct_stream's gap
+    p99 over rounds. Returns (allowance, bare's added p99, noise or None)."""
+    bare = max(0.0, statistics.median(gap_diff("bare_stream", "direct_stream", "gap99"))) \
+        if "bare_stream" in gap_runs else 0.0
+    direct = [r["gap99"] for r in gap_runs["direct_stream"]]
+    noise = max(direct) - min(direct) if len(direct) > 1 else None
+    return bare + (noise or 0.0), bare, noise
+
+
 def verdict(ok):
     return "met" if ok else "**missed**"
 
@@ -101,6 +152,36 @@ if "direct_stream" in runs:
                          f"added p50 {med_range(diff(case, 'direct_stream', 'ttfb50'))}, "
                          f"added p99 {med_range(diff(case, 'direct_stream', 'ttfb99'))}")
     print("\nStreams, time to first byte (ms): " + "; ".join(parts))
+
+if gap_runs:
+    chunk_ms = os.environ.get("GAP_CHUNK_MS", "?")
+    print(f"\nStreams: time to first byte and inter-chunk gaps (examples/stream_probe: open loop at "
+          f"{rate} streams/s, the simulator spacing its SSE frames {chunk_ms} ms apart; times from each "
+          f"stream's scheduled start; median and range over rounds, ms; 'added' = case minus "
+          f"direct_stream in the same round; 'vs bare' = case minus bare_stream)\n")
+    print("| case | streams/s | TTFB p50 | TTFB p99 | gap p50 | gap p99 | gap p99.9 | gap max "
+          "| events / response | frames / response | added TTFB p50 | added gap p50 | added gap p99 "
+          "| added gap p99.9 | gap p99 vs bare | proxy CPU | failed | probe lag p99 |")
+    print("|" + "---|" * 18)
+    for case, rs in gap_runs.items():
+        col = lambda key: med_range([r[key] for r in rs])
+        events = (f"{statistics.median(r['events'] for r in rs):.2f} "
+                  f"[{min(r['events_min'] for r in rs)}–{max(r['events_max'] for r in rs)}]")
+        if case == "direct_stream":
+            added = ["–"] * 4
+        else:
+            added = [med_range(gap_diff(case, "direct_stream", k)) if "direct_stream" in gap_runs else "–"
+                     for k in ("ttfb50", "gap50", "gap99", "gap999")]
+        vs_bare = med_range(gap_diff(case, "bare_stream", "gap99")) \
+            if "bare_stream" in gap_runs and case not in ("bare_stream", "direct_stream") else "–"
+        cells = [case, f"{statistics.median(r['rate'] for r in rs):.0f}", col("ttfb50"), col("ttfb99"),
+                 col("gap50"), col("gap99"), col("gap999"), col("gapmax"), events,
+                 f"{statistics.median(r['frames'] for r in rs):.2f}", *added, vs_bare,
+                 cpu_cell(f"gaps_{case}"), str(sum(r["failures"] for r in rs)), col("lag99")]
+        print("| " + " | ".join(cells) + " |")
+    print("\nCoalesced events, of all gaps (in one body frame with the event before / within 0.1 ms of it): "
+          + "; ".join(f"{case} {sum(r['same_frame'] for r in rs)} / {sum(r['bunched'] for r in rs)} "
+                      f"of {sum(r['gaps'] for r in rs)}" for case, rs in gap_runs.items()))
 
 if "shadow_0pct" in runs and "shadow_100pct" in runs:
     shadow_diff = {p: diff("shadow_100pct", "shadow_0pct", p) for p in ("p50", "p99", "p99.9")}
@@ -133,3 +214,22 @@ if "passthrough_stream" in runs and "direct_stream" in runs:
           + (" (closed loop: judge it from a fixed-rate run)" if closed_loop else ""))
 else:
     print("- stream added TTFB: not measured (needs the cases direct_stream and passthrough_stream)")
+if "passthrough_stream" in gap_runs and "direct_stream" in gap_runs:
+    added = gap_diff("passthrough_stream", "direct_stream", "gap99")
+    allowance, bare_added, noise = gap_allowance()
+    basis = (f"bare_stream's added gap p99 {bare_added:.3f} ms" if "bare_stream" in gap_runs
+             else "no bare_stream run (0 ms)")
+    basis += (f" + noise {noise:.3f} ms (range of direct_stream's gap p99 over rounds)" if noise is not None
+              else " + no noise term (one round: run ROUNDS ≥ 2 to measure it)")
+    events = {case: (min(r["events_min"] for r in rs), max(r["events_max"] for r in rs))
+              for case, rs in gap_runs.items()}
+    lost = events["passthrough_stream"] != events["direct_stream"]
+    print(f"- stream added gap p99, passthrough_stream minus direct_stream: {med_range(added)} ms, "
+          f"target no added gap, allowance {allowance:.3f} ms = {basis}: "
+          f"{verdict(statistics.median(added) <= allowance)}; events per response "
+          f"{events['passthrough_stream'][0]}–{events['passthrough_stream'][1]} vs direct_stream's "
+          f"{events['direct_stream'][0]}–{events['direct_stream'][1]}: "
+          + ("**events lost or split**" if lost else "none lost"))
+else:
+    print("- stream added gap: not measured (needs the stream probe on direct_stream and passthrough_stream; "
+          "not with MAX=1 or GAPS=0)")

@@ -11,7 +11,10 @@
 #   experiment_audit_local / _s3 — plus the audit log (local dir / SeaweedFS)
 #   shadow_0pct / shadow_100pct — experiment + local audit + a shadow variant
 #                 on a second simulator with the same latency, sampled at 0% and 100%
-#   direct_stream / bare_stream / passthrough_stream — SSE streams
+#   direct_stream / bare_stream / passthrough_stream — SSE streams: oha on
+#                 instant streams (throughput, latency, TTFB), then in the same
+#                 round examples/stream_probe on streams paced GAP_CHUNK_MS apart
+#                 (TTFB and the gap between SSE events: delays, coalescing, loss)
 #
 #   loadtest/run.sh                     # 1000 req/s, 10 s per run, 3 rounds
 #   RATE=5000 DURATION=20 ROUNDS=5 loadtest/run.sh
@@ -19,6 +22,8 @@
 #   SMOKE=1 loadtest/run.sh             # a 1-second run of each case, for CI
 #   CASES="direct shadow_0pct shadow_100pct" loadtest/run.sh   # a subset
 #   SIM_FIRST_BYTE_MS=20 loadtest/run.sh  # a provider that takes 20 ms to answer
+#   GAP_CHUNK_MS=5 loadtest/run.sh        # the probe's streams paced 5 ms apart (default 2)
+#   GAPS=0 loadtest/run.sh                # skip the stream probe runs
 #
 # Prints a markdown table with throughput ratios to direct and bare, then where
 # the targets stand; raw oha JSON goes to loadtest/out/. Shared helpers are in
@@ -32,6 +37,10 @@ DURATION=${DURATION:-10}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
 if [ "${SMOKE:-0}" = 1 ]; then RATE=200; DURATION=1; ROUNDS=1; fi
+GAP_CHUNK_MS=${GAP_CHUNK_MS:-2}
+GAPS=${GAPS:-1}
+# The probe is open loop at RATE: it has nothing to say about a closed-loop run.
+if [ "${MAX:-0}" = 1 ]; then GAPS=0; fi
 all_cases="direct bare passthrough experiment experiment_audit_local experiment_audit_s3 shadow_0pct shadow_100pct direct_stream bare_stream passthrough_stream"
 CASES=${CASES:-$all_cases}
 want() { [[ " $CASES " == *" $1 "* ]]; }
@@ -39,7 +48,9 @@ for c in $CASES; do
   [[ " $all_cases " == *" $c "* ]] || { echo "unknown case $c (cases: $all_cases)" >&2; exit 2; }
 done
 
-build_release --example bare_forwarder
+build_release --example bare_forwarder --example stream_probe
+# Earlier runs' probe files would be read as this run's.
+rm -f "$out"/gaps-*.json
 
 # The simulated provider, on one worker thread (instant answers unless SIM_FIRST_BYTE_MS).
 start_sim sim
@@ -132,6 +143,21 @@ measure() { # case gateway url body round
   cpu[$1]=$(( ${cpu[$1]:-0} + after - before ))
 }
 url() { echo "http://${gateway_addr[$1]}/v1/chat/completions"; }
+# The stream probe (examples/stream_probe.rs): the same stream request, open
+# loop at RATE, the simulator asked (x-sim-chunk-ms, forwarded like any
+# header) to space its SSE frames GAP_CHUNK_MS apart; JSON to gaps-CASE-ROUND.
+probe_gaps() { # case url round [gateway]
+  [ "$GAPS" = 1 ] || return 0
+  local before after
+  if [ -n "${4:-}" ]; then before=$(cpu_ticks "${gateway_pid[$4]}"); fi
+  "$bin/examples/stream_probe" --url "$2" --rate "$RATE" --duration "$DURATION" --body "$stream_body" \
+    --header 'authorization: Bearer load' --header 'x-user-id: user-1' \
+    --header "x-sim-chunk-ms: $GAP_CHUNK_MS" > "$out/gaps-$1-$3.json"
+  if [ -n "${4:-}" ]; then
+    after=$(cpu_ticks "${gateway_pid[$4]}")
+    cpu[gaps_$1]=$(( ${cpu[gaps_$1]:-0} + after - before ))
+  fi
+}
 for round in $(seq "$ROUNDS"); do
   echo "round $round/$ROUNDS" >&2
   for c in "${cases[@]}"; do
@@ -143,9 +169,15 @@ for round in $(seq "$ROUNDS"); do
       experiment_audit_local) measure "$c" audit_local "$(url audit_local)" "$experiment_body" "$round" ;;
       experiment_audit_s3) measure "$c" audit_s3 "$(url audit_s3)" "$experiment_body" "$round" ;;
       shadow_0pct|shadow_100pct) measure "$c" "$c" "$(url "$c")" "$experiment_body" "$round" ;;
-      direct_stream) run_case direct_stream "http://$sim_addr/v1/chat/completions" "$round" "$stream_body" ;;
-      bare_stream) measure bare_stream bare "$(url bare)" "$stream_body" "$round" ;;
-      passthrough_stream) measure passthrough_stream plain "$(url plain)" "$stream_body" "$round" ;;
+      direct_stream)
+        run_case direct_stream "http://$sim_addr/v1/chat/completions" "$round" "$stream_body"
+        probe_gaps direct_stream "http://$sim_addr/v1/chat/completions" "$round" ;;
+      bare_stream)
+        measure bare_stream bare "$(url bare)" "$stream_body" "$round"
+        probe_gaps bare_stream "$(url bare)" "$round" bare ;;
+      passthrough_stream)
+        measure passthrough_stream plain "$(url plain)" "$stream_body" "$round"
+        probe_gaps passthrough_stream "$(url plain)" "$round" plain ;;
       *) echo "unknown case $c (cases: $all_cases)" >&2; exit 2 ;;
     esac
   done
@@ -157,6 +189,7 @@ done
 cpu_args=""
 for c in "${cases[@]}"; do
   case $c in direct*) ;; *) cpu_args="$cpu_args $c=${cpu[$c]:-0}" ;; esac
+  if [ -n "${cpu[gaps_$c]:-}" ]; then cpu_args="$cpu_args gaps_$c=${cpu[gaps_$c]}"; fi
 done
 
 for name in shadow_0pct shadow_100pct; do
@@ -164,4 +197,4 @@ for name in shadow_0pct shadow_100pct; do
     echo "$name: $(curl -s "http://${admin_addr[$name]}/metrics" | grep -E '^promptgate_shadow_calls_(started|completed|failed|skipped)' | tr '\n' ' ')" >&2
   fi
 done
-python3 "$here/report.py" "$out" "$ROUNDS" "$RATE" "$DURATION" "$(getconf CLK_TCK)" "$cpu_args" "$rss" "${cases[@]}"
+GAP_CHUNK_MS=$GAP_CHUNK_MS python3 "$here/report.py" "$out" "$ROUNDS" "$RATE" "$DURATION" "$(getconf CLK_TCK)" "$cpu_args" "$rss" "${cases[@]}"

@@ -176,6 +176,42 @@ async fn stream_chunks_arrive_as_the_provider_sends_them() {
 }
 
 #[tokio::test]
+async fn the_sim_chunk_ms_header_paces_one_request_through_the_gateway() {
+    // An instant simulator: only the request carrying `x-sim-chunk-ms` is paced
+    // (the load tests' stream probe relies on it, through the gateway).
+    let (_sim, gw, client) = setup().await;
+    let stream = r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"one two three"}]}"#;
+    let auth = format!("Bearer {CLIENT_KEY}");
+    let plain = [
+        ("content-type", "application/json"),
+        ("authorization", auth.as_str()),
+    ];
+    let paced = [plain[0], plain[1], ("x-sim-chunk-ms", "20")];
+    let spread = |reply: &Reply| reply.chunks.last().unwrap().0 - reply.chunks.first().unwrap().0;
+    let url = gw.url("/v1/chat/completions");
+    let paced_reply = send(&client, Method::POST, &url, &paced, stream).await;
+    assert_eq!(paced_reply.status, StatusCode::OK);
+    assert!(
+        paced_reply.chunks.len() >= 10,
+        "only {} pieces",
+        paced_reply.chunks.len()
+    );
+    // At least 9 gaps of 20 ms between the first and the last piece.
+    assert!(
+        spread(&paced_reply) >= Duration::from_millis(180),
+        "{:?}",
+        spread(&paced_reply)
+    );
+    let instant = send(&client, Method::POST, &url, &plain, stream).await;
+    assert_eq!(instant.status, StatusCode::OK);
+    assert!(
+        spread(&instant) < Duration::from_millis(150),
+        "{:?}",
+        spread(&instant)
+    );
+}
+
+#[tokio::test]
 async fn anthropic_messages_json_and_stream_with_named_events_unchanged() {
     let (sim, gw, client) = setup().await;
     let json_body = r#"{"model":"claude-sonnet-4","max_tokens":64,"system":"Be kind.","messages":[{"role":"user","content":"hi"}]}"#;

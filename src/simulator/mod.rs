@@ -8,6 +8,11 @@
 //! the request header `x-sim-fault` (forwarded by the gateway like any other
 //! caller header): `status=503`, `status=429;retry-after=1`, `hang`,
 //! `close`, `drop-after=3`, `delay-ms=500`.
+//!
+//! The request header `x-sim-chunk-ms: N` spaces that request's SSE frames by
+//! N milliseconds instead of [`SimConfig::chunk_delay`], so one simulator can
+//! serve instant and paced streams side by side (the load tests' stream probe
+//! measures inter-chunk gaps with it).
 
 mod fault;
 
@@ -290,7 +295,7 @@ async fn respond(
         return Ok(response);
     }
     let frames = demo::sse_frames(endpoint, &answer, &request);
-    let chunk_delay = state.config.chunk_delay;
+    let chunk_delay = chunk_delay(&parts.headers).unwrap_or(state.config.chunk_delay);
     let frames = futures_util::stream::unfold(
         (frames.into_iter(), 0usize),
         move |(mut frames, sent)| async move {
@@ -321,6 +326,12 @@ async fn respond(
         .headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// The per-request frame spacing asked for with `x-sim-chunk-ms: N`.
+fn chunk_delay(headers: &http::HeaderMap) -> Option<Duration> {
+    let text = headers.get("x-sim-chunk-ms")?.to_str().ok()?;
+    text.trim().parse().ok().map(Duration::from_millis)
 }
 
 /// Providers are mounted under a base URL; the simulator answers at `/v1/...`
