@@ -104,9 +104,19 @@ impl ResponseCapture {
                 decoder.finish(&mut |event| apply_event(endpoint, event, captured, text_bytes));
             }
             None if !self.captured.truncated => {
-                if let Ok(body) = serde_json::from_slice::<Value>(&self.captured.body) {
-                    read_json_body(self.endpoint, &body, &mut self.captured);
+                let body = std::mem::take(&mut self.captured.body);
+                match serde_json::from_slice::<TypedBody<'_>>(&body) {
+                    Ok(typed) => read_typed_body(self.endpoint, &typed, &mut self.captured),
+                    // An unusual shape somewhere (a content array, a number
+                    // where text was expected): the general reader takes
+                    // what it can from it.
+                    Err(_) => {
+                        if let Ok(value) = serde_json::from_slice::<Value>(&body) {
+                            read_json_body(self.endpoint, &value, &mut self.captured);
+                        }
+                    }
                 }
+                self.captured.body = body;
             }
             None => {}
         }
@@ -282,6 +292,91 @@ fn apply_event(
     }
 }
 
+/// The parts of a non-streamed body the capture reads, borrowed. Building a
+/// `Value` of the whole body (an embeddings answer is mostly numbers) cost
+/// more than the rest of the capture; unknown fields are skipped unparsed.
+/// Deserialising fails on any shape not foreseen here, and then the general
+/// `Value` reader runs instead, so both give the same result.
+#[derive(Deserialize)]
+struct TypedBody<'a> {
+    #[serde(borrow)]
+    model: Option<Cow<'a, str>>,
+    usage: Option<TokenUsage>,
+    /// OpenAI chat and completions.
+    #[serde(default, borrow)]
+    choices: Vec<BodyChoice<'a>>,
+    /// Anthropic messages.
+    #[serde(default, borrow)]
+    content: Vec<TextPart<'a>>,
+    /// OpenAI responses.
+    #[serde(default, borrow)]
+    output: Vec<OutputItem<'a>>,
+}
+
+#[derive(Deserialize)]
+struct BodyChoice<'a> {
+    #[serde(borrow)]
+    message: Option<BodyMessage<'a>>,
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct BodyMessage<'a> {
+    #[serde(borrow)]
+    content: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct TextPart<'a> {
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct OutputItem<'a> {
+    #[serde(borrow)]
+    content: Option<Vec<TextPart<'a>>>,
+}
+
+fn read_typed_body(endpoint: Endpoint, body: &TypedBody<'_>, captured: &mut Captured) {
+    note_model(captured, body.model.as_deref());
+    if let Some(usage) = &body.usage {
+        usage.merge_into(&mut captured.usage);
+    }
+    let mut text = String::new();
+    let parts = |parts: &[TextPart<'_>], text: &mut String| {
+        for part in parts {
+            text.push_str(part.text.as_deref().unwrap_or_default());
+        }
+    };
+    match endpoint {
+        Endpoint::ChatCompletions => {
+            if let Some(content) = body
+                .choices
+                .first()
+                .and_then(|c| c.message.as_ref())
+                .and_then(|m| m.content.as_deref())
+            {
+                text.push_str(content);
+            }
+        }
+        Endpoint::Completions => {
+            if let Some(content) = body.choices.first().and_then(|c| c.text.as_deref()) {
+                text.push_str(content);
+            }
+        }
+        Endpoint::Messages => parts(&body.content, &mut text),
+        Endpoint::Responses => {
+            for item in &body.output {
+                parts(item.content.as_deref().unwrap_or_default(), &mut text);
+            }
+        }
+        Endpoint::Embeddings | Endpoint::CountTokens | Endpoint::Models | Endpoint::Feedback => {}
+    }
+    captured.text = text;
+}
+
 fn read_json_body(endpoint: Endpoint, body: &Value, captured: &mut Captured) {
     note_model(captured, body.get("model").and_then(Value::as_str));
     if let Some(usage) = body.get("usage")
@@ -428,6 +523,47 @@ mod tests {
         let body = "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n";
         let c = capture(Endpoint::Messages, true, body, 7);
         assert!(c.stream_error.unwrap().contains("overloaded_error"));
+    }
+
+    #[test]
+    fn the_typed_reader_agrees_with_the_general_one_on_unusual_shapes() {
+        let bodies = [
+            (
+                Endpoint::ChatCompletions,
+                r#"{"model":"m\u00e9","choices":[{"message":{"content":null,"tool_calls":[{"id":"x"}]}}],"usage":{"prompt_tokens":1,"completion_tokens":2}}"#,
+            ),
+            // A content array: the typed reader refuses it, the general one
+            // still finds the usage.
+            (
+                Endpoint::ChatCompletions,
+                r#"{"choices":[{"message":{"content":[{"type":"text","text":"parts"}]}}],"usage":{"prompt_tokens":3,"completion_tokens":4}}"#,
+            ),
+            (
+                Endpoint::Messages,
+                r#"{"model":"claude","content":[{"type":"tool_use","id":"t","input":{}},{"type":"text","text":"a\nb"}],"usage":{"input_tokens":5,"output_tokens":6}}"#,
+            ),
+            (
+                Endpoint::Responses,
+                r#"{"output":[{"type":"reasoning"},{"type":"message","content":[{"type":"output_text","text":"r"}]}],"usage":{"input_tokens":1,"output_tokens":1}}"#,
+            ),
+            (
+                Endpoint::Completions,
+                r#"{"model":7,"choices":[{"text":"t"}],"usage":{"prompt_tokens":1}}"#,
+            ),
+        ];
+        for (endpoint, body) in bodies {
+            let fast = capture(endpoint, false, body, 7);
+            let mut general = Captured::default();
+            let value: Value = serde_json::from_str(body).expect("test body is JSON");
+            read_json_body(endpoint, &value, &mut general);
+            assert_eq!(
+                (&fast.text, fast.usage, &fast.model),
+                (&general.text, general.usage, &general.model),
+                "{body}"
+            );
+            assert!(fast.usage.input_tokens.is_some(), "{body}");
+            assert_eq!(fast.body, body.as_bytes());
+        }
     }
 
     #[test]
