@@ -1,9 +1,12 @@
 //! One audit record per request attempt (schema v1, documented field by field
 //! in docs/audit-schema.md). Built on the writer thread, off the request path.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
@@ -19,6 +22,78 @@ const REDACTED: &str = "[redacted]";
 pub struct RecordContext<'a> {
     pub config: &'a AuditConfig,
     pub unit_key: &'a [u8],
+}
+
+/// A built record. The request and response bodies, unless a redaction path
+/// reaches into them, stay the JSON text they arrived as (checked, and made
+/// one line) instead of becoming `Value` trees: parsing two bodies into maps
+/// and writing them out again was most of the writer thread's work.
+pub struct Record {
+    fields: Map<String, Value>,
+    bodies: Vec<(&'static str, Box<RawValue>)>,
+}
+
+impl From<Map<String, Value>> for Record {
+    fn from(fields: Map<String, Value>) -> Record {
+        Record {
+            fields,
+            bodies: Vec::new(),
+        }
+    }
+}
+
+impl Serialize for Record {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.fields.len() + self.bodies.len()))?;
+        for (key, value) in &self.fields {
+            map.serialize_entry(key, value)?;
+        }
+        for (key, body) in &self.bodies {
+            map.serialize_entry(key, body)?;
+        }
+        map.end()
+    }
+}
+
+/// `body` as one line of JSON, the whitespace between its tokens dropped (a
+/// pretty-printed answer would otherwise break the JSON Lines framing);
+/// `None` when it is not JSON.
+fn compact_json(body: &[u8]) -> Option<Box<RawValue>> {
+    let raw: &RawValue = serde_json::from_slice(body).ok()?;
+    let mut compact = Vec::with_capacity(raw.get().len());
+    let (mut in_string, mut escaped) = (false, false);
+    // Bytes, not chars: no byte of a multi-byte UTF-8 character is ASCII, so
+    // whitespace and quotes are found exactly.
+    for &byte in raw.get().as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+        } else if byte == b'"' {
+            in_string = true;
+        } else if matches!(byte, b' ' | b'\n' | b'\r' | b'\t') {
+            continue;
+        }
+        compact.push(byte);
+    }
+    RawValue::from_string(String::from_utf8(compact).ok()?).ok()
+}
+
+/// The request's `model`, without building a tree of the whole body.
+fn upstream_model_of(request_body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct ModelOnly<'a> {
+        #[serde(borrow)]
+        model: Option<Cow<'a, str>>,
+    }
+    serde_json::from_slice::<ModelOnly<'_>>(request_body)
+        .ok()?
+        .model
+        .map(Cow::into_owned)
 }
 
 fn millis(duration: Duration) -> f64 {
@@ -103,16 +178,12 @@ fn cost(
         .map_or(Value::Null, |usd| json!(usd))
 }
 
-pub fn from_exchange(exchange: &Exchange, ctx: &RecordContext<'_>) -> Map<String, Value> {
+pub fn from_exchange(exchange: &Exchange, ctx: &RecordContext<'_>) -> Record {
     let start = &exchange.start;
     let log_bodies =
         ctx.config.log_bodies && start.experiment.as_ref().is_none_or(|t| t.log_bodies);
     let started = UtcTime::from_system(start.started_at);
-    let request_json: Value = serde_json::from_slice(&start.request_body).unwrap_or(Value::Null);
-    let upstream_model = request_json
-        .get("model")
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    let upstream_model = upstream_model_of(&start.request_body);
     let captured = &exchange.captured;
     let status = start.status;
     let error_class = exchange.error_class();
@@ -172,16 +243,34 @@ pub fn from_exchange(exchange: &Exchange, ctx: &RecordContext<'_>) -> Map<String
         ),
     );
     record.insert("bodies_logged".into(), json!(log_bodies));
+    let mut bodies = Vec::new();
     if log_bodies {
-        let response_json = if captured.body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&captured.body).unwrap_or_else(|_| {
-                Value::String(String::from_utf8_lossy(&captured.body).into_owned())
-            })
+        // A body a redaction path reaches into is parsed so it can be
+        // edited; any other is kept as the text it was.
+        let redacted_inside = |field: &str| {
+            ctx.config
+                .redact
+                .iter()
+                .any(|path| matches!(path.parts.first(), Some(PathPart::Key(key)) if key == field))
         };
-        record.insert("request".into(), request_json);
-        record.insert("response".into(), response_json);
+        let mut body = |field: &'static str, bytes: &[u8], not_json: fn(&[u8]) -> Value| {
+            if !redacted_inside(field)
+                && let Some(raw) = compact_json(bytes)
+            {
+                bodies.push((field, raw));
+                return;
+            }
+            let value = serde_json::from_slice(bytes).unwrap_or_else(|_| not_json(bytes));
+            record.insert(field.into(), value);
+        };
+        body("request", &start.request_body, |_| Value::Null);
+        if captured.body.is_empty() {
+            record.insert("response".into(), Value::Null);
+        } else {
+            body("response", &captured.body, |bytes| {
+                Value::String(String::from_utf8_lossy(bytes).into_owned())
+            });
+        }
         record.insert("response_text".into(), json!(captured.text));
         record.insert("response_truncated".into(), json!(captured.truncated));
     } else {
@@ -190,10 +279,13 @@ pub fn from_exchange(exchange: &Exchange, ctx: &RecordContext<'_>) -> Map<String
         }
     }
     redact(&mut record, ctx.config);
-    record
+    Record {
+        fields: record,
+        bodies,
+    }
 }
 
-pub fn from_refusal(refusal: &Refusal, ctx: &RecordContext<'_>) -> Map<String, Value> {
+pub fn from_refusal(refusal: &Refusal, ctx: &RecordContext<'_>) -> Record {
     let started = UtcTime::from_system(refusal.started_at);
     let mut record = Map::with_capacity(40);
     record.insert("schema_version".into(), json!(SCHEMA_VERSION));
@@ -235,13 +327,13 @@ pub fn from_refusal(refusal: &Refusal, ctx: &RecordContext<'_>) -> Map<String, V
         record.insert(field.into(), Value::Null);
     }
     redact(&mut record, ctx.config);
-    record
+    record.into()
 }
 
 /// A feedback record (its own table: `<prefix>/feedback/v1/`). The value has
 /// typed columns so every engine infers one type: `value_number` always (a
 /// boolean as 0 or 1, so means are proportions), `value_bool` for booleans.
-pub fn from_feedback(feedback: &Feedback, ctx: &RecordContext<'_>) -> Map<String, Value> {
+pub fn from_feedback(feedback: &Feedback, ctx: &RecordContext<'_>) -> Record {
     let (value_bool, value_number) = match feedback.value {
         FeedbackValue::Boolean(b) => (json!(b), json!(if b { 1.0 } else { 0.0 })),
         FeedbackValue::Number(x) => (Value::Null, json!(x)),
@@ -267,7 +359,7 @@ pub fn from_feedback(feedback: &Feedback, ctx: &RecordContext<'_>) -> Map<String
         "metadata".into(),
         feedback.metadata.clone().map_or(Value::Null, Value::Object),
     );
-    record
+    record.into()
 }
 
 /// Replaces every value at the configured paths, before anything is written.
@@ -349,6 +441,46 @@ mod tests {
             Redaction::Marker,
         );
         assert_eq!(value, before);
+    }
+
+    #[test]
+    fn bodies_are_kept_as_one_line_of_the_same_json() {
+        let pretty = "{\n  \"model\" : \"gpt-4o\",\n\t\"messages\": [ {\"content\": \"a  b\\n\\\"c\\\" \\\\\" , \"x\": 1.50e2} ],\r\n  \"name\": \"Zoë ✓ \\u00e9\"\n}\n";
+        let compact = compact_json(pretty.as_bytes()).expect("valid JSON");
+        assert!(
+            !compact.get().contains(['\n', '\r', '\t']),
+            "{}",
+            compact.get()
+        );
+        assert_eq!(
+            compact.get(),
+            r#"{"model":"gpt-4o","messages":[{"content":"a  b\n\"c\" \\","x":1.50e2}],"name":"Zoë ✓ \u00e9"}"#
+        );
+        let original: Value = serde_json::from_str(pretty).unwrap();
+        let kept: Value = serde_json::from_str(compact.get()).unwrap();
+        assert_eq!(kept, original);
+        assert!(compact_json(b"{\"cut\": ").is_none());
+        assert!(compact_json(b"plain text").is_none());
+
+        let mut fields = Map::new();
+        fields.insert("status".into(), json!(200));
+        let record = Record {
+            fields,
+            bodies: vec![("request", compact)],
+        };
+        let line = serde_json::to_string(&record).unwrap();
+        let parsed: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed, json!({"status": 200, "request": original}));
+    }
+
+    #[test]
+    fn the_upstream_model_is_read_without_a_tree() {
+        assert_eq!(
+            upstream_model_of(br#"{"messages":[{"content":"model"}],"model":"gpt-\u00e9"}"#),
+            Some("gpt-é".to_owned())
+        );
+        assert_eq!(upstream_model_of(br#"{"model":7}"#), None);
+        assert_eq!(upstream_model_of(b"not json"), None);
     }
 
     #[test]
