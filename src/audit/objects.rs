@@ -295,13 +295,16 @@ mod tests {
         (segment.seal(dirs).unwrap(), name)
     }
 
-    fn stage(dirs: &SpoolDirs, path: &Path, name: &str) -> StagedSegment {
-        let naming = Naming {
+    fn test_naming(segment: &str) -> Naming<'_> {
+        Naming {
             key_prefix: "audit/",
             instance: "gw-1",
-            segment: name,
-        };
-        stage_segment(path, &dirs.staging, &dirs.quarantine, &naming).unwrap()
+            segment,
+        }
+    }
+
+    fn stage(dirs: &SpoolDirs, path: &Path, name: &str) -> StagedSegment {
+        stage_segment(path, &dirs.staging, &dirs.quarantine, &test_naming(name)).unwrap()
     }
 
     fn request(ts: &str, id: usize, text_len: usize) -> Vec<u8> {
@@ -347,11 +350,7 @@ mod tests {
         let payloads = mixed_payloads();
         let (path, name) = sealed_segment(&dirs, &payloads);
         let staged = stage(&dirs, &path, &name);
-        let naming = Naming {
-            key_prefix: "audit/",
-            instance: "gw-1",
-            segment: &name,
-        };
+        let naming = test_naming(&name);
         let expected = reference_objects(&payloads, &naming);
         let keys: Vec<String> = expected.iter().map(|(k, ..)| k.clone()).collect();
         assert_eq!(
@@ -405,11 +404,7 @@ mod tests {
             .collect();
         let (path, name) = sealed_segment(&dirs, &payloads);
         let staged = stage(&dirs, &path, &name);
-        let naming = Naming {
-            key_prefix: "audit/",
-            instance: "gw-1",
-            segment: &name,
-        };
+        let naming = test_naming(&name);
         assert_eq!(staged.objects.len(), hours);
         assert_eq!(
             staged_as_text(&staged),
@@ -434,11 +429,7 @@ mod tests {
         drop(file);
 
         let staged = stage(&dirs, &path, &name);
-        let naming = Naming {
-            key_prefix: "audit/",
-            instance: "gw-1",
-            segment: &name,
-        };
+        let naming = test_naming(&name);
         assert_eq!(
             staged_as_text(&staged),
             reference_objects(&payloads, &naming)
@@ -485,11 +476,7 @@ mod tests {
         let (path, name) = sealed_segment(&dirs, &payloads);
         assert!(std::fs::metadata(&path).unwrap().len() > 6 << 20);
         let staged = stage(&dirs, &path, &name);
-        let naming = Naming {
-            key_prefix: "audit/",
-            instance: "gw-1",
-            segment: &name,
-        };
+        let naming = test_naming(&name);
         assert_eq!(
             staged_as_text(&staged),
             reference_objects(&payloads, &naming)
