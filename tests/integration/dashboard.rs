@@ -3,14 +3,14 @@
 //! exposes once the gateway has served an experiment with a shadow, a retry
 //! and both kinds of fallback (a counter appears at its first count).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 
 use http::Method;
 use serde_json::Value;
 
-const DASHBOARD: &str = include_str!("../config/grafana/promptgate-dashboard.json");
+const DASHBOARD: &str = include_str!("../../config/grafana/promptgate-dashboard.json");
 
 fn queried_series(dashboard: &Value) -> BTreeSet<String> {
     let mut series = BTreeSet::new();
@@ -115,14 +115,8 @@ spool_dir = "{dir}/spool"
         assert_eq!(reply.status, http::StatusCode::OK, "{}", reply.text());
     }
     gw.sink.wait_for(8).await;
-    let scrape = support::send(&client, Method::GET, &gw.admin_url("/metrics"), &[], "")
-        .await
-        .text();
-    let exposed: BTreeSet<&str> = scrape
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.split(['{', ' ']).next())
-        .collect();
+    let scrape = support::metrics::Metrics::scrape(&gw.admin_url("/metrics")).await;
+    let exposed = scrape.names();
     let queried = queried_series(&dashboard);
     assert!(queried.len() > 15, "{queried:?}");
     let missing: Vec<&String> = queried

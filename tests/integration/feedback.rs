@@ -2,7 +2,7 @@
 //! audit log's feedback table with typed values; every bad input is a 400 (or
 //! 413, 401, 503) in the OpenAI error format, naming its field.
 
-mod support;
+use crate::support;
 
 use http::{Method, StatusCode};
 use serde_json::{Value, json};

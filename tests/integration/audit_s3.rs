@@ -3,7 +3,7 @@
 //! tags, redacted as configured, without raw unit keys; a misconfigured
 //! bucket or credentials stop start-up with a clear message.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -5,9 +5,8 @@
 //! id (refusals too), a shadow call's span links to its served request, and
 //! buffered spans are flushed at shutdown.
 
-#[path = "support/telemetry.rs"]
-mod otlp;
-mod support;
+use crate::support;
+use crate::support::otlp;
 
 use std::collections::HashSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -15,6 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use otlp::{Collector, Received};
 use promptgate::simulator::{Fault, SimConfig, Simulator};
 use serde_json::Value;
+use support::metrics::Metrics;
 use support::{CLIENT_KEY, TestGateway, client, post, send, standard_config, wait_for_audit};
 
 const CHAT: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"user","content":"Trace me"}]}"#;
@@ -508,43 +508,6 @@ async fn buffered_spans_are_flushed_at_shutdown() {
 // Metrics (/metrics) and readiness (/readyz)
 // ---------------------------------------------------------------------------
 
-/// Every sample of a Prometheus text exposition: name, labels, value.
-fn samples(text: &str) -> Vec<(String, std::collections::BTreeMap<String, String>, f64)> {
-    text.lines()
-        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
-        .filter_map(|line| {
-            let (series, value) = line.rsplit_once(' ')?;
-            let (name, labels) = match series.split_once('{') {
-                Some((name, rest)) => (name, rest.trim_end_matches('}')),
-                None => (series, ""),
-            };
-            let labels = labels
-                .split("\",")
-                .filter(|pair| !pair.is_empty())
-                .filter_map(|pair| {
-                    let (key, value) = pair.split_once('=')?;
-                    Some((key.to_owned(), value.trim_matches('"').to_owned()))
-                })
-                .collect();
-            Some((name.to_owned(), labels, value.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The sum of `name`'s samples whose labels include all of `labels`.
-fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    samples(text)
-        .into_iter()
-        .filter(|(n, l, _)| {
-            n == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.get(*k).map(String::as_str) == Some(*v))
-        })
-        .map(|(_, _, value)| value)
-        .sum()
-}
-
 async fn scrape(gw: &TestGateway) -> String {
     let reply = send(
         &client(),
@@ -663,17 +626,16 @@ output_per_million = 2000.0
     let ok = [("endpoint", "chat_completions"), ("outcome", "ok")];
     let pattern = [ok[0], ok[1], ("model", "gpt-*"), ("provider", "sim_openai")];
     assert_eq!(
-        sum(&text, "promptgate_requests_total", &pattern),
+        Metrics::parse(&text).sum("promptgate_requests_total", &pattern),
         3.0,
         "{text}"
     );
     assert_eq!(
-        sum(&text, "promptgate_request_duration_seconds_count", &pattern),
+        Metrics::parse(&text).sum("promptgate_request_duration_seconds_count", &pattern),
         3.0
     );
     assert_eq!(
-        sum(
-            &text,
+        Metrics::parse(&text).sum(
             "promptgate_requests_total",
             &[
                 ("model", "fallback-model"),
@@ -684,16 +646,14 @@ output_per_million = 2000.0
         1.0
     );
     assert_eq!(
-        sum(
-            &text,
+        Metrics::parse(&text).sum(
             "promptgate_requests_total",
             &[("outcome", "not_found"), ok[0]]
         ),
         1.0
     );
     assert_eq!(
-        sum(
-            &text,
+        Metrics::parse(&text).sum(
             "promptgate_requests_total",
             &[
                 ("experiment", "tone"),
@@ -706,16 +666,14 @@ output_per_million = 2000.0
         "{text}"
     );
     assert_eq!(
-        sum(
-            &text,
+        Metrics::parse(&text).sum(
             "promptgate_variant_fallbacks_total",
             &[("experiment", "tone"), ("variant", "bold")]
         ),
         1.0
     );
     assert_eq!(
-        sum(
-            &text,
+        Metrics::parse(&text).sum(
             "promptgate_provider_errors_total",
             &[
                 ("provider", "sim_openai"),
@@ -726,61 +684,48 @@ output_per_million = 2000.0
         1.0
     );
     assert_eq!(
-        sum(
-            &text,
+        Metrics::parse(&text).sum(
             "promptgate_provider_errors_total",
             &[("provider", "dead"), ("class", "unreachable")]
         ),
         2.0
     );
     assert_eq!(
-        sum(
-            &text,
+        Metrics::parse(&text).sum(
             "promptgate_provider_retries_total",
             &[("provider", "sim_openai")]
         ),
         1.0
     );
     assert_eq!(
-        sum(
-            &text,
+        Metrics::parse(&text).sum(
             "promptgate_provider_fallbacks_total",
             &[("provider", "dead")]
         ),
         1.0
     );
     assert!(
-        sum(
-            &text,
+        Metrics::parse(&text).sum(
             "promptgate_request_ttfb_seconds_count",
             &[("model", "gpt-*"), ("provider", "sim_openai")]
         ) >= 3.0
     );
     assert!(
-        sum(
-            &text,
+        Metrics::parse(&text).sum(
             "promptgate_tokens_total",
             &[("direction", "input"), ("model", "gpt-*")]
         ) > 0.0
     );
-    assert!(sum(&text, "promptgate_tokens_total", &[("direction", "output")]) > 0.0);
+    assert!(Metrics::parse(&text).sum("promptgate_tokens_total", &[("direction", "output")]) > 0.0);
     // Priced by the model sent upstream: only the two gpt-4o-mini calls.
-    assert!(sum(&text, "promptgate_cost_usd_total", &[("model", "gpt-*")]) > 0.0);
+    assert!(Metrics::parse(&text).sum("promptgate_cost_usd_total", &[("model", "gpt-*")]) > 0.0);
     assert_eq!(
-        sum(
-            &text,
-            "promptgate_cost_usd_total",
-            &[("model", "fallback-model")]
-        ),
+        Metrics::parse(&text).sum("promptgate_cost_usd_total", &[("model", "fallback-model")]),
         0.0
     );
     // The counters kept elsewhere keep their names.
     assert_eq!(
-        sum(
-            &text,
-            "promptgate_config_reloads_total",
-            &[("outcome", "ok")]
-        ),
+        Metrics::parse(&text).sum("promptgate_config_reloads_total", &[("outcome", "ok")]),
         0.0
     );
     assert!(
@@ -795,10 +740,11 @@ output_per_million = 2000.0
     );
 
     // After a reload, only the version in force is reported.
-    let before = samples(&text)
+    let before = Metrics::parse(&text)
+        .samples
         .into_iter()
-        .find(|(name, _, _)| name == "promptgate_config_info")
-        .and_then(|(_, labels, _)| labels.get("version").cloned())
+        .find(|sample| sample.name == "promptgate_config_info")
+        .and_then(|sample| sample.labels.get("version").cloned())
         .expect("config version");
     gw.write_config(&format!("{}\n# changed\n", config(&sim, &collector, 50)));
     let reloaded = send(
@@ -812,17 +758,14 @@ output_per_million = 2000.0
     assert_eq!(reloaded.status, 200, "{}", reloaded.text());
     let text = scrape(&gw).await;
     assert_eq!(
-        sum(
-            &text,
-            "promptgate_config_reloads_total",
-            &[("outcome", "ok")]
-        ),
+        Metrics::parse(&text).sum("promptgate_config_reloads_total", &[("outcome", "ok")]),
         1.0
     );
-    let versions: Vec<String> = samples(&text)
+    let versions: Vec<String> = Metrics::parse(&text)
+        .samples
         .into_iter()
-        .filter(|(name, _, _)| name == "promptgate_config_info")
-        .filter_map(|(_, labels, _)| labels.get("version").cloned())
+        .filter(|sample| sample.name == "promptgate_config_info")
+        .filter_map(|sample| sample.labels.get("version").cloned())
         .collect();
     assert_eq!(versions.len(), 1, "{text}");
     assert_ne!(versions[0], before);

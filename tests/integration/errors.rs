@@ -1,7 +1,7 @@
 //! Bad input gets a precise error in the caller's dialect, never leaks provider
 //! details, and the gateway keeps serving afterwards.
 
-mod support;
+use crate::support;
 
 use http::{Method, StatusCode};
 use promptgate::simulator::{SimConfig, Simulator};

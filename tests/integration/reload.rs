@@ -1,7 +1,7 @@
 //! Hot reload as product owners use it: edit the file, and the gateway
 //! follows — atomically, without failing a request, and never on a broken file.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

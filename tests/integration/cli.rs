@@ -1,7 +1,7 @@
 //! The `promptgate` binary itself: config checking, key hashing, and a real
 //! process that drains in-flight streams on SIGTERM and exits 0.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -124,7 +124,13 @@ async fn sigterm_lets_in_flight_streams_finish_then_exits_zero() {
     let stream = tokio::spawn(async move {
         support::post(&support::client(), &url, r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"one two three four five six seven eight"}]}"#).await
     });
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Eight chunks 40 ms apart: the stream is still running when this returns.
+    support::wait::until(
+        "the stream's request to reach the provider",
+        Duration::from_secs(5),
+        || !sim.received().is_empty(),
+    )
+    .await;
     let signalled = Instant::now();
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

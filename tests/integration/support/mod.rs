@@ -2,9 +2,12 @@
 //! provider, and a small HTTP client. Every test gets its own ports.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod metrics;
+pub mod otlp;
 pub mod process;
 pub mod pytest;
 pub mod s3;
+pub mod wait;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -42,16 +45,15 @@ impl RecordingSink {
         self.exchanges.lock().unwrap().clone()
     }
 
-    /// Waits until `n` exchanges were reported (they are reported when bodies end).
+    /// Waits until `n` exchanges were reported (they are reported when bodies
+    /// end); fails the test when they are not within 10 s.
     pub async fn wait_for(&self, n: usize) -> Vec<Exchange> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let all = self.all();
-            if all.len() >= n || Instant::now() > deadline {
-                return all;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        wait::eventually(
+            &format!("{n} exchanges reported to the sink"),
+            Duration::from_secs(10),
+            async || Some(self.all()).filter(|all| all.len() >= n),
+        )
+        .await
     }
 }
 
@@ -300,7 +302,8 @@ pub fn local_audit_records(dir: &std::path::Path) -> Vec<serde_json::Value> {
     records
 }
 
-/// Waits (up to 15 s) until the local audit directory's records satisfy `done`.
+/// Waits until the local audit directory's records satisfy `done`; fails the
+/// test, with the records seen last, when they do not within 15 s.
 pub async fn wait_for_audit(
     dir: &std::path::Path,
     done: impl Fn(&[serde_json::Value]) -> bool,
@@ -308,9 +311,15 @@ pub async fn wait_for_audit(
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let records = local_audit_records(dir);
-        if done(&records) || Instant::now() > deadline {
+        if done(&records) {
             return records;
         }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after 15 s waiting for the audit records under {} to satisfy the test; {} records there: {records:#?}",
+            dir.display(),
+            records.len()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

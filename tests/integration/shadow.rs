@@ -3,7 +3,7 @@
 //! with the served ones; cap, budget, sampling, reload and shutdown behave as
 //! documented.
 
-mod support;
+use crate::support;
 
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use http::{Method, StatusCode};
 use promptgate::experiments::assign;
 use promptgate::simulator::{Fault, SimConfig, Simulator};
 use serde_json::Value;
+use support::metrics::Metrics;
 use support::{TestGateway, client, local_audit_records, send, wait_for_audit};
 
 const CHAT: &str = r#"{"model":"summarize","messages":[{"role":"user","content":"Shadow me"}]}"#;
@@ -136,18 +137,10 @@ fn median(mut values: Vec<Duration>) -> Duration {
 }
 
 /// The label set of the shadow series: the experiment (the only one with a shadow).
-const SUMMARIZE: &str = "{experiment=\"summarize\"}";
+const SUMMARIZE: &[(&str, &str)] = &[("experiment", "summarize")];
 
-fn metric(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {series} in:\n{text}"))
-}
-
-async fn metrics(gw: &TestGateway) -> String {
-    send(&client(), Method::GET, &gw.admin_url("/metrics"), &[], "")
-        .await
-        .text()
+async fn metrics(gw: &TestGateway) -> Metrics {
+    Metrics::scrape(&gw.admin_url("/metrics")).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -250,26 +243,17 @@ async fn shadow_failures_are_recorded_and_never_reach_the_caller() {
         assert_eq!(served["status"], 200, "{served}");
         assert_eq!(served["error_class"], Value::Null, "{served}");
     }
-    let text = metrics(&gw).await;
+    let metrics = metrics(&gw).await;
     assert_eq!(
-        metric(
-            &text,
-            &format!("promptgate_shadow_calls_failed_total{SUMMARIZE}")
-        ),
+        metrics.value("promptgate_shadow_calls_failed_total", SUMMARIZE),
         4.0
     );
     assert_eq!(
-        metric(
-            &text,
-            &format!("promptgate_shadow_calls_started_total{SUMMARIZE}")
-        ),
+        metrics.value("promptgate_shadow_calls_started_total", SUMMARIZE),
         4.0
     );
     assert_eq!(
-        metric(
-            &text,
-            &format!("promptgate_shadow_calls_in_flight{SUMMARIZE}")
-        ),
+        metrics.value("promptgate_shadow_calls_in_flight", SUMMARIZE),
         0.0
     );
     // The shadow's provider failures are counted apart from the served ones:
@@ -277,17 +261,21 @@ async fn shadow_failures_are_recorded_and_never_reach_the_caller() {
     // into the shadow's own timeout before the provider's).
     for class in ["provider_error", "unreachable", "upstream_broken"] {
         assert_eq!(
-            metric(
-                &text,
-                &format!(
-                    "promptgate_provider_errors_total{{class=\"{class}\",provider=\"shadow\",role=\"shadow\"}}"
-                )
+            metrics.value(
+                "promptgate_provider_errors_total",
+                &[("class", class), ("provider", "shadow"), ("role", "shadow")]
             ),
             1.0,
-            "{text}"
+            "{metrics:#?}"
         );
     }
-    assert!(!text.contains("role=\"served\""), "{text}");
+    assert!(
+        metrics
+            .samples
+            .iter()
+            .all(|s| s.labels.get("role").map(String::as_str) != Some("served")),
+        "{metrics:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -310,18 +298,18 @@ async fn the_concurrency_cap_skips_the_excess() {
     for reply in futures_util::future::join_all(calls).await {
         assert_eq!(reply.status, StatusCode::OK);
     }
-    let text = metrics(&gw).await;
+    let metrics = metrics(&gw).await;
     assert!(
-        metric(
-            &text,
-            &format!("promptgate_shadow_calls_in_flight{SUMMARIZE}")
-        ) <= 2.0,
-        "{text}"
+        metrics.value("promptgate_shadow_calls_in_flight", SUMMARIZE) <= 2.0,
+        "{metrics:#?}"
     );
     assert_eq!(
-        metric(
-            &text,
-            "promptgate_shadow_calls_skipped_total{experiment=\"summarize\",reason=\"shadow_concurrency_limit\"}"
+        metrics.value(
+            "promptgate_shadow_calls_skipped_total",
+            &[
+                ("experiment", "summarize"),
+                ("reason", "shadow_concurrency_limit")
+            ]
         ),
         6.0
     );
@@ -378,19 +366,13 @@ async fn a_daily_budget_skips_once_spent() {
         .filter(|r| r["outcome"] == "skipped" && r["error_class"] == "shadow_budget_exhausted")
         .count();
     assert_eq!(skipped, 2, "{records:#?}");
-    let text = metrics(&gw).await;
+    let metrics = metrics(&gw).await;
     assert_eq!(
-        metric(
-            &text,
-            &format!("promptgate_shadow_calls_completed_total{SUMMARIZE}")
-        ),
+        metrics.value("promptgate_shadow_calls_completed_total", SUMMARIZE),
         3.0
     );
     // Priced at 1000/2000 USD per million tokens: three calls cost more than nothing.
-    let cost = metric(
-        &text,
-        &format!("promptgate_shadow_cost_usd_total{SUMMARIZE}"),
-    );
+    let cost = metrics.value("promptgate_shadow_cost_usd_total", SUMMARIZE);
     let recorded: f64 = shadows(&records)
         .iter()
         .filter_map(|r| r["cost_usd"].as_f64())
@@ -431,10 +413,12 @@ async fn sampling_follows_the_hash_and_is_sticky_per_unit() {
             .map(|tag| tag.unit_key)
             .collect()
     };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while shadow_units().len() < predicted && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::wait::until(
+        "the predicted shadow calls to report their exchanges",
+        Duration::from_secs(10),
+        || shadow_units().len() >= predicted,
+    )
+    .await;
     let mut per_unit: HashMap<String, usize> = HashMap::new();
     for unit in shadow_units() {
         *per_unit.entry(unit).or_default() += 1;
@@ -467,14 +451,25 @@ async fn sampling_by_request_id_is_not_sticky() {
     for _ in 0..200 {
         chat(&gw, "summarize", "one-user", CHAT).await;
     }
-    gw.sink.wait_for(200).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    let shadowed = gw
-        .sink
-        .all()
-        .iter()
-        .filter(|e| e.start.experiment.as_ref().unwrap().shadow_of.is_some())
-        .count() as f64;
+    // Every shadow call was started before its served request was answered;
+    // wait until each has reported its exchange.
+    let started = metrics(&gw)
+        .await
+        .value("promptgate_shadow_calls_started_total", SUMMARIZE);
+    let shadow_exchanges = || {
+        gw.sink
+            .all()
+            .iter()
+            .filter(|e| e.start.experiment.as_ref().unwrap().shadow_of.is_some())
+            .count() as f64
+    };
+    support::wait::until(
+        "every started shadow call to report its exchange",
+        Duration::from_secs(10),
+        || shadow_exchanges() == started,
+    )
+    .await;
+    let shadowed = shadow_exchanges();
     // Binomial(200, 0.5): sd ≈ 7.1; ±5 sd.
     assert!((shadowed - 100.0).abs() <= 35.0, "{shadowed} of 200 at 50%");
 }
@@ -573,10 +568,12 @@ async fn shutdown_cancels_shadows_still_running_after_the_grace_period() {
     for reply in [&before_head, &mid_body] {
         assert_eq!(reply.status, StatusCode::OK);
     }
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while shadow.received().len() < 2 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    support::wait::until(
+        "both shadow calls to reach their provider",
+        Duration::from_secs(5),
+        || shadow.received().len() >= 2,
+    )
+    .await;
     let started = Instant::now();
     gw.begin_shutdown().await.unwrap();
     // Grace 300 ms, then cancelled: not the shadow's 60 s timeout.

@@ -6,7 +6,7 @@
 //! alarm (and `--fail-on-srm` exits 3); corrupt objects are named or skipped;
 //! the date range reads only its partitions; every format renders.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Command;

@@ -3,7 +3,7 @@
 //! and SSE), the fallback variant, and agreement between replicas and the
 //! admin view.
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,7 @@
 //! Needs the virtual environment that `tests/run` creates (`.venv-test`),
 //! or a Python with the pinned packages in `PROMPTGATE_TEST_PYTHON`.
 
-mod support;
+use crate::support;
 
 use promptgate::simulator::{SimConfig, Simulator};
 use support::{CLIENT_KEY, PROVIDER_KEY, TestGateway, standard_config};

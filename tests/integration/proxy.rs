@@ -1,7 +1,7 @@
 //! The gateway as a drop-in proxy: both dialects, JSON and SSE, what reaches
 //! the provider, what comes back, retries and fallback.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -605,13 +605,19 @@ async fn sequential_requests_on_one_keep_alive_connection_do_not_stall() {
 
 #[tokio::test]
 async fn graceful_shutdown_lets_a_running_stream_finish() {
-    let (_sim, mut gw) =
+    let (sim, mut gw) =
         spaced_stream_setup(Duration::from_millis(30), "shutdown_grace_ms = 5000", "").await;
     let url = gw.url("/v1/chat/completions");
     let stream = tokio::spawn(async move {
         post(&client(), &url, r#"{"model":"x","stream":true,"messages":[{"role":"user","content":"a b c d e f g h i j"}]}"#).await
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Ten chunks 30 ms apart: the stream is still running when this returns.
+    support::wait::until(
+        "the stream's request to reach the provider",
+        Duration::from_secs(5),
+        || !sim.received().is_empty(),
+    )
+    .await;
     let server = gw.begin_shutdown();
     let reply = stream.await.unwrap();
     assert_eq!(reply.status, StatusCode::OK);

@@ -24,7 +24,7 @@
 //! Set `PROMPTGATE_AUDIT_KEEP=<dir>` to keep a copy of the objects and the
 //! expectation for looking at them with DuckDB by hand.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -7,11 +7,12 @@
 //! Every request carries its own `x-request-id`, which the gateway echoes and
 //! stores as the record's `request_id`, so records are counted per request.
 //!
-//! The tests of this file run one at a time (`SERIAL`): they measure loss
-//! windows in milliseconds and each runs a gateway, an S3 server and a load
-//! generator, which would otherwise compete for the CPUs.
+//! The tests of this module run one at a time (the `audit-durability` test
+//! group in .config/nextest.toml): they measure loss windows in milliseconds
+//! and each runs a gateway, an S3 server and a load generator, which would
+//! otherwise compete for the CPUs.
 
-mod support;
+use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -24,15 +25,12 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use support::TestClient;
+use support::metrics::Metrics;
 use support::process::{Gateway, audit_config, spawn, spawn_in};
 use support::s3::{S3Server, SECRET_KEY};
 
 const BUCKET: &str = "audit";
 const PREFIX: &str = "tenant/audit/";
-
-/// Held by each test for its whole run (an async lock: it is held across awaits,
-/// and each test has its own runtime).
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ---------------------------------------------------------------------------
 // Requests and load
@@ -179,44 +177,23 @@ impl Load {
 // Metrics, S3 and the spool
 // ---------------------------------------------------------------------------
 
-async fn metrics(gw: &Gateway) -> HashMap<String, u64> {
-    let reply = support::send(
-        &support::client(),
-        http::Method::GET,
-        &gw.admin_url("/metrics"),
-        &[],
-        "",
-    )
-    .await;
-    assert_eq!(reply.status, 200);
-    reply
-        .text()
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (name, value) = l.rsplit_once(' ')?;
-            Some((name.to_owned(), value.parse().ok()?))
-        })
-        .collect()
+async fn metrics(gw: &Gateway) -> Metrics {
+    Metrics::scrape(&gw.admin_url("/metrics")).await
 }
 
+/// The value of a label-less series (the audit log's counters and gauges).
 async fn metric(gw: &Gateway, name: &str) -> u64 {
-    *metrics(gw)
-        .await
-        .get(name)
-        .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+    metrics(gw).await.value(name, &[]) as u64
 }
 
-/// Waits until `name` satisfies `ok`, returning its last value.
+/// Waits until `name` satisfies `ok`, returning that value.
 async fn wait_metric(gw: &Gateway, name: &str, within: Duration, ok: impl Fn(u64) -> bool) -> u64 {
-    let deadline = Instant::now() + within;
-    loop {
-        let value = metric(gw, name).await;
-        if ok(value) || Instant::now() > deadline {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::wait::eventually(
+        &format!("{name} to reach its expected value"),
+        within,
+        async || Some(metric(gw, name).await).filter(|value| ok(*value)),
+    )
+    .await
 }
 
 /// Records per request id, over every object in the bucket.
@@ -324,9 +301,9 @@ fn summary(sent: &[Sent]) -> String {
     )
 }
 
-/// Starts the gateway and gives it a moment before anything may signal it:
-/// the binary logs "listening" before it installs its SIGTERM handler, so a
-/// SIGTERM right after that line kills it outright (see
+/// Starts the gateway (in a fresh working directory unless one is given). It
+/// may be signalled at once: the binary installs its SIGTERM handler before
+/// it logs "listening" (see
 /// `sigterm_right_after_start_up_still_drains_and_exits_cleanly`).
 async fn start(workdir: Option<&Path>, config: &str) -> Gateway {
     let fresh;
@@ -337,10 +314,8 @@ async fn start(workdir: Option<&Path>, config: &str) -> Gateway {
             &fresh
         }
     };
-    let gw = spawn_in(workdir, config, SECRET_KEY)
-        .unwrap_or_else(|log| panic!("the gateway did not start:\n{log}"));
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    gw
+    spawn_in(workdir, config, SECRET_KEY)
+        .unwrap_or_else(|log| panic!("the gateway did not start:\n{log}"))
 }
 
 async fn sigterm(gw: Gateway) {
@@ -355,7 +330,6 @@ async fn sigterm(gw: Gateway) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_s3_outage_under_load_loses_and_duplicates_nothing() {
-    let _serial = SERIAL.lock().await;
     let mut s3 = S3Server::start();
     s3.create_bucket(BUCKET).await;
     let gw = start(None, &audit_config(&s3.endpoint, BUCKET, "")).await;
@@ -400,8 +374,7 @@ async fn an_s3_outage_under_load_loses_and_duplicates_nothing() {
         "{uploaded} of {written} uploaded {:?} after S3 stored again",
         restarted.elapsed()
     );
-    let final_metrics = metrics(&gw).await;
-    assert!(final_metrics["promptgate_audit_upload_failures_total"] >= failures);
+    assert!(metric(&gw, "promptgate_audit_upload_failures_total").await >= failures);
     let workdir = gw.workdir.clone();
     sigterm(gw).await;
 
@@ -432,7 +405,6 @@ async fn an_s3_outage_under_load_loses_and_duplicates_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_under_load_uploads_a_record_of_every_served_request() {
-    let _serial = SERIAL.lock().await;
     let s3 = S3Server::start();
     s3.create_bucket(BUCKET).await;
     let gw = start(None, &audit_config(&s3.endpoint, BUCKET, "")).await;
@@ -503,7 +475,6 @@ async fn kill_under_load(label: &str, extra: &str) -> KillRun {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_in_strict_mode_loses_no_completed_response() {
-    let _serial = SERIAL.lock().await;
     let run = kill_under_load("strict", "durability = \"strict\"").await;
     let served: Vec<&Sent> = run.sent.iter().filter(|s| s.complete_ok()).collect();
     assert!(served.len() > 50, "too little load: {}", summary(&run.sent));
@@ -536,7 +507,6 @@ async fn sigkill_in_strict_mode_loses_no_completed_response() {
 /// the margin allows for such a stall.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_in_buffered_mode_loses_only_the_last_commit_window() {
-    let _serial = SERIAL.lock().await;
     const COMMIT_MS: u64 = 50;
     const MARGIN_MS: u64 = 250;
     let run = kill_under_load(
@@ -611,7 +581,6 @@ async fn sigkill_in_buffered_mode_loses_only_the_last_commit_window() {
 /// handler, so a SIGTERM just after start-up kills it without a drain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_right_after_start_up_still_drains_and_exits_cleanly() {
-    let _serial = SERIAL.lock().await;
     let s3 = S3Server::start();
     s3.create_bucket(BUCKET).await;
     let config = audit_config(&s3.endpoint, BUCKET, "");
@@ -662,7 +631,6 @@ async fn sigterm_right_after_start_up_still_drains_and_exits_cleanly() {
 /// accepts connections and never answers (a black hole, a hung proxy).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_hanging_s3_exits_within_the_grace_period() {
-    let _serial = SERIAL.lock().await;
     // Accepts connections, reads nothing, answers nothing.
     let hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let endpoint = format!("http://{}", hole.local_addr().unwrap());
@@ -778,7 +746,6 @@ async fn wait_queue_empty(gw: &Gateway) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_rejects_with_503_until_uploads_catch_up() {
-    let _serial = SERIAL.lock().await;
     let mut s3 = S3Server::start();
     s3.create_bucket(BUCKET).await;
     let gw = start(
@@ -849,9 +816,9 @@ async fn a_full_spool_rejects_with_503_until_uploads_catch_up() {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let m = metrics(&gw).await;
-            if m["promptgate_audit_records_written_total"] >= served
-                && m["promptgate_audit_queue_depth"] == 0
-                && m["promptgate_audit_spool_bytes"] == 0
+            if m.value("promptgate_audit_records_written_total", &[]) >= served as f64
+                && m.value("promptgate_audit_queue_depth", &[]) == 0.0
+                && m.value("promptgate_audit_spool_bytes", &[]) == 0.0
             {
                 break;
             }
@@ -899,7 +866,6 @@ async fn a_full_spool_rejects_with_503_until_uploads_catch_up() {
 /// against a 503 grow the spool without bound for as long as S3 is down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refused_requests_do_not_grow_a_full_spool_without_bound() {
-    let _serial = SERIAL.lock().await;
     let mut s3 = S3Server::start();
     s3.create_bucket(BUCKET).await;
     let gw = start(
@@ -941,7 +907,6 @@ async fn refused_requests_do_not_grow_a_full_spool_without_bound() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_spool_with_the_drop_policy_keeps_serving_and_counts_drops() {
-    let _serial = SERIAL.lock().await;
     let mut s3 = S3Server::start();
     s3.create_bucket(BUCKET).await;
     let gw = start(
@@ -1089,13 +1054,11 @@ async fn recover(s3: &S3Server, workdir: &Path) {
     )
     .await;
     assert_eq!(spool, 0, "the good part must be uploaded at start-up");
-    tokio::time::sleep(Duration::from_millis(300)).await; // see `start`
     sigterm(gw).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_torn_open_segment_uploads_its_whole_frames_and_quarantines_the_tail() {
-    let _serial = SERIAL.lock().await;
     let s3 = S3Server::start();
     s3.create_bucket(BUCKET).await;
     let ids = ["torn-1", "torn-2", "torn-3"];
@@ -1141,7 +1104,6 @@ async fn a_torn_open_segment_uploads_its_whole_frames_and_quarantines_the_tail()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flipped_byte_in_a_sealed_segment_is_quarantined_not_uploaded() {
-    let _serial = SERIAL.lock().await;
     let s3 = S3Server::start();
     s3.create_bucket(BUCKET).await;
     let ids = ["flip-1", "flip-2", "flip-3"];

@@ -5,9 +5,8 @@
 //! request; `access_log_sample_ratio = 1` writes every request at INFO; and
 //! neither the provider key nor a client key ever reaches the log.
 
-#[path = "support/telemetry.rs"]
-mod otlp;
-mod support;
+use crate::support;
+use crate::support::otlp;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

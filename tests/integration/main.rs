@@ -1,0 +1,23 @@
+//! The integration tests, one binary with a module per area. Each of the
+//! former sixteen test binaries linked the whole AWS and OpenTelemetry graph
+//! on its own; one binary links it once. nextest still runs every test in a
+//! process of its own, so no test shares state with another.
+
+mod support;
+
+mod analyze;
+mod analyze_stats;
+mod audit_durability;
+mod audit_queries;
+mod audit_s3;
+mod cli;
+mod dashboard;
+mod errors;
+mod experiments;
+mod feedback;
+mod logs;
+mod proxy;
+mod reload;
+mod sdk;
+mod shadow;
+mod telemetry;
