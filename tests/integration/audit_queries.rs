@@ -28,7 +28,7 @@ use crate::support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::Method;
 use promptgate::capture::{Exchange, Outcome};
@@ -805,37 +805,28 @@ fn shadow_exchanges(gw: &TestGateway) -> Vec<Exchange> {
 /// Waits until at least `n` shadow calls have been reported (so recorded:
 /// the audit log gets each exchange before the test's sink does).
 async fn wait_for_shadows(gw: &TestGateway, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let reported = shadow_exchanges(gw).len();
-        if reported >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{reported} shadow calls reported after 10 s, expected {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::wait::until(
+        &format!("{n} shadow calls reported"),
+        Duration::from_secs(10),
+        || shadow_exchanges(gw).len() >= n,
+    )
+    .await
 }
 
 /// Waits until at least `n` audit objects are stored under `dir`.
 async fn wait_for_objects(dir: &Path, n: usize) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let stored = files_under(dir)
-            .iter()
-            .filter(|p| p.to_string_lossy().ends_with(".jsonl.gz"))
-            .count();
-        if stored >= n {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{stored} audit objects after 10 s, expected {n}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::wait::until(
+        &format!("{n} audit objects stored under {}", dir.display()),
+        Duration::from_secs(10),
+        || {
+            files_under(dir)
+                .iter()
+                .filter(|p| p.to_string_lossy().ends_with(".jsonl.gz"))
+                .count()
+                >= n
+        },
+    )
+    .await
 }
 
 fn files_under(dir: &Path) -> Vec<PathBuf> {

@@ -5,7 +5,6 @@
 
 use crate::support;
 
-use std::time::Duration;
 
 use http::{Method, StatusCode};
 use support::s3::{S3Server, SECRET_KEY};
@@ -85,7 +84,9 @@ async fn records_arrive_once_each_tagged_and_redacted() {
                     .starts_with("Hello from the promptgate demo provider")
             );
             assert!(record["output_tokens"].as_u64().unwrap() > 0);
-            assert!(record["latency_ms"].as_f64().unwrap() >= 0.0);
+            // Measured, and within the life of this test.
+            let latency = record["latency_ms"].as_f64().unwrap();
+            assert!(latency > 0.0 && latency < 60_000.0, "{record}");
         } else {
             // Malformed JSON: refused before the experiment could be read.
             assert_eq!(record["outcome"], "refused");
@@ -138,6 +139,5 @@ async fn wrong_credentials_or_a_missing_bucket_stop_start_up_clearly() {
     );
     // And with everything right, it starts.
     let gw = spawn(&audit_config(&s3.endpoint, "present", ""), SECRET_KEY).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
     gw.stop();
 }

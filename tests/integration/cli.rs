@@ -236,11 +236,12 @@ async fn sighup_reloads_the_config() {
             .unwrap()
             .success()
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while ask().await != "b" {
-        assert!(Instant::now() < deadline, "SIGHUP did not reload");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    support::wait::eventually(
+        "SIGHUP to reload the config",
+        Duration::from_secs(5),
+        async || (ask().await == "b").then_some(()),
+    )
+    .await;
     assert!(
         Command::new("kill")
             .args(["-TERM", &child.id().to_string()])

@@ -5,7 +5,7 @@
 
 use crate::support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures_util::future::join_all;
 use http::{Method, StatusCode};
@@ -348,22 +348,17 @@ fn assert_served(reply: &Reply, experiment: &str, variant: &str, reason: &str) {
 
 /// The exchange the sink recorded for `request_id`.
 async fn exchange_for(gw: &TestGateway, request_id: &str) -> Exchange {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(found) = gw
-            .sink
-            .all()
-            .into_iter()
-            .find(|e| &*e.start.request_id == request_id)
-        {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no exchange recorded for {request_id}"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    support::wait::eventually(
+        &format!("an exchange recorded for {request_id}"),
+        Duration::from_secs(5),
+        async || {
+            gw.sink
+                .all()
+                .into_iter()
+                .find(|e| &*e.start.request_id == request_id)
+        },
+    )
+    .await
 }
 
 fn chat(model: &str, text: &str) -> Value {
@@ -1601,19 +1596,20 @@ unit_key = {{ header = "x-user-id" }}
         ]})
     );
     // The sink sees the abandoned attempt and the exchange that served.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let exchanges = loop {
-        let found: Vec<Exchange> = gw
-            .sink
-            .all()
-            .into_iter()
-            .filter(|e| &*e.start.request_id == "req-fallback")
-            .collect();
-        if found.len() >= 2 || Instant::now() > deadline {
-            break found;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    };
+    let exchanges = support::wait::eventually(
+        "the abandoned attempt and the served exchange of req-fallback",
+        Duration::from_secs(5),
+        async || {
+            let found: Vec<Exchange> = gw
+                .sink
+                .all()
+                .into_iter()
+                .filter(|e| &*e.start.request_id == "req-fallback")
+                .collect();
+            (found.len() >= 2).then_some(found)
+        },
+    )
+    .await;
     assert_eq!(exchanges.len(), 2, "{exchanges:#?}");
     let abandoned = exchanges
         .iter()

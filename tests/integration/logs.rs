@@ -11,7 +11,7 @@ use crate::support::otlp;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::Method;
 use promptgate::simulator::{Fault, SimConfig, Simulator};
@@ -100,10 +100,13 @@ impl Gateway {
     /// Waits until `n` access lines were written, then a little longer so a
     /// line too many would show.
     async fn access_lines(&self, n: usize) -> Vec<Value> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.access().len() < n && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        support::wait::until(
+            &format!("{n} access-log lines"),
+            Duration::from_secs(10),
+            || self.access().len() >= n,
+        )
+        .await;
+        // An observation window, not a wait: a line too many would show in it.
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.access()
     }

@@ -244,17 +244,12 @@ async fn edits_are_picked_up_by_the_file_watcher() {
     let client = client();
     assert_eq!(variant_for(&client, &gw, "u").await.1, "control");
     gw.write_config(&config(0, 100, 50));
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    loop {
-        if variant_for(&client, &gw, "u").await.1 == "friendly" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the watcher never reloaded"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    support::wait::eventually(
+        "the watcher to reload the edited file",
+        Duration::from_secs(5),
+        async || (variant_for(&client, &gw, "u").await.1 == "friendly").then_some(()),
+    )
+    .await;
     assert_eq!(gw.app().reloader.status().reloads_ok, 1);
 }
 
@@ -281,14 +276,12 @@ async fn prompt_files_are_watched_too() {
     };
     assert!(ask().await.contains("First prompt."));
     std::fs::write(&prompt, "Second prompt.").unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    while !ask().await.contains("Second prompt.") {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "prompt file change not picked up"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    support::wait::eventually(
+        "the prompt file's change to be picked up",
+        Duration::from_secs(5),
+        async || ask().await.contains("Second prompt.").then_some(()),
+    )
+    .await;
 }
 
 #[tokio::test]
