@@ -3,6 +3,9 @@
 //! on its own; one binary links it once. nextest still runs every test in a
 //! process of its own, so no test shares state with another.
 
+// Test code: a failed unwrap or a panic is how a test reports.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod support;
 
 mod analyze;
