@@ -5,7 +5,6 @@
 
 use crate::support;
 
-
 use http::{Method, StatusCode};
 use support::s3::{S3Server, SECRET_KEY};
 
