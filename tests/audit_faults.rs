@@ -503,6 +503,39 @@ async fn a_removed_spool_directory_in_buffered_mode_counts_every_later_loss() {
     );
 }
 
+/// Strict mode as the official SDKs see it (tests/sdk_faults/): while the
+/// spool's disk is full, a JSON call and a stream raise (a 503 in the
+/// dialect's shape, or the stream's error event), never a silent 200; once the
+/// disk has room they are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strict_mode_spool_failures_reach_both_sdks_as_errors() {
+    const LABEL: &str = "sdk-strict-enospc";
+    if !mounts_available(LABEL) {
+        return;
+    }
+    let workdir = tempfile::tempdir().unwrap();
+    let tmpfs = Tmpfs::mount(&workdir.path().join("spool"), "8m");
+    let config = local_audit_config(
+        &workdir.path().join("audit"),
+        "durability = \"strict\"\non_spool_full = \"reject\"",
+    );
+    let gw = start(Some(workdir.path()), &config).await;
+    let filler = tmpfs.fill();
+    support::pytest::run(
+        "sdk_faults",
+        "the pinned openai/anthropic/pytest packages",
+        vec![
+            ("PROMPTGATE_BASE_URL", format!("http://{}", gw.addr)),
+            (
+                "PROMPTGATE_SPOOL_FILLER",
+                filler.path().display().to_string(),
+            ),
+        ],
+    )
+    .await;
+    sigterm(gw).await;
+}
+
 // ---------------------------------------------------------------------------
 // The store's disk
 // ---------------------------------------------------------------------------
