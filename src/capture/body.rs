@@ -10,13 +10,20 @@ use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
-use super::{Exchange, ExchangeSink, ExchangeStart, Outcome, ResponseCapture};
+use super::{Exchange, ExchangeSink, ExchangeStart, Outcome, RecordAck, ResponseCapture};
+use crate::api::stream_error_event;
 use crate::body::{BoxError, GatewayBody};
+use crate::error::GatewayError;
 use crate::telemetry::ExchangeTelemetry;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the provider's total timeout ran out while the response was streaming")]
 pub struct BodyTimeout;
+
+/// The end of an answer whose record could not be made durable (strict mode).
+#[derive(Debug, thiserror::Error)]
+#[error("the audit record of this answer could not be made durable")]
+pub struct AnswerNotDurable;
 
 struct Pending {
     start: ExchangeStart,
@@ -45,8 +52,9 @@ impl Pending {
         sink.record(exchange);
     }
 
-    /// Reports a completed exchange; the signal, if any, fires once its record is durable.
-    fn complete(self) -> Option<oneshot::Receiver<()>> {
+    /// Reports a completed exchange; the signal, if any, says once the write
+    /// is settled whether its record is durable.
+    fn complete(self) -> Option<oneshot::Receiver<RecordAck>> {
         let (exchange, sink) = self.exchange(Outcome::Completed);
         sink.record_durably(exchange)
     }
@@ -58,14 +66,22 @@ pin_project! {
     /// timeout, and reports the exchange exactly once: at the end, on error,
     /// or when dropped early because the caller disconnected. When the sink
     /// asks for it (strict audit durability), the last frame is held back
-    /// until the exchange's record is on disk.
+    /// until the exchange's record is on disk; if it cannot be made durable,
+    /// an event stream ends with the dialect's error event instead, and any
+    /// other body with `AnswerNotDurable` (see `release`).
     pub struct ObservedBody {
         #[pin]
         inner: GatewayBody,
         deadline: Option<Pin<Box<Sleep>>>,
         pending: Option<Pending>,
-        durable: Option<oneshot::Receiver<()>>,
+        durable: Option<oneshot::Receiver<RecordAck>>,
         held: Option<Frame<Bytes>>,
+        // For an event stream: what replaces its last bytes when the record
+        // is not durable.
+        failure_event: Option<Bytes>,
+        // The sink promises durability and the body is not an event stream:
+        // `release` reads it whole before the head goes out.
+        holds_answer: bool,
     }
 
     impl PinnedDrop for ObservedBody {
@@ -85,7 +101,13 @@ impl ObservedBody {
         deadline: Option<Pin<Box<Sleep>>>,
         sink: Arc<dyn ExchangeSink>,
     ) -> ObservedBody {
+        let durable = sink.promises_durability();
+        let failure_event = (durable && capture.is_event_stream()).then(|| {
+            stream_error_event(start.endpoint.dialect(), &GatewayError::AuditBackpressure)
+        });
         ObservedBody {
+            holds_answer: durable && failure_event.is_none(),
+            failure_event,
             inner,
             deadline,
             pending: Some(Pending {
@@ -107,6 +129,11 @@ impl ObservedBody {
             pending.telemetry = telemetry;
         }
         self
+    }
+
+    /// Whether `release` has to read this answer whole before its head.
+    pub fn holds_answer(&self) -> bool {
+        self.holds_answer
     }
 
     /// Reports the exchange as abandoned by the gateway and drops the body.
@@ -132,10 +159,14 @@ impl Body for ObservedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         if let Some(durable) = this.durable.as_mut() {
-            // Whether the record was written or the sink gave up, the caller gets its end.
-            let _ = ready!(Pin::new(durable).poll(cx));
+            let ack = ready!(Pin::new(durable).poll(cx)).unwrap_or(RecordAck::NotDurable);
             *this.durable = None;
-            return Poll::Ready(this.held.take().map(Ok));
+            let held = this.held.take();
+            return Poll::Ready(match (ack, this.failure_event.take()) {
+                (RecordAck::Durable, _) => held.map(Ok),
+                (RecordAck::NotDurable, Some(event)) => Some(Ok(Frame::data(event))),
+                (RecordAck::NotDurable, None) => Some(Err(Box::new(AnswerNotDurable))),
+            });
         }
         if let Some(deadline) = this.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
@@ -185,5 +216,37 @@ impl Body for ObservedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Hands a delivered response on. A held answer (strict audit mode, not an
+/// event stream) is read to its end first, so its record is durable before
+/// its head is sent, and a record that could not be made durable becomes a
+/// 503 instead of a success; an answer that broke or timed out while held
+/// becomes the matching provider error. Any other body streams as before.
+pub async fn release(
+    response: http::Response<ObservedBody>,
+    provider: &str,
+    total_timeout: std::time::Duration,
+) -> Result<http::Response<GatewayBody>, GatewayError> {
+    use http_body_util::BodyExt;
+
+    if !response.body().holds_answer() {
+        return Ok(response.map(BodyExt::boxed_unsync));
+    }
+    let (parts, body) = response.into_parts();
+    match body.collect().await {
+        Ok(collected) => Ok(http::Response::from_parts(
+            parts,
+            crate::body::full(collected.to_bytes()),
+        )),
+        Err(error) if error.is::<AnswerNotDurable>() => Err(GatewayError::AuditBackpressure),
+        Err(error) if error.is::<BodyTimeout>() => Err(GatewayError::ProviderTimeout {
+            provider: provider.to_owned(),
+            timeout: total_timeout,
+        }),
+        Err(_) => Err(GatewayError::ProviderProtocol {
+            provider: provider.to_owned(),
+        }),
     }
 }

@@ -63,6 +63,11 @@ pub struct ResponseCapture {
 }
 
 impl ResponseCapture {
+    /// Whether the response is read as server-sent events.
+    pub fn is_event_stream(&self) -> bool {
+        self.sse.is_some()
+    }
+
     /// `event_stream`: the response's content type is `text/event-stream`.
     pub fn new(endpoint: Endpoint, event_stream: bool) -> ResponseCapture {
         ResponseCapture {

@@ -93,11 +93,20 @@ pub(super) fn validate_audit(
     if queue_capacity == 0 {
         errors.push("audit.queue_capacity", "must be greater than 0");
     }
-    let spool_max_bytes = positive(
-        "spool_max_bytes",
-        raw.spool_max_bytes.unwrap_or(DEFAULT_SPOOL_MAX_BYTES),
-        errors,
-    );
+    let spool_max = match raw.spool_max_bytes.clone() {
+        None => SpoolCap::Bytes(DEFAULT_SPOOL_MAX_BYTES),
+        Some(RawSpoolMax::Bytes(bytes)) => {
+            SpoolCap::Bytes(positive("spool_max_bytes", bytes, errors))
+        }
+        Some(RawSpoolMax::Named(name)) if name == "auto" => SpoolCap::Auto,
+        Some(RawSpoolMax::Named(name)) => {
+            errors.push(
+                "audit.spool_max_bytes",
+                format!("`{name}` is neither a whole number of bytes nor \"auto\""),
+            );
+            SpoolCap::Auto
+        }
+    };
     let mut redact = Vec::with_capacity(raw.redact_json_paths.len());
     for (i, text) in raw.redact_json_paths.iter().enumerate() {
         match JsonPath::parse(text) {
@@ -156,7 +165,7 @@ pub(super) fn validate_audit(
     Some(AuditConfig {
         store,
         spool_dir: PathBuf::from(raw.spool_dir.as_deref().unwrap_or(DEFAULT_SPOOL_DIR)),
-        spool_max_bytes,
+        spool_max,
         on_spool_full: match raw.on_spool_full.unwrap_or(RawSpoolFull::Reject) {
             RawSpoolFull::Reject => SpoolFullPolicy::Reject,
             RawSpoolFull::Drop => SpoolFullPolicy::Drop,
