@@ -64,7 +64,10 @@ const BUFFERED: Mode = Mode {
     on_spool_full: "drop",
 };
 
-/// How long a fault is held at most when the gateway does not react to it.
+/// How long a fault is held: at least long enough for a few of the writer's
+/// recovery probes to fail (100, 200, 400 ms apart), at most this when the
+/// gateway does not react to it.
+const FAULT_HOLD_MIN: Duration = Duration::from_secs(1);
 const FAULT_HOLD_MAX: Duration = Duration::from_secs(4);
 /// Refusals or counted losses to see during the fault before lifting it.
 const FAULT_EVIDENCE: u64 = 10;
@@ -124,8 +127,9 @@ impl FaultRun {
             .iter()
             .filter(|s| s.status == Some(200) && s.error.is_some())
             .count();
+        let after_done = self.sent.iter().filter(|s| s.error_after_done).count();
         eprintln!(
-            "{}: {}; {} answered 503, {stream_errors} streams ended with an error event; \
+            "{}: {}; {} answered 503, {stream_errors} streams ended with an error event, {after_done} had one after [DONE]; \
              {} records stored, {} completed requests missing, {} losses counted; \
              not ready for {:?} (reasons {:?}); fault held {:?}; served again {:?} after it; \
              {} ERROR log lines",
@@ -240,26 +244,32 @@ async fn spool_fault_run(label: &str, fault: SpoolFault, mode: Mode) -> Option<F
     };
     let fault_in_place = Instant::now();
     // Held until the gateway reacted (not ready, and refusing or counting
-    // losses), or for FAULT_HOLD_MAX if it does not.
+    // losses) and for FAULT_HOLD_MIN, or for FAULT_HOLD_MAX if it does not
+    // react. A removed directory is the whole fault: watched until noticed.
     let hold_until = fault_started + FAULT_HOLD_MAX;
     while Instant::now() < hold_until {
         let unready = ready
             .samples()
             .iter()
             .any(|s| !s.ready && s.at >= fault_started);
-        if unready && refused_or_dropped(&gw).await >= before + FAULT_EVIDENCE {
+        if unready && fault == SpoolFault::Vanished {
             break;
         }
-        if fault == SpoolFault::Vanished && unready {
-            break; // the removal is the whole fault
+        if unready
+            && fault_started.elapsed() >= FAULT_HOLD_MIN
+            && refused_or_dropped(&gw).await >= before + FAULT_EVIDENCE
+        {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     lift();
     let fault_ended = Instant::now();
 
-    let recovered = serve_again(&gw, &ready, fault_ended).await;
-    let sent = load.finish().await;
+    let mut probes = Vec::new();
+    let recovered = serve_again(&gw, &ready, fault_ended, &mut probes).await;
+    let mut sent = load.finish().await;
+    sent.extend(probes);
     // Everything written goes out, then the counters are read.
     let written = wait_metric(
         &gw,
@@ -341,24 +351,26 @@ fn remove_under_load(dir: &Path) {
 }
 
 /// Waits for `/readyz` to answer "ready" after `since`, then sends single
-/// requests until one is served whole: how long after `since`, and its id.
+/// requests (kept in `probes`) until one is served whole: how long after
+/// `since`, and its id.
 async fn serve_again(
     gw: &Gateway,
     ready: &ReadyWatch,
     since: Instant,
+    probes: &mut Vec<Sent>,
 ) -> Option<(Duration, String)> {
     let within = Duration::from_secs(15);
     if !ready.wait_for(within, |s| s.ready && s.at > since).await {
         return None;
     }
     let client = support::client();
-    let mut n = 0;
     while since.elapsed() < within {
-        let id = format!("probe-after-fault-{n}");
-        if one(&client, gw, &id).await.complete_ok() {
+        let probe = one(&client, gw, &format!("probe-after-fault-{}", probes.len())).await;
+        let served = probe.complete_ok().then(|| probe.id.clone());
+        probes.push(probe);
+        if let Some(id) = served {
             return Some((since.elapsed(), id));
         }
-        n += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     None
@@ -370,6 +382,24 @@ async fn serve_again(
 fn assert_strict(run: &FaultRun) {
     assert_each_once(&run.counts, run.served().map(|s| s.id.as_str()));
     assert_reacted(run);
+    assert_strict_answers(run);
+}
+
+/// No stream said `[DONE]` before its record was durable, and every refusal
+/// is the dialect's 503.
+fn assert_strict_answers(run: &FaultRun) {
+    let late: Vec<&str> = run
+        .sent
+        .iter()
+        .filter(|s| s.error_after_done)
+        .map(|s| s.id.as_str())
+        .collect();
+    assert!(
+        late.is_empty(),
+        "{} streams sent `data: [DONE]` before their record was durable (the error event came after it, where an SDK never reads), e.g. {:?}",
+        late.len(),
+        late.first()
+    );
     let refused = run.sent.iter().filter(|s| s.status == Some(503));
     for reply in refused {
         let error: Value = serde_json::from_slice(&reply.body)
@@ -462,6 +492,7 @@ async fn a_removed_spool_directory_in_strict_mode_loses_no_later_response() {
         return;
     };
     assert_reacted(&run);
+    assert_strict_answers(&run);
     let missing = run.missing();
     let after = completed_after_removal(&run, &missing);
     eprintln!(
@@ -503,10 +534,10 @@ async fn a_removed_spool_directory_in_buffered_mode_counts_every_later_loss() {
     );
 }
 
-/// Strict mode as the official SDKs see it (tests/sdk_faults/): while the
-/// spool's disk is full, a JSON call and a stream raise (a 503 in the
-/// dialect's shape, or the stream's error event), never a silent 200; once the
-/// disk has room they are served again.
+/// Strict mode as the official SDKs see it (tests/sdk_faults/, which fills
+/// the spool's disk itself): a stream whose record could not be written
+/// ends with the dialect's error event, a JSON call is refused with the
+/// dialect's 503, both raise; once the disk has room they are served again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn strict_mode_spool_failures_reach_both_sdks_as_errors() {
     const LABEL: &str = "sdk-strict-enospc";
@@ -520,16 +551,12 @@ async fn strict_mode_spool_failures_reach_both_sdks_as_errors() {
         "durability = \"strict\"\non_spool_full = \"reject\"",
     );
     let gw = start(Some(workdir.path()), &config).await;
-    let filler = tmpfs.fill();
     support::pytest::run(
         "sdk_faults",
         "the pinned openai/anthropic/pytest packages",
         vec![
             ("PROMPTGATE_BASE_URL", format!("http://{}", gw.addr)),
-            (
-                "PROMPTGATE_SPOOL_FILLER",
-                filler.path().display().to_string(),
-            ),
+            ("PROMPTGATE_SPOOL_DISK", tmpfs.path.display().to_string()),
         ],
     )
     .await;

@@ -127,10 +127,6 @@ pub struct Filler {
 }
 
 impl Filler {
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     pub fn release(self) {
         std::fs::remove_file(&self.path).expect("removing the filler");
     }

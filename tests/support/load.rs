@@ -30,6 +30,9 @@ pub struct Sent {
     pub body: Bytes,
     /// A transport error, a timeout, or a stream that ended with an error event.
     pub error: Option<String>,
+    /// A stream whose error event came after its `data: [DONE]`: an SDK
+    /// stops reading at `[DONE]`, so its caller saw the answer complete.
+    pub error_after_done: bool,
 }
 
 impl Sent {
@@ -64,6 +67,7 @@ pub async fn call(
         completed_at: None,
         body: Bytes::new(),
         error: None,
+        error_after_done: false,
     };
     let request = Request::post(url)
         .header("content-type", "application/json")
@@ -98,9 +102,13 @@ pub async fn call(
             let text = String::from_utf8_lossy(&body);
             // A stream that could not be completed ends with the dialect's
             // error event instead of its last bytes: not a complete answer.
-            let stream_failed =
-                stream && sent.status == Some(200) && !text.contains("data: [DONE]");
-            if stream_failed && text.contains("\"error\"") {
+            let done_at = text.find("data: [DONE]");
+            let stream_failed = stream && sent.status == Some(200) && done_at.is_none();
+            let error_event = text
+                .find("data: {\"error\"")
+                .or_else(|| text.find("event: error"));
+            sent.error_after_done = matches!((done_at, error_event), (Some(d), Some(e)) if e > d);
+            if stream_failed && error_event.is_some() {
                 sent.error = Some(format!("the stream ended with an error event: {text}"));
             } else {
                 if sent.status == Some(200) {
