@@ -645,6 +645,100 @@ async fn a_full_store_disk_delays_uploads_and_loses_nothing() {
     assert_only_known(&counts, &sent);
 }
 
+/// `spool_max_bytes = "auto"` on a small volume: the cap is a share of what
+/// the spool's file system holds, its free bytes are on `/metrics`, and with
+/// the store failing (a read-only local sink) the spool stops at that cap with
+/// 503s, before its disk is full; once the store takes writes again every
+/// served request's record is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_auto_spool_cap_refuses_before_the_volume_is_full() {
+    const LABEL: &str = "auto-cap";
+    const VOLUME: u64 = 2 << 20;
+    if !mounts_available(LABEL) {
+        return;
+    }
+    let workdir = tempfile::tempdir().unwrap();
+    let store = workdir.path().join("audit");
+    std::fs::create_dir_all(&store).unwrap();
+    let tmpfs = Tmpfs::mount(&workdir.path().join("spool"), "2m");
+    let config = local_audit_config(
+        &store,
+        "spool_max_bytes = \"auto\"\non_spool_full = \"reject\"",
+    );
+    let gw = start(Some(workdir.path()), &config).await;
+    let at_start = metrics(&gw).await;
+    let (free, cap) = (
+        at_start["promptgate_audit_spool_free_bytes"],
+        at_start["promptgate_audit_spool_cap_bytes"],
+    );
+    assert!(
+        free > VOLUME / 2 && free <= VOLUME,
+        "free bytes {free} on a {VOLUME}-byte volume"
+    );
+    assert!(
+        cap > 0 && cap < free,
+        "auto cap {cap} with {free} bytes free"
+    );
+    let read_only_store = ReadOnlyBind::over(&store);
+    let ready = ReadyWatch::start(gw.admin_url("/readyz"));
+    let load = start_load(&gw, LABEL, 4);
+    let rejected = wait_metric(
+        &gw,
+        "promptgate_audit_requests_rejected_total",
+        Duration::from_secs(20),
+        |v| v >= 10,
+    )
+    .await;
+    let at_cap = metrics(&gw).await;
+    read_only_store.remove();
+    let store_back = Instant::now();
+    let mut probes = Vec::new();
+    let recovered = serve_again(&gw, &ready, store_back, &mut probes).await;
+    let mut sent = load.finish().await;
+    sent.extend(probes);
+    let written = metric(&gw, "promptgate_audit_records_written_total").await;
+    wait_metric(
+        &gw,
+        "promptgate_audit_records_uploaded_total",
+        Duration::from_secs(15),
+        |v| v >= written,
+    )
+    .await;
+    let ready = ready.stop().await;
+    sigterm(gw).await;
+    let counts = counts_by_request_id(&stored_records(&store));
+    drop(tmpfs);
+    eprintln!(
+        "{LABEL}: {}; {} answered 503; volume {VOLUME}, {free} free at start, auto cap {cap}; \
+         at the first refusals: spool {} bytes, {} free, {} spool failures; \
+         served again {recovered:?} after the store took writes; not ready for {:?} ({:?}); {} records",
+        summary(&sent),
+        sent.iter().filter(|s| s.status == Some(503)).count(),
+        at_cap["promptgate_audit_spool_bytes"],
+        at_cap["promptgate_audit_spool_free_bytes"],
+        at_cap["promptgate_audit_spool_failures_total"],
+        ready.not_ready_for(),
+        ready.reasons(),
+        counts.len()
+    );
+    assert!(rejected >= 10, "the spool never reached its auto cap");
+    assert_eq!(
+        at_cap["promptgate_audit_spool_failures_total"], 0,
+        "the volume filled up before the auto cap applied"
+    );
+    assert!(
+        recovered.is_some(),
+        "not serving again after the store came back"
+    );
+    assert_each_once(
+        &counts,
+        sent.iter()
+            .filter(|s| s.complete_ok())
+            .map(|s| s.id.as_str()),
+    );
+    assert_only_known(&counts, &sent);
+}
+
 // ---------------------------------------------------------------------------
 // S3
 // ---------------------------------------------------------------------------
