@@ -35,10 +35,13 @@ pub struct DiskView {
     pub free: u64,
     /// The spool's own bytes, which it could free by uploading.
     pub spool: u64,
-    /// The cap in force: the configured bytes, or the auto share.
+    /// The cap in force: the auto share, or the configured bytes but never
+    /// more than the volume holds with room left for staging (a spool that
+    /// filled its disk could not stage its objects to upload them, and would
+    /// stay full for good).
     pub cap: u64,
-    /// The cap plus room for one segment's staged objects is more than the
-    /// volume can hold: the disk fills before admission control steps in.
+    /// The configured cap plus room for one segment's staged objects is more
+    /// than the volume can hold (and the cap in force is lower).
     pub cap_exceeds_volume: bool,
 }
 
@@ -46,16 +49,20 @@ impl DiskView {
     /// `segment_bytes`: how large a segment grows before it is sealed (`flush_bytes`).
     pub fn measure(configured: SpoolCap, free: u64, spool: u64, segment_bytes: u64) -> DiskView {
         let room = free.saturating_add(spool);
-        let cap = match configured {
-            SpoolCap::Bytes(bytes) => bytes,
-            SpoolCap::Auto => room / 100 * AUTO_SHARE_PERCENT,
-        };
-        let staging = segment_bytes.min(cap) / STAGED_SHARE_DIVISOR;
-        DiskView {
-            free,
-            spool,
-            cap,
-            cap_exceeds_volume: cap.saturating_add(staging) > room,
+        let staging = |cap: u64| segment_bytes.min(cap) / STAGED_SHARE_DIVISOR;
+        match configured {
+            SpoolCap::Bytes(bytes) => DiskView {
+                free,
+                spool,
+                cap: bytes.min(room - staging(room)),
+                cap_exceeds_volume: bytes.saturating_add(staging(bytes)) > room,
+            },
+            SpoolCap::Auto => DiskView {
+                free,
+                spool,
+                cap: room / 100 * AUTO_SHARE_PERCENT,
+                cap_exceeds_volume: false,
+            },
         }
     }
 }
@@ -79,10 +86,10 @@ pub(super) fn check(config: &AuditConfig, metrics: &AuditMetrics, warned: bool) 
     if view.cap_exceeds_volume && !warned {
         tracing::warn!(
             spool = %config.spool_dir.display(),
-            spool_max_bytes = view.cap,
+            spool_cap_bytes = view.cap,
             free_bytes = free,
             spool_bytes = spool,
-            "the audit spool's cap plus room for one segment's staged objects is more than its file system can hold: the disk would fill before on_spool_full applies; lower audit.spool_max_bytes (or set it to \"auto\") or give the spool a larger volume"
+            "audit.spool_max_bytes plus room for one segment's staged objects is more than the spool's file system can hold: the spool is capped at what fits instead (spool_cap_bytes); lower spool_max_bytes (or set it to \"auto\") or give the spool a larger volume"
         );
     }
     view.cap_exceeds_volume
@@ -95,12 +102,14 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     #[test]
-    fn a_fixed_cap_larger_than_the_volume_is_flagged() {
-        // The case: the default 1 GiB cap on a 3 MiB tmpfs.
+    fn a_fixed_cap_larger_than_the_volume_is_flagged_and_held_to_what_fits() {
+        // The case: the default 1 GiB cap on a 3 MiB tmpfs. The spool
+        // stops at three quarters, leaving a quarter to stage its objects.
         let view = DiskView::measure(SpoolCap::Bytes(1 << 30), 3 * MIB, 0, 64 * MIB);
-        assert_eq!(view.cap, 1 << 30);
+        assert_eq!(view.cap, 3 * MIB - 3 * MIB / 4);
         assert!(view.cap_exceeds_volume);
         let view = DiskView::measure(SpoolCap::Bytes(MIB), 3 * MIB, 0, 64 * MIB);
+        assert_eq!(view.cap, MIB);
         assert!(!view.cap_exceeds_volume);
     }
 

@@ -342,3 +342,45 @@ impl AuditTasks {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_after_the_writer_died_are_counted_as_such_and_admission_stops() {
+        let metrics = Arc::new(AuditMetrics::default());
+        metrics.spool_cap_bytes.store(u64::MAX, Ordering::Relaxed);
+        let (sender, events) = std::sync::mpsc::sync_channel(4);
+        let log = AuditLog {
+            sender,
+            metrics: metrics.clone(),
+            durability: Durability::Strict,
+            on_spool_full: SpoolFullPolicy::Reject,
+            queue_capacity: 4,
+        };
+        assert!(log.admits_requests());
+        let watched = metrics.clone();
+        let writer = std::thread::spawn(move || {
+            let _watch = health::DeathWatch(&watched.health);
+            let _events = events;
+            panic!("a writer bug");
+        });
+        assert!(writer.join().is_err());
+        log.record_feedback(crate::feedback::Feedback {
+            feedback_id: "fb-1".into(),
+            request_id: "req-1".into(),
+            metric: "thumbs_up".into(),
+            value: crate::feedback::FeedbackValue::Boolean(true),
+            comment: None,
+            metadata: None,
+            client_id: None,
+            config_version: "test".into(),
+            received_at: std::time::SystemTime::now(),
+        });
+        assert_eq!(metrics.dropped_writer_dead.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.dropped_queue_full.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.queue_depth.load(Ordering::Relaxed), 0);
+        assert!(!log.admits_requests());
+    }
+}

@@ -133,6 +133,9 @@ impl OpenObject {
 /// whatever is there is left from an earlier attempt). A torn or corrupt tail
 /// is moved to `quarantine` and the segment truncated to its valid frames,
 /// whose records are all in the objects.
+///
+/// On failure (a full disk, say) the staging directory is emptied again: a
+/// half-written object never stays to take space or be uploaded.
 pub fn stage_segment(
     path: &Path,
     staging: &Path,
@@ -140,6 +143,19 @@ pub fn stage_segment(
     naming: &Naming<'_>,
 ) -> io::Result<StagedSegment> {
     clear_dir(staging)?;
+    let staged = stage_into(path, staging, quarantine, naming);
+    if staged.is_err() {
+        let _ = clear_dir(staging);
+    }
+    staged
+}
+
+fn stage_into(
+    path: &Path,
+    staging: &Path,
+    quarantine: &Path,
+    naming: &Naming<'_>,
+) -> io::Result<StagedSegment> {
     let mut staged: BTreeMap<Partition, (PathBuf, u64)> = BTreeMap::new();
     let mut segment_bytes = None;
     let mut files = 0usize;

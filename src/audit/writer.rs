@@ -127,10 +127,15 @@ impl Writer {
             {
                 self.commit(&mut state);
             }
+            // A spool at its cap only shrinks once its open segment is
+            // sealed and uploaded: sealing it then keeps refusals short.
+            let spool_at_cap = self.metrics.spool_bytes.load(Relaxed)
+                >= self.metrics.spool_cap_bytes.load(Relaxed);
             let due = state.segment.as_ref().is_some_and(|s| {
                 s.records >= self.config.flush.records
                     || s.bytes >= self.config.flush.bytes
                     || s.opened.elapsed() >= self.config.flush.interval
+                    || spool_at_cap
             });
             if (closing || due)
                 && let Some(open) = state.segment.take()
@@ -426,5 +431,212 @@ impl Writer {
             wake = wake.min(incident.next_probe.saturating_duration_since(now));
         }
         wake.max(Duration::from_millis(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+    use std::sync::mpsc::SyncSender;
+    use std::time::SystemTime;
+
+    use super::*;
+    use crate::api::Endpoint;
+    use crate::audit::spool::Frames;
+    use crate::capture::{Captured, Exchange, ExchangeStart, Outcome};
+
+    struct Running {
+        sender: SyncSender<Event>,
+        thread: std::thread::JoinHandle<()>,
+        metrics: Arc<AuditMetrics>,
+        spool: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    fn start(audit: &str) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        let file = dir.path().join("gw.toml");
+        let text = format!(
+            "[auth]\nopen = true\n[providers.demo]\nkind = \"demo\"\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"demo\"]\n[audit]\nspool_dir = {spool:?}\nlocal_dir = {store:?}\n{audit}\n",
+            store = dir.path().join("store"),
+        );
+        std::fs::write(&file, text).unwrap();
+        let config = crate::config::load_file(&file, &Default::default())
+            .unwrap()
+            .audit
+            .unwrap();
+        let metrics = Arc::new(AuditMetrics::default());
+        metrics.spool_cap_bytes.store(u64::MAX, Relaxed);
+        let writer = Writer {
+            dirs: SpoolDirs::create(&spool).unwrap(),
+            config,
+            unit_key: b"test".to_vec(),
+            metrics: metrics.clone(),
+            sealed: Arc::new(Notify::new()),
+            cap_warned: false,
+        };
+        let (sender, events) = std::sync::mpsc::sync_channel(64);
+        let thread = std::thread::spawn(move || writer.run(events));
+        Running {
+            sender,
+            thread,
+            metrics,
+            spool,
+            _dir: dir,
+        }
+    }
+
+    fn exchange(id: &str) -> Exchange {
+        Exchange {
+            start: ExchangeStart {
+                request_id: id.into(),
+                client_id: None,
+                config_version: "test".into(),
+                endpoint: Endpoint::ChatCompletions,
+                provider: "demo".into(),
+                model: "demo".into(),
+                request_body: bytes::Bytes::from_static(b"{\"model\":\"demo\"}"),
+                stream: false,
+                status: 200,
+                attempts: 1,
+                started_at: SystemTime::now(),
+                started: Instant::now(),
+                head_after: Duration::ZERO,
+                experiment: None,
+                trace_id: None,
+            },
+            first_byte_after: None,
+            duration: Duration::ZERO,
+            outcome: Outcome::Completed,
+            captured: Captured::default(),
+        }
+    }
+
+    impl Running {
+        /// Submits a record as `AuditLog::submit` does; with an ack in strict mode.
+        fn send(&self, id: &str, strict: bool) -> Option<oneshot::Receiver<RecordAck>> {
+            let (ack, acked) = oneshot::channel();
+            self.metrics.queue_depth.fetch_add(1, Relaxed);
+            let ack = strict.then_some(ack);
+            self.sender
+                .send(Event::Exchange(Box::new(exchange(id)), ack))
+                .unwrap();
+            strict.then_some(acked)
+        }
+
+        fn await_until(&self, what: &str, done: impl Fn(&AuditMetrics) -> bool) {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !done(&self.metrics) {
+                assert!(Instant::now() < deadline, "timed out waiting for {what}");
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+
+        /// Closes the writer and returns the request ids in the spool's segments.
+        fn stop(self) -> (Vec<String>, Arc<AuditMetrics>) {
+            self.metrics.queue_depth.fetch_add(1, Relaxed);
+            self.sender.send(Event::Close).unwrap();
+            self.thread.join().unwrap();
+            let mut ids = Vec::new();
+            for dir in ["open", "sealed"] {
+                for path in spool::segments_in(&self.spool.join(dir)).unwrap() {
+                    ids.extend(request_ids(&path));
+                }
+            }
+            ids.sort();
+            (ids, self.metrics)
+        }
+    }
+
+    fn request_ids(segment: &Path) -> Vec<String> {
+        let mut frames = Frames::open(segment).unwrap();
+        let mut ids = Vec::new();
+        while let Some(payload) = frames.next_payload().unwrap() {
+            let record: serde_json::Value = serde_json::from_slice(payload).unwrap();
+            ids.push(record["request_id"].as_str().unwrap().to_owned());
+        }
+        assert!(frames.is_intact(), "{}", segment.display());
+        ids
+    }
+
+    fn ack(acked: Option<oneshot::Receiver<RecordAck>>) -> RecordAck {
+        acked
+            .unwrap()
+            .blocking_recv()
+            .unwrap_or(RecordAck::NotDurable)
+    }
+
+    fn ids(names: &[&str]) -> Vec<String> {
+        let mut ids: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        ids.sort();
+        ids
+    }
+
+    #[test]
+    fn strict_acks_fail_while_the_spool_directory_is_gone_and_every_record_survives() {
+        let run = start("durability = \"strict\"\non_spool_full = \"reject\"");
+        for id in ["a1", "a2", "a3"] {
+            assert_eq!(ack(run.send(id, true)), RecordAck::Durable);
+        }
+        std::fs::remove_dir_all(&run.spool).unwrap();
+        // Its fsync succeeds on the unlinked file; the writer notices the
+        // name is gone, reads the fsynced records back and holds them all.
+        assert_eq!(ack(run.send("b1", true)), RecordAck::NotDurable);
+        let reason = run.metrics.health.failure().unwrap_or_default();
+        assert!(reason.contains("spool directory vanished"), "{reason}");
+        // Within the incident: refused at once, kept in memory.
+        let during = [run.send("b2", true), run.send("b3", true)];
+        for acked in during {
+            assert_eq!(ack(acked), RecordAck::NotDurable);
+        }
+        run.await_until("the writer to recreate the spool", |m| {
+            !m.health.is_failing()
+        });
+        assert_eq!(ack(run.send("c1", true)), RecordAck::Durable);
+        let (found, metrics) = run.stop();
+        assert_eq!(found, ids(&["a1", "a2", "a3", "b1", "b2", "b3", "c1"]));
+        assert_eq!(metrics.spool_failures.load(Relaxed), 1);
+        assert_eq!(metrics.records_not_durable.load(Relaxed), 3);
+        assert_eq!(metrics.dropped_io.load(Relaxed), 0);
+        assert_eq!(metrics.records_held.load(Relaxed), 0);
+        assert_eq!(metrics.records_written.load(Relaxed), 7);
+    }
+
+    #[test]
+    fn buffered_with_reject_holds_what_the_failing_spool_refused_and_writes_it_later() {
+        let run = start("on_spool_full = \"reject\"\ncommit_interval_ms = 10");
+        run.send("a1", false);
+        run.await_until("a1 written", |m| m.records_written.load(Relaxed) == 1);
+        std::fs::remove_dir_all(&run.spool).unwrap();
+        run.send("b1", false);
+        run.await_until("the failure to be noticed", |m| {
+            m.spool_failures.load(Relaxed) == 1
+        });
+        run.send("b2", false);
+        run.await_until("the writer to recover", |m| !m.health.is_failing());
+        let (found, metrics) = run.stop();
+        assert_eq!(found, ids(&["a1", "b1", "b2"]));
+        assert_eq!(metrics.dropped_io.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn buffered_with_drop_counts_every_record_it_loses_and_recovers() {
+        let run = start("on_spool_full = \"drop\"\ncommit_interval_ms = 10");
+        run.send("a1", false);
+        run.await_until("a1 written", |m| m.records_written.load(Relaxed) == 1);
+        std::fs::remove_dir_all(&run.spool).unwrap();
+        run.send("b1", false);
+        run.await_until("the failure to be noticed", |m| {
+            m.spool_failures.load(Relaxed) == 1
+        });
+        run.await_until("the writer to recover", |m| !m.health.is_failing());
+        run.send("c1", false);
+        let (found, metrics) = run.stop();
+        let lost = metrics.dropped_io.load(Relaxed);
+        assert!(lost >= 1, "b1 was not fsynced when the directory went");
+        assert!(found.contains(&"c1".to_owned()), "{found:?}");
+        assert_eq!(found.len() as u64 + lost, 3, "found {found:?}, lost {lost}");
+        assert_eq!(metrics.records_written.load(Relaxed), found.len() as u64);
     }
 }
