@@ -25,7 +25,7 @@ use support::TestClient;
 use support::load::{
     Sent, assert_each_once, assert_no_duplicates, assert_only_known, assert_spool_empty,
     counts_by_request_id, files_in, metric, metrics, one, sigterm, start, start_load, summary,
-    wait_metric,
+    wait_metric, wait_queue_empty,
 };
 use support::process::{Gateway, audit_config, spawn, spawn_in};
 use support::s3::{S3Server, SECRET_KEY};
@@ -450,17 +450,6 @@ async fn serve_until_refused(client: &TestClient, gw: &Gateway, sent: &mut Vec<S
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn wait_queue_empty(gw: &Gateway) {
-    let depth = wait_metric(
-        gw,
-        "promptgate_audit_queue_depth",
-        Duration::from_secs(5),
-        |v| v == 0,
-    )
-    .await;
-    assert_eq!(depth, 0, "the audit writer did not catch up");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,7 +29,8 @@ use serde_json::Value;
 use support::faults::{ReadOnlyBind, ReadyLog, ReadyWatch, Tmpfs, mounts_available};
 use support::load::{
     Sent, assert_each_once, assert_no_duplicates, assert_only_known, assert_spool_empty,
-    counts_by_request_id, metric, metrics, one, sigterm, start, start_load, summary, wait_metric,
+    counts_by_request_id, metric, metrics, one, sigterm, start, start_load, summary,
+    wait_all_uploaded, wait_metric,
 };
 use support::process::{Gateway, audit_config, local_audit_config};
 use support::s3::S3Server;
@@ -157,6 +158,18 @@ fn error_lines(gw: &Gateway) -> Vec<Value> {
         .collect()
 }
 
+/// Waits until records are being uploaded: the pipeline works before a fault.
+async fn wait_uploads_flowing(gw: &Gateway) {
+    let uploaded = wait_metric(
+        gw,
+        "promptgate_audit_records_uploaded_total",
+        Duration::from_secs(10),
+        |v| v >= 20,
+    )
+    .await;
+    assert!(uploaded >= 20, "no uploads before the fault: {uploaded}");
+}
+
 /// Refusals plus counted losses, from `/metrics`.
 async fn refused_or_dropped(gw: &Gateway) -> u64 {
     metrics(gw)
@@ -217,14 +230,7 @@ async fn spool_fault_run(label: &str, fault: SpoolFault, mode: Mode) -> Option<F
         ready.samples().last()
     );
     let load = start_load(&gw, label, 4);
-    let healthy = wait_metric(
-        &gw,
-        "promptgate_audit_records_uploaded_total",
-        Duration::from_secs(10),
-        |v| v >= 20,
-    )
-    .await;
-    assert!(healthy >= 20, "no uploads before the fault: {healthy}");
+    wait_uploads_flowing(&gw).await;
 
     let before = refused_or_dropped(&gw).await;
     let fault_started = Instant::now();
@@ -271,22 +277,7 @@ async fn spool_fault_run(label: &str, fault: SpoolFault, mode: Mode) -> Option<F
     let mut sent = load.finish().await;
     sent.extend(probes);
     // Everything written goes out, then the counters are read.
-    let written = wait_metric(
-        &gw,
-        "promptgate_audit_queue_depth",
-        Duration::from_secs(5),
-        |v| v == 0,
-    )
-    .await;
-    assert_eq!(written, 0, "the audit queue does not drain");
-    let target = metric(&gw, "promptgate_audit_records_written_total").await;
-    wait_metric(
-        &gw,
-        "promptgate_audit_records_uploaded_total",
-        Duration::from_secs(15),
-        |v| v >= target,
-    )
-    .await;
+    wait_all_uploaded(&gw, Duration::from_secs(15)).await;
     let ready_after = ready.wait_for(Duration::from_secs(10), |s| s.ready).await;
     let final_metrics = metrics(&gw).await;
     let mut gw = gw;
@@ -583,14 +574,7 @@ async fn a_full_store_disk_delays_uploads_and_loses_nothing() {
     let gw = start(Some(workdir.path()), &config).await;
     let ready = ReadyWatch::start(gw.admin_url("/readyz"));
     let load = start_load(&gw, LABEL, 4);
-    let healthy = wait_metric(
-        &gw,
-        "promptgate_audit_records_uploaded_total",
-        Duration::from_secs(10),
-        |v| v >= 20,
-    )
-    .await;
-    assert!(healthy >= 20, "no uploads before the fault: {healthy}");
+    wait_uploads_flowing(&gw).await;
     let filler = tmpfs.fill();
     let fault_started = Instant::now();
     let failures = wait_metric(
@@ -605,14 +589,7 @@ async fn a_full_store_disk_delays_uploads_and_loses_nothing() {
     filler.release();
     let fault_ended = Instant::now();
     let sent = load.finish().await;
-    let written = metric(&gw, "promptgate_audit_records_written_total").await;
-    let uploaded = wait_metric(
-        &gw,
-        "promptgate_audit_records_uploaded_total",
-        Duration::from_secs(15),
-        |v| v >= written,
-    )
-    .await;
+    let (written, uploaded) = wait_all_uploaded(&gw, Duration::from_secs(15)).await;
     let caught_up = fault_ended.elapsed();
     let ready_after = ready.wait_for(Duration::from_secs(5), |s| s.ready).await;
     let ready = ready.stop().await;
@@ -696,14 +673,7 @@ async fn an_auto_spool_cap_refuses_before_the_volume_is_full() {
     let recovered = serve_again(&gw, &ready, store_back, &mut probes).await;
     let mut sent = load.finish().await;
     sent.extend(probes);
-    let written = metric(&gw, "promptgate_audit_records_written_total").await;
-    wait_metric(
-        &gw,
-        "promptgate_audit_records_uploaded_total",
-        Duration::from_secs(15),
-        |v| v >= written,
-    )
-    .await;
+    wait_all_uploaded(&gw, Duration::from_secs(15)).await;
     let ready = ready.stop().await;
     sigterm(gw).await;
     let counts = counts_by_request_id(&stored_records(&store));

@@ -220,6 +220,30 @@ pub async fn wait_metric(
     }
 }
 
+/// Waits until the writer has taken every queued record.
+pub async fn wait_queue_empty(gw: &Gateway) {
+    let depth = wait_metric(
+        gw,
+        "promptgate_audit_queue_depth",
+        Duration::from_secs(5),
+        |v| v == 0,
+    )
+    .await;
+    assert_eq!(depth, 0, "the audit writer did not catch up");
+}
+
+/// Waits (up to `within`) until every record written so far is uploaded:
+/// the records written and uploaded.
+pub async fn wait_all_uploaded(gw: &Gateway, within: Duration) -> (u64, u64) {
+    wait_queue_empty(gw).await;
+    let written = metric(gw, "promptgate_audit_records_written_total").await;
+    let uploaded = wait_metric(gw, "promptgate_audit_records_uploaded_total", within, |v| {
+        v >= written
+    })
+    .await;
+    (written, uploaded)
+}
+
 /// Records per request id.
 pub fn counts_by_request_id<'a>(
     records: impl IntoIterator<Item = &'a Value>,
