@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,30 +26,51 @@ import pytest
 
 BASE_URL = os.environ["PROMPTGATE_BASE_URL"].rstrip("/")
 SPOOL_DISK = os.environ["PROMPTGATE_SPOOL_DISK"]
-MESSAGES = [{"role": "user", "content": "hello"}]
+# A record larger than a page: a full disk cannot take it in the slack of a
+# page the open segment already has.
+MESSAGES = [{"role": "user", "content": "hello " * 2000}]
 HEADERS = {"x-user-id": "sdk-user"}
+
+
+def top_up(filler: Any) -> None:
+    """Writes zeros until ENOSPC, then byte by byte: not even a page's tail left."""
+    for size in (64 << 10, 1):
+        try:
+            while filler.write(bytes(size)):
+                pass
+        except OSError as full:
+            assert full.errno == errno.ENOSPC, full
 
 
 @contextmanager
 def full_spool_disk() -> Iterator[None]:
-    """Fills the spool's file system with a file of zeros until ENOSPC; the
-    file goes when the block ends."""
+    """Keeps the spool's file system full for the block, as another process
+    writing to the volume would: whatever the gateway frees (a cut segment)
+    is taken again within milliseconds. The filler goes when the block ends."""
     path = os.path.join(SPOOL_DISK, "sdk-filler")
-    with open(path, "wb", buffering=0) as filler:
-        for size in (64 << 10, 1):  # then byte by byte: not even a page's tail left
-            try:
-                while filler.write(bytes(size)):
-                    pass
-            except OSError as full:
-                assert full.errno == errno.ENOSPC, full
+    done = threading.Event()
     try:
-        yield
+        with open(path, "wb", buffering=0) as filler:
+            top_up(filler)
+
+            def keep_full() -> None:
+                while not done.wait(0.005):
+                    top_up(filler)
+
+            keeper = threading.Thread(target=keep_full)
+            keeper.start()
+            try:
+                yield
+            finally:
+                done.set()
+                keeper.join()
     finally:
         os.remove(path)
 
 
 def served_again(call: Callable[[], Any], refused: type[Exception]) -> Any:
-    """Calls until served (the gateway probes the disk with back-off)."""
+    """Calls until served (after a fault the gateway probes the disk with
+    back-off, and the uploader drains what was held)."""
     deadline = time.monotonic() + 15
     while True:
         try:
@@ -78,6 +100,10 @@ def claude() -> Iterator[anthropic.Anthropic]:
 
 
 def test_openai_sdk_raises_while_the_spool_disk_is_full(oai: openai.OpenAI) -> None:
+    def call() -> Any:
+        return oai.chat.completions.create(model="greeting", messages=MESSAGES)
+
+    served_again(call, openai.APIStatusError)  # whatever an earlier test left
     with full_spool_disk():
         # The first record on the full disk is this stream's: its head went
         # out, its record could not be written, so it ends with the error
@@ -89,16 +115,17 @@ def test_openai_sdk_raises_while_the_spool_disk_is_full(oai: openai.OpenAI) -> N
         assert cut.value.code == "audit_unavailable", cut.value.body
         # From now on the gateway knows: refused before any work.
         with pytest.raises(openai.APIStatusError) as refused:
-            oai.chat.completions.create(model="greeting", messages=MESSAGES)
+            call()
         assert refused.value.status_code == 503
         assert refused.value.code == "audit_unavailable", refused.value.body
-    answer = served_again(
-        lambda: oai.chat.completions.create(model="greeting", messages=MESSAGES), openai.APIStatusError
-    )
-    assert answer.choices[0].message.content
+    assert served_again(call, openai.APIStatusError).choices[0].message.content
 
 
 def test_anthropic_sdk_raises_while_the_spool_disk_is_full(claude: anthropic.Anthropic) -> None:
+    def call() -> Any:
+        return claude.messages.create(model="greeting", max_tokens=20, messages=MESSAGES)
+
+    served_again(call, anthropic.APIStatusError)  # whatever an earlier test left
     with full_spool_disk():
         with pytest.raises(anthropic.APIStatusError) as cut:
             with claude.messages.stream(model="greeting", max_tokens=20, messages=MESSAGES) as stream:
@@ -107,11 +134,7 @@ def test_anthropic_sdk_raises_while_the_spool_disk_is_full(claude: anthropic.Ant
         assert cut.value.status_code == 200, "the error event came after the stream's head"
         assert cut.value.body["error"]["type"] == "overloaded_error", cut.value.body
         with pytest.raises(anthropic.APIStatusError) as refused:
-            claude.messages.create(model="greeting", max_tokens=20, messages=MESSAGES)
+            call()
         assert refused.value.status_code == 503
         assert refused.value.body["error"]["type"] == "overloaded_error", refused.value.body
-    message = served_again(
-        lambda: claude.messages.create(model="greeting", max_tokens=20, messages=MESSAGES),
-        anthropic.APIStatusError,
-    )
-    assert message.content[0].text
+    assert served_again(call, anthropic.APIStatusError).content[0].text
