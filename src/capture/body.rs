@@ -185,8 +185,16 @@ impl Body for ObservedBody {
                     }
                     pending.capture.observe(data);
                 }
-                // A body of known length is not polled again after its last byte.
-                this.inner.is_end_stream()
+                // A body of known length is not polled again after its last
+                // byte. A stream's end comes as a poll after its last bytes,
+                // too late to hold them: in strict mode its final event is
+                // the end.
+                let final_event = this.failure_event.is_some()
+                    && this
+                        .pending
+                        .as_ref()
+                        .is_some_and(|p| p.capture.saw_final_event());
+                this.inner.is_end_stream() || final_event
             }
             Some(Err(err)) => {
                 if let Some(pending) = this.pending.take() {
@@ -248,5 +256,164 @@ pub async fn release(
         Err(_) => Err(GatewayError::ProviderProtocol {
             provider: provider.to_owned(),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use http_body_util::{BodyExt, StreamBody};
+
+    use super::*;
+    use crate::api::{Dialect, Endpoint, error_response};
+
+    /// A sink that promises durability and settles every record as told.
+    struct SettlesAs(Option<RecordAck>);
+
+    impl ExchangeSink for SettlesAs {
+        fn record(&self, _exchange: Exchange) {}
+
+        fn record_durably(&self, _exchange: Exchange) -> Option<oneshot::Receiver<RecordAck>> {
+            let (ack, acked) = oneshot::channel();
+            // `None`: the writer went away without answering.
+            if let Some(settled) = self.0 {
+                let _ = ack.send(settled);
+            }
+            Some(acked)
+        }
+
+        fn promises_durability(&self) -> bool {
+            true
+        }
+    }
+
+    fn observed(
+        endpoint: Endpoint,
+        frames: &[&'static str],
+        event_stream: bool,
+        sink: Arc<dyn ExchangeSink>,
+    ) -> http::Response<ObservedBody> {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = frames
+            .iter()
+            .map(|f| Ok(Frame::data(Bytes::from_static(f.as_bytes()))))
+            .collect();
+        let body = StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync();
+        let start = ExchangeStart {
+            request_id: "req-1".into(),
+            client_id: None,
+            config_version: "test".into(),
+            endpoint,
+            provider: "demo".into(),
+            model: "demo".into(),
+            request_body: Bytes::new(),
+            stream: event_stream,
+            status: 200,
+            attempts: 1,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            head_after: Duration::ZERO,
+            experiment: None,
+            trace_id: None,
+        };
+        let capture = ResponseCapture::new(endpoint, event_stream);
+        http::Response::new(ObservedBody::new(body, start, capture, None, sink))
+    }
+
+    async fn text(body: GatewayBody) -> String {
+        let bytes = body.collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_held_json_answer_goes_out_whole_once_its_record_is_durable() {
+        let sink = Arc::new(SettlesAs(Some(RecordAck::Durable)));
+        let response = observed(Endpoint::ChatCompletions, &["{\"a\":", "1}"], false, sink);
+        assert!(response.body().holds_answer());
+        let released = release(response, "demo", Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(text(released.into_body()).await, "{\"a\":1}");
+    }
+
+    #[tokio::test]
+    async fn a_json_answer_whose_record_is_not_durable_becomes_a_503_in_each_dialect() {
+        for (settled, endpoint, expected) in [
+            (
+                Some(RecordAck::NotDurable),
+                Endpoint::ChatCompletions,
+                "audit_unavailable",
+            ),
+            (None, Endpoint::Messages, "overloaded_error"),
+        ] {
+            let sink = Arc::new(SettlesAs(settled));
+            let response = observed(endpoint, &["{\"a\":1}"], false, sink);
+            let error = release(response, "demo", Duration::from_secs(1))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(error, GatewayError::AuditBackpressure),
+                "{error:?}"
+            );
+            let response = error_response(endpoint.dialect(), &error);
+            assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+            let body = text(response.into_body()).await;
+            assert!(body.contains(expected), "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_record_is_not_durable_ends_with_the_dialects_error_event() {
+        let cases = [
+            (
+                Endpoint::ChatCompletions,
+                ["data: {\"choices\":[]}\n\n", "data: [DONE]\n\n"],
+                "data: {\"error\":",
+            ),
+            (
+                Endpoint::Messages,
+                [
+                    "event: message_start\ndata: {}\n\n",
+                    "event: message_stop\ndata: {}\n\n",
+                ],
+                "event: error\ndata: {\"error\":{\"message\"",
+            ),
+        ];
+        for (endpoint, frames, error_event) in cases {
+            let sink = Arc::new(SettlesAs(Some(RecordAck::NotDurable)));
+            let response = observed(endpoint, &frames, true, sink);
+            assert!(!response.body().holds_answer(), "streams are not held");
+            let released = release(response, "demo", Duration::from_secs(1))
+                .await
+                .unwrap();
+            let body = text(released.into_body()).await;
+            let (first, rest) = body.split_at(frames[0].len());
+            assert_eq!(first, frames[0]);
+            assert!(rest.starts_with(error_event), "{body}");
+            assert!(
+                !rest.contains(frames[1]),
+                "the last bytes are replaced: {body}"
+            );
+            let dialect_type = match endpoint.dialect() {
+                Dialect::OpenAi => "audit_unavailable",
+                Dialect::Anthropic => "overloaded_error",
+            };
+            assert!(rest.contains(dialect_type), "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_durability_promise_nothing_is_held() {
+        let response = observed(
+            Endpoint::ChatCompletions,
+            &["{\"a\":1}"],
+            false,
+            Arc::new(crate::capture::NoSink),
+        );
+        assert!(!response.body().holds_answer());
+        let released = release(response, "demo", Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(text(released.into_body()).await, "{\"a\":1}");
     }
 }
