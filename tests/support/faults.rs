@@ -8,6 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -86,29 +87,46 @@ impl Tmpfs {
         }
     }
 
-    /// Fills the file system: a file of zeros written until the kernel
-    /// answers ENOSPC. Every write after this fails until the filler goes.
+    /// Fills the file system and keeps it full, as another process writing
+    /// to the volume would: a file of zeros written until the kernel answers
+    /// ENOSPC, then topped up every few milliseconds, so what the gateway
+    /// frees (a cut segment, an uploaded one) is taken again before it can
+    /// recover on it. Every write fails until `Filler::release`.
     pub fn fill(&self) -> Filler {
-        use std::io::Write;
         let path = self.path.join("filler");
         let mut file = std::fs::File::create(&path).expect("filler file");
-        let block = vec![0u8; 64 << 10];
-        let mut written = 0u64;
+        top_up(&mut file, &self.path);
+        let stop = Arc::new(AtomicBool::new(false));
+        let keeper = {
+            let (stop, dir) = (stop.clone(), self.path.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    top_up(&mut file, &dir);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            })
+        };
+        Filler {
+            path,
+            stop,
+            keeper: Some(keeper),
+        }
+    }
+}
+
+/// Writes zeros until ENOSPC, then byte by byte: a full tmpfs can still take
+/// a few bytes in a page a file already has, and after this nothing fits.
+fn top_up(file: &mut std::fs::File, dir: &Path) {
+    use std::io::Write;
+    for block in [vec![0u8; 64 << 10], vec![0u8; 1]] {
         loop {
             match file.write(&block) {
                 Ok(0) => break,
-                Ok(n) => written += n as u64,
+                Ok(_) => {}
                 Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
-                Err(e) => panic!("filling {}: {e}", self.path.display()),
+                Err(e) => panic!("filling {}: {e}", dir.display()),
             }
         }
-        // A full tmpfs can still take a few bytes in a page a file already
-        // has: top the filler up byte by byte until nothing fits at all.
-        let byte = [0u8; 1];
-        while file.write(&byte).is_ok_and(|n| n == 1) {
-            written += 1;
-        }
-        Filler { path, written }
     }
 }
 
@@ -120,15 +138,30 @@ impl Drop for Tmpfs {
     }
 }
 
-/// The file that fills a `Tmpfs`; `release` ends the fault.
+/// The file that keeps a `Tmpfs` full; `release` (or drop) ends the fault.
 pub struct Filler {
     path: PathBuf,
-    pub written: u64,
+    stop: Arc<AtomicBool>,
+    keeper: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Filler {
-    pub fn release(self) {
+    pub fn release(mut self) {
+        self.stop_keeper();
         std::fs::remove_file(&self.path).expect("removing the filler");
+    }
+
+    fn stop_keeper(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(keeper) = self.keeper.take() {
+            let _ = keeper.join();
+        }
+    }
+}
+
+impl Drop for Filler {
+    fn drop(&mut self) {
+        self.stop_keeper();
     }
 }
 

@@ -311,7 +311,7 @@ pub fn summary(sent: &[Sent]) -> String {
     let ok = sent.iter().filter(|s| s.complete_ok()).count();
     let errors = sent.iter().filter(|s| s.error.is_some()).count();
     format!(
-        "{} sent, {ok} complete 200, {errors} transport errors",
+        "{} sent, {ok} complete 200, {errors} broken (transport error, timeout or error event)",
         sent.len()
     )
 }
