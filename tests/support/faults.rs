@@ -177,15 +177,25 @@ pub struct ReadOnlyBind {
 }
 
 impl ReadOnlyBind {
+    /// The bind mount is made read-only on a mount point of its own, where
+    /// nothing writes, and only then moved over `path`: made in place, it
+    /// could be refused with EBUSY when the gateway opened a file for writing
+    /// through it between the bind and the remount (seen under load).
     pub fn over(path: &Path) -> ReadOnlyBind {
+        let side = tempfile::tempdir().expect("side mount point");
+        let side_path = side.path().to_string_lossy().into_owned();
         let target = path.to_string_lossy();
-        run("mount", &["--bind", &target, &target]).unwrap_or_else(|e| panic!("{e}"));
-        let guard = ReadOnlyBind {
+        run("mount", &["--bind", &target, &side_path]).unwrap_or_else(|e| panic!("{e}"));
+        let made = run("mount", &["-o", "remount,bind,ro", &side_path])
+            .and_then(|()| run("mount", &["--move", &side_path, &target]));
+        if let Err(error) = made {
+            let _ = unmount(side.path());
+            panic!("{error}");
+        }
+        ReadOnlyBind {
             path: path.to_owned(),
             mounted: true,
-        };
-        run("mount", &["-o", "remount,bind,ro", &target]).unwrap_or_else(|e| panic!("{e}"));
-        guard
+        }
     }
 
     /// Ends the fault: the directory is writable again.
