@@ -45,12 +45,20 @@ impl SpoolDirs {
 
 /// Takes the spool's lock file: two processes sharing a spool would recover
 /// (and upload) each other's open segments.
+///
+/// Held through a read-only descriptor (flock needs no write access): a
+/// file open for writing for the process's life would keep its volume from
+/// being remounted read-only.
 pub fn lock(root: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(root.join("LOCK"))?;
+    let path = root.join("LOCK");
+    drop(
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?,
+    );
+    let file = File::open(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(io::Error::other(
