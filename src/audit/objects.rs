@@ -499,4 +499,23 @@ mod tests {
         );
         assert_eq!(staged.objects.iter().map(|o| o.records).sum::<u64>(), 5_000);
     }
+
+    #[test]
+    fn staging_that_fails_half_way_leaves_no_file_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = SpoolDirs::create(dir.path()).unwrap();
+        let payloads: Vec<Vec<u8>> = (0..3)
+            .map(|i| request("2026-11-26T04:00:00.000Z", i, 100))
+            .collect();
+        let (path, name) = sealed_segment(&dirs, &payloads);
+        // A torn tail must go to the quarantine, which is gone: the objects
+        // are written by then, and the stage fails.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&[9, 0, 0, 0, 1]).unwrap();
+        std::fs::remove_dir(&dirs.quarantine).unwrap();
+        let failed = stage_segment(&path, &dirs.staging, &dirs.quarantine, &test_naming(&name));
+        assert!(failed.is_err());
+        let left: Vec<_> = std::fs::read_dir(&dirs.staging).unwrap().collect();
+        assert!(left.is_empty(), "staging holds {left:?}");
+    }
 }

@@ -45,12 +45,20 @@ impl SpoolDirs {
 
 /// Takes the spool's lock file: two processes sharing a spool would recover
 /// (and upload) each other's open segments.
+///
+/// Held through a read-only descriptor (flock needs no write access): a
+/// file open for writing for the process's life would keep its volume from
+/// being remounted read-only.
 pub fn lock(root: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(root.join("LOCK"))?;
+    let path = root.join("LOCK");
+    drop(
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?,
+    );
+    let file = File::open(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(io::Error::other(
@@ -184,19 +192,15 @@ impl Segment {
         Ok(true)
     }
 
-    /// Syncs and moves the segment to `sealed/`. On failure the segment comes
-    /// back with the error, for `abandon`.
-    pub fn seal(mut self, dirs: &SpoolDirs) -> Result<PathBuf, (Segment, io::Error)> {
+    /// Syncs and moves the segment to `sealed/`; it is done with once this
+    /// succeeds. On failure it is still whole, for `abandon`.
+    pub fn seal(&mut self, dirs: &SpoolDirs) -> io::Result<PathBuf> {
         let sealed = dirs.sealed.join(format!("{}.wal", self.name));
-        let sealing = self.sync().and_then(|_| {
-            fs::rename(&self.path, &sealed)?;
-            sync_dir(&dirs.sealed)?;
-            sync_dir(&dirs.open)
-        });
-        match sealing {
-            Ok(()) => Ok(sealed),
-            Err(error) => Err((self, error)),
-        }
+        self.sync()?;
+        fs::rename(&self.path, &sealed)?;
+        sync_dir(&dirs.sealed)?;
+        sync_dir(&dirs.open)?;
+        Ok(sealed)
     }
 
     /// Gives up on this segment after a failed write, fsync or seal: the

@@ -118,7 +118,7 @@ impl Uploader {
                 // A full spool disk (no room to stage) is an upload failure
                 // like any other: retried, the segment stays.
                 self.metrics.upload_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(%error, segment = %path.display(), "cannot read an audit spool segment or stage its objects; will retry");
+                tracing::warn!(%error, segment = %path.display(), "cannot read an audit spool segment or stage its objects; will retry");
                 return Err(());
             }
             Err(_) => return Err(()),

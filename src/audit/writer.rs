@@ -380,10 +380,10 @@ impl Writer {
         }
     }
 
-    fn seal(&self, segment: Segment, state: &mut State) {
+    fn seal(&self, mut segment: Segment, state: &mut State) {
         match segment.seal(&self.dirs) {
             Ok(_) => self.segment_sealed(),
-            Err((segment, error)) => {
+            Err(error) => {
                 state.segment = Some(segment);
                 self.fail(state, &error);
             }
