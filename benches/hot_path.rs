@@ -188,7 +188,7 @@ fn audit_encoding(c: &mut Criterion) {
             root: "unused".into(),
         },
         spool_dir: "unused".into(),
-        spool_max_bytes: 1 << 30,
+        spool_max: SpoolCap::Bytes(1 << 30),
         on_spool_full: SpoolFullPolicy::Reject,
         durability: Durability::Buffered,
         commit_interval: Duration::from_millis(50),

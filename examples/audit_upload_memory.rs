@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use promptgate::audit::config::{
-    AuditConfig, Durability, FlushPolicy, Redaction, SpoolFullPolicy, StoreConfig,
+    AuditConfig, Durability, FlushPolicy, Redaction, SpoolCap, SpoolFullPolicy, StoreConfig,
 };
 use promptgate::audit::spool::{Segment, SpoolDirs};
 
@@ -113,7 +113,7 @@ fn config(dir: &Path) -> AuditConfig {
             root: dir.join("store"),
         },
         spool_dir: dir.join("spool"),
-        spool_max_bytes: 1 << 30,
+        spool_max: SpoolCap::Bytes(1 << 30),
         on_spool_full: SpoolFullPolicy::Reject,
         durability: Durability::Buffered,
         commit_interval: Duration::from_millis(50),

@@ -43,18 +43,11 @@ impl DateRange {
     }
 }
 
-/// Checks a `--from`/`--to` value: `YYYY-MM-DD` with a real month and day.
+/// Checks a `--from`/`--to` value: `YYYY-MM-DD`, a date of the calendar.
 pub fn parse_date(text: &str) -> Result<String, String> {
-    let parts: Vec<&str> = text.split('-').collect();
-    let valid = matches!(parts.as_slice(), [y, m, d]
-        if y.len() == 4 && m.len() == 2 && d.len() == 2
-            && [y, m, d].iter().all(|p| p.bytes().all(|b| b.is_ascii_digit()))
-            && (1..=12).contains(&m.parse::<u32>().unwrap_or(0))
-            && (1..=31).contains(&d.parse::<u32>().unwrap_or(0)));
-    if valid {
-        Ok(text.to_owned())
-    } else {
-        Err(format!("`{text}` is not a date in the form YYYY-MM-DD"))
+    match crate::audit::time::parse_date(text) {
+        Some(_) => Ok(text.to_owned()),
+        None => Err(format!("`{text}` is not a date in the form YYYY-MM-DD")),
     }
 }
 
@@ -307,6 +300,7 @@ mod tests {
     fn dates_are_checked_and_compared_as_partitions() {
         assert!(parse_date("2026-11-26").is_ok());
         for bad in [
+            "2025-02-31",
             "2026-13-01",
             "2026-1-01",
             "26-11-01",

@@ -10,6 +10,33 @@ use crate::body::{GatewayBody, full};
 use crate::error::GatewayError;
 
 pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response<GatewayBody> {
+    let (status, body) = error_body(dialect, error);
+    let mut response = Response::new(full(Bytes::from(body.to_string())));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let GatewayError::MethodNotAllowed { allowed, .. } = error {
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static(allowed));
+    }
+    response
+}
+
+/// The error as the last event of a stream whose head already went out:
+/// OpenAI's SDK raises on a `data:` chunk holding `"error"`, Anthropic's on
+/// an `error` event.
+pub fn stream_error_event(dialect: Dialect, error: &GatewayError) -> Bytes {
+    let (_, body) = error_body(dialect, error);
+    Bytes::from(match dialect {
+        Dialect::OpenAi => format!("data: {body}\n\n"),
+        Dialect::Anthropic => format!("event: error\ndata: {body}\n\n"),
+    })
+}
+
+fn error_body(dialect: Dialect, error: &GatewayError) -> (StatusCode, serde_json::Value) {
     use GatewayError::*;
     let (status, openai_type, code, anthropic_type) = match error {
         InvalidJson(_) => (
@@ -160,18 +187,7 @@ pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response<Gatewa
             "error": { "type": anthropic_type, "message": message },
         }),
     };
-    let mut response = Response::new(full(Bytes::from(body.to_string())));
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    if let MethodNotAllowed { allowed, .. } = error {
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(allowed));
-    }
-    response
+    (status, body)
 }
 
 fn param_of(error: &GatewayError) -> Option<&str> {

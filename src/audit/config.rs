@@ -19,6 +19,15 @@ pub enum StoreConfig {
     },
 }
 
+/// `spool_max_bytes`: the most the spool may hold before `on_spool_full` applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolCap {
+    Bytes(u64),
+    /// A share of what the spool's file system can hold, measured at start
+    /// and every few seconds (`audit::disk`).
+    Auto,
+}
+
 /// What happens when the spool has reached `spool_max_bytes`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpoolFullPolicy {
@@ -116,7 +125,7 @@ pub struct FlushPolicy {
 pub struct AuditConfig {
     pub store: StoreConfig,
     pub spool_dir: PathBuf,
-    pub spool_max_bytes: u64,
+    pub spool_max: SpoolCap,
     pub on_spool_full: SpoolFullPolicy,
     pub durability: Durability,
     pub commit_interval: Duration,

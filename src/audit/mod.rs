@@ -12,6 +12,8 @@
 //! fsync of its own record.
 
 pub mod config;
+mod disk;
+pub mod health;
 mod objects;
 pub mod record;
 pub mod s3;
@@ -28,13 +30,14 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, oneshot, watch};
 
-use crate::capture::{Exchange, ExchangeSink, Refusal};
-use config::{AuditConfig, Durability, SpoolFullPolicy, StoreConfig};
+use crate::capture::{Exchange, ExchangeSink, RecordAck, Refusal};
+use config::{AuditConfig, Durability, SpoolCap, SpoolFullPolicy, StoreConfig};
 use store::{LocalStore, Store};
 
 pub(crate) enum Event {
-    /// With an acknowledgement to send once the record is fsynced (strict mode).
-    Exchange(Box<Exchange>, Option<oneshot::Sender<()>>),
+    /// With an acknowledgement to send once the record is fsynced, or could
+    /// not be (strict mode).
+    Exchange(Box<Exchange>, Option<oneshot::Sender<RecordAck>>),
     Refusal(Box<Refusal>),
     Feedback(Box<crate::feedback::Feedback>),
     Close,
@@ -76,7 +79,20 @@ pub struct AuditMetrics {
     pub dropped_queue_full: AtomicU64,
     pub dropped_spool_full: AtomicU64,
     pub dropped_io: AtomicU64,
+    /// Records submitted after the writer thread died.
+    pub dropped_writer_dead: AtomicU64,
     pub rejected_requests: AtomicU64,
+    /// Free bytes on the spool's file system at the last disk check.
+    pub spool_free_bytes: AtomicU64,
+    /// The spool cap in force (`spool_max_bytes`, or its `auto` share).
+    pub spool_cap_bytes: AtomicU64,
+    /// Records kept in memory while the spool's disk refuses writes.
+    pub records_held: AtomicU64,
+    /// Spool incidents: times the disk started refusing writes.
+    pub spool_failures: AtomicU64,
+    /// Strict-mode answers turned into errors because their record could not be made durable.
+    pub records_not_durable: AtomicU64,
+    pub health: health::SpoolHealth,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,7 +115,6 @@ pub struct AuditLog {
     metrics: Arc<AuditMetrics>,
     durability: Durability,
     on_spool_full: SpoolFullPolicy,
-    spool_max_bytes: u64,
     queue_capacity: u64,
 }
 
@@ -152,6 +167,10 @@ pub async fn start(config: &AuditConfig) -> Result<(Arc<AuditLog>, AuditTasks), 
     metrics
         .spool_bytes
         .store(spool::spool_bytes(&dirs), Ordering::Relaxed);
+    if let SpoolCap::Bytes(cap) = config.spool_max {
+        metrics.spool_cap_bytes.store(cap, Ordering::Relaxed);
+    }
+    let cap_warned = disk::check(config, &metrics, false);
     let sealed = Arc::new(Notify::new());
     let (sender, receiver) = std::sync::mpsc::sync_channel(config.queue_capacity);
     let unit_key = config.unit_key_secret.clone().unwrap_or_else(|| {
@@ -164,6 +183,7 @@ pub async fn start(config: &AuditConfig) -> Result<(Arc<AuditLog>, AuditTasks), 
         unit_key,
         metrics: metrics.clone(),
         sealed: sealed.clone(),
+        cap_warned,
     };
     let writer = std::thread::Builder::new()
         .name("audit-writer".into())
@@ -186,7 +206,6 @@ pub async fn start(config: &AuditConfig) -> Result<(Arc<AuditLog>, AuditTasks), 
         metrics,
         durability: config.durability,
         on_spool_full: config.on_spool_full,
-        spool_max_bytes: config.spool_max_bytes,
         queue_capacity: config.queue_capacity as u64,
     });
     Ok((
@@ -207,19 +226,25 @@ impl AuditLog {
     }
 
     fn spool_full(&self) -> bool {
-        self.metrics.spool_bytes.load(Ordering::Relaxed) >= self.spool_max_bytes
+        self.metrics.spool_bytes.load(Ordering::Relaxed)
+            >= self.metrics.spool_cap_bytes.load(Ordering::Relaxed)
     }
 
     /// Whether a new request may start: with the `reject` policy, not while
-    /// the spool is at its cap or the queue nearly full, so no record of a
-    /// served request ever has to be dropped.
+    /// the spool is at its cap, its disk refuses writes, the writer is dead
+    /// or the queue nearly full, so no record of a served request ever has
+    /// to be dropped.
     pub fn admits_requests(&self) -> bool {
         if self.on_spool_full == SpoolFullPolicy::Drop {
             return true;
         }
         let queue_nearly_full =
             self.metrics.queue_depth.load(Ordering::Relaxed) * 10 >= self.queue_capacity * 9;
-        let admitted = !self.spool_full() && !queue_nearly_full;
+        let health = &self.metrics.health;
+        let admitted = !self.spool_full()
+            && !queue_nearly_full
+            && !health.is_failing()
+            && !health.is_writer_dead();
         if !admitted {
             self.metrics
                 .rejected_requests
@@ -243,6 +268,13 @@ impl AuditLog {
         self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
         match self.sender.try_send(event) {
             Ok(()) => {}
+            // Logged once, by the writer's `DeathWatch`.
+            Err(TrySendError::Disconnected(_)) if self.metrics.health.is_writer_dead() => {
+                self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                self.metrics
+                    .dropped_writer_dead
+                    .fetch_add(1, Ordering::Relaxed);
+            }
             Err(TrySendError::Full(event)) | Err(TrySendError::Disconnected(event)) => {
                 self.metrics.queue_depth.fetch_sub(1, Ordering::Relaxed);
                 self.metrics
@@ -263,7 +295,11 @@ impl ExchangeSink for AuditLog {
         self.submit(Event::Exchange(Box::new(exchange), None));
     }
 
-    fn record_durably(&self, exchange: Exchange) -> Option<oneshot::Receiver<()>> {
+    fn promises_durability(&self) -> bool {
+        self.durability == Durability::Strict
+    }
+
+    fn record_durably(&self, exchange: Exchange) -> Option<oneshot::Receiver<RecordAck>> {
         if self.durability != Durability::Strict {
             self.record(exchange);
             return None;
@@ -304,5 +340,47 @@ impl AuditTasks {
                 "audit upload still running at the end of the grace period: the rest stays in the spool for the next start"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_after_the_writer_died_are_counted_as_such_and_admission_stops() {
+        let metrics = Arc::new(AuditMetrics::default());
+        metrics.spool_cap_bytes.store(u64::MAX, Ordering::Relaxed);
+        let (sender, events) = std::sync::mpsc::sync_channel(4);
+        let log = AuditLog {
+            sender,
+            metrics: metrics.clone(),
+            durability: Durability::Strict,
+            on_spool_full: SpoolFullPolicy::Reject,
+            queue_capacity: 4,
+        };
+        assert!(log.admits_requests());
+        let watched = metrics.clone();
+        let writer = std::thread::spawn(move || {
+            let _watch = health::DeathWatch(&watched.health);
+            let _events = events;
+            panic!("a writer bug");
+        });
+        assert!(writer.join().is_err());
+        log.record_feedback(crate::feedback::Feedback {
+            feedback_id: "fb-1".into(),
+            request_id: "req-1".into(),
+            metric: "thumbs_up".into(),
+            value: crate::feedback::FeedbackValue::Boolean(true),
+            comment: None,
+            metadata: None,
+            client_id: None,
+            config_version: "test".into(),
+            received_at: std::time::SystemTime::now(),
+        });
+        assert_eq!(metrics.dropped_writer_dead.load(Ordering::Relaxed), 1);
+        assert_eq!(metrics.dropped_queue_full.load(Ordering::Relaxed), 0);
+        assert_eq!(metrics.queue_depth.load(Ordering::Relaxed), 0);
+        assert!(!log.admits_requests());
     }
 }

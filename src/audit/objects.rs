@@ -133,6 +133,9 @@ impl OpenObject {
 /// whatever is there is left from an earlier attempt). A torn or corrupt tail
 /// is moved to `quarantine` and the segment truncated to its valid frames,
 /// whose records are all in the objects.
+///
+/// On failure (a full disk, say) the staging directory is emptied again: a
+/// half-written object never stays to take space or be uploaded.
 pub fn stage_segment(
     path: &Path,
     staging: &Path,
@@ -140,6 +143,19 @@ pub fn stage_segment(
     naming: &Naming<'_>,
 ) -> io::Result<StagedSegment> {
     clear_dir(staging)?;
+    let staged = stage_into(path, staging, quarantine, naming);
+    if staged.is_err() {
+        let _ = clear_dir(staging);
+    }
+    staged
+}
+
+fn stage_into(
+    path: &Path,
+    staging: &Path,
+    quarantine: &Path,
+    naming: &Naming<'_>,
+) -> io::Result<StagedSegment> {
     let mut staged: BTreeMap<Partition, (PathBuf, u64)> = BTreeMap::new();
     let mut segment_bytes = None;
     let mut files = 0usize;
@@ -482,5 +498,24 @@ mod tests {
             reference_objects(&payloads, &naming)
         );
         assert_eq!(staged.objects.iter().map(|o| o.records).sum::<u64>(), 5_000);
+    }
+
+    #[test]
+    fn staging_that_fails_half_way_leaves_no_file_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let dirs = SpoolDirs::create(dir.path()).unwrap();
+        let payloads: Vec<Vec<u8>> = (0..3)
+            .map(|i| request("2026-11-26T04:00:00.000Z", i, 100))
+            .collect();
+        let (path, name) = sealed_segment(&dirs, &payloads);
+        // A torn tail must go to the quarantine, which is gone: the objects
+        // are written by then, and the stage fails.
+        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
+        file.write_all(&[9, 0, 0, 0, 1]).unwrap();
+        std::fs::remove_dir(&dirs.quarantine).unwrap();
+        let failed = stage_segment(&path, &dirs.staging, &dirs.quarantine, &test_naming(&name));
+        assert!(failed.is_err());
+        let left: Vec<_> = std::fs::read_dir(&dirs.staging).unwrap().collect();
+        assert!(left.is_empty(), "staging holds {left:?}");
     }
 }

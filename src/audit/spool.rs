@@ -13,7 +13,7 @@
 //! uploading; rebuilt on every attempt, so what a crash leaves there is junk).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -45,12 +45,20 @@ impl SpoolDirs {
 
 /// Takes the spool's lock file: two processes sharing a spool would recover
 /// (and upload) each other's open segments.
+///
+/// Held through a read-only descriptor (flock needs no write access): a
+/// file open for writing for the process's life would keep its volume from
+/// being remounted read-only.
 pub fn lock(root: &Path) -> io::Result<File> {
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(root.join("LOCK"))?;
+    let path = root.join("LOCK");
+    drop(
+        OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)?,
+    );
+    let file = File::open(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(fs::TryLockError::WouldBlock) => Err(io::Error::other(
@@ -75,74 +83,235 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Appends one frame (header and payload) to `out`.
+pub fn frame_into(out: &mut Vec<u8>, payload: &[u8]) -> io::Result<()> {
+    let len = u32::try_from(payload.len()).map_err(|_| io::Error::other("record too large"))?;
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    Ok(())
+}
+
+/// The open segment. Frames not yet fsynced stay in memory beside the file
+/// until their fsync succeeds: a failed write or fsync (a full or failing
+/// disk) hands them back whole (`abandon`) instead of losing them.
 pub struct Segment {
     pub name: String,
     path: PathBuf,
-    file: BufWriter<File>,
+    file: File,
+    /// Frames appended since the last successful fsync.
+    unsynced: Vec<u8>,
+    unsynced_records: u64,
+    /// How much of `unsynced` the OS already has.
+    written: usize,
+    /// The file's length as of the last successful fsync.
+    synced_len: u64,
     pub records: u64,
     pub bytes: u64,
     pub opened: Instant,
-    unsynced: bool,
 }
 
 impl Segment {
     pub fn create(dirs: &SpoolDirs) -> io::Result<Segment> {
         let name = uuid::Uuid::now_v7().simple().to_string();
         let path = dirs.open.join(format!("{name}.wal"));
+        // Readable too: `abandon` may have to read it back.
         let file = OpenOptions::new()
             .create_new(true)
+            .read(true)
             .append(true)
             .open(&path)?;
-        sync_dir(&dirs.open)?;
-        Ok(Segment {
+        let segment = Segment {
             name,
             path,
-            file: BufWriter::with_capacity(256 << 10, file),
+            file,
+            unsynced: Vec::with_capacity(256 << 10),
+            unsynced_records: 0,
+            written: 0,
+            synced_len: 0,
             records: 0,
             bytes: 0,
             opened: Instant::now(),
-            unsynced: false,
-        })
+        };
+        if let Err(error) = sync_dir(&dirs.open) {
+            let _ = fs::remove_file(&segment.path);
+            return Err(error);
+        }
+        Ok(segment)
     }
 
     pub fn append(&mut self, payload: &[u8]) -> io::Result<()> {
-        let len = u32::try_from(payload.len()).map_err(|_| io::Error::other("record too large"))?;
-        self.file.write_all(&len.to_le_bytes())?;
-        self.file
-            .write_all(&crc32fast::hash(payload).to_le_bytes())?;
-        self.file.write_all(payload)?;
-        self.records += 1;
-        self.bytes += (FRAME_HEADER + payload.len()) as u64;
-        self.unsynced = true;
+        let before = self.unsynced.len();
+        frame_into(&mut self.unsynced, payload)?;
+        self.count(1, self.unsynced.len() - before);
         Ok(())
+    }
+
+    /// Appends whole frames (as `frame_into` built them) holding `records` records.
+    pub fn append_frames(&mut self, frames: &[u8], records: u64) {
+        self.unsynced.extend_from_slice(frames);
+        self.count(records, frames.len());
+    }
+
+    fn count(&mut self, records: u64, bytes: usize) {
+        self.records += records;
+        self.unsynced_records += records;
+        self.bytes += bytes as u64;
     }
 
     /// Hands buffered frames to the OS (no fsync): they then survive the
     /// process being killed, though not the machine losing power.
     pub fn write_through(&mut self) -> io::Result<()> {
-        self.file.flush()
+        if self.written < self.unsynced.len() {
+            self.file.write_all(&self.unsynced[self.written..])?;
+            self.written = self.unsynced.len();
+        }
+        Ok(())
     }
 
     /// Writes buffered frames and fsyncs them. Returns whether anything was synced.
     pub fn sync(&mut self) -> io::Result<bool> {
-        if !self.unsynced {
+        if self.unsynced.is_empty() {
             return Ok(false);
         }
-        self.file.flush()?;
-        self.file.get_ref().sync_data()?;
-        self.unsynced = false;
+        self.write_through()?;
+        self.file.sync_data()?;
+        // A removed spool directory takes the file's name with it while
+        // writes to the open file still succeed: those records would go
+        // with the last descriptor. One stat per fsync notices it.
+        if !self.path.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "the spool directory vanished",
+            ));
+        }
+        self.synced_len += self.unsynced.len() as u64;
+        self.unsynced.clear();
+        self.unsynced_records = 0;
+        self.written = 0;
         Ok(true)
     }
 
-    /// Syncs and moves the segment to `sealed/`.
-    pub fn seal(mut self, dirs: &SpoolDirs) -> io::Result<PathBuf> {
-        self.sync()?;
+    /// Syncs and moves the segment to `sealed/`; it is done with once this
+    /// succeeds. On failure it is still whole, for `abandon`.
+    pub fn seal(&mut self, dirs: &SpoolDirs) -> io::Result<PathBuf> {
         let sealed = dirs.sealed.join(format!("{}.wal", self.name));
+        self.sync()?;
         fs::rename(&self.path, &sealed)?;
         sync_dir(&dirs.sealed)?;
         sync_dir(&dirs.open)?;
         Ok(sealed)
     }
+
+    /// Gives up on this segment after a failed write, fsync or seal: the
+    /// frames that were not fsynced come back to the caller, the file is cut
+    /// to what was fsynced and sealed (or removed when nothing was). If the
+    /// file vanished with its directory, what was fsynced is read back through
+    /// the still-open file and handed back too, so it can be written again.
+    pub fn abandon(self, dirs: &SpoolDirs) -> Abandoned {
+        let mut frames = Vec::new();
+        let mut records = self.unsynced_records;
+        let vanished = !self.path.exists();
+        if vanished && self.synced_len > 0 {
+            // Bounded by the segment size (`flush_bytes`).
+            let mut rescued = vec![0; usize::try_from(self.synced_len).unwrap_or(0)];
+            if std::os::unix::fs::FileExt::read_exact_at(&self.file, &mut rescued, 0).is_ok() {
+                records += count_frames(&rescued);
+                frames = rescued;
+            }
+        }
+        frames.extend_from_slice(&self.unsynced);
+        let leftover = Leftover {
+            path: self.path,
+            synced_len: if vanished { 0 } else { self.synced_len },
+        };
+        let (leftover, sealed) = match leftover.settle(dirs) {
+            Ok(sealed) => (None, sealed),
+            Err(_) => (Some(leftover), false),
+        };
+        Abandoned {
+            frames,
+            records,
+            sealed,
+            leftover,
+        }
+    }
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.name)
+            .field("records", &self.records)
+            .field("synced_len", &self.synced_len)
+            .field("unsynced_bytes", &self.unsynced.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What `Segment::abandon` hands back.
+pub struct Abandoned {
+    /// Whole frames to write again.
+    pub frames: Vec<u8>,
+    pub records: u64,
+    /// Whether the fsynced part was sealed for upload.
+    pub sealed: bool,
+    /// A file that could not be cut and sealed yet (`Leftover::settle` again later).
+    pub leftover: Option<Leftover>,
+}
+
+/// An abandoned segment file still in `open/`.
+pub struct Leftover {
+    path: PathBuf,
+    synced_len: u64,
+}
+
+impl Leftover {
+    /// Cuts the file to its fsynced frames and seals it, or removes it when
+    /// it holds none. Returns whether a segment was sealed.
+    pub fn settle(&self, dirs: &SpoolDirs) -> io::Result<bool> {
+        if self.synced_len == 0 {
+            return match fs::remove_file(&self.path) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => Err(error),
+                _ => Ok(false),
+            };
+        }
+        let file = OpenOptions::new().write(true).open(&self.path)?;
+        file.set_len(self.synced_len)?;
+        file.sync_all()?;
+        let sealed = dirs.sealed.join(self.path.file_name().unwrap_or_default());
+        fs::rename(&self.path, &sealed)?;
+        sync_dir(&dirs.sealed)?;
+        sync_dir(&dirs.open)?;
+        Ok(true)
+    }
+}
+
+/// Whole frames in a buffer built by `frame_into`.
+fn count_frames(mut frames: &[u8]) -> u64 {
+    let mut count = 0;
+    while let Some((header, rest)) = frames.split_first_chunk::<FRAME_HEADER>() {
+        let [l0, l1, l2, l3, ..] = *header;
+        let len = u32::from_le_bytes([l0, l1, l2, l3]) as usize;
+        if rest.len() < len {
+            break;
+        }
+        frames = &rest[len..];
+        count += 1;
+    }
+    count
+}
+
+/// Writes, fsyncs and removes a small file in `open/`: whether the spool's
+/// disk takes writes again, without making a segment.
+pub fn probe_write(dirs: &SpoolDirs) -> io::Result<()> {
+    let path = dirs.open.join("probe.tmp");
+    let written = File::create(&path).and_then(|mut file| {
+        file.write_all(&[0u8; 4096])?;
+        file.sync_data()
+    });
+    let _ = fs::remove_file(&path);
+    written
 }
 
 /// Reads a segment's frames one at a time: memory holds one payload, not the

@@ -1,7 +1,10 @@
 //! UTC calendar fields from a `SystemTime`, for record timestamps and
-//! partition keys, without a date-time dependency.
+//! partition keys, and the `YYYY-MM-DD` dates of partitions; the calendar is
+//! the `time` crate's.
 
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use time::{Date, Month, OffsetDateTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UtcTime {
@@ -15,18 +18,20 @@ pub struct UtcTime {
 }
 
 impl UtcTime {
+    /// A time before 1970 or beyond year 9999 (a clock gone wrong) reads as 1970-01-01.
     pub fn from_system(time: SystemTime) -> UtcTime {
         let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-        let secs = since.as_secs() as i64;
-        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-        let (year, month, day) = civil_from_days(days);
+        let utc = i64::try_from(since.as_secs())
+            .ok()
+            .and_then(|secs| OffsetDateTime::from_unix_timestamp(secs).ok())
+            .unwrap_or(OffsetDateTime::UNIX_EPOCH);
         UtcTime {
-            year,
-            month,
-            day,
-            hour: (rem / 3600) as u32,
-            minute: (rem % 3600 / 60) as u32,
-            second: (rem % 60) as u32,
+            year: i64::from(utc.year()),
+            month: u32::from(u8::from(utc.month())),
+            day: u32::from(utc.day()),
+            hour: u32::from(utc.hour()),
+            minute: u32::from(utc.minute()),
+            second: u32::from(utc.second()),
             millis: since.subsec_millis(),
         }
     }
@@ -45,19 +50,22 @@ impl UtcTime {
     }
 }
 
-/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian
-/// (H. Hinnant, "chrono-Compatible Low-Level Date Algorithms").
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// A `YYYY-MM-DD` date that exists in the calendar: `2025-02-31` and
+/// `2025-02-29` do not, `2024-02-29` does.
+pub fn parse_date(text: &str) -> Option<Date> {
+    let number = |part: &str, len: usize| {
+        (part.len() == len && part.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| part.parse::<u16>().ok())
+            .flatten()
+    };
+    let mut parts = text.split('-');
+    let (year, month, day) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let month = Month::try_from(u8::try_from(number(month, 2)?).ok()?).ok()?;
+    let day = u8::try_from(number(day, 2)?).ok()?;
+    Date::from_calendar_date(i32::from(number(year, 4)?), month, day).ok()
 }
 
 #[cfg(test)]
@@ -105,5 +113,46 @@ mod tests {
             );
             previous = t;
         }
+    }
+
+    #[test]
+    fn only_dates_of_the_calendar_parse() {
+        for good in [
+            "2026-11-26",
+            "2024-02-29",
+            "2000-02-29",
+            "1970-01-01",
+            "2099-12-31",
+        ] {
+            let date = parse_date(good).unwrap_or_else(|| panic!("{good}"));
+            assert_eq!(date.to_string(), good);
+        }
+        for bad in [
+            "2025-02-31",
+            "2025-02-29",
+            "1900-02-29",
+            "2026-04-31",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-01-00",
+            "2026-1-01",
+            "26-11-01",
+            "2026/11/01",
+            "2026-11-01-",
+            "+026-11-01",
+            "",
+            "yesterday",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_clock_before_1970_reads_as_the_epoch() {
+        let before = UNIX_EPOCH - Duration::from_secs(86_400);
+        assert_eq!(
+            UtcTime::from_system(before).rfc3339_millis(),
+            "1970-01-01T00:00:00.000Z"
+        );
     }
 }

@@ -115,7 +115,10 @@ impl Uploader {
         let staged = match built {
             Ok(Ok(staged)) => staged,
             Ok(Err(error)) => {
-                tracing::error!(%error, segment = %path.display(), "cannot read an audit spool segment or stage its objects");
+                // A full spool disk (no room to stage) is an upload failure
+                // like any other: retried, the segment stays.
+                self.metrics.upload_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%error, segment = %path.display(), "cannot read an audit spool segment or stage its objects; will retry");
                 return Err(());
             }
             Err(_) => return Err(()),

@@ -10,13 +10,20 @@ use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
-use super::{Exchange, ExchangeSink, ExchangeStart, Outcome, ResponseCapture};
+use super::{Exchange, ExchangeSink, ExchangeStart, Outcome, RecordAck, ResponseCapture};
+use crate::api::stream_error_event;
 use crate::body::{BoxError, GatewayBody};
+use crate::error::GatewayError;
 use crate::telemetry::ExchangeTelemetry;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the provider's total timeout ran out while the response was streaming")]
 pub struct BodyTimeout;
+
+/// The end of an answer whose record could not be made durable (strict mode).
+#[derive(Debug, thiserror::Error)]
+#[error("the audit record of this answer could not be made durable")]
+pub struct AnswerNotDurable;
 
 struct Pending {
     start: ExchangeStart,
@@ -45,8 +52,9 @@ impl Pending {
         sink.record(exchange);
     }
 
-    /// Reports a completed exchange; the signal, if any, fires once its record is durable.
-    fn complete(self) -> Option<oneshot::Receiver<()>> {
+    /// Reports a completed exchange; the signal, if any, says once the write
+    /// is settled whether its record is durable.
+    fn complete(self) -> Option<oneshot::Receiver<RecordAck>> {
         let (exchange, sink) = self.exchange(Outcome::Completed);
         sink.record_durably(exchange)
     }
@@ -58,14 +66,22 @@ pin_project! {
     /// timeout, and reports the exchange exactly once: at the end, on error,
     /// or when dropped early because the caller disconnected. When the sink
     /// asks for it (strict audit durability), the last frame is held back
-    /// until the exchange's record is on disk.
+    /// until the exchange's record is on disk; if it cannot be made durable,
+    /// an event stream ends with the dialect's error event instead, and any
+    /// other body with `AnswerNotDurable` (see `release`).
     pub struct ObservedBody {
         #[pin]
         inner: GatewayBody,
         deadline: Option<Pin<Box<Sleep>>>,
         pending: Option<Pending>,
-        durable: Option<oneshot::Receiver<()>>,
+        durable: Option<oneshot::Receiver<RecordAck>>,
         held: Option<Frame<Bytes>>,
+        // For an event stream: what replaces its last bytes when the record
+        // is not durable.
+        failure_event: Option<Bytes>,
+        // The sink promises durability and the body is not an event stream:
+        // `release` reads it whole before the head goes out.
+        holds_answer: bool,
     }
 
     impl PinnedDrop for ObservedBody {
@@ -85,7 +101,13 @@ impl ObservedBody {
         deadline: Option<Pin<Box<Sleep>>>,
         sink: Arc<dyn ExchangeSink>,
     ) -> ObservedBody {
+        let durable = sink.promises_durability();
+        let failure_event = (durable && capture.is_event_stream()).then(|| {
+            stream_error_event(start.endpoint.dialect(), &GatewayError::AuditBackpressure)
+        });
         ObservedBody {
+            holds_answer: durable && failure_event.is_none(),
+            failure_event,
             inner,
             deadline,
             pending: Some(Pending {
@@ -107,6 +129,11 @@ impl ObservedBody {
             pending.telemetry = telemetry;
         }
         self
+    }
+
+    /// Whether `release` has to read this answer whole before its head.
+    pub fn holds_answer(&self) -> bool {
+        self.holds_answer
     }
 
     /// Reports the exchange as abandoned by the gateway and drops the body.
@@ -132,10 +159,14 @@ impl Body for ObservedBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let mut this = self.project();
         if let Some(durable) = this.durable.as_mut() {
-            // Whether the record was written or the sink gave up, the caller gets its end.
-            let _ = ready!(Pin::new(durable).poll(cx));
+            let ack = ready!(Pin::new(durable).poll(cx)).unwrap_or(RecordAck::NotDurable);
             *this.durable = None;
-            return Poll::Ready(this.held.take().map(Ok));
+            let held = this.held.take();
+            return Poll::Ready(match (ack, this.failure_event.take()) {
+                (RecordAck::Durable, _) => held.map(Ok),
+                (RecordAck::NotDurable, Some(event)) => Some(Ok(Frame::data(event))),
+                (RecordAck::NotDurable, None) => Some(Err(Box::new(AnswerNotDurable))),
+            });
         }
         if let Some(deadline) = this.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
@@ -154,8 +185,16 @@ impl Body for ObservedBody {
                     }
                     pending.capture.observe(data);
                 }
-                // A body of known length is not polled again after its last byte.
-                this.inner.is_end_stream()
+                // A body of known length is not polled again after its last
+                // byte. A stream's end comes as a poll after its last bytes,
+                // too late to hold them: in strict mode its final event is
+                // the end.
+                let final_event = this.failure_event.is_some()
+                    && this
+                        .pending
+                        .as_ref()
+                        .is_some_and(|p| p.capture.saw_final_event());
+                this.inner.is_end_stream() || final_event
             }
             Some(Err(err)) => {
                 if let Some(pending) = this.pending.take() {
@@ -185,5 +224,196 @@ impl Body for ObservedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+/// Hands a delivered response on. A held answer (strict audit mode, not an
+/// event stream) is read to its end first, so its record is durable before
+/// its head is sent, and a record that could not be made durable becomes a
+/// 503 instead of a success; an answer that broke or timed out while held
+/// becomes the matching provider error. Any other body streams as before.
+pub async fn release(
+    response: http::Response<ObservedBody>,
+    provider: &str,
+    total_timeout: std::time::Duration,
+) -> Result<http::Response<GatewayBody>, GatewayError> {
+    use http_body_util::BodyExt;
+
+    if !response.body().holds_answer() {
+        return Ok(response.map(BodyExt::boxed_unsync));
+    }
+    let (parts, body) = response.into_parts();
+    match body.collect().await {
+        Ok(collected) => Ok(http::Response::from_parts(
+            parts,
+            crate::body::full(collected.to_bytes()),
+        )),
+        Err(error) if error.is::<AnswerNotDurable>() => Err(GatewayError::AuditBackpressure),
+        Err(error) if error.is::<BodyTimeout>() => Err(GatewayError::ProviderTimeout {
+            provider: provider.to_owned(),
+            timeout: total_timeout,
+        }),
+        Err(_) => Err(GatewayError::ProviderProtocol {
+            provider: provider.to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, SystemTime};
+
+    use http_body_util::{BodyExt, StreamBody};
+
+    use super::*;
+    use crate::api::{Dialect, Endpoint, error_response};
+
+    /// A sink that promises durability and settles every record as told.
+    struct SettlesAs(Option<RecordAck>);
+
+    impl ExchangeSink for SettlesAs {
+        fn record(&self, _exchange: Exchange) {}
+
+        fn record_durably(&self, _exchange: Exchange) -> Option<oneshot::Receiver<RecordAck>> {
+            let (ack, acked) = oneshot::channel();
+            // `None`: the writer went away without answering.
+            if let Some(settled) = self.0 {
+                let _ = ack.send(settled);
+            }
+            Some(acked)
+        }
+
+        fn promises_durability(&self) -> bool {
+            true
+        }
+    }
+
+    fn observed(
+        endpoint: Endpoint,
+        frames: &[&'static str],
+        event_stream: bool,
+        sink: Arc<dyn ExchangeSink>,
+    ) -> http::Response<ObservedBody> {
+        let frames: Vec<Result<Frame<Bytes>, BoxError>> = frames
+            .iter()
+            .map(|f| Ok(Frame::data(Bytes::from_static(f.as_bytes()))))
+            .collect();
+        let body = StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync();
+        let start = ExchangeStart {
+            request_id: "req-1".into(),
+            client_id: None,
+            config_version: "test".into(),
+            endpoint,
+            provider: "demo".into(),
+            model: "demo".into(),
+            request_body: Bytes::new(),
+            stream: event_stream,
+            status: 200,
+            attempts: 1,
+            started_at: SystemTime::now(),
+            started: Instant::now(),
+            head_after: Duration::ZERO,
+            experiment: None,
+            trace_id: None,
+        };
+        let capture = ResponseCapture::new(endpoint, event_stream);
+        http::Response::new(ObservedBody::new(body, start, capture, None, sink))
+    }
+
+    async fn text(body: GatewayBody) -> String {
+        let bytes = body.collect().await.unwrap().to_bytes();
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_held_json_answer_goes_out_whole_once_its_record_is_durable() {
+        let sink = Arc::new(SettlesAs(Some(RecordAck::Durable)));
+        let response = observed(Endpoint::ChatCompletions, &["{\"a\":", "1}"], false, sink);
+        assert!(response.body().holds_answer());
+        let released = release(response, "demo", Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(text(released.into_body()).await, "{\"a\":1}");
+    }
+
+    #[tokio::test]
+    async fn a_json_answer_whose_record_is_not_durable_becomes_a_503_in_each_dialect() {
+        for (settled, endpoint, expected) in [
+            (
+                Some(RecordAck::NotDurable),
+                Endpoint::ChatCompletions,
+                "audit_unavailable",
+            ),
+            (None, Endpoint::Messages, "overloaded_error"),
+        ] {
+            let sink = Arc::new(SettlesAs(settled));
+            let response = observed(endpoint, &["{\"a\":1}"], false, sink);
+            let error = release(response, "demo", Duration::from_secs(1))
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(error, GatewayError::AuditBackpressure),
+                "{error:?}"
+            );
+            let response = error_response(endpoint.dialect(), &error);
+            assert_eq!(response.status(), http::StatusCode::SERVICE_UNAVAILABLE);
+            let body = text(response.into_body()).await;
+            assert!(body.contains(expected), "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_record_is_not_durable_ends_with_the_dialects_error_event() {
+        let cases = [
+            (
+                Endpoint::ChatCompletions,
+                ["data: {\"choices\":[]}\n\n", "data: [DONE]\n\n"],
+                "data: {\"error\":",
+            ),
+            (
+                Endpoint::Messages,
+                [
+                    "event: message_start\ndata: {}\n\n",
+                    "event: message_stop\ndata: {}\n\n",
+                ],
+                "event: error\ndata: {\"error\":{\"message\"",
+            ),
+        ];
+        for (endpoint, frames, error_event) in cases {
+            let sink = Arc::new(SettlesAs(Some(RecordAck::NotDurable)));
+            let response = observed(endpoint, &frames, true, sink);
+            assert!(!response.body().holds_answer(), "streams are not held");
+            let released = release(response, "demo", Duration::from_secs(1))
+                .await
+                .unwrap();
+            let body = text(released.into_body()).await;
+            let (first, rest) = body.split_at(frames[0].len());
+            assert_eq!(first, frames[0]);
+            assert!(rest.starts_with(error_event), "{body}");
+            assert!(
+                !rest.contains(frames[1]),
+                "the last bytes are replaced: {body}"
+            );
+            let dialect_type = match endpoint.dialect() {
+                Dialect::OpenAi => "audit_unavailable",
+                Dialect::Anthropic => "overloaded_error",
+            };
+            assert!(rest.contains(dialect_type), "{body}");
+        }
+    }
+
+    #[tokio::test]
+    async fn without_a_durability_promise_nothing_is_held() {
+        let response = observed(
+            Endpoint::ChatCompletions,
+            &["{\"a\":1}"],
+            false,
+            Arc::new(crate::capture::NoSink),
+        );
+        assert!(!response.body().holds_answer());
+        let released = release(response, "demo", Duration::from_secs(1))
+            .await
+            .unwrap();
+        assert_eq!(text(released.into_body()).await, "{\"a\":1}");
     }
 }

@@ -60,9 +60,22 @@ pub struct ResponseCapture {
     sse: Option<SseDecoder>,
     captured: Captured,
     text_bytes: usize,
+    /// The stream's last event (`[DONE]`, `message_stop`, a responses
+    /// API's final `response.*`) has been seen.
+    final_event_seen: bool,
 }
 
 impl ResponseCapture {
+    /// Whether the stream's last event has gone by: what follows is its end.
+    pub fn saw_final_event(&self) -> bool {
+        self.final_event_seen
+    }
+
+    /// Whether the response is read as server-sent events.
+    pub fn is_event_stream(&self) -> bool {
+        self.sse.is_some()
+    }
+
     /// `event_stream`: the response's content type is `text/event-stream`.
     pub fn new(endpoint: Endpoint, event_stream: bool) -> ResponseCapture {
         ResponseCapture {
@@ -70,6 +83,7 @@ impl ResponseCapture {
             sse: event_stream.then(SseDecoder::new),
             captured: Captured::default(),
             text_bytes: 0,
+            final_event_seen: false,
         }
     }
 
@@ -79,7 +93,9 @@ impl ResponseCapture {
                 let endpoint = self.endpoint;
                 let captured = &mut self.captured;
                 let text_bytes = &mut self.text_bytes;
+                let final_event_seen = &mut self.final_event_seen;
                 decoder.feed(chunk, &mut |event| {
+                    *final_event_seen |= is_final_event(&event);
                     apply_event(endpoint, event, captured, text_bytes)
                 });
             }
@@ -206,6 +222,15 @@ enum EventDelta<'a> {
         #[serde(borrow)]
         text: Option<Cow<'a, str>>,
     },
+}
+
+/// The last event of a stream in each wire shape.
+fn is_final_event(event: &SseEvent<'_>) -> bool {
+    event.data == "[DONE]"
+        || matches!(
+            event.event,
+            Some("message_stop" | "response.completed" | "response.failed" | "response.incomplete")
+        )
 }
 
 fn apply_event(

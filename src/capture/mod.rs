@@ -10,7 +10,7 @@ pub mod sse;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use body::ObservedBody;
+pub use body::{AnswerNotDurable, ObservedBody, release};
 pub use extract::{Captured, MAX_CAPTURED_BYTES, ResponseCapture, Usage};
 
 use crate::api::Endpoint;
@@ -203,17 +203,37 @@ impl SkipReason {
     }
 }
 
+/// Whether a record the caller's answer waits for (strict audit mode) is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordAck {
+    Durable,
+    /// The write or fsync failed (the record is kept and written again
+    /// later), or the writer is gone: the caller must not see a success.
+    NotDurable,
+}
+
 /// Receives finished exchanges and refusals. Implementations must not block:
 /// they are called on the task that serves the request.
 pub trait ExchangeSink: Send + Sync + 'static {
     fn record(&self, exchange: Exchange);
 
     /// Like `record`, but when the sink promises durability (the audit log's
-    /// strict mode) returns a signal that fires once the record is on disk;
-    /// the response's last bytes wait for it.
-    fn record_durably(&self, exchange: Exchange) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    /// strict mode) returns a signal that says, once the write is settled,
+    /// whether the record is on disk; the response's end waits for it (a
+    /// dropped sender means not durable).
+    fn record_durably(
+        &self,
+        exchange: Exchange,
+    ) -> Option<tokio::sync::oneshot::Receiver<RecordAck>> {
         self.record(exchange);
         None
+    }
+
+    /// Whether `record_durably` returns a signal: then a JSON answer is held
+    /// whole until its record is durable, so a failure can still become an
+    /// error response (`release`).
+    fn promises_durability(&self) -> bool {
+        false
     }
 
     /// An outcome posted for an earlier request (`POST /v1/feedback`).
@@ -238,7 +258,10 @@ impl ExchangeSink for Fanout {
     }
 
     /// Durable as the first sink that promises durability (only the audit log does).
-    fn record_durably(&self, exchange: Exchange) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    fn record_durably(
+        &self,
+        exchange: Exchange,
+    ) -> Option<tokio::sync::oneshot::Receiver<RecordAck>> {
         let mut durable = None;
         for sink in &self.0 {
             if durable.is_none() {
@@ -248,6 +271,10 @@ impl ExchangeSink for Fanout {
             }
         }
         durable
+    }
+
+    fn promises_durability(&self) -> bool {
+        self.0.iter().any(|sink| sink.promises_durability())
     }
 
     fn record_refusal(&self, refusal: Refusal) {

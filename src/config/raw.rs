@@ -88,6 +88,15 @@ pub enum RawSpoolFull {
     Drop,
 }
 
+/// `spool_max_bytes`: a number of bytes, or `"auto"` (a share of the spool's
+/// file system).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged, expecting = "a whole number of bytes or \"auto\"")]
+pub enum RawSpoolMax {
+    Bytes(u64),
+    Named(String),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RawDurability {
@@ -119,7 +128,7 @@ pub struct RawAudit {
     pub s3_force_path_style: Option<bool>,
     /// Write-ahead spool, relative to the working directory.
     pub spool_dir: Option<String>,
-    pub spool_max_bytes: Option<u64>,
+    pub spool_max_bytes: Option<RawSpoolMax>,
     pub on_spool_full: Option<RawSpoolFull>,
     pub durability: Option<RawDurability>,
     /// Group-commit window: how long records wait for their fsync at most.

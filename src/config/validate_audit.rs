@@ -93,11 +93,20 @@ pub(super) fn validate_audit(
     if queue_capacity == 0 {
         errors.push("audit.queue_capacity", "must be greater than 0");
     }
-    let spool_max_bytes = positive(
-        "spool_max_bytes",
-        raw.spool_max_bytes.unwrap_or(DEFAULT_SPOOL_MAX_BYTES),
-        errors,
-    );
+    let spool_max = match raw.spool_max_bytes.clone() {
+        None => SpoolCap::Bytes(DEFAULT_SPOOL_MAX_BYTES),
+        Some(RawSpoolMax::Bytes(bytes)) => {
+            SpoolCap::Bytes(positive("spool_max_bytes", bytes, errors))
+        }
+        Some(RawSpoolMax::Named(name)) if name == "auto" => SpoolCap::Auto,
+        Some(RawSpoolMax::Named(name)) => {
+            errors.push(
+                "audit.spool_max_bytes",
+                format!("`{name}` is neither a whole number of bytes nor \"auto\""),
+            );
+            SpoolCap::Auto
+        }
+    };
     let mut redact = Vec::with_capacity(raw.redact_json_paths.len());
     for (i, text) in raw.redact_json_paths.iter().enumerate() {
         match JsonPath::parse(text) {
@@ -156,7 +165,7 @@ pub(super) fn validate_audit(
     Some(AuditConfig {
         store,
         spool_dir: PathBuf::from(raw.spool_dir.as_deref().unwrap_or(DEFAULT_SPOOL_DIR)),
-        spool_max_bytes,
+        spool_max,
         on_spool_full: match raw.on_spool_full.unwrap_or(RawSpoolFull::Reject) {
             RawSpoolFull::Reject => SpoolFullPolicy::Reject,
             RawSpoolFull::Drop => SpoolFullPolicy::Drop,
@@ -178,4 +187,47 @@ pub(super) fn validate_audit(
         },
         prices: price_table,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::validate::Environment;
+    use super::super::{Problem, parse};
+    use crate::audit::config::SpoolCap;
+
+    fn spool_cap(value: &str) -> Result<SpoolCap, Vec<Problem>> {
+        let source = format!(
+            "[auth]\nopen = true\n[providers.demo]\nkind = \"demo\"\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"demo\"]\n[audit]\nunit_key_secret_env = \"K\"\nspool_max_bytes = {value}\n"
+        );
+        let read_env = |name: &str| (name == "K").then(|| "secret".to_owned());
+        let env = Environment {
+            base_dir: Path::new("/nonexistent"),
+            listen_override: None,
+            admin_listen_override: None,
+            read_env: &read_env,
+        };
+        parse(&source, &env).map(|config| config.audit.expect("audit").spool_max)
+    }
+
+    #[test]
+    fn spool_max_bytes_is_a_number_of_bytes_or_auto() {
+        assert_eq!(spool_cap("1000").unwrap(), SpoolCap::Bytes(1000));
+        assert_eq!(spool_cap("\"auto\"").unwrap(), SpoolCap::Auto);
+        for (bad, message) in [
+            (
+                "\"lots\"",
+                "`lots` is neither a whole number of bytes nor \"auto\"",
+            ),
+            ("0", "must be greater than 0"),
+            ("-1", "a whole number of bytes or \"auto\""),
+        ] {
+            let problems = spool_cap(bad).unwrap_err();
+            assert_eq!(problems.len(), 1, "{bad}: {problems:?}");
+            assert_eq!(problems[0].path, "audit.spool_max_bytes", "{bad}");
+            assert!(problems[0].message.contains(message), "{bad}: {problems:?}");
+            assert_eq!(problems[0].line, Some(10), "{bad}");
+        }
+    }
 }

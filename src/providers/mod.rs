@@ -21,7 +21,9 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::api::{Dialect, Endpoint};
 use crate::body::{BoxError, GatewayBody};
-use crate::capture::{ExchangeSink, ExchangeStart, ExperimentTag, ObservedBody, ResponseCapture};
+use crate::capture::{
+    self, ExchangeSink, ExchangeStart, ExperimentTag, ObservedBody, ResponseCapture,
+};
 use crate::config::{Config, HttpUpstream, ProviderConfig, ProviderKind, RouteConfig};
 use crate::error::GatewayError;
 use crate::telemetry::metrics::{RequestLabels, model_label};
@@ -187,7 +189,7 @@ pub async fn forward(
                             },
                             metrics: request_metrics(route, provider, &request),
                         };
-                        return Ok(deliver(
+                        let response = deliver(
                             response,
                             provider,
                             &request,
@@ -195,7 +197,8 @@ pub async fn forward(
                             attempt_started,
                             sink,
                         )
-                        .map(|body| body.with_telemetry(telemetry).boxed_unsync()));
+                        .map(|body| body.with_telemetry(telemetry));
+                        return release(response, provider).await;
                     }
                     StatusVerdict::CredentialsRejected => {
                         if let Some(span) = span {
@@ -279,7 +282,11 @@ pub async fn forward(
                         },
                         metrics: request_metrics(route, provider, &request),
                     };
-                    Ok(response.map(|body| body.with_telemetry(telemetry).boxed_unsync()))
+                    release(
+                        response.map(|body| body.with_telemetry(telemetry)),
+                        provider,
+                    )
+                    .await
                 }
                 WhenExhausted::Fail => {
                     response.into_body().abandon();
@@ -296,6 +303,15 @@ pub async fn forward(
             detail: None,
         }),
     }
+}
+
+/// Hands the answer on: in strict audit mode a JSON answer first waits,
+/// whole, for its record to be durable (`capture::release`).
+async fn release(
+    response: Response<ObservedBody>,
+    provider: &ProviderConfig,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    capture::release(response, &provider.name, provider.timeouts.total).await
 }
 
 fn upstream_uri(upstream: &HttpUpstream, endpoint: Endpoint) -> Result<Uri, http::Error> {

@@ -351,7 +351,7 @@ fn observe_audit(meter: &Meter, gateway: Weak<Gateway>) {
 
     use crate::audit::AuditMetrics;
     type Read = fn(&AuditMetrics) -> u64;
-    let gauges: [(&'static str, &'static str, Read); 3] = [
+    let gauges: [(&'static str, &'static str, Read); 8] = [
         (
             "promptgate_audit_spool_segments",
             "Sealed spool segments waiting for upload.",
@@ -367,8 +367,33 @@ fn observe_audit(meter: &Meter, gateway: Weak<Gateway>) {
             "Bytes held in the audit spool.",
             |m| m.spool_bytes.load(Relaxed),
         ),
+        (
+            "promptgate_audit_spool_free_bytes",
+            "Free bytes on the audit spool's file system (checked every 10 s).",
+            |m| m.spool_free_bytes.load(Relaxed),
+        ),
+        (
+            "promptgate_audit_spool_cap_bytes",
+            "The audit spool's cap in force: spool_max_bytes, or its \"auto\" share of the volume.",
+            |m| m.spool_cap_bytes.load(Relaxed),
+        ),
+        (
+            "promptgate_audit_spool_failing",
+            "1 while the audit spool's disk refuses writes (full, failing, read-only, directory gone).",
+            |m| u64::from(m.health.is_failing()),
+        ),
+        (
+            "promptgate_audit_writer_dead",
+            "1 once the audit writer thread has died.",
+            |m| u64::from(m.health.is_writer_dead()),
+        ),
+        (
+            "promptgate_audit_records_held",
+            "Records kept in memory while the audit spool fails, written once it recovers.",
+            |m| m.records_held.load(Relaxed),
+        ),
     ];
-    let counters: [(&'static str, &'static str, Read); 8] = [
+    let counters: [(&'static str, &'static str, Read); 11] = [
         (
             "promptgate_audit_records_written_total",
             "Records written to the spool.",
@@ -391,7 +416,7 @@ fn observe_audit(meter: &Meter, gateway: Weak<Gateway>) {
         ),
         (
             "promptgate_audit_requests_rejected_total",
-            "Requests refused with 503 because the audit spool was full.",
+            "Requests refused with 503 because the audit spool was full or failing.",
             |m| m.rejected_requests.load(Relaxed),
         ),
         (
@@ -408,6 +433,21 @@ fn observe_audit(meter: &Meter, gateway: Weak<Gateway>) {
             "promptgate_audit_records_dropped_io_total",
             "Records lost to spool write errors.",
             |m| m.dropped_io.load(Relaxed),
+        ),
+        (
+            "promptgate_audit_records_dropped_writer_dead_total",
+            "Records dropped because the audit writer thread had died.",
+            |m| m.dropped_writer_dead.load(Relaxed),
+        ),
+        (
+            "promptgate_audit_spool_failures_total",
+            "Times the audit spool's disk started refusing writes (incidents).",
+            |m| m.spool_failures.load(Relaxed),
+        ),
+        (
+            "promptgate_audit_records_not_durable_total",
+            "Strict-mode answers turned into errors because their record could not be made durable (the record is kept and written later).",
+            |m| m.records_not_durable.load(Relaxed),
         ),
     ];
     // No series at all without an audit log, as before.

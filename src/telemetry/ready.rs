@@ -2,9 +2,11 @@
 //! failing beyond what the operator tolerates. (A config is always loaded once
 //! the gateway runs: a failed reload leaves the previous one serving.)
 //!
-//! The audit log is unready when admission control refuses requests (the
-//! spool is at its cap or the queue nearly full, with `on_spool_full =
-//! "reject"`), or when uploads have been failing, with nothing stored and
+//! The audit log is unready when its writer thread died, when the spool's
+//! disk refuses writes (full, failing, read-only, directory gone: whatever
+//! `on_spool_full` says, records are then not being written), when admission
+//! control refuses requests (the spool is at its cap or the queue nearly
+//! full, with `on_spool_full = "reject"`), or when uploads have been failing, with nothing stored and
 //! segments waiting, for longer than `admin.readiness_audit_failure_ms`. A
 //! load balancer then sends traffic to replicas that can record it.
 
@@ -18,7 +20,6 @@ use crate::audit::config::{AuditConfig, SpoolFullPolicy};
 /// The audit log's limits, as admission control applies them.
 #[derive(Debug, Clone, Copy)]
 struct AuditLimits {
-    spool_max_bytes: u64,
     queue_capacity: u64,
     refuses_when_full: bool,
 }
@@ -41,7 +42,6 @@ impl Readiness {
     pub fn new(audit: Option<&AuditConfig>) -> Readiness {
         Readiness {
             audit: audit.map(|audit| AuditLimits {
-                spool_max_bytes: audit.spool_max_bytes,
                 queue_capacity: audit.queue_capacity as u64,
                 refuses_when_full: audit.on_spool_full == SpoolFullPolicy::Reject,
             }),
@@ -62,12 +62,18 @@ impl Readiness {
         let (Some(limits), Some(metrics)) = (self.audit, audit) else {
             return Ok(());
         };
+        if metrics.health.is_writer_dead() {
+            return Err("the audit writer thread died: no record is written".into());
+        }
+        if let Some(failure) = metrics.health.failure() {
+            return Err(failure);
+        }
         let spool_bytes = metrics.spool_bytes.load(Relaxed);
         if limits.refuses_when_full {
-            if spool_bytes >= limits.spool_max_bytes {
+            let cap = metrics.spool_cap_bytes.load(Relaxed);
+            if spool_bytes >= cap {
                 return Err(format!(
-                    "the audit spool is full ({spool_bytes} of {} bytes): requests are refused",
-                    limits.spool_max_bytes
+                    "the audit spool is full ({spool_bytes} of {cap} bytes): requests are refused"
                 ));
             }
             if metrics.queue_depth.load(Relaxed) * 10 >= limits.queue_capacity * 9 {
@@ -113,7 +119,6 @@ mod tests {
     fn limits() -> Readiness {
         Readiness {
             audit: Some(AuditLimits {
-                spool_max_bytes: 1_000,
                 queue_capacity: 100,
                 refuses_when_full: true,
             }),
@@ -125,6 +130,7 @@ mod tests {
     fn unready_while_admission_refuses() {
         let ready = limits();
         let metrics = AuditMetrics::default();
+        metrics.spool_cap_bytes.store(1_000, Relaxed);
         assert_eq!(
             ready.check(true, Some(&metrics), Duration::from_secs(60)),
             Ok(())
@@ -173,5 +179,31 @@ mod tests {
         metrics.spool_segments.store(0, Relaxed);
         metrics.upload_failures.store(12, Relaxed);
         assert_eq!(ready.upload_failing_for(&metrics, later), None);
+    }
+
+    #[test]
+    fn unready_while_the_spool_fails_or_the_writer_is_dead_under_either_policy() {
+        for refuses_when_full in [true, false] {
+            let ready = Readiness {
+                audit: Some(AuditLimits {
+                    queue_capacity: 100,
+                    refuses_when_full,
+                }),
+                uploads: Mutex::default(),
+            };
+            let metrics = AuditMetrics::default();
+            metrics.spool_cap_bytes.store(1_000, Relaxed);
+            let check = || ready.check(true, Some(&metrics), Duration::from_secs(60));
+            assert_eq!(check(), Ok(()));
+            metrics.health.set_failing(Some(
+                "audit spool failing: No space left on device (os error 28)".into(),
+            ));
+            assert_eq!(
+                check(),
+                Err("audit spool failing: No space left on device (os error 28)".into())
+            );
+            metrics.health.set_failing(None);
+            assert_eq!(check(), Ok(()));
+        }
     }
 }

@@ -5,12 +5,13 @@
 //! policies, and torn or corrupted spool segments.
 //!
 //! Every request carries its own `x-request-id`, which the gateway echoes and
-//! stores as the record's `request_id`, so records are counted per request.
+//! stores as the record's `request_id`, so records are counted per request
+//! (the load and its accounting: tests/support/load.rs).
 //!
-//! The tests of this module run one at a time (the `audit-durability` test
-//! group in .config/nextest.toml): they measure loss windows in milliseconds
-//! and each runs a gateway, an S3 server and a load generator, which would
-//! otherwise compete for the CPUs.
+//! The tests of this module run one at a time, after the rest (tests/run, and
+//! the `audit-durability` test group in .config/nextest.toml): they measure
+//! loss windows in milliseconds and each runs a gateway, an S3 server and a
+//! load generator, which would otherwise compete for the CPUs.
 
 use crate::support;
 
@@ -20,181 +21,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::Request;
-use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 use support::TestClient;
-use support::metrics::Metrics;
+use support::load::{
+    Sent, assert_each_once, assert_no_duplicates, assert_only_known, assert_spool_empty,
+    counts_by_request_id, files_in, metric, metrics, one, sigterm, start, start_load, summary,
+    wait_metric, wait_queue_empty,
+};
 use support::process::{Gateway, audit_config, spawn, spawn_in};
 use support::s3::{S3Server, SECRET_KEY};
 
 const BUCKET: &str = "audit";
 const PREFIX: &str = "tenant/audit/";
 
-// ---------------------------------------------------------------------------
-// Requests and load
-// ---------------------------------------------------------------------------
-
-/// One request as the client saw it.
-#[derive(Debug, Clone)]
-struct Sent {
-    id: String,
-    /// The status, when a response head arrived.
-    status: Option<u16>,
-    /// When the whole body arrived (its end seen, content checked).
-    completed_at: Option<Instant>,
-    body: Bytes,
-    error: Option<String>,
-}
-
-impl Sent {
-    fn complete_ok(&self) -> bool {
-        self.status == Some(200) && self.completed_at.is_some()
-    }
-}
-
-fn chat_body(stream: bool, n: u64) -> String {
-    if stream {
-        format!(
-            r#"{{"model":"greeting","stream":true,"messages":[{{"role":"user","content":"streamed hello {n}"}}]}}"#
-        )
-    } else {
-        format!(r#"{{"model":"greeting","messages":[{{"role":"user","content":"hello {n}"}}]}}"#)
-    }
-}
-
-/// Sends one chat completion and reads its body to the end; never panics on
-/// transport errors (the gateway may be stopped or killed under it).
-async fn call(client: &TestClient, url: &str, id: &str, user: &str, stream: bool, n: u64) -> Sent {
-    let mut sent = Sent {
-        id: id.to_owned(),
-        status: None,
-        completed_at: None,
-        body: Bytes::new(),
-        error: None,
-    };
-    let request = Request::post(url)
-        .header("content-type", "application/json")
-        .header("x-user-id", user)
-        .header("x-request-id", id)
-        .body(Full::new(Bytes::from(chat_body(stream, n))))
-        .unwrap();
-    let attempt = async {
-        let response = client.request(request).await.map_err(|e| e.to_string())?;
-        sent.status = Some(response.status().as_u16());
-        let echoed = response
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("body: {e}"))?
-            .to_bytes();
-        let done = Instant::now();
-        assert_eq!(
-            echoed.as_deref(),
-            Some(id),
-            "the gateway must echo x-request-id"
-        );
-        Ok::<_, String>((body, done))
-    };
-    match tokio::time::timeout(Duration::from_secs(15), attempt).await {
-        Ok(Ok((body, done))) => {
-            if sent.status == Some(200) {
-                // A complete answer: a whole JSON document, or a stream up to [DONE].
-                let whole = if stream {
-                    String::from_utf8_lossy(&body).contains("data: [DONE]")
-                } else {
-                    serde_json::from_slice::<Value>(&body).is_ok()
-                };
-                assert!(
-                    whole,
-                    "a body that ended cleanly must be whole: {}",
-                    String::from_utf8_lossy(&body)
-                );
-            }
-            sent.completed_at = Some(done);
-            sent.body = body;
-        }
-        Ok(Err(error)) => sent.error = Some(error),
-        Err(_) => sent.error = Some("timed out".into()),
-    }
-    sent
-}
-
-/// Concurrent clients sending chat completions (every third one streamed),
-/// each request with its own id and its own `x-user-id`, until stopped.
-struct Load {
-    stop: Arc<AtomicBool>,
-    workers: Vec<tokio::task::JoinHandle<Vec<Sent>>>,
-}
-
-fn start_load(gw: &Gateway, label: &str, workers: usize) -> Load {
-    let stop = Arc::new(AtomicBool::new(false));
-    let url = gw.url("/v1/chat/completions");
-    let workers = (0..workers)
-        .map(|w| {
-            let (stop, url, label) = (stop.clone(), url.clone(), label.to_owned());
-            tokio::spawn(async move {
-                let client = support::client();
-                let mut out = Vec::new();
-                let mut n = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let id = format!("{label}-{w}-{n}");
-                    let user = format!("user-{w}-{n}");
-                    let sent = call(&client, &url, &id, &user, n.is_multiple_of(3), n).await;
-                    let failed = sent.error.is_some();
-                    out.push(sent);
-                    if failed {
-                        // The gateway is gone: do not spin on refused connections.
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    n += 1;
-                }
-                out
-            })
-        })
-        .collect();
-    Load { stop, workers }
-}
-
-impl Load {
-    async fn finish(self) -> Vec<Sent> {
-        self.stop.store(true, Ordering::Relaxed);
-        let mut all = Vec::new();
-        for worker in self.workers {
-            all.extend(worker.await.expect("load worker panicked"));
-        }
-        all
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Metrics, S3 and the spool
-// ---------------------------------------------------------------------------
-
-async fn metrics(gw: &Gateway) -> Metrics {
-    Metrics::scrape(&gw.admin_url("/metrics")).await
-}
-
-/// The value of a label-less series (the audit log's counters and gauges).
-async fn metric(gw: &Gateway, name: &str) -> u64 {
-    metrics(gw).await.value(name, &[]) as u64
-}
-
-/// Waits until `name` satisfies `ok`, returning that value.
-async fn wait_metric(gw: &Gateway, name: &str, within: Duration, ok: impl Fn(u64) -> bool) -> u64 {
-    support::wait::eventually(
-        &format!("{name} to reach its expected value"),
-        within,
-        async || Some(metric(gw, name).await).filter(|value| ok(*value)),
-    )
-    .await
-}
 
 /// Records per request id, over every object in the bucket.
 async fn record_counts(s3: &S3Server) -> (HashMap<String, usize>, Vec<Value>) {
@@ -204,124 +43,7 @@ async fn record_counts(s3: &S3Server) -> (HashMap<String, usize>, Vec<Value>) {
         .into_iter()
         .map(|(_, r)| r)
         .collect();
-    let mut counts = HashMap::new();
-    for record in &records {
-        let id = record["request_id"]
-            .as_str()
-            .unwrap_or_else(|| panic!("record without request_id: {record}"));
-        *counts.entry(id.to_owned()).or_insert(0) += 1;
-    }
-    (counts, records)
-}
-
-fn assert_no_duplicates(counts: &HashMap<String, usize>) {
-    let mut duplicated: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
-    duplicated.sort();
-    assert!(
-        duplicated.is_empty(),
-        "records stored more than once: {duplicated:?}"
-    );
-}
-
-/// Every request that got a whole 200 has exactly one record.
-fn assert_each_once<'a>(counts: &HashMap<String, usize>, ids: impl Iterator<Item = &'a str>) {
-    assert_no_duplicates(counts);
-    let missing: Vec<&str> = ids.filter(|id| !counts.contains_key(*id)).collect();
-    assert!(
-        missing.is_empty(),
-        "{} served requests have no record, e.g. {:?}",
-        missing.len(),
-        &missing[..missing.len().min(10)]
-    );
-}
-
-/// Records whose request id the load never sent.
-fn assert_only_known(counts: &HashMap<String, usize>, sent: &[Sent]) {
-    let known: std::collections::HashSet<&str> = sent.iter().map(|s| s.id.as_str()).collect();
-    let foreign: Vec<_> = counts
-        .keys()
-        .filter(|id| !known.contains(id.as_str()))
-        .collect();
-    assert!(
-        foreign.is_empty(),
-        "records of unknown requests: {foreign:?}"
-    );
-}
-
-/// Waits until the restarted S3 server stores objects again: `weed mini`
-/// answers HTTP at once but holds PUTs for up to ~20 s while its volume
-/// server registers (measured), which is the server's start-up, not the
-/// gateway's catch-up. Returns how long that took.
-async fn wait_s3_writable(s3: &S3Server) -> Duration {
-    let client = s3.client().await;
-    let started = Instant::now();
-    loop {
-        let put = tokio::time::timeout(
-            Duration::from_secs(40),
-            client
-                .put_object()
-                .bucket(BUCKET)
-                .key("probe/ready") // outside PREFIX: not an audit object
-                .body(aws_sdk_s3::primitives::ByteStream::from_static(b"ok"))
-                .send(),
-        )
-        .await;
-        if matches!(put, Ok(Ok(_))) {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(40),
-            "S3 did not come back: {put:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
-        .unwrap_or_default();
-    files.sort();
-    files
-}
-
-fn assert_spool_empty(workdir: &Path) {
-    for sub in ["open", "sealed"] {
-        let left = files_in(&workdir.join("spool").join(sub));
-        assert!(left.is_empty(), "spool/{sub} still holds {left:?}");
-    }
-}
-
-fn summary(sent: &[Sent]) -> String {
-    let ok = sent.iter().filter(|s| s.complete_ok()).count();
-    let errors = sent.iter().filter(|s| s.error.is_some()).count();
-    format!(
-        "{} sent, {ok} complete 200, {errors} transport errors",
-        sent.len()
-    )
-}
-
-/// Starts the gateway (in a fresh working directory unless one is given). It
-/// may be signalled at once: the binary installs its SIGTERM handler before
-/// it logs "listening" (see
-/// `sigterm_right_after_start_up_still_drains_and_exits_cleanly`).
-async fn start(workdir: Option<&Path>, config: &str) -> Gateway {
-    let fresh;
-    let workdir = match workdir {
-        Some(dir) => dir,
-        None => {
-            fresh = tempfile::tempdir().unwrap().keep();
-            &fresh
-        }
-    };
-    spawn_in(workdir, config, SECRET_KEY)
-        .unwrap_or_else(|log| panic!("the gateway did not start:\n{log}"))
-}
-
-async fn sigterm(gw: Gateway) {
-    tokio::task::spawn_blocking(move || gw.stop())
-        .await
-        .expect("the gateway must exit 0 on SIGTERM");
+    (counts_by_request_id(&records), records)
 }
 
 // ---------------------------------------------------------------------------
@@ -358,7 +80,7 @@ async fn an_s3_outage_under_load_loses_and_duplicates_nothing() {
     // Serving goes on while S3 comes back.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let sent = load.finish().await;
-    let s3_start = wait_s3_writable(&s3).await;
+    let s3_start = s3.wait_writable(BUCKET).await;
     let restarted = Instant::now();
     // The backlog goes out by itself, retried with back-off (informative: the
     // back-off may reach 30 s; the SIGTERM below uploads what is left anyway).
@@ -374,7 +96,8 @@ async fn an_s3_outage_under_load_loses_and_duplicates_nothing() {
         "{uploaded} of {written} uploaded {:?} after S3 stored again",
         restarted.elapsed()
     );
-    assert!(metric(&gw, "promptgate_audit_upload_failures_total").await >= failures);
+    let final_metrics = metrics(&gw).await;
+    assert!(final_metrics["promptgate_audit_upload_failures_total"] >= failures);
     let workdir = gw.workdir.clone();
     sigterm(gw).await;
 
@@ -701,18 +424,6 @@ async fn sigterm_with_a_hanging_s3_exits_within_the_grace_period() {
 // 4. The spool cap
 // ---------------------------------------------------------------------------
 
-async fn one(client: &TestClient, gw: &Gateway, id: &str) -> Sent {
-    call(
-        client,
-        &gw.url("/v1/chat/completions"),
-        id,
-        &format!("user-{id}"),
-        false,
-        0,
-    )
-    .await
-}
-
 /// Sends requests one by one until one is refused with 503 (the spool is at
 /// its cap and S3 is down); all before it must be served.
 async fn serve_until_refused(client: &TestClient, gw: &Gateway, sent: &mut Vec<Sent>) -> Sent {
@@ -731,17 +442,6 @@ async fn serve_until_refused(client: &TestClient, gw: &Gateway, sent: &mut Vec<S
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-async fn wait_queue_empty(gw: &Gateway) {
-    let depth = wait_metric(
-        gw,
-        "promptgate_audit_queue_depth",
-        Duration::from_secs(5),
-        |v| v == 0,
-    )
-    .await;
-    assert_eq!(depth, 0, "the audit writer did not catch up");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -789,7 +489,7 @@ async fn a_full_spool_rejects_with_503_until_uploads_catch_up() {
     assert_eq!(rejected_total, refused_so_far as u64, "one count per 503");
 
     s3.restart();
-    let s3_start = wait_s3_writable(&s3).await;
+    let s3_start = s3.wait_writable(BUCKET).await;
     let restarted = Instant::now();
     let recovered = loop {
         let reply = one(&client, &gw, &format!("cap-after-{}", sent.len())).await;
@@ -816,9 +516,9 @@ async fn a_full_spool_rejects_with_503_until_uploads_catch_up() {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let m = metrics(&gw).await;
-            if m.value("promptgate_audit_records_written_total", &[]) >= served as f64
-                && m.value("promptgate_audit_queue_depth", &[]) == 0.0
-                && m.value("promptgate_audit_spool_bytes", &[]) == 0.0
+            if m["promptgate_audit_records_written_total"] >= served
+                && m["promptgate_audit_queue_depth"] == 0
+                && m["promptgate_audit_spool_bytes"] == 0
             {
                 break;
             }
@@ -957,7 +657,7 @@ async fn a_full_spool_with_the_drop_policy_keeps_serving_and_counts_drops() {
     );
 
     s3.restart();
-    let s3_start = wait_s3_writable(&s3).await;
+    let s3_start = s3.wait_writable(BUCKET).await;
     let workdir = gw.workdir.clone();
     let stopping = Instant::now();
     sigterm(gw).await;

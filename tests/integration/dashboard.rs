@@ -11,6 +11,20 @@ use http::Method;
 use serde_json::Value;
 
 const DASHBOARD: &str = include_str!("../../config/grafana/promptgate-dashboard.json");
+const ALERTS: &str = include_str!("../../config/grafana/alerts.yml");
+
+/// Adds every `promptgate_*` series name in `text`.
+fn series_in(text: &str, series: &mut BTreeSet<String>) {
+    let mut rest = text;
+    while let Some(start) = rest.find("promptgate_") {
+        let name: String = rest[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        rest = &rest[start + name.len()..];
+        series.insert(name);
+    }
+}
 
 fn queried_series(dashboard: &Value) -> BTreeSet<String> {
     let mut series = BTreeSet::new();
@@ -20,16 +34,7 @@ fn queried_series(dashboard: &Value) -> BTreeSet<String> {
         .filter_map(|p| p["targets"].as_array())
         .flatten()
     {
-        let expr = target["expr"].as_str().expect("expr");
-        let mut rest = expr;
-        while let Some(start) = rest.find("promptgate_") {
-            let name: String = rest[start..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            rest = &rest[start + name.len()..];
-            series.insert(name);
-        }
+        series_in(target["expr"].as_str().expect("expr"), &mut series);
     }
     series
 }
@@ -117,14 +122,18 @@ spool_dir = "{dir}/spool"
     gw.sink.wait_for(8).await;
     let scrape = support::metrics::Metrics::scrape(&gw.admin_url("/metrics")).await;
     let exposed = scrape.names();
-    let queried = queried_series(&dashboard);
+    let mut queried = queried_series(&dashboard);
     assert!(queried.len() > 15, "{queried:?}");
+    // The alert rules beside it, too.
+    let before = queried.len();
+    series_in(ALERTS, &mut queried);
+    assert!(queried.len() > before, "the alert rules name new series");
     let missing: Vec<&String> = queried
         .iter()
         .filter(|name| !exposed.contains(name.as_str()))
         .collect();
     assert!(
         missing.is_empty(),
-        "the dashboard queries series /metrics does not expose: {missing:?}\nexposed: {exposed:?}"
+        "the dashboard or its alert rules query series /metrics does not expose: {missing:?}\nexposed: {exposed:?}"
     );
 }

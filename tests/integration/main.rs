@@ -11,6 +11,7 @@ mod support;
 mod analyze;
 mod analyze_stats;
 mod audit_durability;
+mod audit_faults;
 mod audit_queries;
 mod audit_s3;
 mod cli;

@@ -2,11 +2,14 @@
 //! provider, and a small HTTP client. Every test gets its own ports.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod faults;
+pub mod load;
 pub mod metrics;
 pub mod otlp;
 pub mod process;
 pub mod pytest;
 pub mod s3;
+pub mod s3_faults;
 pub mod wait;
 
 use std::net::SocketAddr;

@@ -20,6 +20,26 @@ pub struct Gateway {
 /// A config with a 50/50 `greeting` experiment on the demo provider and an S3
 /// audit sink; `extra` is appended inside `[audit]`.
 pub fn audit_config(endpoint: &str, bucket: &str, extra: &str) -> String {
+    config_with_audit(&format!(
+        r#"sink = "s3"
+s3_bucket = "{bucket}"
+s3_prefix = "tenant/audit"
+s3_endpoint = "{endpoint}"
+s3_region = "us-east-1"
+s3_force_path_style = true
+{extra}"#
+    ))
+}
+
+/// As `audit_config`, with the local sink writing under `local_dir`.
+pub fn local_audit_config(local_dir: &Path, extra: &str) -> String {
+    config_with_audit(&format!(
+        "sink = \"local\"\nlocal_dir = \"{}\"\n{extra}",
+        local_dir.display()
+    ))
+}
+
+fn config_with_audit(sink: &str) -> String {
     format!(
         r#"
 [auth]
@@ -47,16 +67,10 @@ system = "Be warm."
 input_per_million = 1.0
 output_per_million = 2.0
 [audit]
-sink = "s3"
-s3_bucket = "{bucket}"
-s3_prefix = "tenant/audit"
-s3_endpoint = "{endpoint}"
-s3_region = "us-east-1"
-s3_force_path_style = true
 spool_dir = "spool"
 unit_key_secret_env = "TEST_UNIT_SECRET"
 flush_interval_ms = 200
-{extra}
+{sink}
 "#
     )
 }

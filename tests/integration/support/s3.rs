@@ -166,6 +166,36 @@ impl S3Server {
             .expect("create bucket");
     }
 
+    /// Waits until the server stores objects in `bucket`: `weed mini`
+    /// answers HTTP at once but holds PUTs for up to ~20 s while its volume
+    /// server registers (measured), which is the server's start-up, not the
+    /// gateway's catch-up. Returns how long that took. The probe object's
+    /// key (`probe/ready`) lies outside every audit prefix of the tests.
+    pub async fn wait_writable(&self, bucket: &str) -> Duration {
+        let client = self.client().await;
+        let started = Instant::now();
+        loop {
+            let put = tokio::time::timeout(
+                Duration::from_secs(40),
+                client
+                    .put_object()
+                    .bucket(bucket)
+                    .key("probe/ready")
+                    .body(aws_sdk_s3::primitives::ByteStream::from_static(b"ok"))
+                    .send(),
+            )
+            .await;
+            if matches!(put, Ok(Ok(_))) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(40),
+                "S3 did not come back: {put:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Every object under `prefix`, gunzipped, as JSON records.
     pub async fn records(&self, bucket: &str, prefix: &str) -> Vec<(String, serde_json::Value)> {
         use std::io::Read;
