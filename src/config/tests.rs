@@ -67,7 +67,8 @@ fn defaults_fill_what_is_left_out() {
 
 #[test]
 fn unknown_keys_are_errors_with_their_line() {
-    let found = problems("[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n");
+    let found =
+        problems("[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n[auth]\nopen = true\n");
     assert_eq!(found.len(), 1);
     let (line, path, message) = &found[0];
     assert_eq!(*line, Some(3));
@@ -79,11 +80,7 @@ fn unknown_keys_are_errors_with_their_line() {
 fn wrong_types_and_bad_kinds_name_their_path() {
     let found = problems("[providers.x]\nkind = \"gemini\"\n");
     assert_eq!(found[0].0, Some(2));
-    assert!(
-        found[0].2.contains("unknown variant `gemini`"),
-        "{:?}",
-        found
-    );
+    assert!(found[0].2.contains("unknown value `gemini`"), "{:?}", found);
     assert_eq!(found[0].1, "providers.x.kind");
 
     let found = problems("[server]\nmax_body_bytes = \"big\"\n");
@@ -292,11 +289,13 @@ fn feedback_metrics_are_declared_with_a_type() {
     let found = problems(&format!(
         "{OPEN_DEMO}[feedback.metrics]\n\"thumbs up\" = \"boolean\"\nrating = \"integer\"\n"
     ));
-    assert_eq!(found.len(), 1, "{found:?}");
-    let (line, path, message) = &found[0];
+    // Both at once, in file order: the bad name, then the bad type.
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].1, "feedback.metrics.thumbs up");
+    let (line, path, message) = &found[1];
     assert_eq!(*line, Some(10));
     assert_eq!(path, "feedback.metrics.rating");
-    assert!(message.contains("unknown variant `integer`"), "{message}");
+    assert!(message.contains("unknown value `integer`"), "{message}");
     let found = problems(&format!(
         "{OPEN_DEMO}[feedback.metrics]\n\"thumbs up\" = \"boolean\"\n"
     ));
