@@ -62,6 +62,65 @@ fn check_config_lists_every_problem_with_file_line_and_field() {
     );
 }
 
+/// Runs `check-config` on `source` and returns its exit code, the file's
+/// path as printed, and its error lines.
+fn check_config_text(source: &str) -> (Option<i32>, String, Vec<String>) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gateway.toml");
+    std::fs::write(&path, source).unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", path.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let lines = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    (out.status.code(), path.display().to_string(), lines)
+}
+
+#[test]
+fn check_config_lists_unknown_keys_type_errors_and_bad_values_together_in_file_order() {
+    let source = "[server]\nlisten = \"127.0.0.1:8080\"\nlisten_port = 8080\ncolour = \"blue\"\n\n[auth]\nopn = true\nopen = true\n\n[providers.demo]\nkind = \"demo\"\nconnect_timeout_ms = \"fast\"\n\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"demo\"]\nupstream_model = \"\"\n";
+    let (code, file, lines) = check_config_text(source);
+    assert_eq!(code, Some(1));
+    let expected = [
+        (3, "server.listen_port", "unknown field `listen_port`"),
+        (4, "server.colour", "unknown field `colour`"),
+        (7, "auth.opn", "unknown field `opn`"),
+        (
+            12,
+            "providers.demo.connect_timeout_ms",
+            "invalid type: string \"fast\", expected a whole number ≥ 0",
+        ),
+        (17, "routes[0].upstream_model", "must not be empty"),
+    ];
+    assert_eq!(lines.len(), expected.len(), "{lines:#?}");
+    for (line, (number, path, message)) in lines.iter().zip(expected) {
+        let prefix = format!("{file}:{number}: {path}: {message}");
+        assert!(line.starts_with(&prefix), "expected {prefix}\n got {line}");
+    }
+}
+
+#[test]
+fn check_config_names_expected_types_in_plain_words() {
+    let source = "[server]\nmax_body_bytes = -1\n[auth]\nopen = \"yes\"\n[telemetry]\nsample_ratio = \"all\"\n[[routes]]\nmodels = \"gpt-4o\"\nproviders = [\"demo\"]\n";
+    let (code, _, lines) = check_config_text(source);
+    assert_eq!(code, Some(1));
+    let text = lines.join("\n");
+    for plain in [
+        "server.max_body_bytes: invalid value: integer `-1`, expected a whole number ≥ 0",
+        "auth.open: invalid type: string \"yes\", expected true or false",
+        "telemetry.sample_ratio: invalid type: string \"all\", expected a number",
+        "routes[0].models: invalid type: string \"gpt-4o\", expected a list such as [\"a\", \"b\"]",
+    ] {
+        assert!(text.contains(plain), "missing {plain:?} in\n{text}");
+    }
+    for rust_type in ["u64", "f64", "a boolean", "a sequence"] {
+        assert!(!text.contains(rust_type), "{rust_type} in\n{text}");
+    }
+}
+
 #[test]
 fn open_mode_is_refused_off_loopback() {
     let out = Command::new(BIN)
