@@ -5,6 +5,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::StatusCode;
@@ -220,8 +221,34 @@ fn spawn_gateway(
     String,
     std::io::Lines<BufReader<std::process::ChildStderr>>,
 ) {
+    let mut child = start_process(config);
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("gateway exited before listening")
+            .unwrap();
+        if let Some(local) = listening_address(&line) {
+            break local;
+        }
+    };
+    (child, addr, lines)
+}
+
+/// Like `spawn_gateway`, with every log line kept from the first one on.
+async fn spawn_logged(
+    config: &std::path::Path,
+) -> (std::process::Child, String, Arc<Mutex<Vec<String>>>) {
+    let mut child = start_process(config);
+    let logs = collect_lines(BufReader::new(child.stderr.take().unwrap()).lines());
+    let listening = wait_for_log(&logs, "promptgate listening", "start-up").await;
+    let addr = listening["fields"]["local"].as_str().unwrap().to_owned();
+    (child, addr, logs)
+}
+
+fn start_process(config: &std::path::Path) -> std::process::Child {
     let workdir = tempfile::tempdir().unwrap().keep();
-    let mut child = Command::new(BIN)
+    Command::new(BIN)
         .args([
             "--log-format",
             "json",
@@ -231,21 +258,55 @@ fn spawn_gateway(
         ])
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .current_dir(&workdir)
+        .env_remove("RUST_LOG")
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("gateway exited before listening")
-            .unwrap();
-        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if let Some(local) = log["fields"]["local"].as_str() {
-            break local.to_owned();
+        .unwrap()
+}
+
+fn listening_address(line: &str) -> Option<String> {
+    let log: serde_json::Value = serde_json::from_str(line).ok()?;
+    log["fields"]["local"].as_str().map(str::to_owned)
+}
+
+/// Collects a child's log lines as they come, for `wait_for_log`.
+fn collect_lines(
+    lines: std::io::Lines<BufReader<std::process::ChildStderr>>,
+) -> Arc<Mutex<Vec<String>>> {
+    let collected = Arc::new(Mutex::new(Vec::new()));
+    let sink = collected.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
         }
-    };
-    (child, addr, lines)
+    });
+    collected
+}
+
+/// The first JSON log line whose message contains `needle`, waited for.
+async fn wait_for_log(logs: &Mutex<Vec<String>>, needle: &str, what: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(log) = find_log(logs, needle) {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no log line with {needle:?} in {:#?}",
+            logs.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn find_log(logs: &Mutex<Vec<String>>, needle: &str) -> Option<serde_json::Value> {
+    logs.lock().unwrap().iter().find_map(|line| {
+        let log: serde_json::Value = serde_json::from_str(line).ok()?;
+        log["fields"]["message"]
+            .as_str()?
+            .contains(needle)
+            .then_some(log)
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,55 +372,13 @@ async fn sighup_reloads_the_config() {
     assert!(logs.contains("config reloaded"), "{logs}");
 }
 
-/// Collects a child's log lines as they come, for `wait_for_log`.
-fn collect_lines(
-    lines: std::io::Lines<BufReader<std::process::ChildStderr>>,
-) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
-    let collected = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let sink = collected.clone();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            sink.lock().unwrap().push(line);
-        }
-    });
-    collected
-}
-
-/// The first JSON log line whose message contains `needle`, waited for.
-async fn wait_for_log(
-    logs: &std::sync::Mutex<Vec<String>>,
-    needle: &str,
-    what: &str,
-) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let found = logs.lock().unwrap().iter().find_map(|line| {
-            let log: serde_json::Value = serde_json::from_str(line).ok()?;
-            log["fields"]["message"]
-                .as_str()?
-                .contains(needle)
-                .then_some(log)
-        });
-        if let Some(log) = found {
-            return log;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{what}: no log line with {needle:?} in {:#?}",
-            logs.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reload_that_fixes_a_broken_edit_logs_config_restored() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gateway.toml");
     let good = "[server]\nconfig_poll_ms = 20\n[auth]\nopen = true\n[providers.demo]\nkind = \"demo\"\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"demo\"]\n";
     std::fs::write(&config, good).unwrap();
-    let (mut child, addr, lines) = spawn_gateway(&config);
-    let logs = collect_lines(lines);
+    let (mut child, addr, logs) = spawn_logged(&config).await;
     let reply = support::send(
         &support::client(),
         http::Method::GET,
@@ -428,4 +447,40 @@ async fn two_gateway_processes_assign_every_unit_identically() {
         let _ = child.kill();
         let _ = child.wait();
     }
+}
+
+const UNIT_KEY_WARNING: &str = "audit.unit_key_secret_env/_file not set";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_quickstart_starts_without_the_unit_key_secret_warning() {
+    let (mut child, _, logs) =
+        spawn_logged(std::path::Path::new(&repo_file("config/quickstart.toml"))).await;
+    // The warning is written while the audit log starts, before listening.
+    assert!(
+        find_log(&logs, UNIT_KEY_WARNING).is_none(),
+        "{:#?}",
+        logs.lock().unwrap()
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // A config with an audit log and no secret still gets the warning.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    let quickstart = std::fs::read_to_string(repo_file("config/quickstart.toml")).unwrap();
+    let without_secret: String = quickstart
+        .lines()
+        .filter(|line| !line.starts_with("unit_key_secret_file"))
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert_ne!(
+        without_secret, quickstart,
+        "the quickstart names its secret"
+    );
+    std::fs::write(&config, without_secret).unwrap();
+    let (mut child, _, logs) = spawn_logged(&config).await;
+    let warning = find_log(&logs, UNIT_KEY_WARNING).expect("the warning without a secret");
+    assert_eq!(warning["level"], "WARN");
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -37,10 +37,13 @@ const OPEN_DEMO: &str = "[auth]\nopen = true\n[providers.demo]\nkind = \"demo\"\
 
 #[test]
 fn the_shipped_configs_are_valid() {
-    let quickstart = include_str!("../../config/quickstart.toml");
-    let config = parse_with_env(quickstart, &[], None).unwrap();
+    // Read from its place: its demo unit key file lies next to it.
+    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/quickstart.toml");
+    let config = load_file(&quickstart, &LoadOptions::default()).unwrap();
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
     assert!(matches!(config.auth, AuthConfig::Open));
+    let secret = config.audit.and_then(|audit| audit.unit_key_secret);
+    assert!(secret.is_some_and(|key| key.starts_with(b"promptgate-quickstart-demo-only")));
 
     let example = include_str!("../../config/example.toml");
     let config = parse_with_env(
