@@ -410,3 +410,54 @@ fn telemetry_settings_are_checked() {
         "{env_problem:?}"
     );
 }
+
+#[test]
+fn client_key_digests_and_the_audit_bucket_may_come_from_the_environment() {
+    let digest = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+    let source = "[[auth.clients]]\nid = \"app\"\nkey_sha256_env = \"APP_KEY_SHA256\"\n[providers.demo]\nkind = \"demo\"\n[audit]\nsink = \"s3\"\ns3_bucket_env = \"AUDIT_BUCKET\"\n";
+    let config = parse_with_env(
+        source,
+        &[("APP_KEY_SHA256", digest), ("AUDIT_BUCKET", "audit-prod")],
+        None,
+    )
+    .unwrap();
+    let AuthConfig::Keys(keys) = &config.auth else {
+        panic!("keys declared")
+    };
+    assert_eq!(hex::encode(keys[0].sha256), digest);
+    assert!(matches!(
+        config.audit.map(|a| a.store),
+        Some(crate::audit::config::StoreConfig::S3 { bucket, .. }) if bucket == "audit-prod"
+    ));
+
+    let found: Vec<(String, String)> = parse_with_env(source, &[], None)
+        .unwrap_err()
+        .into_iter()
+        .map(|p| (p.path, p.message))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "auth.clients[0].key_sha256_env".to_owned(),
+                "environment variable APP_KEY_SHA256 is not set or empty".to_owned()
+            ),
+            (
+                "audit.s3_bucket_env".to_owned(),
+                "environment variable AUDIT_BUCKET is not set or empty".to_owned()
+            ),
+        ]
+    );
+    let both = source.replace(
+        "id = \"app\"\n",
+        &format!("id = \"app\"\nkey_sha256 = \"{digest}\"\n"),
+    );
+    let found = parse_with_env(
+        &both,
+        &[("APP_KEY_SHA256", digest), ("AUDIT_BUCKET", "b")],
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(found[0].path, "auth.clients[0].key_sha256");
+    assert!(found[0].message.contains("set one of key_sha256"));
+}
