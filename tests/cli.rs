@@ -484,3 +484,48 @@ async fn the_quickstart_starts_without_the_unit_key_secret_warning() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// The environment `config/container.toml` reads (see its header).
+const CONTAINER_ENV: [(&str, &str); 6] = [
+    (
+        "PROMPTGATE_CLIENT_KEY_SHA256",
+        "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8",
+    ),
+    ("PROMPTGATE_ADMIN_TOKEN", "admin-token"),
+    ("PROMPTGATE_UNIT_KEY_SECRET", "unit-key-secret"),
+    ("PROMPTGATE_AUDIT_BUCKET", "audit-bucket"),
+    ("OPENAI_API_KEY", "sk-openai"),
+    ("ANTHROPIC_API_KEY", "sk-ant"),
+];
+
+#[test]
+fn the_container_config_is_valid_with_its_environment_and_names_what_is_missing() {
+    let config = repo_file("config/container.toml");
+    let mut command = Command::new(BIN);
+    command.args(["check-config", &config]);
+    for (name, value) in CONTAINER_ENV {
+        command.env(name, value);
+    }
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("valid (version "));
+
+    let mut command = Command::new(BIN);
+    command.args(["check-config", &config]);
+    for (name, _) in CONTAINER_ENV {
+        command.env_remove(name);
+    }
+    let out = command.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for (name, _) in CONTAINER_ENV {
+        assert!(
+            stderr.contains(&format!("environment variable {name} is not set or empty")),
+            "{name} not named in\n{stderr}"
+        );
+    }
+}

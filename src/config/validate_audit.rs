@@ -36,16 +36,16 @@ pub(super) fn validate_audit(
                     errors.push(format!("audit.{field}"), "only for sink = \"s3\"");
                 }
             }
-            StoreConfig::Local {
+            Some(StoreConfig::Local {
                 root: PathBuf::from(raw.local_dir.as_deref().unwrap_or(DEFAULT_LOCAL_DIR)),
-            }
+            })
         }
         RawAuditSink::S3 => {
             if raw.local_dir.is_some() {
                 errors.push("audit.local_dir", "only for sink = \"local\"");
             }
-            let bucket = s3_bucket(raw, env, errors)?;
-            StoreConfig::S3 {
+            // No early return: the rest of the section is still checked.
+            s3_bucket(raw, env, errors).map(|bucket| StoreConfig::S3 {
                 bucket,
                 prefix: raw
                     .s3_prefix
@@ -56,7 +56,7 @@ pub(super) fn validate_audit(
                 endpoint: raw.s3_endpoint.clone(),
                 region: raw.s3_region.clone(),
                 force_path_style: raw.s3_force_path_style.unwrap_or(false),
-            }
+            })
         }
     };
     let positive = |field: &str, value: u64, errors: &mut Errors| {
@@ -152,7 +152,7 @@ pub(super) fn validate_audit(
         );
     }
     Some(AuditConfig {
-        store,
+        store: store?,
         spool_dir: PathBuf::from(raw.spool_dir.as_deref().unwrap_or(DEFAULT_SPOOL_DIR)),
         spool_max_bytes,
         on_spool_full: match raw.on_spool_full.unwrap_or(RawSpoolFull::Reject) {
