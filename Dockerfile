@@ -41,16 +41,18 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --no-create-home promptgate \
+    && groupadd --system --gid 10001 promptgate \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home promptgate \
     && mkdir -p /etc/promptgate /var/lib/promptgate \
-    && chown promptgate /var/lib/promptgate
+    && chown 10001:10001 /var/lib/promptgate
 COPY --from=build /src/target/release/promptgate /usr/local/bin/promptgate
 COPY config/container.toml /etc/promptgate/promptgate.toml
 # The only path the gateway writes (the audit spool, and a local audit
 # directory if configured): a volume, so the root filesystem can be read-only
 # (`docker run --read-only`) and the spool survives a restart.
 VOLUME ["/var/lib/promptgate"]
-USER 10001
+# Numeric, so Kubernetes' runAsNonRoot can verify it.
+USER 10001:10001
 WORKDIR /var/lib/promptgate
 EXPOSE 8080 9090
 STOPSIGNAL SIGTERM

@@ -64,8 +64,17 @@ while IFS= read -r line; do
         [[ $stage != build || $rest == /src ]] || fail "the build stage's WORKDIR must be /src (found $rest)"
         ;;
     COPY)
+        if [[ $rest == --from=build\ * ]]; then
+            # What the runtime stage takes from the build stage must be what
+            # that stage builds.
+            read -r _ from_path _ <<<"$rest"
+            [[ $from_path == /src/target/release/promptgate ]] ||
+                fail "COPY --from=build $from_path: the build stage makes /src/target/release/promptgate"
+            continue
+        fi
         [[ $rest == --from=* ]] && continue
-        read -r -a parts <<<"$rest"
+        # Flags such as --chown=… do not change what is copied.
+        read -r -a parts <<<"$(sed -E 's/(^|[[:space:]])--[a-z-]+=[^[:space:]]+//g' <<<"$rest")"
         destination=${parts[-1]}
         for source in "${parts[@]:0:${#parts[@]}-1}"; do
             [[ -e $context/$source ]] ||
