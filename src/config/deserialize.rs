@@ -33,7 +33,7 @@ pub(super) struct Reading {
 
 /// Reads `source` into a `RawConfig`, listing every problem found on the way.
 pub(super) fn read(source: &str) -> Reading {
-    let (root, syntax_errors) = DeTable::parse_recoverable(source);
+    let (mut root, syntax_errors) = DeTable::parse_recoverable(source);
     if !syntax_errors.is_empty() {
         let problems = syntax_errors
             .iter()
@@ -51,7 +51,6 @@ pub(super) fn read(source: &str) -> Reading {
             paths: PathMap::default(),
         };
     }
-    let mut root = root;
     let mut problems = Vec::new();
     let mut paths = PathMap::default();
     // Original paths of values already reported and taken out.
@@ -72,9 +71,7 @@ pub(super) fn read(source: &str) -> Reading {
         };
         let current = segments(error.path());
         let original = paths.original(&current);
-        let message = error.inner().message();
-        let missing = missing_field(message);
-        if let Some(field) = missing {
+        if let Some(field) = missing_field(error.inner().message()) {
             // A required field that is absent: the entry holding it cannot be
             // read. Set it aside; if the field was only absent because its bad
             // value was taken out, that value's problem already says so.
@@ -82,10 +79,10 @@ pub(super) fn read(source: &str) -> Reading {
             let mut field_path = original.clone();
             field_path.push(Segment::Key(field.to_owned()));
             if !reported.contains(&field_path) {
-                problems.push(problem(source, &original, error.inner(), message));
+                problems.push(problem(source, &original, error.inner()));
             }
         } else {
-            problems.push(problem(source, &original, error.inner(), message));
+            problems.push(problem(source, &original, error.inner()));
             reported.insert(original.clone());
         }
         if current.is_empty() || !remove(root.get_mut(), &current) {
@@ -108,7 +105,7 @@ pub(super) fn in_file_order(mut problems: Vec<Problem>) -> Vec<Problem> {
     problems
 }
 
-fn problem(source: &str, path: &[Segment], error: &toml::de::Error, message: &str) -> Problem {
+fn problem(source: &str, path: &[Segment], error: &toml::de::Error) -> Problem {
     let path_text = location::render(path);
     Problem {
         line: error
@@ -116,7 +113,7 @@ fn problem(source: &str, path: &[Segment], error: &toml::de::Error, message: &st
             .map(|span| location::line_at(source, span.start))
             .or_else(|| location::line_of(source, &path_text)),
         path: path_text,
-        message: plain_words(message),
+        message: plain_words(error.message()),
     }
 }
 
@@ -326,6 +323,31 @@ mod tests {
         let found = read_problems("[server]\nlisten = \n\n[auth]\nopen = tru\n[[routes]\n");
         let lines: Vec<_> = found.iter().map(|(line, _, _)| *line).collect();
         assert_eq!(lines, [Some(2), Some(5), Some(6)], "{found:#?}");
+    }
+
+    #[test]
+    fn any_cut_or_changed_line_of_the_shipped_configs_is_reported_not_panicked_on() {
+        for shipped in [
+            include_str!("../../config/example.toml"),
+            include_str!("../../config/experiments-example.toml"),
+            include_str!("../../config/container.toml"),
+        ] {
+            let lines: Vec<&str> = shipped.lines().collect();
+            for i in 0..lines.len() {
+                let mut variants = vec![lines[..i].join("\n")];
+                for replacement in ["", "x = 1", "[x]", "= 1", "models = 7"] {
+                    let mut changed = lines.clone();
+                    changed[i] = replacement;
+                    variants.push(changed.join("\n"));
+                }
+                for source in variants {
+                    let reading = read(&source);
+                    for problem in &reading.problems {
+                        assert!(!problem.message.is_empty(), "{source}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
