@@ -1,32 +1,60 @@
-# promptgate container image. Not built in this repo's CI (no Docker engine on
-# its machines); kept deliberately plain.
+# promptgate container image.
 #
 #   docker build -t promptgate .
-#   docker run -p 8080:8080 -v "$PWD/config:/etc/promptgate:ro" \
-#       -e OPENAI_API_KEY promptgate
+#   docker run --read-only -p 8080:8080 -p 9090:9090 \
+#       -v promptgate-spool:/var/lib/promptgate --env-file promptgate.env promptgate
 #
-# The config is read from /etc/promptgate/promptgate.toml. In a container the
-# gateway must listen on 0.0.0.0, so the config must declare client keys
-# ([[auth.clients]]); open mode is refused off loopback.
+# The config is config/container.toml, copied to /etc/promptgate/promptgate.toml:
+# it takes every per-deployment value (client key digest, admin token, S3
+# bucket, provider keys) from the environment — its header lists the
+# variables. Mount your own file over /etc/promptgate/ to change more.
+#
+# No Docker engine runs on this project's CI machines: tests/docker_build.sh
+# (run by tests/run) builds the binary from exactly the files the `build`
+# stage copies, so a missing COPY fails CI.
 
+# --- build -------------------------------------------------------------------
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
+
+# Dependencies first, in their own layer: the real manifest with an empty
+# stand-in for every target it declares, so this slow step (the whole
+# dependency tree) is redone only when Cargo.toml or Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
-COPY src ./src
-COPY benches ./benches
+RUN mkdir -p src/bin examples benches \
+    && touch src/lib.rs \
+    && for target in src/main.rs src/bin/promptgate-sim.rs examples/stream_probe.rs benches/hot_path.rs; do \
+           echo 'fn main() {}' > "$target"; \
+       done
 RUN cargo build --release --locked --bin promptgate
 
+# The real sources. `touch`: copied files keep their (older) timestamps, and
+# cargo would otherwise take the stand-ins' build for up to date.
+COPY src ./src
+COPY benches ./benches
+COPY examples ./examples
+RUN touch src/lib.rs src/main.rs \
+    && cargo build --release --locked --bin promptgate
+
+# --- runtime -----------------------------------------------------------------
 FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --no-create-home promptgate \
+    && groupadd --system --gid 10001 promptgate \
+    && useradd --system --uid 10001 --gid 10001 --no-create-home promptgate \
     && mkdir -p /etc/promptgate /var/lib/promptgate \
-    && chown promptgate /var/lib/promptgate
+    && chown 10001:10001 /var/lib/promptgate
 COPY --from=build /src/target/release/promptgate /usr/local/bin/promptgate
-USER promptgate
+COPY config/container.toml /etc/promptgate/promptgate.toml
+# The only path the gateway writes (the audit spool, and a local audit
+# directory if configured): a volume, so the root filesystem can be read-only
+# (`docker run --read-only`) and the spool survives a restart.
+VOLUME ["/var/lib/promptgate"]
+# Numeric, so Kubernetes' runAsNonRoot can verify it.
+USER 10001:10001
 WORKDIR /var/lib/promptgate
-EXPOSE 8080
+EXPOSE 8080 9090
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["promptgate"]
-CMD ["serve", "--config", "/etc/promptgate/promptgate.toml", "--listen", "0.0.0.0:8080"]
+CMD ["serve", "--config", "/etc/promptgate/promptgate.toml"]

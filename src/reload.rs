@@ -101,8 +101,13 @@ impl Reloader {
         watched.extend(config.prompt_files.iter().cloned());
         state.fingerprint = fingerprint(&watched);
         state.watched = watched;
-        state.status.last_error = None;
         let version = config.version.clone();
+        // The last reload failed and was logged as an error: say that the
+        // files are good again, even when they are back to the running
+        // version (an edit undone), which otherwise logs nothing.
+        if state.status.last_error.take().is_some() {
+            tracing::info!(%version, "config restored, version {version}");
+        }
         if version == state.status.version {
             return Ok(ReloadOutcome::Unchanged { version });
         }

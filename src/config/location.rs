@@ -8,9 +8,9 @@ pub fn line_of(source: &str, path: &str) -> Option<usize> {
     let doc = Document::parse(source).ok()?;
     let mut item: &Item = doc.as_item();
     let mut best = None;
-    for segment in segments(path) {
+    for segment in parse(path) {
         let next = match segment {
-            Segment::Key(key) => item.get(key),
+            Segment::Key(key) => item.get(key.as_str()),
             Segment::Index(index) => item.get(index),
         };
         let Some(next) = next else { break };
@@ -37,8 +37,10 @@ fn table_span(item: &Item) -> Option<std::ops::Range<usize>> {
     }
 }
 
-enum Segment<'a> {
-    Key(&'a str),
+/// One step of a field path: a table key or an array index.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Segment {
+    Key(String),
     Index(usize),
 }
 
@@ -70,7 +72,8 @@ fn parts(path: &str) -> Vec<&str> {
     out
 }
 
-fn segments(path: &str) -> Vec<Segment<'_>> {
+/// `routes[1].providers[0]` → its segments (the inverse of `render`).
+pub fn parse(path: &str) -> Vec<Segment> {
     let mut out = Vec::new();
     for part in parts(path) {
         let (key, mut rest) = match part.strip_prefix('"') {
@@ -81,13 +84,26 @@ fn segments(path: &str) -> Vec<Segment<'_>> {
             None => part.split_once('[').map_or((part, ""), |(k, r)| (k, r)),
         };
         if !key.is_empty() {
-            out.push(Segment::Key(key));
+            out.push(Segment::Key(key.to_owned()));
         }
         while let Some((index, after)) = rest.split_once(']') {
             if let Ok(index) = index.parse() {
                 out.push(Segment::Index(index));
             }
             rest = after.trim_start_matches('[');
+        }
+    }
+    out
+}
+
+/// Segments → `routes[1].providers[0]`, keys with a dot quoted as `child_path` does.
+pub fn render(path: &[Segment]) -> String {
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            Segment::Key(key) if out.is_empty() => out.push_str(&child_path("", key)[1..]),
+            Segment::Key(key) => out = child_path(&out, key),
+            Segment::Index(index) => out.push_str(&format!("[{index}]")),
         }
     }
     out
@@ -116,6 +132,18 @@ mod tests {
             line_of(source, "experiments.\"a.b\".variants[0].weight"),
             Some(5)
         );
+    }
+
+    #[test]
+    fn paths_render_back_to_the_text_they_were_parsed_from() {
+        for path in [
+            "routes[1].providers[0]",
+            "experiments.\"a.b\".variants[0].weight",
+            "\"a.b\".c",
+            "server",
+        ] {
+            assert_eq!(render(&parse(path)), path);
+        }
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Configuration: the TOML file is parsed into `raw` types, validated into
 //! `model` types, and every problem is reported as `file:line: field.path: message`.
 
+mod deserialize;
 mod location;
 pub mod model;
 pub mod raw;
@@ -100,38 +101,32 @@ pub fn load_file(file: &Path, options: &LoadOptions) -> Result<Config, ConfigErr
     })
 }
 
+/// Every problem of the file at once: what cannot be read as the config's
+/// types (syntax, unknown keys, wrong types), then what validation finds in
+/// the rest — all in file order.
 fn parse(source: &str, env: &validate::Environment<'_>) -> Result<Config, Vec<Problem>> {
-    let deserializer =
-        toml::Deserializer::parse(source).map_err(|err| vec![syntax_problem(source, "", &err)])?;
-    let raw: raw::RawConfig = serde_path_to_error::deserialize(deserializer).map_err(|err| {
-        let path = err.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        vec![syntax_problem(source, &path, err.inner())]
-    })?;
-    validate::validate(raw, source, env).map_err(|errors| {
-        let mut problems: Vec<Problem> = errors
-            .into_iter()
-            .map(|FieldError { path, message }| Problem {
-                line: location::line_of(source, &path),
-                path,
-                message,
-            })
-            .collect();
-        // In file order, as an editor would walk them.
-        problems.sort_by_key(|p| p.line.unwrap_or(usize::MAX));
-        problems
-    })
-}
-
-fn syntax_problem(source: &str, path: &str, err: &toml::de::Error) -> Problem {
-    Problem {
-        line: err
-            .span()
-            .map(|span| location::line_at(source, span.start))
-            .or_else(|| location::line_of(source, path)),
-        path: path.to_owned(),
-        message: err.message().to_owned(),
-    }
+    let deserialize::Reading {
+        raw,
+        mut problems,
+        paths,
+    } = deserialize::read(source);
+    let Some(raw) = raw else {
+        return Err(problems);
+    };
+    let errors = match validate::validate(raw, source, env) {
+        Ok(config) if problems.is_empty() => return Ok(config),
+        Ok(_) => Vec::new(),
+        Err(errors) => errors,
+    };
+    problems.extend(errors.into_iter().map(|FieldError { path, message }| {
+        let path = paths.original_text(&path);
+        Problem {
+            line: location::line_of(source, &path),
+            path,
+            message,
+        }
+    }));
+    Err(deserialize::in_file_order(problems))
 }
 
 /// First 12 hex characters of the SHA-256 of the config text and every prompt

@@ -121,6 +121,8 @@ pub struct RawAudit {
     /// The local sink's root, relative to the working directory.
     pub local_dir: Option<String>,
     pub s3_bucket: Option<String>,
+    /// The bucket named by an environment variable instead.
+    pub s3_bucket_env: Option<String>,
     pub s3_prefix: Option<String>,
     /// For S3-compatible servers; AWS_ENDPOINT_URL_S3 works too.
     pub s3_endpoint: Option<String>,
@@ -190,7 +192,11 @@ pub struct RawAuth {
 pub struct RawClient {
     pub id: String,
     /// Hex SHA-256 of the client's secret key (`promptgate hash-key`).
-    pub key_sha256: String,
+    pub key_sha256: Option<String>,
+    /// The same digest from an environment variable or a file (a container
+    /// whose config is baked into the image).
+    pub key_sha256_env: Option<String>,
+    pub key_sha256_file: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

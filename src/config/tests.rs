@@ -37,10 +37,13 @@ const OPEN_DEMO: &str = "[auth]\nopen = true\n[providers.demo]\nkind = \"demo\"\
 
 #[test]
 fn the_shipped_configs_are_valid() {
-    let quickstart = include_str!("../../config/quickstart.toml");
-    let config = parse_with_env(quickstart, &[], None).unwrap();
+    // Read from its place: its demo unit key file lies next to it.
+    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/quickstart.toml");
+    let config = load_file(&quickstart, &LoadOptions::default()).unwrap();
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
     assert!(matches!(config.auth, AuthConfig::Open));
+    let secret = config.audit.and_then(|audit| audit.unit_key_secret);
+    assert!(secret.is_some_and(|key| key.starts_with(b"promptgate-quickstart-demo-only")));
 
     let example = include_str!("../../config/example.toml");
     let config = parse_with_env(
@@ -67,7 +70,8 @@ fn defaults_fill_what_is_left_out() {
 
 #[test]
 fn unknown_keys_are_errors_with_their_line() {
-    let found = problems("[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n");
+    let found =
+        problems("[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\n[auth]\nopen = true\n");
     assert_eq!(found.len(), 1);
     let (line, path, message) = &found[0];
     assert_eq!(*line, Some(3));
@@ -79,11 +83,7 @@ fn unknown_keys_are_errors_with_their_line() {
 fn wrong_types_and_bad_kinds_name_their_path() {
     let found = problems("[providers.x]\nkind = \"gemini\"\n");
     assert_eq!(found[0].0, Some(2));
-    assert!(
-        found[0].2.contains("unknown variant `gemini`"),
-        "{:?}",
-        found
-    );
+    assert!(found[0].2.contains("unknown value `gemini`"), "{:?}", found);
     assert_eq!(found[0].1, "providers.x.kind");
 
     let found = problems("[server]\nmax_body_bytes = \"big\"\n");
@@ -292,11 +292,13 @@ fn feedback_metrics_are_declared_with_a_type() {
     let found = problems(&format!(
         "{OPEN_DEMO}[feedback.metrics]\n\"thumbs up\" = \"boolean\"\nrating = \"integer\"\n"
     ));
-    assert_eq!(found.len(), 1, "{found:?}");
-    let (line, path, message) = &found[0];
+    // Both at once, in file order: the bad name, then the bad type.
+    assert_eq!(found.len(), 2, "{found:?}");
+    assert_eq!(found[0].1, "feedback.metrics.thumbs up");
+    let (line, path, message) = &found[1];
     assert_eq!(*line, Some(10));
     assert_eq!(path, "feedback.metrics.rating");
-    assert!(message.contains("unknown variant `integer`"), "{message}");
+    assert!(message.contains("unknown value `integer`"), "{message}");
     let found = problems(&format!(
         "{OPEN_DEMO}[feedback.metrics]\n\"thumbs up\" = \"boolean\"\n"
     ));
@@ -407,4 +409,55 @@ fn telemetry_settings_are_checked() {
             .contains("OTEL_EXPORTER_OTLP_ENDPOINT"),
         "{env_problem:?}"
     );
+}
+
+#[test]
+fn client_key_digests_and_the_audit_bucket_may_come_from_the_environment() {
+    let digest = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8";
+    let source = "[[auth.clients]]\nid = \"app\"\nkey_sha256_env = \"APP_KEY_SHA256\"\n[providers.demo]\nkind = \"demo\"\n[audit]\nsink = \"s3\"\ns3_bucket_env = \"AUDIT_BUCKET\"\n";
+    let config = parse_with_env(
+        source,
+        &[("APP_KEY_SHA256", digest), ("AUDIT_BUCKET", "audit-prod")],
+        None,
+    )
+    .unwrap();
+    let AuthConfig::Keys(keys) = &config.auth else {
+        panic!("keys declared")
+    };
+    assert_eq!(hex::encode(keys[0].sha256), digest);
+    assert!(matches!(
+        config.audit.map(|a| a.store),
+        Some(crate::audit::config::StoreConfig::S3 { bucket, .. }) if bucket == "audit-prod"
+    ));
+
+    let found: Vec<(String, String)> = parse_with_env(source, &[], None)
+        .unwrap_err()
+        .into_iter()
+        .map(|p| (p.path, p.message))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "auth.clients[0].key_sha256_env".to_owned(),
+                "environment variable APP_KEY_SHA256 is not set or empty".to_owned()
+            ),
+            (
+                "audit.s3_bucket_env".to_owned(),
+                "environment variable AUDIT_BUCKET is not set or empty".to_owned()
+            ),
+        ]
+    );
+    let both = source.replace(
+        "id = \"app\"\n",
+        &format!("id = \"app\"\nkey_sha256 = \"{digest}\"\n"),
+    );
+    let found = parse_with_env(
+        &both,
+        &[("APP_KEY_SHA256", digest), ("AUDIT_BUCKET", "b")],
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(found[0].path, "auth.clients[0].key_sha256");
+    assert!(found[0].message.contains("set one of key_sha256"));
 }

@@ -56,7 +56,12 @@ pub fn validate(
 ) -> Result<Config, Vec<FieldError>> {
     let mut errors = Errors::default();
     let server = validate_server(&raw.server, env.listen_override, &mut errors);
-    let auth = validate_auth(&raw.auth, server.as_ref().map(|s| s.listen), &mut errors);
+    let auth = validate_auth(
+        &raw.auth,
+        server.as_ref().map(|s| s.listen),
+        env,
+        &mut errors,
+    );
     let admin = validate_admin(&raw.admin, env, &mut errors);
 
     let mut providers = Vec::with_capacity(raw.providers.len());
@@ -318,6 +323,7 @@ fn validate_admin(
 fn validate_auth(
     raw: &RawAuth,
     listen: Option<SocketAddr>,
+    env: &Environment<'_>,
     errors: &mut Errors,
 ) -> Option<AuthConfig> {
     if raw.open {
@@ -360,19 +366,58 @@ fn validate_auth(
                 format!("`{}` is already the id of auth.clients[{first}]", client.id),
             );
         }
+        let Some((field, digest)) = client_digest(&path, client, env, errors) else {
+            continue;
+        };
         let mut sha256 = [0u8; 32];
-        match hex::decode_to_slice(client.key_sha256.trim(), &mut sha256) {
+        match hex::decode_to_slice(digest.trim(), &mut sha256) {
             Ok(()) => keys.push(ClientKey {
                 id: client.id.as_str().into(),
                 sha256,
             }),
             Err(_) => errors.push(
-                format!("{path}.key_sha256"),
+                format!("{path}.{field}"),
                 "must be 64 hexadecimal characters (the SHA-256 of the key; see `promptgate hash-key`)",
             ),
         }
     }
     Some(AuthConfig::Keys(keys))
+}
+
+/// A client's key digest, written in the file or read from the environment
+/// or a file, with the field it came from. `None`: an error was recorded.
+fn client_digest(
+    path: &str,
+    client: &RawClient,
+    env: &Environment<'_>,
+    errors: &mut Errors,
+) -> Option<(&'static str, String)> {
+    let elsewhere = read_secret(
+        path,
+        ("key_sha256_env", client.key_sha256_env.as_deref()),
+        ("key_sha256_file", client.key_sha256_file.as_deref()),
+        env,
+        errors,
+    )?;
+    match (&client.key_sha256, elsewhere) {
+        (Some(_), Some(_)) => {
+            errors.push(
+                format!("{path}.key_sha256"),
+                "set one of key_sha256, key_sha256_env or key_sha256_file",
+            );
+            None
+        }
+        (Some(digest), None) => Some(("key_sha256", digest.clone())),
+        (None, Some(digest)) if client.key_sha256_env.is_some() => Some(("key_sha256_env", digest)),
+        (None, Some(digest)) => Some(("key_sha256_file", digest)),
+        (None, None) => {
+            errors.push(
+                path,
+                "no key digest: set key_sha256 (or key_sha256_env / key_sha256_file)",
+            );
+            None
+        }
+    }
 }
 
 fn validate_provider(

@@ -29,25 +29,23 @@ pub(super) fn validate_audit(
         RawAuditSink::Local => {
             for (field, set) in [
                 ("s3_bucket", raw.s3_bucket.is_some()),
+                ("s3_bucket_env", raw.s3_bucket_env.is_some()),
                 ("s3_prefix", raw.s3_prefix.is_some()),
             ] {
                 if set {
                     errors.push(format!("audit.{field}"), "only for sink = \"s3\"");
                 }
             }
-            StoreConfig::Local {
+            Some(StoreConfig::Local {
                 root: PathBuf::from(raw.local_dir.as_deref().unwrap_or(DEFAULT_LOCAL_DIR)),
-            }
+            })
         }
         RawAuditSink::S3 => {
             if raw.local_dir.is_some() {
                 errors.push("audit.local_dir", "only for sink = \"local\"");
             }
-            let Some(bucket) = raw.s3_bucket.clone().filter(|b| !b.is_empty()) else {
-                errors.push("audit.s3_bucket", "sink = \"s3\" needs a bucket");
-                return None;
-            };
-            StoreConfig::S3 {
+            // No early return: the rest of the section is still checked.
+            s3_bucket(raw, env, errors).map(|bucket| StoreConfig::S3 {
                 bucket,
                 prefix: raw
                     .s3_prefix
@@ -58,7 +56,7 @@ pub(super) fn validate_audit(
                 endpoint: raw.s3_endpoint.clone(),
                 region: raw.s3_region.clone(),
                 force_path_style: raw.s3_force_path_style.unwrap_or(false),
-            }
+            })
         }
     };
     let positive = |field: &str, value: u64, errors: &mut Errors| {
@@ -163,7 +161,7 @@ pub(super) fn validate_audit(
         );
     }
     Some(AuditConfig {
-        store,
+        store: store?,
         spool_dir: PathBuf::from(raw.spool_dir.as_deref().unwrap_or(DEFAULT_SPOOL_DIR)),
         spool_max,
         on_spool_full: match raw.on_spool_full.unwrap_or(RawSpoolFull::Reject) {
@@ -187,6 +185,40 @@ pub(super) fn validate_audit(
         },
         prices: price_table,
     })
+}
+
+/// `s3_bucket`, or the environment variable `s3_bucket_env` names (a
+/// container image's baked-in config). `None`: an error was recorded.
+fn s3_bucket(raw: &RawAudit, env: &Environment<'_>, errors: &mut Errors) -> Option<String> {
+    let bucket = match (&raw.s3_bucket, &raw.s3_bucket_env) {
+        (Some(_), Some(_)) => {
+            errors.push(
+                "audit.s3_bucket_env",
+                "set either s3_bucket or s3_bucket_env, not both",
+            );
+            return None;
+        }
+        (Some(bucket), None) => Some(bucket.clone()),
+        (None, Some(var)) => {
+            let Some(bucket) = (env.read_env)(var).filter(|b| !b.trim().is_empty()) else {
+                errors.push(
+                    "audit.s3_bucket_env",
+                    format!("environment variable {var} is not set or empty"),
+                );
+                return None;
+            };
+            Some(bucket.trim().to_owned())
+        }
+        (None, None) => None,
+    };
+    let bucket = bucket.filter(|b| !b.is_empty());
+    if bucket.is_none() {
+        errors.push(
+            "audit.s3_bucket",
+            "sink = \"s3\" needs a bucket (s3_bucket or s3_bucket_env)",
+        );
+    }
+    bucket
 }
 
 #[cfg(test)]
