@@ -762,7 +762,12 @@ async fn s3_fault_run(label: &str, fault: S3Fault, enough: impl Fn(&ProxyCounts)
     s3.create_bucket(BUCKET).await;
     s3.wait_writable(BUCKET).await;
     let proxy = S3FaultProxy::start(&s3.endpoint).await;
-    let gw = start(None, &audit_config(&proxy.endpoint, BUCKET, "")).await;
+    let workdir = tempfile::tempdir().unwrap(); // removed at the end, unlike `start(None, …)`'s
+    let gw = start(
+        Some(workdir.path()),
+        &audit_config(&proxy.endpoint, BUCKET, ""),
+    )
+    .await;
     let load = start_load(&gw, label, 4);
     proxy.set(fault);
     let fault_started = Instant::now();
@@ -790,7 +795,6 @@ async fn s3_fault_run(label: &str, fault: S3Fault, enough: impl Fn(&ProxyCounts)
     )
     .await;
     let caught_up = fault_ended.elapsed();
-    let workdir = gw.workdir.clone();
     sigterm(gw).await;
     let records: Vec<Value> = s3
         .records(BUCKET, PREFIX)
@@ -818,7 +822,7 @@ async fn s3_fault_run(label: &str, fault: S3Fault, enough: impl Fn(&ProxyCounts)
     );
     assert_each_once(&counts, sent.iter().map(|s| s.id.as_str()));
     assert_only_known(&counts, &sent);
-    assert_spool_empty(&workdir);
+    assert_spool_empty(workdir.path());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -42,11 +42,22 @@ def top_up(filler: Any) -> None:
             assert full.errno == errno.ENOSPC, full
 
 
+def wait_spool_idle() -> None:
+    """Waits until every record is uploaded and its segment deleted, so that
+    no upload frees space on the disk while it is full (the gateway would
+    take it before the filler does)."""
+    deadline = time.monotonic() + 10
+    while any(os.listdir(os.path.join(SPOOL_DISK, d)) for d in ("open", "sealed", "staging")):
+        assert time.monotonic() < deadline, "the spool did not drain within 10 s"
+        time.sleep(0.02)
+
+
 @contextmanager
 def full_spool_disk() -> Iterator[None]:
     """Keeps the spool's file system full for the block, as another process
     writing to the volume would: whatever the gateway frees (a cut segment)
     is taken again within milliseconds. The filler goes when the block ends."""
+    wait_spool_idle()
     path = os.path.join(SPOOL_DISK, "sdk-filler")
     done = threading.Event()
     try:

@@ -169,8 +169,9 @@ impl Drop for Filler {
 /// renaming or deleting anything under it fails with EROFS, as on a file
 /// system the kernel remounted read-only after an error. (A plain
 /// `mount -o remount,ro` of the spool's own file system is refused with EBUSY
-/// while the gateway has files open for writing there, its lock file at
-/// least.) Files the gateway already has open keep working. Unmounted on drop.
+/// while the gateway has a file open for writing there: under load, its open
+/// segment always.) Files the gateway already has open keep working.
+/// Unmounted on drop.
 pub struct ReadOnlyBind {
     path: PathBuf,
     mounted: bool,
