@@ -181,8 +181,15 @@ pub struct Comparison {
     /// Units per group needed to detect the target relative lift.
     pub units_needed_for_target_lift: Option<u64>,
     pub quantile_differences: Vec<QuantileDifference>,
+    /// Why the verdict cannot be trusted whatever its numbers say
+    /// (`SUSPECT_SRM`); null when nothing is known against it.
+    pub suspect: Option<&'static str>,
     pub verdict: String,
 }
+
+/// What makes every comparison of a report suspect: the groups were not
+/// split as randomised.
+pub const SUSPECT_SRM: &str = "sample ratio mismatch";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PairedDifference {
@@ -352,6 +359,7 @@ impl Pair<'_> {
             minimum_detectable_difference: None,
             units_needed_for_target_lift: None,
             quantile_differences: Vec::new(),
+            suspect: None,
             verdict: String::new(),
         }
     }
@@ -536,13 +544,19 @@ fn pick_baseline(variants: &BTreeMap<String, VariantData>, asked: Option<&str>) 
     }
 }
 
-fn srm(
-    variants: &BTreeMap<String, VariantData>,
-    unit_halvings: u32,
-    warnings: &mut Vec<String>,
-) -> Option<SrmReport> {
+fn srm(collector: &Collector, warnings: &mut Vec<String>) -> Option<SrmReport> {
+    let variants = &collector.variants;
     if variants.len() < 2 && variants.values().all(|v| v.share.is_none_or(|s| s >= 1.0)) {
         return None;
+    }
+    let analysed: u64 = variants.values().map(|v| v.requests).sum();
+    let keyless = collector.requests_without_unit_key;
+    if keyless > 0 && keyless >= analysed {
+        warnings.push("no analysed request has a unit_key_hash (a log not written by promptgate, or rewritten): the sample-ratio check counts units per variant, so it was not run and a broken split would go unnoticed; each request is analysed as a unit of its own".into());
+        return None;
+    }
+    if keyless > 0 {
+        warnings.push(format!("{keyless} of {analysed} analysed requests have no unit_key_hash (a log not written by promptgate, or rewritten): they are left out of the units per variant and of the sample-ratio check, which runs on the other requests' units"));
     }
     let recorded = variants.values().all(|v| v.share.is_some());
     let mut names: Vec<String> = variants.keys().cloned().collect();
@@ -567,7 +581,7 @@ fn srm(
     let total: f64 = weights.iter().sum();
     Some(SrmReport {
         observed_units: names.iter().cloned().zip(observed).collect(),
-        unit_sample_rate: 0.5f64.powi(unit_halvings as i32),
+        unit_sample_rate: 0.5f64.powi(collector.unit_halvings as i32),
         expected_share: names
             .into_iter()
             .zip(weights.iter().map(|w| w / total))
@@ -755,6 +769,17 @@ pub fn build(header: Header, collector: &Collector, settings: &Settings) -> Repo
             }
         }
     }
+    if header.assignment_reasons.iter().any(|r| r != "hash") {
+        warnings.push(format!(
+            "the population includes non-random assignments ({}): variants are no longer comparable by randomisation, and the sample-ratio check is expected to fail",
+            header.assignment_reasons.iter().filter(|r| *r != "hash").cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let srm = srm(collector, &mut warnings);
+    let mismatch = srm.as_ref().is_some_and(|s| s.mismatch);
+    if mismatch {
+        warnings.insert(0, "SAMPLE RATIO MISMATCH: the split of units differs from the configured weights beyond chance (p < 0.001). Assignment or logging is broken for some units; every comparison below is suspect until the cause is found.".into());
+    }
     let p_values: Vec<f64> = raw.iter().map(|c| c.p_value).collect();
     let adjusted = holm_adjust(&p_values).unwrap_or(p_values);
     let alpha = 1.0 - confidence;
@@ -764,20 +789,11 @@ pub fn build(header: Header, collector: &Collector, settings: &Settings) -> Repo
         .map(|(mut c, p_adjusted)| {
             c.p_adjusted = p_adjusted;
             c.significant = p_adjusted < alpha;
+            c.suspect = mismatch.then_some(SUSPECT_SRM);
             c.verdict = super::render::verdict(&c);
             c
         })
         .collect();
-    if header.assignment_reasons.iter().any(|r| r != "hash") {
-        warnings.push(format!(
-            "the population includes non-random assignments ({}): variants are no longer comparable by randomisation, and the sample-ratio check is expected to fail",
-            header.assignment_reasons.iter().filter(|r| *r != "hash").cloned().collect::<Vec<_>>().join(", ")
-        ));
-    }
-    let srm = srm(&collector.variants, collector.unit_halvings, &mut warnings);
-    if srm.as_ref().is_some_and(|s| s.mismatch) {
-        warnings.insert(0, "SAMPLE RATIO MISMATCH: the split of units differs from the configured weights beyond chance (p < 0.001). Assignment or logging is broken for some units; every comparison below is suspect until the cause is found.".into());
-    }
     let analysed_requests = collector.variants.values().map(|v| v.requests).sum();
     Report {
         format: FORMAT,
