@@ -10,7 +10,8 @@ mod support;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use promptgate::analyze::report::SUSPECT_SRM;
 use promptgate::analyze::synthetic::{SyntheticLog, SyntheticVariant};
@@ -397,4 +398,292 @@ fn a_log_without_unit_keys_says_the_sample_ratio_check_did_not_run() {
         "{left_out}: {:#}",
         report["warnings"]
     );
+}
+
+/// Chromium's binary, or `None` when it is absent and the test may skip:
+/// in CI (`CI` set) it must be there, since `tests/run` installs it.
+fn chromium() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .flat_map(|name| std::env::split_paths(&path).map(move |dir| dir.join(name)))
+        .find(|path| path.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none_or(|ci| ci.is_empty()),
+            "chromium is not installed, and CI is set: tests/run installs it (apt-get install chromium)"
+        );
+        eprintln!(
+            "SKIPPED: chromium not found on PATH (apt-get install -y --no-install-recommends chromium); the HTML layout was not checked"
+        );
+    }
+    found
+}
+
+/// Runs headless Chromium with `args` (the page last), and returns its
+/// standard output; fails the test after a minute.
+fn run_chromium(chromium: &Path, profile: &Path, args: &[&str]) -> String {
+    let mut child = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).map(|_| text)
+    });
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("chromium did not finish within 60 s: {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    let _ = child.stderr.take().unwrap().read_to_string(&mut stderr);
+    assert!(status.success(), "chromium {args:?}: {status}\n{stderr}");
+    reader.join().unwrap().unwrap()
+}
+
+/// Measures, once the page is laid out, every SVG text against its SVG's
+/// box and against the other texts of that SVG, and the page against the
+/// window; writes what it found into `<pre id="layout-check">`.
+const LAYOUT_CHECK: &str = r#"<script>
+(() => {
+  const problems = [];
+  let measured = 0;
+  const outside = (r, box) =>
+    r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5;
+  const overlap = (a, b) =>
+    Math.min(a.right, b.right) - Math.max(a.left, b.left) > 0.5 &&
+    Math.min(a.bottom, b.bottom) - Math.max(a.top, b.top) > 0.5;
+  for (const svg of document.querySelectorAll('svg')) {
+    const box = svg.getBoundingClientRect();
+    const texts = Array.from(svg.querySelectorAll('text'));
+    const boxes = texts.map((t) => t.getBoundingClientRect());
+    texts.forEach((t, i) => {
+      measured += 1;
+      const r = boxes[i];
+      if (r.width === 0) problems.push({ text: t.textContent, problem: 'not laid out' });
+      if (outside(r, box)) {
+        problems.push({ text: t.textContent, problem: 'outside its svg',
+          text_box: [r.left, r.top, r.right, r.bottom], svg_box: [box.left, box.top, box.right, box.bottom] });
+      }
+      for (let j = 0; j < i; j++) {
+        if (overlap(r, boxes[j])) problems.push({ text: t.textContent, problem: 'overlaps ' + texts[j].textContent });
+      }
+    });
+  }
+  const page = document.documentElement;
+  if (page.scrollWidth > window.innerWidth) {
+    problems.push({ problem: 'page wider than the window', scroll_width: page.scrollWidth, window: window.innerWidth });
+  }
+  const out = document.createElement('pre');
+  out.id = 'layout-check';
+  out.textContent = JSON.stringify({ measured, problems });
+  document.body.appendChild(out);
+})();
+</script>"#;
+
+/// The `<svg>` … `</svg>` of the section headed `heading`.
+fn chart<'a>(page: &'a str, heading: &str) -> &'a str {
+    let start = page.find(heading).unwrap_or_else(|| panic!("no {heading}"));
+    let rest = &page[start..];
+    &rest[rest.find("<svg").unwrap()..rest.find("</svg>").unwrap()]
+}
+
+/// The contents of every `<text …>…</text>` in `svg`.
+fn labels(svg: &str) -> Vec<&str> {
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| Some(&t[t.find('>')? + 1..t.find("</text>")?]))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_html_report_lays_out_in_chromium_without_text_overflowing() {
+    let Some(chromium) = chromium() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Kept after the run, for a person to look at.
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("analyze-report");
+    std::fs::create_dir_all(&shots).unwrap();
+
+    let long_names = dir.path().join("long-names");
+    log(
+        7,
+        "2026-11-20",
+        vec![
+            variant("control", 0.3, 0.4),
+            variant(
+                "summer_campaign_prompt_rewrite_with_longer_system_instructions_v2",
+                0.45,
+                0.35,
+            ),
+            variant(
+                "a-much-friendlier-tone-with-examples-and-a-closing-question",
+                0.3,
+                0.5,
+            ),
+        ],
+        3_000,
+    )
+    .write(&long_names)
+    .unwrap();
+    let one_day = dir.path().join("one-day");
+    log(
+        8,
+        "2026-11-20",
+        vec![
+            variant("control", 0.3, 300.0),
+            variant("treatment", 0.36, 280.0),
+        ],
+        2_000,
+    )
+    .write(&one_day)
+    .unwrap();
+    let several_days = dir.path().join("several-days");
+    let days = [
+        "2026-11-18",
+        "2026-11-19",
+        "2026-11-20",
+        "2026-11-21",
+        "2026-11-22",
+    ];
+    for (seed, day) in days.iter().enumerate() {
+        let mut broken = variant("treatment", 0.3, 1_800.0);
+        broken.lost_share = 0.1;
+        log(
+            20 + seed as u64,
+            day,
+            vec![variant("control", 0.3, 2_000.0), broken],
+            800,
+        )
+        .write(&several_days)
+        .unwrap();
+    }
+
+    // A mismatch: its banner and every verdict marked suspect.
+    let mismatch = dir.path().join("mismatch");
+    skewed(&mismatch);
+
+    for (name, root, day_count) in [
+        ("long-names", &long_names, 1),
+        ("one-day", &one_day, 1),
+        ("several-days", &several_days, days.len()),
+        ("mismatch", &mismatch, 1),
+    ] {
+        let report = report_of(root).await;
+        let page = analyze::html::page(&report);
+        let html = dir.path().join(format!("{name}.html"));
+        std::fs::write(&html, &page).unwrap();
+        let url = format!("file://{}", html.display());
+        let profile = dir.path().join(format!("{name}-profile"));
+
+        let png = shots.join(format!("{name}.png"));
+        let _ = std::fs::remove_file(&png);
+        run_chromium(
+            &chromium,
+            &profile,
+            &[
+                &format!("--screenshot={}", png.display()),
+                "--window-size=1100,2600",
+                &url,
+            ],
+        );
+        let shot = std::fs::metadata(&png).map(|m| m.len()).unwrap_or(0);
+        assert!(shot > 10_000, "{name}: no screenshot at {}", png.display());
+        eprintln!("{name}: screenshot at {}", png.display());
+
+        let checked = dir.path().join(format!("{name}-checked.html"));
+        std::fs::write(
+            &checked,
+            page.replace("</body>", &format!("{LAYOUT_CHECK}</body>")),
+        )
+        .unwrap();
+        let dom = run_chromium(
+            &chromium,
+            &profile,
+            &[
+                "--window-size=1100,2600",
+                "--dump-dom",
+                &format!("file://{}", checked.display()),
+            ],
+        );
+        let start = dom
+            .find(r#"<pre id="layout-check">"#)
+            .unwrap_or_else(|| panic!("{name}: the layout check did not run: {dom}"))
+            + r#"<pre id="layout-check">"#.len();
+        let found = dom[start..start + dom[start..].find("</pre>").unwrap()]
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&");
+        let found: Value = serde_json::from_str(&found).unwrap();
+        assert!(found["measured"].as_u64().unwrap() >= 10, "{name}: {found}");
+        assert_eq!(
+            found["problems"],
+            serde_json::json!([]),
+            "{name}: {found:#}"
+        );
+
+        // One point per variant and day, so one day of data is not blank.
+        let share = chart(&page, "Share of requests per day");
+        assert_eq!(
+            share.matches("<circle").count(),
+            report.variants.len() * day_count,
+            "{name}"
+        );
+        // The latency axis has distinct round ticks (sub-millisecond ones
+        // too) and a y axis of shares.
+        let latency = labels(chart(&page, "Latency distribution"));
+        let ticks: Vec<f64> = latency.iter().filter_map(|t| t.parse().ok()).collect();
+        assert!(ticks.len() >= 3, "{name}: {latency:?}");
+        assert!(ticks.windows(2).all(|w| w[0] < w[1]), "{name}: {latency:?}");
+        assert!(
+            latency.iter().filter(|t| t.ends_with('%')).count() >= 2,
+            "{name}: {latency:?}"
+        );
+        // The forest plot's estimates are the verdicts' own words and p-values.
+        let estimates: Vec<&str> = page
+            .split(r#"<td class="estimate "#)
+            .skip(1)
+            .map(|cell| &cell[cell.find('>').unwrap() + 1..cell.find("</td>").unwrap()])
+            .collect();
+        assert_eq!(estimates.len(), report.comparisons.len(), "{name}");
+        // One plot per metric, in the order the metrics first appear.
+        let mut by_metric: Vec<&analyze::report::Comparison> = Vec::new();
+        for c in &report.comparisons {
+            if !by_metric.iter().any(|seen| seen.metric == c.metric) {
+                by_metric.extend(report.comparisons.iter().filter(|o| o.metric == c.metric));
+            }
+        }
+        for (estimate, c) in estimates.iter().zip(by_metric) {
+            let estimate = estimate.replace("&lt;", "<");
+            assert!(
+                c.verdict.ends_with(&estimate) || c.verdict.contains(&format!("({estimate})")),
+                "{estimate} / {}",
+                c.verdict
+            );
+        }
+        assert!(!page.contains("p_adj=0.0000"), "{name}");
+    }
 }

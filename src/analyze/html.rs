@@ -25,11 +25,12 @@ pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:12px}\
 .badge{display:inline-block;min-width:4.5em;text-align:center;border-radius:3px;padding:0 .4em;margin-right:.5em;color:#fff;font-size:.85em;font-weight:bold}\
 .better{color:#1b7a2e}.worse{color:#c62828}.changed{color:#1f5fa8}.none{color:#666}\
 .badge.better{background:#1b7a2e;color:#fff}.badge.worse{background:#c62828;color:#fff}.badge.changed{background:#1f5fa8;color:#fff}.badge.suspect{background:#7a4b00;color:#fff}\
-li.significant{font-weight:bold;margin:.3em 0}\
+li.significant{font-weight:bold;margin:.3em 0}li.suspect{color:#7a4b00}\
 table.forest{border-collapse:collapse}table.forest td{padding:0 .5em;vertical-align:middle}\
 table.forest td.plot{padding:0;line-height:0}\
-table.forest td.name{max-width:15em;overflow-wrap:anywhere;font-size:13px}\
-table.forest td.estimate{font-size:12px;max-width:17em}\
+table.forest tr+tr td{border-top:1px solid #eee}\
+table.forest td.name{max-width:20em;overflow-wrap:anywhere;font-size:13px}\
+table.forest td.estimate{font-size:12px;max-width:20em}\
 ul.legend{list-style:none;padding:0;margin:.3em 0;font-size:13px}\
 ul.legend li{overflow-wrap:anywhere}\
 .swatch{display:inline-block;width:1.5em;height:.3em;vertical-align:middle;margin-right:.4em}\
@@ -57,7 +58,11 @@ fn short(value: f64) -> String {
     } else {
         (2 - magnitude.log10().floor() as i64).clamp(0, 9) as usize
     };
-    let text = format!("{value:.decimals$}");
+    trim_zeros(format!("{value:.decimals$}"))
+}
+
+/// "0.50" → "0.5", "2.00" → "2", "300" → "300".
+fn trim_zeros(text: String) -> String {
     if text.contains('.') {
         text.trim_end_matches('0').trim_end_matches('.').to_owned()
     } else {
@@ -65,27 +70,42 @@ fn short(value: f64) -> String {
     }
 }
 
-/// Round tick values (1, 2 or 5 × 10^k apart) covering `[low, high]`,
-/// about `count` of them.
-fn ticks(low: f64, high: f64, count: usize) -> Vec<f64> {
+/// Round tick values (1, 2, 2.5 or 5 × 10^k apart) covering `[low, high]`,
+/// about `count` of them, each with its label: as many decimals as the
+/// step needs, so that neighbouring ticks never read the same.
+fn ticks(low: f64, high: f64, count: usize) -> Vec<(f64, String)> {
     let span = high - low;
     if !span.is_finite() || span <= 0.0 {
-        return vec![low];
+        return vec![(low, short(low))];
     }
+    // The round step whose tick count comes closest to `count`.
     let rough = span / count.max(1) as f64;
     let power = 10f64.powf(rough.log10().floor());
+    let off = |step: f64| (span / step - count as f64).abs();
     let step = [1.0, 2.0, 2.5, 5.0, 10.0]
         .iter()
         .map(|m| m * power)
-        .find(|s| *s >= rough)
-        .unwrap_or(10.0 * power);
+        .min_by(|a, b| off(*a).total_cmp(&off(*b)))
+        .unwrap_or(power);
+    let decimals = (0..=12)
+        .find(|d| {
+            let scaled = step * 10f64.powi(*d);
+            (scaled - scaled.round()).abs() < 1e-6 * scaled.max(1.0)
+        })
+        .unwrap_or(12) as usize;
     let first = (low / step).ceil() as i64;
     let last = (high / step).floor() as i64;
-    (first..=last).map(|i| i as f64 * step).collect()
+    (first..=last)
+        .map(|i| {
+            let value = i as f64 * step;
+            (value, trim_zeros(format!("{value:.decimals$}")))
+        })
+        .collect()
 }
 
-/// A linear map from `[low, high]` onto `[left, right]` pixels; a domain of
-/// zero width is widened around its value.
+/// A linear map from `[low, high]` onto `[left, right]` pixels; a domain
+/// narrower than `min_span` is widened to it around its centre (an interval
+/// of rounding noise, ±1e-13 %, is a point at 0, not a full-width bar).
 struct Scale {
     low: f64,
     high: f64,
@@ -94,12 +114,12 @@ struct Scale {
 }
 
 impl Scale {
-    fn new(low: f64, high: f64, left: f64, right: f64) -> Scale {
-        let (low, high) = if high - low > f64::EPSILON * low.abs().max(1.0) {
+    fn new(low: f64, high: f64, min_span: f64, (left, right): (f64, f64)) -> Scale {
+        let (low, high) = if high - low >= min_span {
             (low, high)
         } else {
-            let pad = (low.abs() * 0.1).max(1.0);
-            (low - pad, high + pad)
+            let centre = (low + high) / 2.0;
+            (centre - min_span / 2.0, centre + min_span / 2.0)
         };
         Scale {
             low,
@@ -121,14 +141,13 @@ fn x_axis(out: &mut String, scale: &Scale, y: f64, unit: &str) {
         r##"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#999"/>"##,
         scale.left, scale.right
     );
-    for tick in ticks(scale.low, scale.high, 5) {
+    for (tick, label) in ticks(scale.low, scale.high, 5) {
         let x = scale.at(tick);
         let _ = write!(
             out,
-            r##"<line x1="{x:.1}" y1="{y}" x2="{x:.1}" y2="{}" stroke="#999"/><text x="{x:.1}" y="{}" font-size="11" text-anchor="middle">{}{unit}</text>"##,
+            r##"<line x1="{x:.1}" y1="{y}" x2="{x:.1}" y2="{}" stroke="#999"/><text x="{x:.1}" y="{}" font-size="11" text-anchor="middle">{label}{unit}</text>"##,
             y + 4.0,
             y + 15.0,
-            short(tick)
         );
     }
 }
@@ -141,15 +160,15 @@ fn y_axis(out: &mut String, scale: &Scale, x: f64, grid_to: f64) {
         r##"<line x1="{x}" y1="{}" x2="{x}" y2="{}" stroke="#999"/>"##,
         scale.left, scale.right
     );
-    for tick in ticks(scale.low, scale.high, 4) {
-        let y = scale.at(tick);
+    // Shares are labelled in percent: the ticks are computed in percent too.
+    for (percent, label) in ticks(scale.low * 100.0, scale.high * 100.0, 4) {
+        let y = scale.at(percent / 100.0);
         let _ = write!(
             out,
-            r##"<line x1="{}" y1="{y:.1}" x2="{grid_to}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{}%</text>"##,
+            r##"<line x1="{}" y1="{y:.1}" x2="{grid_to}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" font-size="11" text-anchor="end">{label}%</text>"##,
             x - 4.0,
             x - 6.0,
             y + 4.0,
-            short(tick * 100.0)
         );
     }
 }
@@ -201,9 +220,10 @@ fn verdicts(out: &mut String, report: &Report) {
             r#"<span class="badge suspect">suspect</span>"#.to_owned()
         });
         let significant = if c.significant { " significant" } else { "" };
+        let suspected = if c.suspect.is_some() { " suspect" } else { "" };
         let _ = write!(
             out,
-            r#"<li class="{class}{significant}">{suspect}{badge}{}</li>"#,
+            r#"<li class="{class}{significant}{suspected}">{suspect}{badge}{}</li>"#,
             escape(&c.verdict)
         );
     };
@@ -244,10 +264,18 @@ fn forest(out: &mut String, metric: &str, rows: &[&Comparison]) {
         high = high.max(h);
     }
     let pad = (high - low) * 0.05;
-    let width = PLOT_WIDTH + 2.0 * TICK_MARGIN;
-    let scale = Scale::new(low - pad, high + pad, TICK_MARGIN, width - TICK_MARGIN);
-    let zero = scale.at(0.0);
     let unit = rows.first().map_or("", |c| plotted(c).3);
+    let width = PLOT_WIDTH + 2.0 * TICK_MARGIN;
+    // The text gives one decimal of a percentage, four of a difference: a
+    // narrower interval would be drawn at a precision nobody can read.
+    let min_span = if unit == "%" { 1.0 } else { 1e-3 };
+    let scale = Scale::new(
+        low - pad,
+        high + pad,
+        min_span,
+        (TICK_MARGIN, width - TICK_MARGIN),
+    );
+    let zero = scale.at(0.0);
     let what = if unit == "%" {
         "relative difference, %"
     } else {
@@ -265,7 +293,7 @@ fn forest(out: &mut String, metric: &str, rows: &[&Comparison]) {
         let y = row_height / 2.0;
         let _ = write!(
             out,
-            r##"<tr><td class="name">{} vs {}</td><td class="plot"><svg width="{width}" height="{row_height}" role="img"><line x1="{zero:.1}" y1="0" x2="{zero:.1}" y2="{row_height}" stroke="#999" stroke-dasharray="4"/><line x1="{:.1}" y1="{y}" x2="{:.1}" y2="{y}" stroke="{colour}" stroke-width="2"/><circle cx="{:.1}" cy="{y}" r="4" fill="{colour}"/></svg></td><td class="estimate {}">{}</td></tr>"##,
+            r##"<tr><td class="name">{} vs {}</td><td class="plot"><svg width="{width}" height="{row_height}" role="img"><line x1="{zero:.1}" y1="0" x2="{zero:.1}" y2="{row_height}" stroke="#666" stroke-dasharray="4"/><line x1="{:.1}" y1="{y}" x2="{:.1}" y2="{y}" stroke="{colour}" stroke-width="2"/><circle cx="{:.1}" cy="{y}" r="4" fill="{colour}"/></svg></td><td class="estimate {}">{}</td></tr>"##,
             escape(&c.variant),
             escape(&c.baseline),
             scale.at(l),
@@ -297,8 +325,13 @@ fn latency(out: &mut String, report: &Report) {
         .iter()
         .flat_map(|v| v.latency_histogram.iter().copied())
         .fold(0.0f64, f64::max);
-    let x = Scale::new(bins[0], bins[n], left, width - TICK_MARGIN);
-    let y = Scale::new(0.0, max.max(0.01), height - bottom, top);
+    let x = Scale::new(
+        bins[0],
+        bins[n],
+        (bins[0].abs() * 0.2).max(0.01),
+        (left, width - TICK_MARGIN),
+    );
+    let y = Scale::new(0.0, max, 0.01, (height - bottom, top));
     let _ = write!(
         out,
         r#"<h2>Latency distribution (successful requests)</h2><svg width="{width}" height="{height}" role="img" aria-label="latency histograms">"#
@@ -371,7 +404,7 @@ fn over_time(out: &mut String, report: &Report) {
         1 => (plot.0 + plot.1) / 2.0,
         n => plot.0 + (plot.1 - plot.0) * i as f64 / (n - 1) as f64,
     };
-    let y = Scale::new(0.0, 1.0, height - bottom, top);
+    let y = Scale::new(0.0, 1.0, 1.0, (height - bottom, top));
     let _ = write!(
         out,
         r#"<h2>Share of requests per day</h2><svg width="{width}" height="{height}" role="img" aria-label="share of requests per day">"#
@@ -426,10 +459,13 @@ fn over_time(out: &mut String, report: &Report) {
             r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
             line.join(" ")
         );
+        // Earlier variants get larger points: equal shares show as rings
+        // rather than hiding each other.
+        let radius = 3.0 + 1.5 * (report.variants.len() - 1 - index) as f64;
         for (x, y) in points {
             let _ = write!(
                 out,
-                r#"<circle cx="{x:.1}" cy="{y:.1}" r="3.5" fill="{colour}"/>"#
+                r#"<circle cx="{x:.1}" cy="{y:.1}" r="{radius}" fill="{colour}"/>"#
             );
         }
     }
@@ -513,12 +549,35 @@ mod tests {
         assert_eq!(short(-2.5), "-2.5");
     }
 
+    fn labels(ticks: Vec<(f64, String)>) -> Vec<String> {
+        ticks.into_iter().map(|(_, label)| label).collect()
+    }
+
     #[test]
-    fn ticks_are_round_and_inside_the_range() {
-        assert_eq!(ticks(0.0, 1.0, 4), vec![0.0, 0.25, 0.5, 0.75, 1.0]);
-        assert_eq!(ticks(-3.2, 7.9, 5), vec![-2.5, 0.0, 2.5, 5.0, 7.5]);
-        assert_eq!(ticks(5.0, 5.0, 5), vec![5.0]);
-        let sub_ms = ticks(0.21, 0.48, 5);
-        assert!(sub_ms.len() >= 3 && sub_ms.iter().all(|t| (0.21..=0.48).contains(t)));
+    fn ticks_are_round_inside_the_range_and_read_differently() {
+        assert_eq!(
+            labels(ticks(0.0, 1.0, 4)),
+            ["0", "0.25", "0.5", "0.75", "1"]
+        );
+        assert_eq!(labels(ticks(-3.2, 7.9, 5)), ["-2", "0", "2", "4", "6"]);
+        assert_eq!(labels(ticks(5.0, 5.0, 5)), ["5"]);
+        assert_eq!(
+            labels(ticks(0.21, 0.48, 5)),
+            ["0.25", "0.3", "0.35", "0.4", "0.45"]
+        );
+        assert_eq!(
+            labels(ticks(0.0, 6168.0, 5)),
+            ["0", "1000", "2000", "3000", "4000", "5000", "6000"]
+        );
+    }
+
+    #[test]
+    fn a_span_of_rounding_noise_is_widened() {
+        let noise = Scale::new(-1e-13, 1e-13, 1.0, (0.0, 100.0));
+        assert_eq!((noise.low, noise.high), (-0.5, 0.5));
+        assert_eq!(noise.at(0.0), 50.0);
+        let real = Scale::new(-2.5, 7.5, 1.0, (0.0, 100.0));
+        assert_eq!((real.low, real.high), (-2.5, 7.5));
+        assert_eq!(real.at(0.0), 25.0);
     }
 }
