@@ -556,10 +556,13 @@ async fn every_format_renders_from_the_command_line() {
     let page = std::fs::read_to_string(&out).unwrap();
     assert!(page.starts_with("<!doctype html>"));
     assert_eq!(
-        page.matches("<svg").count(),
-        1 + 1 + 1 + 1,
-        "forest plots (latency, thumbs_up), latency, over time"
+        page.matches(r#"<table class="forest""#).count(),
+        2,
+        "forest plots: latency, thumbs_up"
     );
+    for chart in ["latency histograms", "share of requests per day"] {
+        assert!(page.contains(&format!(r#"aria-label="{chart}""#)), "{chart}");
+    }
     assert!(
         !page.contains("http://") && !page.contains("https://") && !page.contains("<script"),
         "self-contained"
