@@ -14,9 +14,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use promptgate::analyze::report::SUSPECT_SRM;
-use promptgate::analyze::synthetic::{SyntheticLog, SyntheticVariant};
-use promptgate::analyze::{self, DateRange, Options, Report, S3Options, Settings, Source};
+use promptgate::analyze::synthetic::SyntheticVariant;
+use promptgate::analyze::{self, Report, S3Options, Source};
 use serde_json::Value;
+use support::analyze::synthetic_log as log;
 
 fn variant(name: &str, thumbs_up_rate: f64, latency_median_ms: f64) -> SyntheticVariant {
     SyntheticVariant {
@@ -25,19 +26,6 @@ fn variant(name: &str, thumbs_up_rate: f64, latency_median_ms: f64) -> Synthetic
         thumbs_up_rate,
         latency_median_ms,
         lost_share: 0.0,
-    }
-}
-
-fn log(seed: u64, date: &str, variants: Vec<SyntheticVariant>, units: u64) -> SyntheticLog {
-    SyntheticLog {
-        experiment: "exp".into(),
-        variants,
-        units,
-        requests_per_unit: 1,
-        feedback_share: 1.0,
-        date: date.into(),
-        records_per_object: 500,
-        seed,
     }
 }
 
@@ -55,6 +43,24 @@ fn skewed(root: &Path) {
     .unwrap();
 }
 
+/// `control` (thumbs up 30 %) against `b`, 50/50, on 2026-11-20.
+fn two_variants(seed: u64, b_thumbs_up_rate: f64, units: u64, root: &Path) {
+    let variants = vec![
+        variant("control", 0.3, 300.0),
+        variant("b", b_thumbs_up_rate, 300.0),
+    ];
+    log(seed, "2026-11-20", variants, units)
+        .write(root)
+        .unwrap();
+}
+
+/// The `--format json` report of the log under `root`.
+fn json_report(root: &Path) -> Value {
+    let output = analyze_cli(root.to_str().unwrap(), &["--format", "json"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 fn analyze_cli(source: &str, extra: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_promptgate"))
         .args(["analyze", "--source", source, "--experiment", "exp"])
@@ -68,30 +74,13 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-fn options() -> Options {
-    Options {
-        experiment: "exp".into(),
-        range: DateRange::default(),
-        assignment_reasons: vec!["hash".into()],
-        skip_corrupt: false,
-        progress: false,
-        json_schema: None,
-        settings: Settings {
-            confidence: 0.95,
-            baseline: None,
-            target_lift: 0.05,
-            planned_units: 10_000,
-            seed: 1,
-            bootstrap_resamples: 200,
-        },
-    }
-}
-
 async fn report_of(root: &Path) -> Report {
     let source = Source::open(root.to_str().unwrap(), &S3Options::default())
         .await
         .unwrap();
-    analyze::analyze(&source, &options()).await.unwrap()
+    analyze::analyze(&source, &support::analyze::options("exp"))
+        .await
+        .unwrap()
 }
 
 #[test]
@@ -251,8 +240,7 @@ fn under_srm_every_verdict_is_suspect_in_every_format() {
         assert!(line.trim_start().starts_with(&prefix), "{line}");
     }
 
-    let json: Value =
-        serde_json::from_slice(&analyze_cli(source, &["--format", "json"]).stdout).unwrap();
+    let json = json_report(dir.path());
     let comparisons = json["comparisons"].as_array().unwrap();
     assert_eq!(comparisons.len(), verdicts.len());
     for c in comparisons {
@@ -275,19 +263,11 @@ fn under_srm_every_verdict_is_suspect_in_every_format() {
 
     // A healthy split marks nothing.
     let healthy = tempfile::tempdir().unwrap();
-    log(
-        4,
-        "2026-11-20",
-        vec![variant("control", 0.3, 300.0), variant("b", 0.4, 300.0)],
-        2_000,
-    )
-    .write(healthy.path())
-    .unwrap();
-    let json: Value = serde_json::from_slice(
-        &analyze_cli(healthy.path().to_str().unwrap(), &["--format", "json"]).stdout,
-    )
-    .unwrap();
-    for c in json["comparisons"].as_array().unwrap() {
+    two_variants(4, 0.4, 2_000, healthy.path());
+    for c in json_report(healthy.path())["comparisons"]
+        .as_array()
+        .unwrap()
+    {
         assert!(c["suspect"].is_null(), "{c:#}");
         assert!(!c["verdict"].as_str().unwrap().starts_with("suspect"));
     }
@@ -317,14 +297,7 @@ fn drop_unit_keys(root: &Path, which: impl Fn(usize) -> bool) {
 #[test]
 fn a_log_without_unit_keys_says_the_sample_ratio_check_did_not_run() {
     let dir = tempfile::tempdir().unwrap();
-    log(
-        5,
-        "2026-11-20",
-        vec![variant("control", 0.3, 300.0), variant("b", 0.3, 300.0)],
-        1_000,
-    )
-    .write(dir.path())
-    .unwrap();
+    two_variants(5, 0.3, 1_000, dir.path());
     drop_unit_keys(dir.path(), |_| true);
     let source = dir.path().to_str().unwrap();
     let why = "no analysed request has a unit_key_hash";
@@ -364,19 +337,9 @@ fn a_log_without_unit_keys_says_the_sample_ratio_check_did_not_run() {
     // Keys missing from some records only: the check runs on the others,
     // and says how many it left out.
     let partial = tempfile::tempdir().unwrap();
-    log(
-        6,
-        "2026-11-20",
-        vec![variant("control", 0.3, 300.0), variant("b", 0.3, 300.0)],
-        1_000,
-    )
-    .write(partial.path())
-    .unwrap();
+    two_variants(6, 0.3, 1_000, partial.path());
     drop_unit_keys(partial.path(), |index| index == 0);
-    let report: Value = serde_json::from_slice(
-        &analyze_cli(partial.path().to_str().unwrap(), &["--format", "json"]).stdout,
-    )
-    .unwrap();
+    let report = json_report(partial.path());
     assert!(!report["srm"].is_null());
     let units: u64 = report["srm"]["observed_units"]
         .as_object()
