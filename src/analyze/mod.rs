@@ -20,6 +20,7 @@ mod join;
 pub mod records;
 pub mod render;
 pub mod report;
+mod sample_ratio;
 pub mod source;
 pub mod stats;
 pub mod synthetic;
