@@ -253,12 +253,34 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         }
         None => print!("{text}"),
     }
-    let srm = report.srm.as_ref().is_some_and(|s| s.mismatch);
-    Ok(if srm && args.fail_on_srm {
-        ExitCode::from(3)
-    } else {
-        ExitCode::SUCCESS
-    })
+    // A table on standard output shows its warnings; JSON, HTML or a file
+    // would keep them from whoever runs the command.
+    if args.format != ReportFormat::Table || args.out.is_some() {
+        for warning in &report.warnings {
+            eprintln!("warning: {warning}");
+        }
+    }
+    match report.srm.as_ref().filter(|s| s.mismatch) {
+        Some(srm) if args.fail_on_srm => {
+            let split: Vec<String> = srm
+                .observed_units
+                .iter()
+                .map(|(name, units)| {
+                    let expected = srm.expected_share.get(name).copied().unwrap_or(0.0);
+                    format!("{name} {units} (expected {:.1}%)", expected * 100.0)
+                })
+                .collect();
+            eprintln!(
+                "sample ratio mismatch in experiment `{}`: units {} (χ² = {:.2}, p = {}); exit status 3 (--fail-on-srm)",
+                report.experiment,
+                split.join(", "),
+                srm.statistic,
+                analyze::render::p_text(srm.p_value)
+            );
+            Ok(ExitCode::from(3))
+        }
+        _ => Ok(ExitCode::SUCCESS),
+    }
 }
 
 fn hash_key() -> anyhow::Result<ExitCode> {

@@ -224,6 +224,10 @@ pub struct Collector {
     /// Shadow records whose served request could not be paired: outside the
     /// population, before the first shadow was seen, or past the partition cap.
     pub unpaired_shadows: u64,
+    /// Analysed requests whose record has no `unit_key_hash` (logs not
+    /// written by the gateway): units of their own, left out of the unit
+    /// counts and the sample-ratio check.
+    pub requests_without_unit_key: u64,
 }
 
 /// Whether a request of this assignment reason is in the population analysed.
@@ -258,6 +262,7 @@ impl Collector {
             shadows_seen: false,
             partition_missed: false,
             unpaired_shadows: 0,
+            requests_without_unit_key: 0,
         })
     }
 
@@ -312,6 +317,7 @@ impl Collector {
             || xxh3_64_with_seed(row.request_id.as_bytes(), 1),
             |key| xxh3_64(key.as_bytes()),
         );
+        self.requests_without_unit_key += u64::from(row.unit_key_hash.is_none());
         let spilled = self.join.request(&row.request_id, index, unit);
         self.spilled(spilled);
         let data = self

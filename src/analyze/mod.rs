@@ -20,6 +20,7 @@ mod join;
 pub mod records;
 pub mod render;
 pub mod report;
+mod sample_ratio;
 pub mod source;
 pub mod stats;
 pub mod synthetic;
@@ -73,6 +74,9 @@ pub async fn analyze(source: &Source, options: &Options) -> Result<Report, Analy
     };
     let feedback_objects = source.list(Table::Feedback, &feedback_range).await?;
     let request_objects = source.list(Table::Requests, &options.range).await?;
+    if request_objects.is_empty() {
+        return Err(source.explain_empty(&options.range).await?);
+    }
     let progress = if options.progress {
         let bar = ProgressBar::new((feedback_objects.len() + request_objects.len()) as u64);
         bar.set_style(

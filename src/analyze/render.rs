@@ -6,8 +6,47 @@ use std::fmt::Write;
 
 use super::report::{Better, Comparison, Distribution, Report};
 
-/// "treatment better than control on thumbs_up, +3.1% [1.2, 5.0], p_adj = 0.004".
-pub fn verdict(c: &Comparison) -> String {
+/// Which way a significant comparison went, in the words of its verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Better,
+    Worse,
+    /// Significant on a metric that is neither better high nor low (tokens).
+    Higher,
+    Lower,
+}
+
+impl Direction {
+    /// None: no significant difference.
+    pub fn of(c: &Comparison) -> Option<Direction> {
+        if !c.significant {
+            return None;
+        }
+        let up = c.difference > 0.0;
+        Some(match c.better {
+            Some(Better::Higher) if up => Direction::Better,
+            Some(Better::Higher) => Direction::Worse,
+            Some(Better::Lower) if up => Direction::Worse,
+            Some(Better::Lower) => Direction::Better,
+            None if up => Direction::Higher,
+            None => Direction::Lower,
+        })
+    }
+
+    pub fn words(self) -> &'static str {
+        match self {
+            Direction::Better => "better than",
+            Direction::Worse => "worse than",
+            Direction::Higher => "higher than",
+            Direction::Lower => "lower than",
+        }
+    }
+}
+
+/// "+3.1% [1.2, 5.0], p_adj = 0.004": the estimate (relative lift when there
+/// is one), its interval and the adjusted p-value, as the verdict and the
+/// HTML forest plot both print it.
+pub fn estimate_text(c: &Comparison) -> String {
     let (value, ci) = match (c.relative_lift, c.relative_lift_ci) {
         (Some(lift), Some(ci)) => (
             format!("{:+.1}%", lift * 100.0),
@@ -21,31 +60,38 @@ pub fn verdict(c: &Comparison) -> String {
             ),
         ),
     };
+    format!("{value} {ci}, p_adj = {}", p_text(c.p_adjusted))
+}
+
+/// "treatment better than control on thumbs_up, +3.1% [1.2, 5.0], p_adj = 0.004",
+/// after "suspect: sample ratio mismatch — " when the report has one.
+pub fn verdict(c: &Comparison) -> String {
     let what = if c.kind == "median" {
         format!("{} (p50)", c.metric)
     } else {
         c.metric.clone()
     };
-    let stats = format!("{value} {ci}, p_adj = {}", p_text(c.p_adjusted));
-    if !c.significant {
-        return format!(
+    let stats = estimate_text(c);
+    let finding = match Direction::of(c) {
+        None => format!(
             "no significant difference between {} and {} on {what} ({stats})",
             c.variant, c.baseline
-        );
-    }
-    let up = c.difference > 0.0;
-    let word = match c.better {
-        Some(Better::Higher) if up => "better than",
-        Some(Better::Higher) => "worse than",
-        Some(Better::Lower) if up => "worse than",
-        Some(Better::Lower) => "better than",
-        None if up => "higher than",
-        None => "lower than",
+        ),
+        Some(direction) => format!(
+            "{} {} {} on {what}, {stats}",
+            c.variant,
+            direction.words(),
+            c.baseline
+        ),
     };
-    format!("{} {word} {} on {what}, {stats}", c.variant, c.baseline)
+    match c.suspect {
+        Some(reason) => format!("suspect: {reason} — {finding}"),
+        None => finding,
+    }
 }
 
-fn p_text(p: f64) -> String {
+/// A p-value as every format prints it: four decimals, or `<0.0001`.
+pub fn p_text(p: f64) -> String {
     if p < 0.0001 {
         "<0.0001".into()
     } else {

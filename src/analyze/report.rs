@@ -22,7 +22,6 @@ use super::stats::proportions::{
 };
 use super::stats::rank::{MannWhitney, WilcoxonSignedRank, mann_whitney_u, wilcoxon_signed_rank};
 use super::stats::sequential::{SequentialComparison, rho_for_sample_size, sequential_difference};
-use super::stats::srm::sample_ratio_mismatch;
 use super::stats::{Interval, StatsError};
 use super::units::Metric;
 
@@ -181,8 +180,15 @@ pub struct Comparison {
     /// Units per group needed to detect the target relative lift.
     pub units_needed_for_target_lift: Option<u64>,
     pub quantile_differences: Vec<QuantileDifference>,
+    /// Why the verdict cannot be trusted whatever its numbers say
+    /// (`SUSPECT_SRM`); null when nothing is known against it.
+    pub suspect: Option<&'static str>,
     pub verdict: String,
 }
+
+/// What makes every comparison of a report suspect: the groups were not
+/// split as randomised.
+pub const SUSPECT_SRM: &str = "sample ratio mismatch";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PairedDifference {
@@ -352,6 +358,7 @@ impl Pair<'_> {
             minimum_detectable_difference: None,
             units_needed_for_target_lift: None,
             quantile_differences: Vec::new(),
+            suspect: None,
             verdict: String::new(),
         }
     }
@@ -536,54 +543,6 @@ fn pick_baseline(variants: &BTreeMap<String, VariantData>, asked: Option<&str>) 
     }
 }
 
-fn srm(
-    variants: &BTreeMap<String, VariantData>,
-    unit_halvings: u32,
-    warnings: &mut Vec<String>,
-) -> Option<SrmReport> {
-    if variants.len() < 2 && variants.values().all(|v| v.share.is_none_or(|s| s >= 1.0)) {
-        return None;
-    }
-    let recorded = variants.values().all(|v| v.share.is_some());
-    let mut names: Vec<String> = variants.keys().cloned().collect();
-    let mut observed: Vec<u64> = variants.values().map(VariantData::units).collect();
-    let mut weights: Vec<f64> = if recorded {
-        variants.values().map(|v| v.share.unwrap_or(0.0)).collect()
-    } else {
-        warnings.push("the log has no variant_share for some variants (records written before it existed): the sample-ratio check assumes equal weights".into());
-        vec![1.0; names.len()]
-    };
-    if variants.values().any(|v| v.share_changed) {
-        warnings.push("variant weights changed within the analysed window: the sample-ratio check uses the latest, and the comparison mixes periods with different splits — analyse each period on its own".into());
-    }
-    let missing = 1.0 - weights.iter().sum::<f64>();
-    if recorded && missing > 1e-6 {
-        // A variant with weight that received no unit at all: the loudest mismatch.
-        names.push("(variants never seen)".into());
-        observed.push(0);
-        weights.push(missing);
-    }
-    let result = sample_ratio_mismatch(&observed, &weights).ok()?;
-    let total: f64 = weights.iter().sum();
-    Some(SrmReport {
-        observed_units: names.iter().cloned().zip(observed).collect(),
-        unit_sample_rate: 0.5f64.powi(unit_halvings as i32),
-        expected_share: names
-            .into_iter()
-            .zip(weights.iter().map(|w| w / total))
-            .collect(),
-        weights: if recorded {
-            "recorded"
-        } else {
-            "assumed_equal"
-        },
-        statistic: result.statistic,
-        df: result.df,
-        p_value: result.p_value,
-        mismatch: result.mismatch,
-    })
-}
-
 fn paired(differences: &[f64]) -> Option<PairedDifference> {
     if differences.is_empty() {
         return None;
@@ -755,6 +714,17 @@ pub fn build(header: Header, collector: &Collector, settings: &Settings) -> Repo
             }
         }
     }
+    if header.assignment_reasons.iter().any(|r| r != "hash") {
+        warnings.push(format!(
+            "the population includes non-random assignments ({}): variants are no longer comparable by randomisation, and the sample-ratio check is expected to fail",
+            header.assignment_reasons.iter().filter(|r| *r != "hash").cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let srm = super::sample_ratio::check(collector, &mut warnings);
+    let mismatch = srm.as_ref().is_some_and(|s| s.mismatch);
+    if mismatch {
+        warnings.insert(0, "SAMPLE RATIO MISMATCH: the split of units differs from the configured weights beyond chance (p < 0.001). Assignment or logging is broken for some units; every comparison below is suspect until the cause is found.".into());
+    }
     let p_values: Vec<f64> = raw.iter().map(|c| c.p_value).collect();
     let adjusted = holm_adjust(&p_values).unwrap_or(p_values);
     let alpha = 1.0 - confidence;
@@ -764,20 +734,11 @@ pub fn build(header: Header, collector: &Collector, settings: &Settings) -> Repo
         .map(|(mut c, p_adjusted)| {
             c.p_adjusted = p_adjusted;
             c.significant = p_adjusted < alpha;
+            c.suspect = mismatch.then_some(SUSPECT_SRM);
             c.verdict = super::render::verdict(&c);
             c
         })
         .collect();
-    if header.assignment_reasons.iter().any(|r| r != "hash") {
-        warnings.push(format!(
-            "the population includes non-random assignments ({}): variants are no longer comparable by randomisation, and the sample-ratio check is expected to fail",
-            header.assignment_reasons.iter().filter(|r| *r != "hash").cloned().collect::<Vec<_>>().join(", ")
-        ));
-    }
-    let srm = srm(&collector.variants, collector.unit_halvings, &mut warnings);
-    if srm.as_ref().is_some_and(|s| s.mismatch) {
-        warnings.insert(0, "SAMPLE RATIO MISMATCH: the split of units differs from the configured weights beyond chance (p < 0.001). Assignment or logging is broken for some units; every comparison below is suspect until the cause is found.".into());
-    }
     let analysed_requests = collector.variants.values().map(|v| v.requests).sum();
     Report {
         format: FORMAT,

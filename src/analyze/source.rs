@@ -12,6 +12,10 @@ use serde::de::DeserializeOwned;
 
 use super::AnalyzeError;
 
+/// Folders looked into per level when searching for the audit log's root
+/// near a wrong `--source`: bounds the listing requests on a big bucket.
+const MAX_FOLDERS_SEARCHED: usize = 50;
+
 /// The audit log's tables, each under its own folder of the log's root.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Table {
@@ -115,34 +119,202 @@ impl Source {
 
     /// The objects of `table` inside `range`, in partition order.
     pub async fn list(&self, table: Table, range: &DateRange) -> Result<Vec<String>, AnalyzeError> {
-        match self {
-            Source::Directory(root) => list_directory(&root.join(table.folder()), range),
+        let partitions = self.partitions(table).await?;
+        let mut objects = Vec::new();
+        for (_, partition) in partitions.iter().filter(|(d, _)| range.contains(d)) {
+            match self {
+                Source::Directory(_) => {
+                    let mut hours = read_dir_sorted(Path::new(partition))?;
+                    hours.retain(|p| p.is_dir());
+                    for hour in hours {
+                        objects.extend(
+                            read_dir_sorted(&hour)?
+                                .into_iter()
+                                .map(|p| p.display().to_string())
+                                .filter(|p| p.ends_with(".jsonl.gz")),
+                        );
+                    }
+                }
+                Source::S3 { bucket, client, .. } => objects.extend(
+                    list_s3(client, bucket, partition, None)
+                        .await?
+                        .into_iter()
+                        .filter(|k| k.ends_with(".jsonl.gz")),
+                ),
+            }
+        }
+        Ok(objects)
+    }
+
+    /// Every `dt=` partition of `table` (date, folder or key prefix), by date.
+    async fn partitions(&self, table: Table) -> Result<Vec<(String, String)>, AnalyzeError> {
+        let mut partitions: Vec<(String, String)> = match self {
+            Source::Directory(root) => {
+                // No such folder: no such table yet (e.g. no feedback posted).
+                let Ok(days) = std::fs::read_dir(root.join(table.folder())) else {
+                    return Ok(Vec::new());
+                };
+                days.flatten()
+                    .map(|e| e.path())
+                    .filter_map(|p| {
+                        let date = p.file_name()?.to_str().and_then(partition_date)?;
+                        Some((date.to_owned(), p.display().to_string()))
+                    })
+                    .collect()
+            }
             Source::S3 {
                 bucket,
                 prefix,
                 client,
             } => {
-                let base = if prefix.is_empty() {
-                    format!("{}/", table.folder())
-                } else {
-                    format!("{prefix}/{}/", table.folder())
-                };
-                let mut keys = Vec::new();
-                for day in list_s3(client, bucket, &base, Some("/"))
+                let base = child_prefix(&child_prefix(prefix, table.folder()), "");
+                list_s3(client, bucket, &base, Some("/"))
                     .await?
                     .into_iter()
-                    .filter(|p| partition_date(p).is_some_and(|d| range.contains(d)))
-                {
-                    keys.extend(
-                        list_s3(client, bucket, &day, None)
-                            .await?
-                            .into_iter()
-                            .filter(|k| k.ends_with(".jsonl.gz")),
-                    );
-                }
-                Ok(keys)
+                    .filter_map(|p| Some((partition_date(&p)?.to_owned(), p)))
+                    .collect()
+            }
+        };
+        partitions.sort();
+        Ok(partitions)
+    }
+
+    /// Why the request table has no object in `range`: no audit log at this
+    /// root at all (with the folders below or above it that hold one), or
+    /// none of its partitions in the range (with the days it does hold).
+    pub async fn explain_empty(&self, range: &DateRange) -> Result<AnalyzeError, AnalyzeError> {
+        let days = self.partitions(Table::Requests).await?;
+        if let (Some((first, _)), Some((last, _))) = (days.first(), days.last()) {
+            return Ok(AnalyzeError::Source(format!(
+                "no partition of {} between {} and {}: it holds dt={first} to dt={last}",
+                self.join(Table::Requests.folder()),
+                range.from.as_deref().unwrap_or("the first day"),
+                range.to.as_deref().unwrap_or("the last day"),
+            )));
+        }
+        let mut message = format!(
+            "no audit objects under {} (expected {}/dt=YYYY-MM-DD/…)",
+            self.join(""),
+            self.join(Table::Requests.folder()),
+        );
+        match self.audit_roots_nearby().await?.as_slice() {
+            [] => message.push_str(
+                "; give the audit log's root: the local sink's local_dir or s3://<s3_bucket>/<s3_prefix>, the folder that holds v1/",
+            ),
+            [one] => message.push_str(&format!("; did you mean {one}?")),
+            several => message.push_str(&format!("; did you mean one of {}?", several.join(", "))),
+        }
+        Ok(AnalyzeError::Source(message))
+    }
+
+    /// `path` below this source's root, as a person would type it.
+    fn join(&self, path: &str) -> String {
+        match self {
+            Source::Directory(root) if path.is_empty() => {
+                format!("{}/", root.display().to_string().trim_end_matches('/'))
+            }
+            Source::Directory(root) => root.join(path).display().to_string(),
+            Source::S3 { bucket, prefix, .. } => {
+                format!("s3://{bucket}/{}", child_prefix(prefix, path))
             }
         }
+    }
+
+    /// Roots near this one that hold request partitions: the folders up to
+    /// two levels below (`data/audit` for `data`, `s3://bucket/tenant/audit`
+    /// for `s3://bucket`), breadth first, at most `MAX_FOLDERS_SEARCHED`
+    /// looked into; else the root of the log when this is one of its tables'
+    /// folders (`data/audit` for `data/audit/v1`).
+    async fn audit_roots_nearby(&self) -> Result<Vec<String>, AnalyzeError> {
+        let mut found = Vec::new();
+        let mut budget = MAX_FOLDERS_SEARCHED;
+        let mut level = vec![String::new()];
+        for _depth in 0..2 {
+            let mut next = Vec::new();
+            for folder in &level {
+                for child in self.subfolders(folder).await? {
+                    if budget == 0 {
+                        break;
+                    }
+                    budget -= 1;
+                    let table = child_prefix(&child, Table::Requests.folder());
+                    if self.holds_partitions(&table).await? {
+                        found.push(self.join(&child));
+                    } else {
+                        next.push(child);
+                    }
+                }
+            }
+            level = next;
+        }
+        if found.is_empty() && self.holds_partitions("").await? {
+            found.extend(self.log_root_above());
+        }
+        Ok(found)
+    }
+
+    /// The log's root when this root is a table's folder (`…/v1` or
+    /// `…/feedback/v1`).
+    fn log_root_above(&self) -> Option<String> {
+        let here = match self {
+            Source::Directory(root) => root.display().to_string(),
+            Source::S3 { prefix, .. } => prefix.clone(),
+        };
+        let above = [Table::Feedback, Table::Requests]
+            .iter()
+            .find_map(|t| here.trim_end_matches('/').strip_suffix(t.folder()))?
+            .trim_end_matches('/');
+        Some(match self {
+            Source::Directory(_) if above.is_empty() => ".".to_owned(),
+            Source::Directory(_) => above.to_owned(),
+            Source::S3 { bucket, .. } => format!("s3://{bucket}/{above}"),
+        })
+    }
+
+    /// The folders (S3: common prefixes) directly in `folder` under the
+    /// root, as paths relative to it, at most `MAX_FOLDERS_SEARCHED`.
+    async fn subfolders(&self, folder: &str) -> Result<Vec<String>, AnalyzeError> {
+        let mut names: Vec<String> = match self {
+            Source::Directory(root) => std::fs::read_dir(root.join(folder))
+                .map(|entries| {
+                    entries
+                        .flatten()
+                        .filter(|e| e.path().is_dir())
+                        .filter_map(|e| e.file_name().to_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            Source::S3 {
+                bucket,
+                prefix,
+                client,
+            } => {
+                let base = child_prefix(&child_prefix(prefix, folder), "");
+                list_s3(client, bucket, &base, Some("/"))
+                    .await?
+                    .into_iter()
+                    .filter_map(|p| {
+                        p.strip_prefix(&base)
+                            .map(|name| name.trim_end_matches('/').to_owned())
+                    })
+                    .collect()
+            }
+        };
+        names.sort();
+        names.truncate(MAX_FOLDERS_SEARCHED);
+        Ok(names
+            .into_iter()
+            .map(|name| child_prefix(folder, &name))
+            .collect())
+    }
+
+    /// Whether `folder` under the root directly holds `dt=` partitions.
+    async fn holds_partitions(&self, folder: &str) -> Result<bool, AnalyzeError> {
+        Ok(self
+            .subfolders(folder)
+            .await?
+            .iter()
+            .any(|p| p.rsplit('/').next().is_some_and(|n| n.starts_with("dt="))))
     }
 
     /// Every record of one object, decoded as `T`.
@@ -212,35 +384,14 @@ fn partition_date(path: &str) -> Option<&str> {
     path.get(start..start + 10)
 }
 
-fn list_directory(base: &Path, range: &DateRange) -> Result<Vec<String>, AnalyzeError> {
-    let mut objects = Vec::new();
-    let Ok(days) = std::fs::read_dir(base) else {
-        return Ok(objects); // no such table yet (e.g. no feedback posted)
-    };
-    let mut days: Vec<PathBuf> = days
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .and_then(partition_date)
-                .is_some_and(|d| range.contains(d))
-        })
-        .collect();
-    days.sort();
-    for day in days {
-        let mut hours: Vec<PathBuf> = read_dir_sorted(&day)?;
-        hours.retain(|p| p.is_dir());
-        for hour in hours {
-            objects.extend(
-                read_dir_sorted(&hour)?
-                    .into_iter()
-                    .filter(|p| p.to_string_lossy().ends_with(".jsonl.gz"))
-                    .map(|p| p.display().to_string()),
-            );
-        }
+/// `prefix/child` without doubled or leading slashes; `prefix/` when
+/// `child` is empty (an S3 prefix to list under).
+fn child_prefix(prefix: &str, child: &str) -> String {
+    match (prefix.trim_matches('/'), child) {
+        ("", child) => child.to_owned(),
+        (prefix, "") => format!("{prefix}/"),
+        (prefix, child) => format!("{prefix}/{child}"),
     }
-    Ok(objects)
 }
 
 fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>, AnalyzeError> {

@@ -15,8 +15,9 @@ use http::Method;
 use promptgate::analyze::stats::power::{PowerTarget, proportion_sample_size};
 use promptgate::analyze::stats::proportions::{Counts, compare_proportions};
 use promptgate::analyze::synthetic::{SyntheticLog, SyntheticVariant};
-use promptgate::analyze::{self, DateRange, Options, Report, S3Options, Settings, Source};
+use promptgate::analyze::{self, DateRange, Options, Report, S3Options, Source};
 use serde_json::Value;
+use support::analyze::options;
 
 fn variant(name: &str, thumbs_up_rate: f64) -> SyntheticVariant {
     SyntheticVariant {
@@ -29,36 +30,7 @@ fn variant(name: &str, thumbs_up_rate: f64) -> SyntheticVariant {
 }
 
 fn log(seed: u64, variants: Vec<SyntheticVariant>, units: u64) -> SyntheticLog {
-    SyntheticLog {
-        experiment: "exp".into(),
-        variants,
-        units,
-        requests_per_unit: 1,
-        feedback_share: 1.0,
-        date: "2026-11-20".into(),
-        records_per_object: 500,
-        seed,
-    }
-}
-
-fn options(experiment: &str) -> Options {
-    Options {
-        experiment: experiment.into(),
-        range: DateRange::default(),
-        assignment_reasons: vec!["hash".into()],
-        skip_corrupt: false,
-        progress: false,
-        json_schema: None,
-        settings: Settings {
-            confidence: 0.95,
-            baseline: None,
-            target_lift: 0.05,
-            planned_units: 10_000,
-            seed: 1,
-            // Enough for the tests' assertions, which are not about latency.
-            bootstrap_resamples: 200,
-        },
-    }
+    support::analyze::synthetic_log(seed, "2026-11-20", variants, units)
 }
 
 async fn run(dir: &Path, options: &Options) -> Report {
@@ -556,10 +528,16 @@ async fn every_format_renders_from_the_command_line() {
     let page = std::fs::read_to_string(&out).unwrap();
     assert!(page.starts_with("<!doctype html>"));
     assert_eq!(
-        page.matches("<svg").count(),
-        1 + 1 + 1 + 1,
-        "forest plots (latency, thumbs_up), latency, over time"
+        page.matches(r#"<table class="forest""#).count(),
+        2,
+        "forest plots: latency, thumbs_up"
     );
+    for chart in ["latency histograms", "share of requests per day"] {
+        assert!(
+            page.contains(&format!(r#"aria-label="{chart}""#)),
+            "{chart}"
+        );
+    }
     assert!(
         !page.contains("http://") && !page.contains("https://") && !page.contains("<script"),
         "self-contained"

@@ -9,6 +9,7 @@
 mod support;
 
 mod analyze;
+mod analyze_report;
 mod analyze_stats;
 mod audit_durability;
 mod audit_faults;

@@ -2,6 +2,7 @@
 //! provider, and a small HTTP client. Every test gets its own ports.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod analyze;
 pub mod faults;
 pub mod load;
 pub mod metrics;
