@@ -30,6 +30,12 @@ pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response<Gatewa
             "missing_model",
             "invalid_request_error",
         ),
+        MissingField { .. } => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "missing_required_parameter",
+            "invalid_request_error",
+        ),
         DialectNotSupported { .. } => (
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
@@ -176,7 +182,9 @@ pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response<Gatewa
 
 fn param_of(error: &GatewayError) -> Option<&str> {
     match error {
-        GatewayError::InvalidField { field, .. } => Some(field),
+        GatewayError::InvalidField { field, .. } | GatewayError::MissingField { field, .. } => {
+            Some(field)
+        }
         GatewayError::MissingModel | GatewayError::UnknownModel(_) => Some("model"),
         _ => None,
     }
