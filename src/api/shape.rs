@@ -50,8 +50,14 @@ pub(super) fn expected_of(name: &str) -> &'static str {
 
 /// Implements `Deserialize` for a unit struct through a visitor that accepts
 /// only the JSON forms its methods visit and says `$expected` otherwise.
+/// `$read` is the `Deserializer` method that reads the value: for strings it
+/// is `deserialize_bytes`, which serde_json answers with the string's raw
+/// bytes (`visit_bytes`, an array with `visit_seq`) without decoding them as
+/// UTF-8 — prompt text is most of a body, and checking its type must cost
+/// no more than skipping it did. (Nothing is lost: the gateway never checked
+/// the text of a passthrough body, and builds a tree where it reads it.)
 macro_rules! checked {
-    ($name:ident, $expected:expr, { $($method:item)* }) => {
+    ($name:ident, $read:ident, $expected:expr, { $($method:item)* }) => {
         impl<'de> Deserialize<'de> for $name {
             fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 struct Check;
@@ -62,7 +68,7 @@ macro_rules! checked {
                     }
                     $($method)*
                 }
-                deserializer.deserialize_any(Check)
+                deserializer.$read(Check)
             }
         }
     };
@@ -76,7 +82,7 @@ fn each<'de, T: Deserialize<'de>, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A
 
 /// `messages`: an array of message objects.
 pub(super) struct Messages;
-checked!(Messages, MESSAGES_EXPECTED, {
+checked!(Messages, deserialize_any, MESSAGES_EXPECTED, {
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Messages, A::Error> {
         each::<Message, A>(seq).map(|()| Messages)
     }
@@ -94,14 +100,19 @@ struct Message {
 
 /// `input` of the Responses API: a string, or an array of input items.
 pub(super) struct ResponsesInput;
-checked!(ResponsesInput, "a string or an array of input items", {
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<ResponsesInput, E> {
-        Ok(ResponsesInput)
+checked!(
+    ResponsesInput,
+    deserialize_bytes,
+    "a string or an array of input items",
+    {
+        fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<ResponsesInput, E> {
+            Ok(ResponsesInput)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ResponsesInput, A::Error> {
+            each::<InputItem, A>(seq).map(|()| ResponsesInput)
+        }
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<ResponsesInput, A::Error> {
-        each::<InputItem, A>(seq).map(|()| ResponsesInput)
-    }
-});
+);
 
 /// An input item of the Responses API: a message (`role`, `content`) or
 /// another kind of item (`type`: a function call output, a reference, ...).
@@ -115,25 +126,35 @@ struct InputItem {
 
 /// A message's `content`: a string or an array of content parts.
 struct Content;
-checked!(Content, "a string or an array of content parts", {
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Content, E> {
-        Ok(Content)
+checked!(
+    Content,
+    deserialize_bytes,
+    "a string or an array of content parts",
+    {
+        fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Content, E> {
+            Ok(Content)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Content, A::Error> {
+            each::<ContentPart, A>(seq).map(|()| Content)
+        }
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Content, A::Error> {
-        each::<ContentPart, A>(seq).map(|()| Content)
-    }
-});
+);
 
 /// Anthropic's top-level `system`: a string or an array of text blocks.
 struct SystemPrompt;
-checked!(SystemPrompt, "a string or an array of text blocks", {
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<SystemPrompt, E> {
-        Ok(SystemPrompt)
+checked!(
+    SystemPrompt,
+    deserialize_bytes,
+    "a string or an array of text blocks",
+    {
+        fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<SystemPrompt, E> {
+            Ok(SystemPrompt)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<SystemPrompt, A::Error> {
+            each::<ContentPart, A>(seq).map(|()| SystemPrompt)
+        }
     }
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<SystemPrompt, A::Error> {
-        each::<ContentPart, A>(seq).map(|()| SystemPrompt)
-    }
-});
+);
 
 /// A content part or text block: the gateway reads its `text`.
 #[derive(Deserialize)]
@@ -147,15 +168,15 @@ struct ContentPart {
 
 /// A string, looked at but not kept.
 struct Text;
-checked!(Text, "a string", {
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<Text, E> {
+checked!(Text, deserialize_bytes, "a string", {
+    fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Text, E> {
         Ok(Text)
     }
 });
 
 /// `max_tokens` and its kin: a whole number ≥ 0.
 struct TokenCount;
-checked!(TokenCount, "a whole number ≥ 0", {
+checked!(TokenCount, deserialize_any, "a whole number ≥ 0", {
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<TokenCount, E> {
         Ok(TokenCount)
     }
@@ -169,7 +190,7 @@ checked!(TokenCount, "a whole number ≥ 0", {
 
 /// `temperature`, `top_p`: a number.
 struct Number;
-checked!(Number, "a number", {
+checked!(Number, deserialize_any, "a number", {
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<Number, E> {
         Ok(Number)
     }
