@@ -117,7 +117,8 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "provider unreachable",
-            body: r#"{"model": "dead-model", "messages": [{"role": "user", "content": "hi"}]}"#.into(),
+            body: r#"{"model": "dead-model", "messages": [{"role": "user", "content": "hi"}]}"#
+                .into(),
             headers: auth(),
             status: StatusCode::BAD_GATEWAY,
             message: "`dead` is unreachable",

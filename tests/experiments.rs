@@ -683,35 +683,45 @@ async fn flag_rules_match_headers_clients_models_and_metadata_in_order() {
         (
             "metadata in",
             vec![],
-            flags(json!({"messages": [{"role": "user", "content": "hi"}], "metadata": {"tier": "gold"}})),
+            flags(
+                json!({"messages": [{"role": "user", "content": "hi"}], "metadata": {"tier": "gold"}}),
+            ),
             "beta",
             "flag:tier",
         ),
         (
             "metadata not in",
             vec![],
-            flags(json!({"messages": [{"role": "user", "content": "hi"}], "metadata": {"tier": "silver"}})),
+            flags(
+                json!({"messages": [{"role": "user", "content": "hi"}], "metadata": {"tier": "silver"}}),
+            ),
             "control",
             "hash",
         ),
         (
             "metadata prefix",
             vec![],
-            flags(json!({"messages": [{"role": "user", "content": "hi"}], "metadata": {"org": "acme-eu"}})),
+            flags(
+                json!({"messages": [{"role": "user", "content": "hi"}], "metadata": {"org": "acme-eu"}}),
+            ),
             "delta",
             "flag:org",
         ),
         (
             "metadata not prefix",
             vec![],
-            flags(json!({"messages": [{"role": "user", "content": "hi"}], "metadata": {"org": "bigco-acme-"}})),
+            flags(
+                json!({"messages": [{"role": "user", "content": "hi"}], "metadata": {"org": "bigco-acme-"}}),
+            ),
             "control",
             "hash",
         ),
         (
             "metadata number equals",
             vec![],
-            flags(json!({"messages": [{"role": "user", "content": "hi"}], "metadata": {"seats": 10}})),
+            flags(
+                json!({"messages": [{"role": "user", "content": "hi"}], "metadata": {"seats": 10}}),
+            ),
             "gamma",
             "flag:seats",
         ),

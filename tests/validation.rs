@@ -382,7 +382,9 @@ async fn the_simulator_and_the_demo_refuse_what_the_real_apis_refuse() {
                 "{body} on {path} ({provider}): `{text}`"
             );
             let records = wait_for_audit(&gw.dir.path().join("audit"), |records| {
-                records.iter().any(|r| r["request_id"] == request_id.as_str())
+                records
+                    .iter()
+                    .any(|r| r["request_id"] == request_id.as_str())
             })
             .await;
             let record = records
