@@ -64,10 +64,63 @@ fn templates(c: &mut Criterion) {
     });
 }
 
+/// A realistic chat body of at least `size` bytes: a system prompt, then
+/// turns of user and assistant messages (some with content parts, escapes and
+/// non-ASCII text), sampling parameters and a field the gateway does not know.
+fn chat_body(size: usize) -> Vec<u8> {
+    let mut messages = vec![
+        serde_json::json!({"role": "system", "content": "You are a careful assistant for a bookshop. Answer in the customer's language; cite titles in \"quotes\"."}),
+    ];
+    let mut turn = 0;
+    while serde_json::to_vec(&messages).unwrap().len() < size {
+        turn += 1;
+        messages.push(serde_json::json!({"role": "user", "content": [
+            {"type": "text", "text": format!("Turn {turn}: which edition of « Hamlet » would you recommend for a first reading, and why? Keep it short.")}
+        ]}));
+        messages.push(serde_json::json!({"role": "assistant", "content": format!("For turn {turn}: the Arden edition — its notes explain archaic words without breaking the flow.\nThe Folger one is cheaper.")}));
+    }
+    serde_json::to_vec(&serde_json::json!({
+        "model": "gpt-4o-mini", "messages": messages, "temperature": 0.3, "max_tokens": 300,
+        "stream": true, "stream_options": {"include_usage": true}, "user": "customer-8812"
+    }))
+    .unwrap()
+}
+
+/// What `parse_head` did before it checked the fields the gateway reads:
+/// `model` and `stream`, the rest skipped unchecked (the path always tracked).
+fn head_unchecked(body: &[u8]) -> (Option<String>, Option<bool>) {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        model: Option<String>,
+        stream: Option<bool>,
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let head: Head = serde_path_to_error::deserialize(&mut deserializer).unwrap();
+    deserializer.end().unwrap();
+    (head.model, head.stream)
+}
+
 fn request_head(c: &mut Criterion) {
     c.bench_function("parse_head/chat", |b| {
-        b.iter(|| parse_head(black_box(CHAT)))
+        b.iter(|| parse_head(Endpoint::ChatCompletions, black_box(CHAT)))
     });
+    // The passthrough cost of checking the body: the checked read against the
+    // unchecked one it replaced and against building a tree, in the same run.
+    for size in [2 << 10, 20 << 10] {
+        let body = chat_body(size);
+        let mut group = c.benchmark_group(format!("request_check/chat_{}KiB", size >> 10));
+        group.throughput(criterion::Throughput::Bytes(body.len() as u64));
+        group.bench_function("unchecked_head", |b| {
+            b.iter(|| head_unchecked(black_box(&body)))
+        });
+        group.bench_function("checked_parse_head", |b| {
+            b.iter(|| parse_head(Endpoint::ChatCompletions, black_box(&body)).unwrap())
+        });
+        group.bench_function("value_tree", |b| {
+            b.iter(|| serde_json::from_slice::<Value>(black_box(&body)).unwrap())
+        });
+        group.finish();
+    }
 }
 
 fn sse_capture(c: &mut Criterion) {

@@ -14,6 +14,11 @@ pub enum GatewayError {
     BodyTooLarge { limit: usize },
     #[error("missing required field `model`")]
     MissingModel,
+    #[error("missing required field `{field}`: expected {expected}")]
+    MissingField {
+        field: String,
+        expected: &'static str,
+    },
     #[error("the model `{0}` does not exist or is not routed by this gateway")]
     UnknownModel(String),
     #[error(
@@ -138,6 +143,7 @@ impl GatewayError {
             InvalidJson(_)
             | InvalidField { .. }
             | MissingModel
+            | MissingField { .. }
             | DialectNotSupported { .. }
             | BodyRead(_)
             | MethodNotAllowed { .. }

@@ -57,6 +57,12 @@ fn error_body(dialect: Dialect, error: &GatewayError) -> (StatusCode, serde_json
             "missing_model",
             "invalid_request_error",
         ),
+        MissingField { .. } => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "missing_required_parameter",
+            "invalid_request_error",
+        ),
         DialectNotSupported { .. } => (
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
@@ -192,7 +198,9 @@ fn error_body(dialect: Dialect, error: &GatewayError) -> (StatusCode, serde_json
 
 fn param_of(error: &GatewayError) -> Option<&str> {
     match error {
-        GatewayError::InvalidField { field, .. } => Some(field),
+        GatewayError::InvalidField { field, .. } | GatewayError::MissingField { field, .. } => {
+            Some(field)
+        }
         GatewayError::MissingModel | GatewayError::UnknownModel(_) => Some("model"),
         _ => None,
     }

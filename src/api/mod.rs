@@ -3,6 +3,7 @@
 
 mod errors;
 mod request;
+mod shape;
 
 pub use errors::{error_response, stream_error_event};
 pub use request::{RequestHead, parse_head};

@@ -136,7 +136,7 @@ pub fn apply(
     }
     match endpoint {
         Endpoint::ChatCompletions => {
-            let messages = take_array(body, "messages");
+            let messages = take_messages(body)?;
             let (caller_system, conversation): (Vec<Value>, Vec<Value>) =
                 messages.into_iter().partition(|m| {
                     matches!(
@@ -155,7 +155,7 @@ pub fn apply(
             if let Some(system) = system {
                 body.insert("system".into(), Value::String(system));
             }
-            let conversation = take_array(body, "messages");
+            let conversation = take_messages(body)?;
             body.insert(
                 "messages".into(),
                 Value::Array(combine(variant.messages, user, conversation)),
@@ -169,7 +169,13 @@ pub fn apply(
                 let input = match body.remove("input") {
                     Some(Value::String(text)) => vec![json!({"role": "user", "content": text})],
                     Some(Value::Array(items)) => items,
-                    _ => Vec::new(),
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(_) => {
+                        return Err(invalid(
+                            "input",
+                            "expected a string or an array of input items",
+                        ));
+                    }
                 };
                 let items = combine(variant.messages, Some(user), input);
                 body.insert("input".into(), Value::Array(items));
@@ -181,10 +187,13 @@ pub fn apply(
     Ok(())
 }
 
-fn take_array(body: &mut Map<String, Value>, key: &str) -> Vec<Value> {
-    match body.remove(key) {
-        Some(Value::Array(items)) => items,
-        _ => Vec::new(),
+/// The caller's messages. `api::parse_head` refuses a body without them
+/// before a variant is rendered; this refuses again rather than render a
+/// prompt without the caller's content.
+fn take_messages(body: &mut Map<String, Value>) -> Result<Vec<Value>, GatewayError> {
+    match body.remove("messages") {
+        Some(Value::Array(items)) => Ok(items),
+        _ => Err(invalid("messages", "expected an array of message objects")),
     }
 }
 

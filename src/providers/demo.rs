@@ -10,6 +10,19 @@ use sha2::{Digest, Sha256};
 
 use crate::api::Endpoint;
 
+mod refusal;
+
+/// Reads a request body as the real API would: the request, or the error body
+/// of the 400 the API would answer (not JSON, a required field missing, a
+/// field of the wrong type, empty `messages`, an unknown role).
+pub fn read_request(endpoint: Endpoint, body: &[u8]) -> Result<Value, Value> {
+    let request: Value = serde_json::from_slice(body).map_err(|_| refusal::unparsable(endpoint))?;
+    match refusal::refusal(endpoint, &request) {
+        Some(error) => Err(error),
+        None => Ok(request),
+    }
+}
+
 /// The content of one answer, independent of its wire shape.
 #[derive(Debug, Clone)]
 pub struct DemoAnswer {

@@ -381,7 +381,17 @@ async fn send_http(
 }
 
 fn demo_response(endpoint: Endpoint, body: &Bytes, stream: bool) -> Response<GatewayBody> {
-    let request: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let request = match demo::read_request(endpoint, body) {
+        Ok(request) => request,
+        Err(error) => {
+            let mut response = Response::new(crate::body::full(error.to_string()));
+            *response.status_mut() = StatusCode::BAD_REQUEST;
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            return response;
+        }
+    };
     let answer = demo::answer(endpoint, &request);
     let (content_type, body) = if stream && demo::streams(endpoint) {
         let frames = demo::sse_frames(endpoint, &answer, &request);

@@ -268,7 +268,7 @@ async fn serve(
         return accept_feedback(gateway, snapshot, body, &parts.headers, client_id).await;
     }
     let body = read_body(body, &parts.headers, snapshot.server.max_body_bytes).await?;
-    let head = api::parse_head(&body)?;
+    let head = api::parse_head(endpoint, &body)?;
     trail.note(|t| {
         t.model = Some(head.model.clone());
         t.stream = head.stream;

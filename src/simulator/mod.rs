@@ -271,13 +271,13 @@ async fn respond(
             &json!({"error": {"message": "no such endpoint", "type": "invalid_request_error"}}),
         ));
     };
-    let request: Value = match serde_json::from_slice(&body) {
-        Ok(value) => value,
+    // Refused as the real API would, after the faults: a scripted fault is
+    // consumed by the request it was meant for, whatever its body.
+    let request = match demo::read_request(endpoint, &body) {
+        Ok(request) => request,
         Err(error) => {
-            return Ok(json_response(
-                StatusCode::BAD_REQUEST,
-                &json!({"error": {"message": format!("simulator: invalid JSON: {error}"), "type": "invalid_request_error"}}),
-            ));
+            tokio::time::sleep(first_byte_delay).await;
+            return Ok(json_response(StatusCode::BAD_REQUEST, &error));
         }
     };
     let answer = demo::answer(endpoint, &request);

@@ -334,7 +334,7 @@ async fn sighup_reloads_the_config() {
             http::Method::POST,
             &url,
             &[("x-user-id", "u")],
-            r#"{"model":"e","messages":[]}"#,
+            r#"{"model":"e","messages":[{"role":"user","content":"hi"}]}"#,
         )
         .await;
         reply.headers["x-promptgate-variant"]

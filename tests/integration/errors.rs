@@ -72,7 +72,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "missing model",
-            body: r#"{"messages": []}"#.into(),
+            body: r#"{"messages": [{"role": "user", "content": "hi"}]}"#.into(),
             headers: auth(),
             status: StatusCode::BAD_REQUEST,
             message: "missing required field `model`",
@@ -81,7 +81,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "unknown model",
-            body: r#"{"model": "nope-1", "messages": []}"#.into(),
+            body: r#"{"model": "nope-1", "messages": [{"role": "user", "content": "hi"}]}"#.into(),
             headers: auth(),
             status: StatusCode::NOT_FOUND,
             message: "`nope-1`",
@@ -117,7 +117,8 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "provider unreachable",
-            body: r#"{"model": "dead-model", "messages": []}"#.into(),
+            body: r#"{"model": "dead-model", "messages": [{"role": "user", "content": "hi"}]}"#
+                .into(),
             headers: auth(),
             status: StatusCode::BAD_GATEWAY,
             message: "`dead` is unreachable",
@@ -195,7 +196,7 @@ async fn each_bad_input_gets_its_status_and_shape_in_both_dialects() {
         post(
             &client,
             &gw.url("/v1/chat/completions"),
-            r#"{"model":"gpt-4o","messages":[]}"#
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#
         )
         .await
         .status,
@@ -205,7 +206,7 @@ async fn each_bad_input_gets_its_status_and_shape_in_both_dialects() {
         post(
             &client,
             &gw.url("/v1/messages"),
-            r#"{"model":"gpt-4o","max_tokens":5,"messages":[]}"#
+            r#"{"model":"gpt-4o","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#
         )
         .await
         .status,
@@ -231,7 +232,7 @@ async fn wrong_type_names_the_field_in_openai_param() {
     assert_eq!(reply.json()["error"]["param"], "model");
     assert_eq!(
         reply.json()["error"]["message"],
-        "invalid value for `model`: invalid type: integer `12`, expected a string"
+        "invalid value for `model`: expected a string, got integer `12`"
     );
 }
 
@@ -256,7 +257,7 @@ async fn provider_timeout_is_a_504_and_unknown_paths_404_in_dialect() {
             ("authorization", &format!("Bearer {CLIENT_KEY}")),
             ("x-sim-fault", "hang"),
         ],
-        r#"{"model":"gpt-4o","messages":[]}"#,
+        r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
     assert_eq!(
@@ -282,7 +283,7 @@ async fn provider_timeout_is_a_504_and_unknown_paths_404_in_dialect() {
             ("authorization", &format!("Bearer {CLIENT_KEY}")),
             ("x-sim-fault", "status=529"),
         ],
-        r#"{"model":"claude-3","max_tokens":1,"messages":[]}"#,
+        r#"{"model":"claude-3","max_tokens":1,"messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
     assert_eq!(reply.status.as_u16(), 529, "provider status passes through");
@@ -304,7 +305,7 @@ async fn a_model_served_by_a_provider_of_the_other_dialect_is_a_clear_400() {
     let reply = post(
         &client(),
         &gw.url("/v1/messages"),
-        r#"{"model":"gpt-4o","max_tokens":5,"messages":[]}"#,
+        r#"{"model":"gpt-4o","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);

@@ -678,42 +678,52 @@ async fn flag_rules_match_headers_clients_models_and_metadata_in_order() {
         (
             "metadata in",
             vec![],
-            flags(json!({"messages": [], "metadata": {"tier": "gold"}})),
+            flags(
+                json!({"messages": [{"role": "user", "content": "hi"}], "metadata": {"tier": "gold"}}),
+            ),
             "beta",
             "flag:tier",
         ),
         (
             "metadata not in",
             vec![],
-            flags(json!({"messages": [], "metadata": {"tier": "silver"}})),
+            flags(
+                json!({"messages": [{"role": "user", "content": "hi"}], "metadata": {"tier": "silver"}}),
+            ),
             "control",
             "hash",
         ),
         (
             "metadata prefix",
             vec![],
-            flags(json!({"messages": [], "metadata": {"org": "acme-eu"}})),
+            flags(
+                json!({"messages": [{"role": "user", "content": "hi"}], "metadata": {"org": "acme-eu"}}),
+            ),
             "delta",
             "flag:org",
         ),
         (
             "metadata not prefix",
             vec![],
-            flags(json!({"messages": [], "metadata": {"org": "bigco-acme-"}})),
+            flags(
+                json!({"messages": [{"role": "user", "content": "hi"}], "metadata": {"org": "bigco-acme-"}}),
+            ),
             "control",
             "hash",
         ),
         (
             "metadata number equals",
             vec![],
-            flags(json!({"messages": [], "metadata": {"seats": 10}})),
+            flags(
+                json!({"messages": [{"role": "user", "content": "hi"}], "metadata": {"seats": 10}}),
+            ),
             "gamma",
             "flag:seats",
         ),
         (
             "top-level field is not metadata",
             vec![],
-            flags(json!({"messages": [], "tier": "gold"})),
+            flags(json!({"messages": [{"role": "user", "content": "hi"}], "tier": "gold"})),
             "control",
             "hash",
         ),
@@ -1422,7 +1432,7 @@ async fn missing_variable_and_wrong_endpoint_are_400s() {
         OPENAI_CHAT,
         CLIENT_KEY,
         &[],
-        &json!({"model": "rep", "messages": [], "promptgate": variables(&[("audience", "kids")])}),
+        &json!({"model": "rep", "messages": [{"role": "system", "content": "Be brief."}], "promptgate": variables(&[("audience", "kids")])}),
     )
     .await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);

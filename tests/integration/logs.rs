@@ -273,7 +273,7 @@ async fn one_request_one_access_line_with_its_fields_and_failures_at_warn() {
     let reply = post(
         &client,
         &gw.url("/v1/chat/completions"),
-        r#"{"model":"no-such-model","messages":[]}"#,
+        r#"{"model":"no-such-model","messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
     assert_eq!(reply.status, 404);
@@ -379,7 +379,7 @@ async fn the_default_level_logs_no_access_line_for_a_good_request() {
     let reply = post(
         &client,
         &gw.url("/v1/chat/completions"),
-        r#"{"model":"no-such-model","messages":[]}"#,
+        r#"{"model":"no-such-model","messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
     assert_eq!(reply.status, 404);

@@ -521,7 +521,7 @@ providers = ["unreachable", "backup"]
     let reply = post(
         &client,
         &gw.url("/v1/chat/completions"),
-        r#"{"model":"m","messages":[]}"#,
+        r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
@@ -532,7 +532,7 @@ providers = ["unreachable", "backup"]
     let reply = post(
         &client,
         &gw.url("/v1/chat/completions"),
-        r#"{"model":"u","messages":[]}"#,
+        r#"{"model":"u","messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK);

@@ -318,7 +318,7 @@ async fn a_refused_request_has_a_span_and_its_trace_id_in_the_audit_record() {
     let reply = post(
         &client(),
         &gw.url("/v1/chat/completions"),
-        r#"{"model":"no-such-model","messages":[]}"#,
+        r#"{"model":"no-such-model","messages":[{"role":"user","content":"hi"}]}"#,
     )
     .await;
     assert_eq!(reply.status, 404);

@@ -199,6 +199,41 @@ def test_wrong_type_is_bad_request(claude: anthropic.Anthropic) -> None:
     assert "`model`" in caught.value.body["error"]["message"]
 
 
+def test_ill_typed_messages_are_bad_request_naming_the_path(claude: anthropic.Anthropic) -> None:
+    marker = unique("bad")
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(
+            model=MODEL, max_tokens=10, messages=user(marker), extra_body={"messages": "not-a-list"}
+        )
+    assert caught.value.status_code == 400
+    error = caught.value.body["error"]
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith("invalid value for `messages`: expected an array of message objects")
+
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(
+            model=MODEL,
+            max_tokens=10,
+            messages=[{"role": "user", "content": [{"type": "text", "text": 5}]}],  # type: ignore[list-item, typeddict-item]
+        )
+    assert "`messages[0].content[0].text`" in caught.value.body["error"]["message"]
+    assert sim_requests_with(marker) == []
+
+
+def test_what_anthropic_refuses_the_simulator_refuses_as_anthropic_does(claude: anthropic.Anthropic) -> None:
+    with pytest.raises(anthropic.BadRequestError) as caught:
+        claude.messages.create(model=MODEL, max_tokens=10, messages=[{"role": "robot", "content": "beep"}])  # type: ignore[list-item, typeddict-item]
+    assert caught.value.body == {
+        "type": "error",
+        "error": {"type": "invalid_request_error", "message": "messages.0.role: Input should be 'user' or 'assistant'"},
+    }
+    # The SDK insists on max_tokens; a raw caller can leave it out, and is told
+    # what Anthropic would tell it.
+    reply = gateway_post("/v1/messages", json.dumps({"model": MODEL, "messages": user("hi")}))
+    assert reply.status == 400
+    assert reply.json()["error"] == {"type": "invalid_request_error", "message": "max_tokens: Field required"}
+
+
 def test_bad_request_has_anthropic_error_shape() -> None:
     reply = gateway_post(
         "/v1/messages",

@@ -317,6 +317,52 @@ def test_wrong_type_is_bad_request_naming_the_field(oai: openai.OpenAI) -> None:
     assert caught.value.param == "stream"
 
 
+def test_ill_typed_messages_and_input_are_bad_request_naming_the_path(oai: openai.OpenAI) -> None:
+    marker = unique("bad")
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": marker}], extra_body={"messages": "not-a-list"}
+        )
+    error = caught.value
+    assert error.status_code == 400
+    assert error.param == "messages"
+    assert error.type == "invalid_request_error"
+    assert 'expected an array of message objects, got string "not-a-list"' in error.message
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": marker}, {"role": "user", "content": 7}],  # type: ignore[list-item]
+        )
+    assert caught.value.param == "messages[1].content"
+    assert "expected a string or an array of content parts" in caught.value.message
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": marker}], max_tokens="ten")  # type: ignore[arg-type]
+    assert caught.value.param == "max_tokens"
+    assert "expected a whole number ≥ 0" in caught.value.message
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.responses.create(model=MODEL, input=marker, extra_body={"input": 42})
+    assert caught.value.param == "input"
+    assert "expected a string or an array of input items" in caught.value.message
+    # None of them reached the provider.
+    assert sim_requests_with(marker) == []
+
+
+def test_what_openai_refuses_the_simulator_refuses_as_openai_does(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.chat.completions.create(model=MODEL, messages=[])
+    assert caught.value.code == "empty_array"
+    assert caught.value.param == "messages"
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        oai.chat.completions.create(model=MODEL, messages=[{"role": "robot", "content": "beep"}])  # type: ignore[list-item, misc]
+    assert caught.value.code == "invalid_value"
+    assert caught.value.param == "messages[0].role"
+    assert "Invalid value: 'robot'. Supported values are:" in caught.value.message
+
+
 def test_missing_model_is_bad_request(oai: openai.OpenAI) -> None:
     reply = gateway_post("/v1/chat/completions", json.dumps({"messages": [{"role": "user", "content": "x"}]}))
     assert reply.status == 400
