@@ -181,3 +181,26 @@ fn param_of(error: &GatewayError) -> Option<&str> {
         _ => None,
     }
 }
+
+/// The last event of a stream the gateway had to cut after its 200 head, in
+/// the caller's dialect: the OpenAI SDKs raise on a `data:` chunk carrying an
+/// `error`, the Anthropic SDKs on `event: error`. It follows a complete event,
+/// so the caller's decoder reads it on its own.
+pub fn stream_error_event(dialect: Dialect, code: &str, message: &str) -> Bytes {
+    let event = match dialect {
+        Dialect::OpenAi => {
+            let error = json!({
+                "error": { "message": message, "type": "api_error", "param": null, "code": code }
+            });
+            format!("data: {error}\n\n")
+        }
+        Dialect::Anthropic => {
+            let error = json!({
+                "type": "error",
+                "error": { "type": "api_error", "message": message },
+            });
+            format!("event: error\ndata: {error}\n\n")
+        }
+    };
+    Bytes::from(event)
+}

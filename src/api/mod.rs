@@ -4,7 +4,7 @@
 mod errors;
 mod request;
 
-pub use errors::error_response;
+pub use errors::{error_response, stream_error_event};
 pub use request::{RequestHead, parse_head};
 
 use http::Method;

@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
+use super::sse::EventTooLarge;
 use super::{Exchange, ExchangeSink, ExchangeStart, Outcome, ResponseCapture};
 use crate::body::{BoxError, GatewayBody};
 use crate::telemetry::ExchangeTelemetry;
@@ -59,6 +60,11 @@ pin_project! {
     /// or when dropped early because the caller disconnected. When the sink
     /// asks for it (strict audit durability), the last frame is held back
     /// until the exchange's record is on disk.
+    ///
+    /// In an event stream, the bytes of an event not yet complete wait here
+    /// for the rest of it (an SSE client acts on whole events only, so this
+    /// delays nothing it could use), which is what lets an event longer than
+    /// the limit be replaced by an error event the caller can read.
     pub struct ObservedBody {
         #[pin]
         inner: GatewayBody,
@@ -66,6 +72,9 @@ pin_project! {
         pending: Option<Pending>,
         durable: Option<oneshot::Receiver<()>>,
         held: Option<Frame<Bytes>>,
+        unfinished_event: BytesMut,
+        // No more frames: the inner body ended or was cut.
+        done: bool,
     }
 
     impl PinnedDrop for ObservedBody {
@@ -97,6 +106,8 @@ impl ObservedBody {
             }),
             durable: None,
             held: None,
+            unfinished_event: BytesMut::new(),
+            done: false,
         }
     }
 
@@ -137,6 +148,12 @@ impl Body for ObservedBody {
             *this.durable = None;
             return Poll::Ready(this.held.take().map(Ok));
         }
+        if let Some(frame) = this.held.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        if *this.done {
+            return Poll::Ready(None);
+        }
         if let Some(deadline) = this.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
@@ -145,25 +162,64 @@ impl Body for ObservedBody {
             }
             return Poll::Ready(Some(Err(Box::new(BodyTimeout))));
         }
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        let ended = match &frame {
-            Some(Ok(frame)) => {
-                if let (Some(data), Some(pending)) = (frame.data_ref(), this.pending.as_mut()) {
-                    if pending.first_byte.is_none() && !data.is_empty() {
-                        pending.first_byte = Some(Instant::now());
+        let (frame, ended) = loop {
+            let frame = ready!(this.inner.as_mut().poll_frame(cx));
+            break match frame {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        // A body of known length is not polled again after its last byte.
+                        let ended = this.inner.is_end_stream();
+                        let Some(pending) = this.pending.as_mut() else {
+                            break (Some(Ok(Frame::data(data))), ended);
+                        };
+                        if pending.first_byte.is_none() && !data.is_empty() {
+                            pending.first_byte = Some(Instant::now());
+                        }
+                        let ready = match pending.capture.observe(&data) {
+                            Ok(ready) => ready,
+                            Err(too_large) => {
+                                *this.unfinished_event = BytesMut::new();
+                                *this.done = true;
+                                let event = this
+                                    .pending
+                                    .take()
+                                    .map_or_else(Bytes::new, |p| cut_short(p, &too_large));
+                                return Poll::Ready(Some(Ok(Frame::data(event))));
+                            }
+                        };
+                        let data = if ended {
+                            take_all(this.unfinished_event, data)
+                        } else {
+                            take_complete(this.unfinished_event, data, ready)
+                        };
+                        if data.is_empty() && !ended {
+                            continue;
+                        }
+                        (Some(Ok(Frame::data(data))), ended)
                     }
-                    pending.capture.observe(data);
+                    // Trailers: whatever the events left unfinished goes first.
+                    Err(trailers) if !this.unfinished_event.is_empty() => {
+                        *this.held = Some(trailers);
+                        let rest = this.unfinished_event.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(rest))));
+                    }
+                    Err(trailers) => (Some(Ok(trailers)), this.inner.is_end_stream()),
+                },
+                Some(Err(err)) => {
+                    if let Some(pending) = this.pending.take() {
+                        pending.finish(Outcome::UpstreamBroken(err.to_string()));
+                    }
+                    (Some(Err(err)), false)
                 }
-                // A body of known length is not polled again after its last byte.
-                this.inner.is_end_stream()
-            }
-            Some(Err(err)) => {
-                if let Some(pending) = this.pending.take() {
-                    pending.finish(Outcome::UpstreamBroken(err.to_string()));
+                None => {
+                    // The inner body is not polled again: some panic if polled after their end.
+                    *this.done = true;
+                    // An unterminated last event still goes out, as the capture counts it.
+                    let rest = (!this.unfinished_event.is_empty())
+                        .then(|| Ok(Frame::data(this.unfinished_event.split().freeze())));
+                    (rest, true)
                 }
-                false
-            }
-            None => true,
+            };
         };
         if ended && let Some(durable) = this.pending.take().and_then(Pending::complete) {
             *this.durable = Some(durable);
@@ -180,10 +236,47 @@ impl Body for ObservedBody {
         self.pending.is_none()
             && self.durable.is_none()
             && self.held.is_none()
-            && self.inner.is_end_stream()
+            && self.unfinished_event.is_empty()
+            && (self.done || self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The bytes of `data` that end complete events (the first `ready`), after
+/// any held from earlier pieces; the rest is held. Copies only what is held.
+fn take_complete(unfinished: &mut BytesMut, mut data: Bytes, ready: usize) -> Bytes {
+    if unfinished.is_empty() {
+        let rest = data.split_off(ready);
+        unfinished.extend_from_slice(&rest);
+        return data;
+    }
+    unfinished.extend_from_slice(&data[..ready]);
+    let out = if ready == 0 {
+        Bytes::new()
+    } else {
+        unfinished.split().freeze()
+    };
+    unfinished.extend_from_slice(&data[ready..]);
+    out
+}
+
+/// Everything held and `data`: the body's last piece.
+fn take_all(unfinished: &mut BytesMut, data: Bytes) -> Bytes {
+    if unfinished.is_empty() {
+        return data;
+    }
+    unfinished.extend_from_slice(&data);
+    unfinished.split().freeze()
+}
+
+/// Reports the exchange as broken by an event over the limit, and returns the
+/// error event that ends the caller's stream in its dialect.
+fn cut_short(pending: Pending, too_large: &EventTooLarge) -> Bytes {
+    let message = too_large.to_string();
+    let dialect = pending.start.endpoint.dialect();
+    pending.finish(Outcome::UpstreamBroken(message.clone()));
+    crate::api::stream_error_event(dialect, "upstream_event_too_large", &message)
 }
