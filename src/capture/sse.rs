@@ -33,6 +33,9 @@ pub struct SseDecoder {
     /// The previous chunk ended in `\r`: a `\n` at the start of the next one
     /// belongs to the same terminator.
     after_cr: bool,
+    /// That `\r` ended an event (a blank line), so that `\n` is none of the
+    /// next event's bytes.
+    cr_ended_event: bool,
     event: String,
     data: String,
     has_data: bool,
@@ -55,6 +58,7 @@ impl SseDecoder {
         SseDecoder {
             line: Vec::new(),
             after_cr: false,
+            cr_ended_event: false,
             event: String::new(),
             data: String::new(),
             has_data: false,
@@ -79,18 +83,28 @@ impl SseDecoder {
         if self.overflowed {
             return Err(too_large);
         }
+        if chunk.is_empty() {
+            // Keeps `after_cr` for the piece that may start with its `\n`.
+            return Ok(0);
+        }
         let mut rest = chunk;
+        // Offsets into `chunk`: where the unfinished event's bytes in it begin,
+        // and the end of the last complete event. An event's size counts its
+        // lines with their terminators, not the blank line that ends it, so
+        // it does not depend on where the chunks were cut.
+        let mut event_start = 0;
         if self.after_cr {
             self.after_cr = false;
             if let Some(after) = rest.strip_prefix(b"\n") {
                 rest = after;
+                if self.cr_ended_event {
+                    event_start = 1;
+                }
             }
         }
-        // Offsets into `chunk`: where the unfinished event's bytes in it begin,
-        // and the end of the last complete event.
-        let mut event_start = chunk.len() - rest.len();
         let mut complete = 0;
         while let Some(end) = rest.iter().position(|&b| b == b'\n' || b == b'\r') {
+            let line_start = chunk.len() - rest.len();
             let (line, after) = rest.split_at(end);
             let terminator = after[0];
             let mut after = &after[1..];
@@ -102,9 +116,10 @@ impl SseDecoder {
                 }
             }
             let blank = line.is_empty() && self.line.is_empty();
+            self.cr_ended_event = blank;
             let line_end = chunk.len() - after.len();
             // Checked before the event is dispatched: an event over the limit is never seen.
-            if blank && self.event_bytes + (line_end - event_start) > self.max_event_bytes {
+            if blank && self.event_bytes + (line_start - event_start) > self.max_event_bytes {
                 return Err(self.overflow());
             }
             if self.line.is_empty() {
@@ -325,9 +340,13 @@ mod tests {
         assert_eq!(decoder.feed(b"data: a\n\ndata: b", &mut ignore), Ok(9));
         assert_eq!(decoder.feed(b"\n", &mut ignore), Ok(0));
         assert_eq!(decoder.feed(b"\r\n: c\n\n", &mut ignore), Ok(7));
-        // A `\r` ending a chunk ends the event; the `\n` after it is the next piece's.
+        // A `\r` ending a chunk ends the event; the `\n` after it is the next
+        // piece's, even after an empty piece.
         assert_eq!(decoder.feed(b": d\r\r", &mut ignore), Ok(5));
-        assert_eq!(decoder.feed(b"\n", &mut ignore), Ok(0));
+        assert_eq!(decoder.feed(b"", &mut ignore), Ok(0));
+        assert_eq!(decoder.feed(b"\ndata: e\r", &mut ignore), Ok(0));
+        assert_eq!(decoder.feed(b"", &mut ignore), Ok(0));
+        assert_eq!(decoder.feed(b"\n\n", &mut ignore), Ok(2));
     }
 
     #[test]
@@ -335,7 +354,7 @@ mod tests {
         let mut events = 0;
         let mut count = |_: SseEvent<'_>| events += 1;
         let mut decoder = SseDecoder::new(16);
-        assert_eq!(decoder.feed(b"data: 01234567\n\n", &mut count), Ok(16));
+        assert_eq!(decoder.feed(b"data: 012345678\n\n", &mut count), Ok(17));
         assert_eq!(decoder.feed(b"data: 0123", &mut count), Ok(0));
         assert_eq!(
             decoder.feed(b"4567890", &mut count),
@@ -350,7 +369,7 @@ mod tests {
         decoder.finish(&mut count);
         // A long event inside one chunk counts too, as do many short lines.
         let mut decoder = SseDecoder::new(16);
-        assert!(decoder.feed(b"data: 0123456789\n\n", &mut count).is_err());
+        assert!(decoder.feed(b"data: 0123456789a\n\n", &mut count).is_err());
         let mut decoder = SseDecoder::new(16);
         assert!(
             decoder
