@@ -39,19 +39,7 @@ pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Futu
     let mut backoff = AcceptBackoff::default();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(error) => {
-                        // Retrying at once would spin on EMFILE.
-                        let pause = backoff.failed("admin", &error);
-                        tokio::select! {
-                            () = tokio::time::sleep(pause) => continue,
-                            () = &mut shutdown => return,
-                        }
-                    }
-                };
-                backoff.accepted("admin");
+            (stream, _) = backoff.next_connection(&listener, "admin") => {
                 let admin = admin.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {

@@ -4,7 +4,10 @@
 //! a core. Waiting, longer on each failure in a row, lets connections close
 //! meanwhile; one line per burst keeps the log readable.
 
+use std::net::SocketAddr;
 use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
 
 const FIRST_PAUSE: Duration = Duration::from_millis(10);
 const LONGEST_PAUSE: Duration = Duration::from_secs(1);
@@ -17,9 +20,27 @@ pub struct AcceptBackoff {
 }
 
 impl AcceptBackoff {
+    /// The next connection of `listener`, waiting out failed accepts.
+    /// Cancel-safe: a shutdown may drop it while it waits.
+    pub async fn next_connection(
+        &mut self,
+        listener: &TcpListener,
+        name: &'static str,
+    ) -> (TcpStream, SocketAddr) {
+        loop {
+            match listener.accept().await {
+                Ok(accepted) => {
+                    self.accepted(name);
+                    return accepted;
+                }
+                Err(error) => tokio::time::sleep(self.failed(name, &error)).await,
+            }
+        }
+    }
+
     /// Call after a failed accept: logs the first failure of a burst and
     /// returns how long to wait before accepting again (10 ms, doubling up to 1 s).
-    pub fn failed(&mut self, listener: &'static str, error: &std::io::Error) -> Duration {
+    fn failed(&mut self, listener: &'static str, error: &std::io::Error) -> Duration {
         if self.failures == 0 {
             tracing::warn!(
                 listener,
@@ -32,7 +53,7 @@ impl AcceptBackoff {
     }
 
     /// Call after an accepted connection: ends a burst of failures.
-    pub fn accepted(&mut self, listener: &'static str) {
+    fn accepted(&mut self, listener: &'static str) {
         if self.failures > 0 {
             tracing::info!(
                 listener,

@@ -59,19 +59,8 @@ pub async fn serve(
     let mut backoff = AcceptBackoff::default();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        let pause = backoff.failed("client", &error);
-                        tokio::select! {
-                            () = tokio::time::sleep(pause) => continue,
-                            () = &mut shutdown => break,
-                        }
-                    }
-                };
-                backoff.accepted("client");
+            // Out of file descriptors and the like: backs off, keeps serving.
+            (stream, peer) = backoff.next_connection(&listener, "client") => {
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
                 }
