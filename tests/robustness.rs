@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use http_body_util::StreamBody;
+use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
@@ -84,7 +84,9 @@ async fn retry_after_values_no_duration_can_hold_are_answered_without_a_panic() 
 }
 
 /// A provider that answers every request with a 200 event stream: one
-/// well-formed event, then `JUNK_BYTES` without a newline.
+/// well-formed event, then `JUNK_BYTES` without a newline; under the path
+/// prefix `/split`, a chat stream whose first event is split across two
+/// writes 200 ms apart.
 struct HostileProvider {
     addr: SocketAddr,
     /// Junk bytes the gateway accepted before it let go of the stream.
@@ -110,11 +112,12 @@ impl HostileProvider {
                     let service = service_fn(move |request: http::Request<_>| {
                         let (sent, gone) = (sent.clone(), gone.clone());
                         async move {
-                            Ok::<_, Infallible>(hostile_answer(
-                                request.uri().path().ends_with("/messages"),
-                                sent,
-                                gone,
-                            ))
+                            let path = request.uri().path();
+                            Ok::<_, Infallible>(if path.starts_with("/split/") {
+                                split_answer()
+                            } else {
+                                hostile_answer(path.ends_with("/messages"), sent, gone)
+                            })
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -147,12 +150,40 @@ impl Drop for Junk {
     }
 }
 
+type AnswerBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+fn event_stream(body: AnswerBody) -> http::Response<AnswerBody> {
+    let mut response = http::Response::new(body);
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    response
+}
+
+const SPLIT_FIRST: &[u8] = b"data: {\"choices\":[{\"delta\":{\"content\":\"hel";
+const SPLIT_REST: &[u8] = b"lo\"}}]}\n\ndata: [DONE]\n\n";
+
+fn split_answer() -> http::Response<AnswerBody> {
+    let pieces = futures_util::stream::unfold(0, |sent| async move {
+        let piece = match sent {
+            0 => SPLIT_FIRST,
+            1 => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                SPLIT_REST
+            }
+            _ => return None,
+        };
+        Some((Ok(Frame::data(Bytes::from_static(piece))), sent + 1))
+    });
+    event_stream(StreamBody::new(pieces).boxed())
+}
+
 fn hostile_answer(
     anthropic: bool,
     sent: Arc<AtomicU64>,
     gone: Arc<AtomicU64>,
-) -> http::Response<StreamBody<impl futures_util::Stream<Item = Result<Frame<Bytes>, Infallible>>>>
-{
+) -> http::Response<AnswerBody> {
     let first: &'static [u8] = if anthropic {
         b"event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"claude-x\",\"usage\":{\"input_tokens\":3}}}\n\n"
     } else {
@@ -175,13 +206,7 @@ fn hostile_answer(
         line[..6].copy_from_slice(b"data: ");
         Some((Ok(Frame::data(Bytes::from(line))), junk))
     });
-    let mut response =
-        http::Response::new(StreamBody::new(futures_util::StreamExt::chain(start, rest)));
-    response.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/event-stream"),
-    );
-    response
+    event_stream(StreamBody::new(futures_util::StreamExt::chain(start, rest)).boxed())
 }
 
 #[tokio::test]
@@ -292,6 +317,42 @@ flush_interval_ms = 100
             "{record}"
         );
     }
+}
+
+#[tokio::test]
+async fn an_event_split_across_reads_reaches_the_caller_whole_and_unchanged() {
+    let provider = HostileProvider::start().await;
+    let config = format!(
+        r#"
+[auth]
+open = true
+[server]
+config_poll_ms = 0
+[providers.split]
+kind = "openai"
+base_url = "http://{addr}/split/v1"
+[[routes]]
+models = ["gpt-*"]
+providers = ["split"]
+"#,
+        addr = provider.addr
+    );
+    let gw = TestGateway::start(&config).await;
+    let reply = post(&client(), &gw.url("/v1/chat/completions"), CHAT_STREAM).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, [SPLIT_FIRST, SPLIT_REST].concat());
+    // The caller never holds half an event: the first half waited in the
+    // gateway until the rest came.
+    for (_, chunk) in &reply.chunks {
+        assert!(
+            chunk.ends_with(b"\n\n"),
+            "a piece ends mid-event: {chunk:?}"
+        );
+    }
+    assert!(reply.chunks[0].0 - reply.sent_at >= Duration::from_millis(190));
+    let exchange = &gw.sink.wait_for(1).await[0];
+    assert_eq!(exchange.outcome, Outcome::Completed);
+    assert_eq!(exchange.captured.text, "hello");
 }
 
 fn dropped_after_send_config(sim: &Simulator, retry: bool) -> String {

@@ -248,6 +248,10 @@ impl Body for ObservedBody {
 /// The bytes of `data` that end complete events (the first `ready`), after
 /// any held from earlier pieces; the rest is held. Copies only what is held.
 fn take_complete(unfinished: &mut BytesMut, mut data: Bytes, ready: usize) -> Bytes {
+    // The usual case: providers write whole events.
+    if unfinished.is_empty() && ready == data.len() {
+        return data;
+    }
     if unfinished.is_empty() {
         let rest = data.split_off(ready);
         unfinished.extend_from_slice(&rest);
