@@ -83,6 +83,47 @@ async fn retry_after_values_no_duration_can_hold_are_answered_without_a_panic() 
     assert_eq!(reply.status, StatusCode::OK);
 }
 
+#[tokio::test]
+async fn a_retry_after_beyond_the_total_timeout_moves_on_at_once() {
+    let sim = simulator().await;
+    let config = format!(
+        r#"
+[auth]
+open = true
+[server]
+config_poll_ms = 0
+[providers.short]
+kind = "openai"
+base_url = "{openai}"
+api_key_file = "{{dir}}/provider.key"
+max_retries = 2
+retry_max_ms = 60000
+first_byte_timeout_ms = 1000
+total_timeout_ms = 1500
+[[routes]]
+models = ["gpt-*"]
+providers = ["short"]
+"#,
+        openai = sim.openai_base_url(),
+    );
+    let gw = TestGateway::start(&config).await;
+    let started = Instant::now();
+    let reply = post_with(
+        &client(),
+        &gw.url("/v1/chat/completions"),
+        CHAT,
+        "status=429;retry-after=30",
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(sim.received().len(), 1, "no retry after a 30 s wait");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
 /// A provider that answers every request with a 200 event stream: one
 /// well-formed event, then `JUNK_BYTES` without a newline; under the path
 /// prefix `/split`, a chat stream whose first event is split across two

@@ -266,7 +266,13 @@ pub async fn forward(
             if attempt == provider.retry.max_retries {
                 break;
             }
-            match retry::delay_before_retry(&provider.retry, attempt, retry_headers.as_ref()) {
+            // A wait past the provider's total timeout, counted from the
+            // request's start, could only end in a later timeout: move on.
+            let budget_left = (request.started + provider.timeouts.total)
+                .saturating_duration_since(Instant::now());
+            match retry::delay_before_retry(&provider.retry, attempt, retry_headers.as_ref())
+                .filter(|delay| *delay < budget_left)
+            {
                 Some(delay) => {
                     // Release the failed response's connection before waiting:
                     // the next attempt replaces it.
