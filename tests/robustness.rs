@@ -21,6 +21,9 @@ use promptgate::capture::Outcome;
 use promptgate::simulator::{SimConfig, Simulator};
 use support::*;
 
+/// Every test config's start: no client keys, no file watcher.
+const OPEN: &str = "[auth]\nopen = true\n[server]\nconfig_poll_ms = 0";
+
 const CHAT: &str = r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#;
 const CHAT_STREAM: &str =
     r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
@@ -88,10 +91,7 @@ async fn a_retry_after_beyond_the_total_timeout_moves_on_at_once() {
     let sim = simulator().await;
     let config = format!(
         r#"
-[auth]
-open = true
-[server]
-config_poll_ms = 0
+{OPEN}
 [providers.short]
 kind = "openai"
 base_url = "{openai}"
@@ -255,10 +255,7 @@ async fn an_endless_sse_line_is_cut_with_an_error_event_in_each_dialect_and_reco
     let provider = HostileProvider::start().await;
     let config = format!(
         r#"
-[auth]
-open = true
-[server]
-config_poll_ms = 0
+{OPEN}
 [providers.hostile_openai]
 kind = "openai"
 base_url = "http://{addr}/v1"
@@ -366,10 +363,7 @@ async fn an_event_split_across_reads_reaches_the_caller_whole_and_unchanged() {
     let provider = HostileProvider::start().await;
     let config = format!(
         r#"
-[auth]
-open = true
-[server]
-config_poll_ms = 0
+{OPEN}
 [providers.split]
 kind = "openai"
 base_url = "http://{addr}/split/v1"
@@ -400,10 +394,7 @@ providers = ["split"]
 fn dropped_after_send_config(sim: &Simulator, retry: bool) -> String {
     format!(
         r#"
-[auth]
-open = true
-[server]
-config_poll_ms = 0
+{OPEN}
 [providers.first]
 kind = "openai"
 base_url = "{openai}"
@@ -463,11 +454,9 @@ async fn a_connection_dropped_after_send_is_retried_only_when_configured() {
 
 #[tokio::test]
 async fn a_connect_error_is_retried_even_when_drops_after_send_are_not() {
-    let config = r#"
-[auth]
-open = true
-[server]
-config_poll_ms = 0
+    let config = &format!(
+        r#"
+{OPEN}
 [providers.dead]
 kind = "openai"
 base_url = "http://127.0.0.1:9/v1"
@@ -480,7 +469,8 @@ kind = "demo"
 [[routes]]
 models = ["gpt-*"]
 providers = ["dead", "demo"]
-"#;
+"#
+    );
     let gw = TestGateway::start(config).await;
     let reply = post(&client(), &gw.url("/v1/chat/completions"), CHAT).await;
     // Nothing was sent to the dead provider: the fallback answers.
@@ -527,17 +517,16 @@ fn get_status(addr: &str, path: &str) -> Option<u16> {
 
 #[test]
 fn out_of_file_descriptors_the_listeners_back_off_and_serve_again() {
-    let config = r#"
-[auth]
-open = true
-[server]
-config_poll_ms = 0
+    let config = &format!(
+        r#"
+{OPEN}
 [providers.demo]
 kind = "demo"
 [[routes]]
 models = ["*"]
 providers = ["demo"]
-"#;
+"#
+    );
     let gateway = support::process::spawn(config, "").expect("the gateway starts");
     let pid = gateway.child.id();
     assert_eq!(get_status(&gateway.admin_addr, "/healthz"), Some(200));
