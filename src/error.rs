@@ -85,6 +85,9 @@ pub enum GatewayError {
     FeedbackWithoutAudit,
     #[error("provider `{provider}` sent an invalid response")]
     ProviderProtocol { provider: String },
+    /// Only ever the last event of a stream already under way.
+    #[error(transparent)]
+    UpstreamEventTooLarge(#[from] crate::capture::sse::EventTooLarge),
 }
 
 /// What kind of failure, for metrics and audit labels (a fixed set, never user text).
@@ -157,7 +160,8 @@ impl GatewayError {
             ProviderUnreachable { .. }
             | ProviderAuth { .. }
             | ProviderProtocol { .. }
-            | ProviderStatus { .. } => ErrorClass::Upstream,
+            | ProviderStatus { .. }
+            | UpstreamEventTooLarge(_) => ErrorClass::Upstream,
             ProviderTimeout { .. } => ErrorClass::Timeout,
             AuditBackpressure | FeedbackWithoutAudit => ErrorClass::Unavailable,
         }

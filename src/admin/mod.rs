@@ -24,7 +24,7 @@ use crate::body::{GatewayBody, full};
 use crate::experiments::decide;
 use crate::experiments::model::{Experiment, UnitKeySource};
 use crate::reload::{ReloadOutcome, Reloader};
-use crate::server::Gateway;
+use crate::server::{AcceptBackoff, Gateway};
 use crate::telemetry::ready::Readiness;
 
 pub struct Admin {
@@ -36,10 +36,10 @@ pub struct Admin {
 /// Serves until `shutdown` resolves. Admin requests are short: no drain.
 pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Future<Output = ()>) {
     tokio::pin!(shutdown);
+    let mut backoff = AcceptBackoff::default();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
+            (stream, _) = backoff.next_connection(&listener, "admin") => {
                 let admin = admin.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |request| {

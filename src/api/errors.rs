@@ -171,6 +171,12 @@ fn error_body(dialect: Dialect, error: &GatewayError) -> (StatusCode, serde_json
             "provider_protocol_error",
             "api_error",
         ),
+        UpstreamEventTooLarge(_) => (
+            StatusCode::BAD_GATEWAY,
+            "api_error",
+            "upstream_event_too_large",
+            "api_error",
+        ),
         ProviderTimeout { .. } => (
             StatusCode::GATEWAY_TIMEOUT,
             "api_error",

@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
+use super::sse::EventTooLarge;
 use super::{Exchange, ExchangeSink, ExchangeStart, Outcome, RecordAck, ResponseCapture};
 use crate::api::stream_error_event;
 use crate::body::{BoxError, GatewayBody};
@@ -69,6 +70,11 @@ pin_project! {
     /// until the exchange's record is on disk; if it cannot be made durable,
     /// an event stream ends with the dialect's error event instead, and any
     /// other body with `AnswerNotDurable` (see `release`).
+    ///
+    /// In an event stream, the bytes of an event not yet complete wait here
+    /// for the rest of it (an SSE client acts on whole events only, so this
+    /// delays nothing it could use), which is what lets an event longer than
+    /// the limit be replaced by an error event the caller can read.
     pub struct ObservedBody {
         #[pin]
         inner: GatewayBody,
@@ -82,6 +88,9 @@ pin_project! {
         // The sink promises durability and the body is not an event stream:
         // `release` reads it whole before the head goes out.
         holds_answer: bool,
+        unfinished_event: BytesMut,
+        // No more frames: the inner body ended or was cut.
+        done: bool,
     }
 
     impl PinnedDrop for ObservedBody {
@@ -106,8 +115,6 @@ impl ObservedBody {
             stream_error_event(start.endpoint.dialect(), &GatewayError::AuditBackpressure)
         });
         ObservedBody {
-            holds_answer: durable && failure_event.is_none(),
-            failure_event,
             inner,
             deadline,
             pending: Some(Pending {
@@ -119,6 +126,10 @@ impl ObservedBody {
             }),
             durable: None,
             held: None,
+            holds_answer: durable && failure_event.is_none(),
+            failure_event,
+            unfinished_event: BytesMut::new(),
+            done: false,
         }
     }
 
@@ -168,6 +179,12 @@ impl Body for ObservedBody {
                 (RecordAck::NotDurable, None) => Some(Err(Box::new(AnswerNotDurable))),
             });
         }
+        if let Some(frame) = this.held.take() {
+            return Poll::Ready(Some(Ok(frame)));
+        }
+        if *this.done {
+            return Poll::Ready(None);
+        }
         if let Some(deadline) = this.deadline.as_mut()
             && deadline.as_mut().poll(cx).is_ready()
         {
@@ -176,33 +193,70 @@ impl Body for ObservedBody {
             }
             return Poll::Ready(Some(Err(Box::new(BodyTimeout))));
         }
-        let frame = ready!(this.inner.as_mut().poll_frame(cx));
-        let ended = match &frame {
-            Some(Ok(frame)) => {
-                if let (Some(data), Some(pending)) = (frame.data_ref(), this.pending.as_mut()) {
-                    if pending.first_byte.is_none() && !data.is_empty() {
-                        pending.first_byte = Some(Instant::now());
+        let (frame, ended) = loop {
+            let frame = ready!(this.inner.as_mut().poll_frame(cx));
+            break match frame {
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => {
+                        // A body of known length is not polled again after its last byte.
+                        let mut ended = this.inner.is_end_stream();
+                        let Some(pending) = this.pending.as_mut() else {
+                            break (Some(Ok(Frame::data(data))), ended);
+                        };
+                        if pending.first_byte.is_none() && !data.is_empty() {
+                            pending.first_byte = Some(Instant::now());
+                        }
+                        let ready = match pending.capture.observe(&data) {
+                            Ok(ready) => ready,
+                            Err(too_large) => {
+                                *this.unfinished_event = BytesMut::new();
+                                *this.done = true;
+                                let event = this
+                                    .pending
+                                    .take()
+                                    .map_or_else(Bytes::new, |p| cut_short(p, &too_large));
+                                return Poll::Ready(Some(Ok(Frame::data(event))));
+                            }
+                        };
+                        // A stream's end comes as a poll after its last bytes,
+                        // too late to hold them: in strict mode its final event
+                        // is the end.
+                        if this.failure_event.is_some() && pending.capture.saw_final_event() {
+                            ended = true;
+                        }
+                        let data = if ended {
+                            take_all(this.unfinished_event, data)
+                        } else {
+                            take_complete(this.unfinished_event, data, ready)
+                        };
+                        if data.is_empty() && !ended {
+                            continue;
+                        }
+                        (Some(Ok(Frame::data(data))), ended)
                     }
-                    pending.capture.observe(data);
+                    // Trailers: whatever the events left unfinished goes first.
+                    Err(trailers) if !this.unfinished_event.is_empty() => {
+                        *this.held = Some(trailers);
+                        let rest = this.unfinished_event.split().freeze();
+                        return Poll::Ready(Some(Ok(Frame::data(rest))));
+                    }
+                    Err(trailers) => (Some(Ok(trailers)), this.inner.is_end_stream()),
+                },
+                Some(Err(err)) => {
+                    if let Some(pending) = this.pending.take() {
+                        pending.finish(Outcome::UpstreamBroken(err.to_string()));
+                    }
+                    (Some(Err(err)), false)
                 }
-                // A body of known length is not polled again after its last
-                // byte. A stream's end comes as a poll after its last bytes,
-                // too late to hold them: in strict mode its final event is
-                // the end.
-                let final_event = this.failure_event.is_some()
-                    && this
-                        .pending
-                        .as_ref()
-                        .is_some_and(|p| p.capture.saw_final_event());
-                this.inner.is_end_stream() || final_event
-            }
-            Some(Err(err)) => {
-                if let Some(pending) = this.pending.take() {
-                    pending.finish(Outcome::UpstreamBroken(err.to_string()));
+                None => {
+                    // The inner body is not polled again: some panic if polled after their end.
+                    *this.done = true;
+                    // An unterminated last event still goes out, as the capture counts it.
+                    let rest = (!this.unfinished_event.is_empty())
+                        .then(|| Ok(Frame::data(this.unfinished_event.split().freeze())));
+                    (rest, true)
                 }
-                false
-            }
-            None => true,
+            };
         };
         if ended && let Some(durable) = this.pending.take().and_then(Pending::complete) {
             *this.durable = Some(durable);
@@ -219,12 +273,53 @@ impl Body for ObservedBody {
         self.pending.is_none()
             && self.durable.is_none()
             && self.held.is_none()
-            && self.inner.is_end_stream()
+            && self.unfinished_event.is_empty()
+            && (self.done || self.inner.is_end_stream())
     }
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
     }
+}
+
+/// The bytes of `data` that end complete events (the first `ready`), after
+/// any held from earlier pieces; the rest is held. Copies only what is held.
+fn take_complete(unfinished: &mut BytesMut, mut data: Bytes, ready: usize) -> Bytes {
+    // The usual case: providers write whole events.
+    if unfinished.is_empty() && ready == data.len() {
+        return data;
+    }
+    if unfinished.is_empty() {
+        let rest = data.split_off(ready);
+        unfinished.extend_from_slice(&rest);
+        return data;
+    }
+    unfinished.extend_from_slice(&data[..ready]);
+    let out = if ready == 0 {
+        Bytes::new()
+    } else {
+        unfinished.split().freeze()
+    };
+    unfinished.extend_from_slice(&data[ready..]);
+    out
+}
+
+/// Everything held and `data`: the body's last piece.
+fn take_all(unfinished: &mut BytesMut, data: Bytes) -> Bytes {
+    if unfinished.is_empty() {
+        return data;
+    }
+    unfinished.extend_from_slice(&data);
+    unfinished.split().freeze()
+}
+
+/// Reports the exchange as broken by an event over the limit, and returns the
+/// error event that ends the caller's stream in its dialect.
+fn cut_short(pending: Pending, too_large: &EventTooLarge) -> Bytes {
+    let message = too_large.to_string();
+    let dialect = pending.start.endpoint.dialect();
+    pending.finish(Outcome::UpstreamBroken(message.clone()));
+    stream_error_event(dialect, &GatewayError::from(*too_large))
 }
 
 /// Hands a delivered response on. A held answer (strict audit mode, not an

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::sse::{SseDecoder, SseEvent};
+use super::sse::{DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SseDecoder, SseEvent};
 use crate::api::Endpoint;
 
 /// Upper bound on the response bytes kept for the audit log; the caller still
@@ -78,16 +78,29 @@ impl ResponseCapture {
 
     /// `event_stream`: the response's content type is `text/event-stream`.
     pub fn new(endpoint: Endpoint, event_stream: bool) -> ResponseCapture {
+        ResponseCapture::with_event_limit(endpoint, event_stream, DEFAULT_MAX_EVENT_BYTES)
+    }
+
+    /// Like `new`, refusing server-sent events longer than `max_event_bytes`.
+    pub fn with_event_limit(
+        endpoint: Endpoint,
+        event_stream: bool,
+        max_event_bytes: usize,
+    ) -> ResponseCapture {
         ResponseCapture {
             endpoint,
-            sse: event_stream.then(SseDecoder::new),
+            sse: event_stream.then(|| SseDecoder::new(max_event_bytes)),
             captured: Captured::default(),
             text_bytes: 0,
             final_event_seen: false,
         }
     }
 
-    pub fn observe(&mut self, chunk: &[u8]) {
+    /// Takes the next piece of the body. Returns how many of its bytes can
+    /// go on to the caller now: all of them, except in an event stream, where
+    /// an unfinished event's bytes wait for the rest of it (the caller could
+    /// not use them earlier anyway). Fails once an event exceeds the limit.
+    pub fn observe(&mut self, chunk: &[u8]) -> Result<usize, EventTooLarge> {
         match &mut self.sse {
             Some(decoder) => {
                 let endpoint = self.endpoint;
@@ -97,7 +110,7 @@ impl ResponseCapture {
                 decoder.feed(chunk, &mut |event| {
                     *final_event_seen |= is_final_event(&event);
                     apply_event(endpoint, event, captured, text_bytes)
-                });
+                })
             }
             None => {
                 let room = MAX_CAPTURED_BYTES.saturating_sub(self.captured.body.len());
@@ -107,6 +120,7 @@ impl ResponseCapture {
                 self.captured
                     .body
                     .extend_from_slice(&chunk[..chunk.len().min(room)]);
+                Ok(chunk.len())
             }
         }
     }
@@ -467,7 +481,7 @@ mod tests {
     fn capture(endpoint: Endpoint, sse: bool, body: &str, piece: usize) -> Captured {
         let mut capture = ResponseCapture::new(endpoint, sse);
         for chunk in body.as_bytes().chunks(piece) {
-            capture.observe(chunk);
+            capture.observe(chunk).expect("the test events are small");
         }
         capture.finish()
     }

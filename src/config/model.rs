@@ -108,6 +108,8 @@ pub struct ProviderConfig {
     pub kind: ProviderKind,
     pub timeouts: Timeouts,
     pub retry: RetryPolicy,
+    /// Bounds the SSE decoder's memory per stream (`max_sse_event_bytes`).
+    pub max_sse_event_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -167,6 +169,8 @@ pub struct RetryPolicy {
     pub max_retries: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
+    /// Retry a request whose connection broke after it was sent.
+    pub retry_on_dropped_after_send: bool,
 }
 
 #[derive(Debug)]

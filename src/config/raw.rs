@@ -228,6 +228,12 @@ pub struct RawProvider {
     pub max_retries: Option<u32>,
     pub retry_base_ms: Option<u64>,
     pub retry_max_ms: Option<u64>,
+    /// Retry when the connection broke after the request was sent (the
+    /// provider may have run it, and bill it twice). Default true.
+    pub retry_on_dropped_after_send: Option<bool>,
+    /// Largest SSE event (bytes between blank lines) accepted from this
+    /// provider's streams; a longer one ends the stream with an error event.
+    pub max_sse_event_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

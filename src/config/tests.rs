@@ -461,3 +461,35 @@ fn client_key_digests_and_the_audit_bucket_may_come_from_the_environment() {
     assert_eq!(found[0].path, "auth.clients[0].key_sha256");
     assert!(found[0].message.contains("set one of key_sha256"));
 }
+
+#[test]
+fn stream_and_retry_limits_of_a_provider_are_checked() {
+    let found = problems(
+        "[auth]\nopen = true\n[providers.o]\nkind = \"openai\"\nbase_url = \"http://h/v1\"\nmax_sse_event_bytes = 100\n[providers.d]\nkind = \"demo\"\nretry_on_dropped_after_send = false\n",
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(l, p, m)| p == "providers.o.max_sse_event_bytes"
+                && *l == Some(6)
+                && m.contains("1024..=268435456")),
+        "{found:?}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|(l, p, _)| p == "providers.d.retry_on_dropped_after_send" && *l == Some(9)),
+        "{found:?}"
+    );
+    let config = parse_with_env(
+        "[auth]\nopen = true\n[providers.o]\nkind = \"openai\"\nbase_url = \"http://h/v1\"\nretry_on_dropped_after_send = false\nmax_sse_event_bytes = 1024\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"o\"]\n",
+        &[],
+        None,
+    )
+    .unwrap();
+    assert!(!config.providers[0].retry.retry_on_dropped_after_send);
+    assert_eq!(config.providers[0].max_sse_event_bytes, 1024);
+    let defaults = parse_with_env(OPEN_DEMO, &[], None).unwrap();
+    assert!(defaults.providers[0].retry.retry_on_dropped_after_send);
+    assert_eq!(defaults.providers[0].max_sse_event_bytes, 4 << 20);
+}

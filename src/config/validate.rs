@@ -29,6 +29,10 @@ const DEFAULT_TOTAL_TIMEOUT_MS: u64 = 600_000;
 const DEFAULT_MAX_RETRIES: u32 = 2;
 const DEFAULT_RETRY_BASE_MS: u64 = 200;
 const DEFAULT_RETRY_MAX_MS: u64 = 5_000;
+/// Far above any real event (a long answer's final chunk is a few KiB); one
+/// hostile stream may hold about twice this (the decoder and the held event).
+const DEFAULT_MAX_SSE_EVENT_BYTES: u64 = crate::capture::sse::DEFAULT_MAX_EVENT_BYTES as u64;
+const MAX_SSE_EVENT_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=(256 << 20);
 
 /// One problem in the config, at a dotted field path such as
 /// `providers.openai.base_url`.
@@ -436,6 +440,11 @@ fn validate_provider(
                 ("api_key_file", raw.api_key_file.is_some()),
                 ("api_key_header", raw.api_key_header.is_some()),
                 ("query", !raw.query.is_empty()),
+                (
+                    "retry_on_dropped_after_send",
+                    raw.retry_on_dropped_after_send.is_some(),
+                ),
+                ("max_sse_event_bytes", raw.max_sse_event_bytes.is_some()),
             ] {
                 if set {
                     errors.push(
@@ -483,6 +492,19 @@ fn validate_provider(
             format!("{max} ms is shorter than retry_base_ms ({base} ms)"),
         );
     }
+    let max_sse_event_bytes = raw
+        .max_sse_event_bytes
+        .unwrap_or(DEFAULT_MAX_SSE_EVENT_BYTES);
+    if !MAX_SSE_EVENT_BYTES_RANGE.contains(&max_sse_event_bytes) {
+        errors.push(
+            format!("{path}.max_sse_event_bytes"),
+            format!(
+                "{max_sse_event_bytes} is outside {}..={} bytes",
+                MAX_SSE_EVENT_BYTES_RANGE.start(),
+                MAX_SSE_EVENT_BYTES_RANGE.end()
+            ),
+        );
+    }
     if errors.list.len() > before {
         return None;
     }
@@ -498,7 +520,10 @@ fn validate_provider(
             max_retries: raw.max_retries.unwrap_or(DEFAULT_MAX_RETRIES),
             base_delay: Duration::from_millis(base),
             max_delay: Duration::from_millis(max),
+            retry_on_dropped_after_send: raw.retry_on_dropped_after_send.unwrap_or(true),
         },
+        // In range, so it fits a usize.
+        max_sse_event_bytes: max_sse_event_bytes as usize,
     })
 }
 

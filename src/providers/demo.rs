@@ -520,11 +520,13 @@ mod tests {
             let answer = answer(endpoint, &request);
             let mut streamed = ResponseCapture::new(endpoint, true);
             for frame in sse_frames(endpoint, &answer, &request) {
-                streamed.observe(&frame);
+                streamed.observe(&frame).expect("demo events are small");
             }
             let streamed = streamed.finish();
             let mut whole = ResponseCapture::new(endpoint, false);
-            whole.observe(json_body(endpoint, &answer).to_string().as_bytes());
+            whole
+                .observe(json_body(endpoint, &answer).to_string().as_bytes())
+                .expect("a JSON body is not an event stream");
             let whole = whole.finish();
             assert_eq!(streamed.text, answer.text, "{endpoint:?}");
             assert_eq!(whole.text, answer.text, "{endpoint:?}");

@@ -119,6 +119,24 @@ fn speaks(kind: &ProviderKind, dialect: Dialect) -> bool {
     }
 }
 
+/// An attempt that got no response head.
+struct NoAnswer {
+    error: GatewayError,
+    /// The connection broke after the request was sent: the provider may have
+    /// run (and billed) it, so another attempt is up to
+    /// `retry_on_dropped_after_send`.
+    dropped_after_send: bool,
+}
+
+impl From<GatewayError> for NoAnswer {
+    fn from(error: GatewayError) -> NoAnswer {
+        NoAnswer {
+            error,
+            dropped_after_send: false,
+        }
+    }
+}
+
 /// A failed attempt: what the caller gets if nothing better comes.
 enum Failure {
     Error(GatewayError),
@@ -153,7 +171,7 @@ pub async fn forward(
     let metrics = request.telemetry.metrics();
     let mut attempts = 0u32;
     let mut failure = None;
-    for id in candidates {
+    'providers: for id in candidates {
         let provider = &upstreams.providers[id];
         let client = upstreams.clients[id].as_ref();
         for attempt in 0..=provider.retry.max_retries {
@@ -231,19 +249,33 @@ pub async fn forward(
                         Some(headers)
                     }
                 },
-                Err(error) => {
+                Err(NoAnswer {
+                    error,
+                    dropped_after_send,
+                }) => {
                     if let Some(span) = span {
                         span.failed(None, error_class(&error));
                     }
                     metrics.provider_error(&provider.name, error_class(&error), request.role);
                     failure = Some(Failure::Error(error));
+                    if dropped_after_send && !provider.retry.retry_on_dropped_after_send {
+                        // Neither a retry nor the next provider: either could
+                        // run the request a second time.
+                        break 'providers;
+                    }
                     None
                 }
             };
             if attempt == provider.retry.max_retries {
                 break;
             }
-            match retry::delay_before_retry(&provider.retry, attempt, retry_headers.as_ref()) {
+            // A wait past the provider's total timeout, counted from the
+            // request's start, could only end in a later timeout: move on.
+            let budget_left = (request.started + provider.timeouts.total)
+                .saturating_duration_since(Instant::now());
+            match retry::delay_before_retry(&provider.retry, attempt, retry_headers.as_ref())
+                .filter(|delay| *delay < budget_left)
+            {
                 Some(delay) => {
                     // Release the failed response's connection before waiting:
                     // the next attempt replaces it.
@@ -335,13 +367,14 @@ async fn send_http(
     upstream: &HttpUpstream,
     request: &ForwardRequest<'_>,
     span: Option<&AttemptSpan>,
-) -> Result<Response<GatewayBody>, GatewayError> {
+) -> Result<Response<GatewayBody>, NoAnswer> {
     let unreachable = |detail: Option<String>| GatewayError::ProviderUnreachable {
         provider: provider.name.to_string(),
         detail,
     };
     let uri = upstream_uri(upstream, request.endpoint)
-        .map_err(|_| unreachable(Some("the provider's URL could not be built".to_owned())))?;
+        .map_err(|_| unreachable(Some("the provider's URL could not be built".to_owned())))
+        .map_err(NoAnswer::from)?;
     let mut headers = headers::to_provider(request.caller_headers, request.request_id_header);
     if let Some(credential) = &upstream.credential {
         headers.insert(credential.header.clone(), credential.value.clone());
@@ -360,7 +393,8 @@ async fn send_http(
         Err(_) => Err(GatewayError::ProviderTimeout {
             provider: provider.name.to_string(),
             timeout: provider.timeouts.first_byte,
-        }),
+        }
+        .into()),
         Ok(Err(error)) => {
             // The detail stays in the operator's log; the caller learns only
             // which provider. DEBUG: a request's one WARN line is its access
@@ -374,7 +408,12 @@ async fn send_http(
                 error = %detail,
                 "provider request failed"
             );
-            Err(unreachable(Some(detail)))
+            Err(NoAnswer {
+                error: unreachable(Some(detail)),
+                // A connect error means nothing was sent; any other (reset,
+                // closed before the answer) came after the request was written.
+                dropped_after_send: !error.is_connect(),
+            })
         }
         Ok(Ok(response)) => Ok(response.map(|body| body.map_err(BoxError::from).boxed_unsync())),
     }
@@ -455,7 +494,11 @@ fn deliver(
     let body = ObservedBody::new(
         body,
         start,
-        ResponseCapture::new(request.endpoint, event_stream),
+        ResponseCapture::with_event_limit(
+            request.endpoint,
+            event_stream,
+            provider.max_sse_event_bytes,
+        ),
         deadline,
         sink.clone(),
     );

@@ -30,8 +30,9 @@ pub fn classify(status: StatusCode) -> StatusVerdict {
 }
 
 /// How long to wait before attempt `attempt + 1` (attempt counts from 0), or
-/// `None` when the provider asks for a longer pause than the policy allows:
-/// then falling back to the next provider beats waiting.
+/// `None` when the provider asks for a longer pause than the policy allows
+/// (`retry_max_ms`, the cap on every wait): then falling back to the next
+/// provider beats waiting.
 pub fn delay_before_retry(
     policy: &RetryPolicy,
     attempt: u32,
@@ -44,22 +45,36 @@ pub fn delay_before_retry(
     // "Equal jitter": half fixed, half random, so replicas do not retry in step.
     let half = exponential / 2;
     let jittered = half + rand::rng().random_range(Duration::ZERO..=half);
-    match headers.and_then(retry_after) {
-        Some(asked) if asked > policy.max_delay => None,
-        Some(asked) => Some(asked.max(jittered)),
-        None => Some(jittered),
+    match headers.map(retry_after) {
+        Some(Some(RetryAfter::Beyond)) => None,
+        Some(Some(RetryAfter::Wait(asked))) if asked > policy.max_delay => None,
+        Some(Some(RetryAfter::Wait(asked))) => Some(asked.max(jittered)),
+        Some(None) | None => Some(jittered),
     }
 }
 
+/// The pause a provider asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    Wait(Duration),
+    /// Longer than a `Duration` can hold (`retry-after-ms: 1e300`): longer
+    /// than any policy allows.
+    Beyond,
+}
+
 /// `retry-after-ms` (OpenAI) or `retry-after` in seconds or as an HTTP date.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+/// Values that are not a wait (negative, NaN, text) are ignored, as if absent.
+pub fn retry_after(headers: &HeaderMap) -> Option<RetryAfter> {
     if let Some(ms) = headers
         .get("retry-after-ms")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<f64>().ok())
-        .filter(|ms| ms.is_finite() && *ms >= 0.0)
+        .filter(|ms| !ms.is_nan() && *ms >= 0.0)
     {
-        return Some(Duration::from_secs_f64(ms / 1000.0));
+        // `from_secs_f64` panics on overflow (infinity included).
+        return Some(
+            Duration::try_from_secs_f64(ms / 1000.0).map_or(RetryAfter::Beyond, RetryAfter::Wait),
+        );
     }
     let value = headers
         .get(http::header::RETRY_AFTER)?
@@ -67,13 +82,13 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .ok()?
         .trim();
     if let Ok(seconds) = value.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+        return Some(RetryAfter::Wait(Duration::from_secs(seconds)));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(
+    Some(RetryAfter::Wait(
         when.duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO),
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -86,6 +101,7 @@ mod tests {
             max_retries: 3,
             base_delay: Duration::from_millis(100),
             max_delay: Duration::from_secs(2),
+            retry_on_dropped_after_send: true,
         }
     }
 
@@ -135,12 +151,61 @@ mod tests {
         assert_eq!(delay_before_retry(&p, 0, Some(&headers)), None);
         let mut headers = HeaderMap::new();
         headers.insert("retry-after-ms", HeaderValue::from_static("1500"));
-        assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            retry_after(&headers),
+            Some(RetryAfter::Wait(Duration::from_millis(1500)))
+        );
         let mut headers = HeaderMap::new();
         headers.insert(
             "retry-after",
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
-        assert_eq!(retry_after(&headers), Some(Duration::ZERO));
+        assert_eq!(
+            retry_after(&headers),
+            Some(RetryAfter::Wait(Duration::ZERO))
+        );
+    }
+
+    fn with(name: &'static str, value: &'static str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(name, HeaderValue::from_static(value));
+        headers
+    }
+
+    #[test]
+    fn waits_too_long_for_a_duration_move_on_instead_of_panicking() {
+        let p = policy();
+        for value in ["1e300", "inf", "+Infinity", "1.9e22"] {
+            let headers = with("retry-after-ms", value);
+            assert_eq!(retry_after(&headers), Some(RetryAfter::Beyond), "{value}");
+            assert_eq!(delay_before_retry(&p, 0, Some(&headers)), None, "{value}");
+        }
+        let headers = with("retry-after", "99999999999");
+        assert_eq!(delay_before_retry(&p, 0, Some(&headers)), None);
+        let headers = with("retry-after", "18446744073709551615");
+        assert_eq!(delay_before_retry(&p, 0, Some(&headers)), None);
+    }
+
+    #[test]
+    fn waits_that_are_not_waits_are_ignored() {
+        let p = policy();
+        let full = p.base_delay;
+        for (name, value) in [
+            ("retry-after-ms", "-5"),
+            ("retry-after-ms", "NaN"),
+            ("retry-after-ms", "-inf"),
+            ("retry-after-ms", "soon"),
+            ("retry-after", "-1"),
+            ("retry-after", "1.5"),
+            ("retry-after", "tomorrow"),
+        ] {
+            let headers = with(name, value);
+            assert_eq!(retry_after(&headers), None, "{name}: {value}");
+            let delay = delay_before_retry(&p, 0, Some(&headers));
+            assert!(
+                delay.is_some_and(|d| d >= full / 2 && d <= full),
+                "{name}: {value} gave {delay:?}"
+            );
+        }
     }
 }

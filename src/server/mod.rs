@@ -2,6 +2,7 @@
 //! HTTP/1.1 on each, and on shutdown stops accepting, lets in-flight requests
 //! and streams finish within the grace period, then returns.
 
+mod accept;
 mod auth;
 mod handler;
 mod variant;
@@ -19,6 +20,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 
+pub use accept::AcceptBackoff;
 pub use auth::hash_key;
 
 use crate::capture::ExchangeSink;
@@ -54,18 +56,11 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
     gateway.accepting.store(true, Ordering::Release);
+    let mut backoff = AcceptBackoff::default();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(error) => {
-                        // Out of file descriptors and the like: back off, keep serving.
-                        tracing::warn!(%error, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
+            // Out of file descriptors and the like: backs off, keeps serving.
+            (stream, peer) = backoff.next_connection(&listener, "client") => {
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
                 }

@@ -8,6 +8,13 @@ pub enum Fault {
         status: u16,
         retry_after: Option<u64>,
     },
+    /// Answer with this status and a `retry-after` (`name`) or `retry-after-ms`
+    /// header holding `value` verbatim, however odd (`1e300`, `-1`, `NaN`).
+    StatusWithRawRetryAfter {
+        status: u16,
+        name: &'static str,
+        value: String,
+    },
     /// Never answer (until the caller gives up).
     Hang,
     /// Close the connection without answering.
@@ -20,7 +27,8 @@ pub enum Fault {
 
 impl Fault {
     /// Parses the `x-sim-fault` header: `status=503`, `status=429;retry-after=1`,
-    /// `hang`, `close`, `drop-after=3`, `delay-ms=500`.
+    /// `status=429;retry-after-ms=1e300` (any value, sent as is), `hang`,
+    /// `close`, `drop-after=3`, `delay-ms=500`.
     pub fn parse(text: &str) -> Option<Fault> {
         let mut parts = text.split(';').map(str::trim);
         let first = parts.next()?;
@@ -28,13 +36,28 @@ impl Fault {
         match name {
             "status" => {
                 let status = value.parse().ok()?;
-                let retry_after = parts
-                    .find_map(|p| p.strip_prefix("retry-after="))
-                    .and_then(|v| v.parse().ok());
-                Some(Fault::Status {
-                    status,
-                    retry_after,
-                })
+                let Some((name, value)) = parts.find_map(|p| p.split_once('=')) else {
+                    return Some(Fault::Status {
+                        status,
+                        retry_after: None,
+                    });
+                };
+                let name = match name.trim() {
+                    "retry-after" => "retry-after",
+                    "retry-after-ms" => "retry-after-ms",
+                    _ => return None,
+                };
+                match value.parse() {
+                    Ok(seconds) if name == "retry-after" => Some(Fault::Status {
+                        status,
+                        retry_after: Some(seconds),
+                    }),
+                    _ => Some(Fault::StatusWithRawRetryAfter {
+                        status,
+                        name,
+                        value: value.to_owned(),
+                    }),
+                }
             }
             "hang" => Some(Fault::Hang),
             "close" => Some(Fault::Close),
@@ -68,6 +91,23 @@ mod tests {
                 retry_after: Some(2)
             })
         );
+        assert_eq!(
+            Fault::parse("status=429;retry-after-ms=1e300"),
+            Some(Fault::StatusWithRawRetryAfter {
+                status: 429,
+                name: "retry-after-ms",
+                value: "1e300".into()
+            })
+        );
+        assert_eq!(
+            Fault::parse("status=503;retry-after=-1"),
+            Some(Fault::StatusWithRawRetryAfter {
+                status: 503,
+                name: "retry-after",
+                value: "-1".into()
+            })
+        );
+        assert_eq!(Fault::parse("status=503;bogus=1"), None);
         assert_eq!(Fault::parse("hang"), Some(Fault::Hang));
         assert_eq!(Fault::parse("close"), Some(Fault::Close));
         assert_eq!(Fault::parse("drop-after=3"), Some(Fault::DropAfter(3)));

@@ -245,14 +245,23 @@ async fn respond(
             retry_after,
         }) => {
             tokio::time::sleep(first_byte_delay).await;
-            let mut response = json_response(
-                StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-                &json!({"error": {"message": format!("simulated error {status}"), "type": "server_error", "code": null}}),
-            );
+            let mut response = error_status(status);
             if let Some(seconds) = retry_after {
                 response
                     .headers_mut()
                     .insert("retry-after", HeaderValue::from(seconds));
+            }
+            return Ok(response);
+        }
+        Some(Fault::StatusWithRawRetryAfter {
+            status,
+            name,
+            value,
+        }) => {
+            tokio::time::sleep(first_byte_delay).await;
+            let mut response = error_status(status);
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response.headers_mut().insert(name, value);
             }
             return Ok(response);
         }
@@ -326,6 +335,14 @@ async fn respond(
         .headers_mut()
         .insert("cache-control", HeaderValue::from_static("no-cache"));
     Ok(response)
+}
+
+/// An error answer of `status` with an OpenAI-style body.
+fn error_status(status: u16) -> Response<GatewayBody> {
+    json_response(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        &json!({"error": {"message": format!("simulated error {status}"), "type": "server_error", "code": null}}),
+    )
 }
 
 /// The per-request frame spacing asked for with `x-sim-chunk-ms: N`.

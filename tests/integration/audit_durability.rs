@@ -34,7 +34,6 @@ use support::s3::{S3Server, SECRET_KEY};
 const BUCKET: &str = "audit";
 const PREFIX: &str = "tenant/audit/";
 
-
 /// Records per request id, over every object in the bucket.
 async fn record_counts(s3: &S3Server) -> (HashMap<String, usize>, Vec<Value>) {
     let records: Vec<Value> = s3

@@ -182,6 +182,8 @@ impl Load {
 /// gauges), read with the strict parser.
 /// The label-less series of `/metrics` (the audit log's counters and
 /// gauges), read with the strict parser.
+/// The label-less series of `/metrics` (the audit log's counters and
+/// gauges), read with the strict parser.
 pub async fn metrics(gw: &Gateway) -> HashMap<String, u64> {
     Metrics::scrape(&gw.admin_url("/metrics"))
         .await

@@ -6,7 +6,7 @@
 //! simulator standing in for OpenAI and Anthropic) comes back as those APIs
 //! write it.
 
-mod support;
+use crate::support;
 
 use http::{Method, StatusCode};
 use promptgate::server;
