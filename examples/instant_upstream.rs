@@ -17,11 +17,12 @@
 //!
 //! `cargo run --release --example instant_upstream -- --threads 2 --chunks 20`
 
+mod support;
+
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
@@ -135,18 +136,7 @@ type AnswerBody = Either<Full<Bytes>, SseBody>;
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .enable_all()
-        .build()?
-        .block_on(async {
-            // Scripts stop it with SIGINT, which bash makes background jobs ignore
-            // unless they handle it.
-            tokio::select! {
-                served = serve(args) => served,
-                stopped = tokio::signal::ctrl_c() => stopped,
-            }
-        })
+    support::run_until_interrupted(args.threads, serve(args))
 }
 
 async fn serve(args: Args) -> std::io::Result<()> {
@@ -159,17 +149,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
 }
 
 async fn serve_on(listener: TcpListener, answers: Arc<Answers>) -> std::io::Result<()> {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                // Out of file descriptors, most likely: let some close.
-                eprintln!("accept: {error}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        stream.set_nodelay(true)?;
+    support::accept_each(listener, |stream| {
         let answers = answers.clone();
         tokio::spawn(async move {
             let service = service_fn(move |request| respond(answers.clone(), request));
@@ -177,7 +157,8 @@ async fn serve_on(listener: TcpListener, answers: Arc<Answers>) -> std::io::Resu
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
-    }
+    })
+    .await
 }
 
 async fn respond(
