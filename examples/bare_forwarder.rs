@@ -7,8 +7,9 @@
 //!
 //! `cargo run --release --example bare_forwarder -- --upstream http://127.0.0.1:9000`
 
+mod support;
+
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use bytes::Bytes;
 use clap::Parser;
@@ -40,18 +41,7 @@ type Body = Either<Incoming, Empty<Bytes>>;
 
 fn main() -> std::io::Result<()> {
     let args = Args::parse();
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(args.threads.max(1))
-        .enable_all()
-        .build()?
-        .block_on(async {
-            // Scripts stop it with SIGINT, which bash makes background jobs ignore
-            // unless they handle it.
-            tokio::select! {
-                served = serve(args) => served,
-                stopped = tokio::signal::ctrl_c() => stopped,
-            }
-        })
+    support::run_until_interrupted(args.threads, serve(args))
 }
 
 async fn serve(args: Args) -> std::io::Result<()> {
@@ -62,17 +52,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
     let listener = TcpListener::bind(args.listen).await?;
     // The one line scripts wait for.
     println!("listening on {}", listener.local_addr()?);
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                // Out of file descriptors, most likely: let some close.
-                eprintln!("accept: {error}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
-        stream.set_nodelay(true)?;
+    support::accept_each(listener, |stream| {
         let (client, upstream) = (client.clone(), args.upstream.clone());
         tokio::spawn(async move {
             let service =
@@ -81,7 +61,8 @@ async fn serve(args: Args) -> std::io::Result<()> {
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
-    }
+    })
+    .await
 }
 
 /// Rewrites the URI to the upstream's scheme and authority (path and query

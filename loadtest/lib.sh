@@ -1,6 +1,7 @@
 # Shared by loadtest/run.sh and loadtest/scale.sh (sourced, not run): finding
-# oha, building, starting the simulated provider, the bare forwarder and
-# gateways, the experiment config they share, cleanup, and /proc readings.
+# the load generators, building, starting the upstreams (the instant upstream,
+# the simulated provider), the bare forwarder and gateways, the experiment
+# config they share, cleanup, and /proc readings.
 # Expects `set -euo pipefail` in the caller.
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(dirname "$here")
@@ -8,14 +9,26 @@ out=${OUT:-$here/out}
 bin="${CARGO_TARGET_DIR:-$root/target}/release"
 mkdir -p "$out"
 
-OHA=${OHA:-$here/.tools/bin/oha}
-if [ ! -x "$OHA" ]; then
-  OHA=$(command -v oha || true)
-fi
-if [ -z "$OHA" ] || [ ! -x "$OHA" ]; then
-  echo "oha not found: run loadtest/install-tools.sh (or set OHA=/path/to/oha)" >&2
-  exit 1
-fi
+# oha: open loop at a fixed rate with latency correction (the latency runs).
+require_oha() {
+  OHA=${OHA:-$here/.tools/bin/oha}
+  if [ ! -x "$OHA" ]; then
+    OHA=$(command -v oha || true)
+  fi
+  if [ -z "$OHA" ] || [ ! -x "$OHA" ]; then
+    echo "oha not found: run loadtest/install-tools.sh (or set OHA=/path/to/oha)" >&2
+    exit 1
+  fi
+}
+# wrk: closed loop (maximum throughput); oha's own closed loop tops out near
+# the rates a bare forwarder reaches here, so it would be the ceiling.
+require_wrk() {
+  WRK=${WRK:-$(command -v wrk || true)}
+  if [ -z "$WRK" ] || [ ! -x "$WRK" ]; then
+    echo "wrk not found: run loadtest/install-tools.sh (or set WRK=/path/to/wrk)" >&2
+    exit 1
+  fi
+}
 
 build_release() { # extra cargo target flags, e.g. --example bare_forwarder
   echo "building release binaries..." >&2
@@ -51,13 +64,14 @@ start_sim() { # name — the simulated provider on one worker thread
   start_listener "$1" "$bin/promptgate-sim" --listen 127.0.0.1:0 --threads 1 --first-byte-ms "$SIM_FIRST_BYTE_MS"
 }
 
-base_config() { # [control-weight treatment-weight] — the experiment config every gateway shares
+base_config() { # [control-weight treatment-weight] — the experiment config every gateway
+  # shares, its provider at $provider_addr (the instant upstream or a simulator)
 cat <<TOML
 [auth]
 open = true
 [providers.sim]
 kind = "openai"
-base_url = "http://$sim_addr/v1"
+base_url = "http://$provider_addr/v1"
 max_retries = 0
 [[routes]]
 models = ["*"]

@@ -47,9 +47,10 @@ if [ "$mode" = connections ]; then
   fi
 fi
 
+require_oha
 build_release
 start_sim sim
-sim_addr=${listen_addr[sim]}
+provider_addr=${listen_addr[sim]}
 gateway_config() { # control-weight treatment-weight
   base_config "$1" "$2"
   printf '%s\n' "$local_audit"
