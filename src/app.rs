@@ -100,6 +100,7 @@ impl App {
                 source,
             })?;
         let grace = config.server.shutdown_grace;
+        let max_concurrent_requests = config.server.max_concurrent_requests;
         let prices = config
             .audit
             .as_ref()
@@ -132,9 +133,15 @@ impl App {
         let (stop_background, stopped) = watch::channel(false);
         let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
 
-        let server = tokio::spawn(server::serve(listener, gateway.clone(), grace, async {
-            let _ = serving_stopped.await;
-        }));
+        let server = tokio::spawn(server::serve(
+            listener,
+            gateway.clone(),
+            grace,
+            max_concurrent_requests,
+            async {
+                let _ = serving_stopped.await;
+            },
+        ));
         let mut background = Vec::new();
         let admin = Arc::new(Admin {
             gateway: gateway.clone(),

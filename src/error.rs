@@ -79,6 +79,9 @@ pub enum GatewayError {
     ProviderStatus { provider: String, status: u16 },
     #[error("the gateway's audit log is full (its storage is unavailable); retry later")]
     AuditBackpressure,
+    /// Shed by the overload layer: `server.max_concurrent_requests` are in flight.
+    #[error("the gateway is serving as many requests as it may at once; retry shortly")]
+    Overloaded,
     #[error(
         "feedback is stored in the audit log, and this gateway has none: add an [audit] section to its config"
     )]
@@ -101,6 +104,7 @@ pub enum ErrorClass {
     Upstream,
     Timeout,
     Unavailable,
+    Overloaded,
 }
 
 impl ErrorClass {
@@ -114,6 +118,7 @@ impl ErrorClass {
             ErrorClass::Upstream => "upstream",
             ErrorClass::Timeout => "timeout",
             ErrorClass::Unavailable => "unavailable",
+            ErrorClass::Overloaded => "overloaded",
         }
     }
 }
@@ -164,6 +169,7 @@ impl GatewayError {
             | UpstreamEventTooLarge(_) => ErrorClass::Upstream,
             ProviderTimeout { .. } => ErrorClass::Timeout,
             AuditBackpressure | FeedbackWithoutAudit => ErrorClass::Unavailable,
+            Overloaded => ErrorClass::Overloaded,
         }
     }
 }

@@ -117,6 +117,11 @@ impl Reloader {
         {
             tracing::warn!("a listen address changed: that part takes effect only after a restart");
         }
+        if current.server.max_concurrent_requests != config.server.max_concurrent_requests {
+            tracing::warn!(
+                "server.max_concurrent_requests changed: it takes effect only after a restart"
+            );
+        }
         if current.startup_only_digest != config.startup_only_digest {
             tracing::warn!(
                 "[audit], [prices] or [telemetry] changed: those sections take effect only after a restart"

@@ -9,6 +9,10 @@ use super::Dialect;
 use crate::body::{GatewayBody, full};
 use crate::error::GatewayError;
 
+/// A shed request's wait before retrying: requests in flight finish in
+/// about that time, and SDKs add their own jitter.
+const OVERLOADED_RETRY_AFTER_SECONDS: &str = "1";
+
 pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response<GatewayBody> {
     let (status, body) = error_body(dialect, error);
     let mut response = Response::new(full(Bytes::from(body.to_string())));
@@ -17,10 +21,20 @@ pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response<Gatewa
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let GatewayError::MethodNotAllowed { allowed, .. } = error {
-        response
-            .headers_mut()
-            .insert(header::ALLOW, HeaderValue::from_static(allowed));
+    match error {
+        GatewayError::MethodNotAllowed { allowed, .. } => {
+            response
+                .headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static(allowed));
+        }
+        // The SDKs of both dialects retry a 503 and honour `retry-after`.
+        GatewayError::Overloaded => {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(OVERLOADED_RETRY_AFTER_SECONDS),
+            );
+        }
+        _ => {}
     }
     response
 }
@@ -151,6 +165,12 @@ fn error_body(dialect: Dialect, error: &GatewayError) -> (StatusCode, serde_json
             StatusCode::SERVICE_UNAVAILABLE,
             "api_error",
             "audit_unavailable",
+            "overloaded_error",
+        ),
+        Overloaded => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "api_error",
+            "overloaded",
             "overloaded_error",
         ),
         FeedbackWithoutAudit => (

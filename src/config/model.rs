@@ -55,6 +55,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub max_body_bytes: usize,
     pub shutdown_grace: Duration,
+    /// Requests in flight (until their response head) beyond which new ones
+    /// are shed with a 503. Read at start-up only.
+    pub max_concurrent_requests: usize,
     /// `None`: the files are not watched.
     pub config_poll: Option<Duration>,
 }

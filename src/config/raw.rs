@@ -158,6 +158,8 @@ pub struct RawServer {
     pub listen: Option<String>,
     pub max_body_bytes: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
+    /// Requests served at once; more are refused with 503 (load shedding).
+    pub max_concurrent_requests: Option<u64>,
     /// How often the config and prompt files are checked for changes (0: never;
     /// SIGHUP and the admin endpoint still reload).
     pub config_poll_ms: Option<u64>,

@@ -65,7 +65,22 @@ fn defaults_fill_what_is_left_out() {
     let config = parse_with_env(OPEN_DEMO, &[], None).unwrap();
     assert_eq!(config.server.max_body_bytes, 8 * 1024 * 1024);
     assert_eq!(config.server.shutdown_grace.as_secs(), 30);
+    assert_eq!(config.server.max_concurrent_requests, 2048);
     assert_eq!(config.version.len(), 12);
+}
+
+#[test]
+fn a_concurrency_limit_that_admits_nothing_or_is_no_limit_is_refused_with_its_line() {
+    for value in ["0", "1000001"] {
+        let found = problems(&format!(
+            "[server]\nmax_concurrent_requests = {value}\n{OPEN_DEMO}"
+        ));
+        assert_eq!(found.len(), 1, "{found:?}");
+        let (line, path, message) = &found[0];
+        assert_eq!(*line, Some(2));
+        assert_eq!(path, "server.max_concurrent_requests");
+        assert!(message.contains("between 1 and 1000000"), "{message}");
+    }
 }
 
 #[test]

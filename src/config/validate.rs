@@ -22,6 +22,14 @@ const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
 const DEFAULT_CONFIG_POLL_MS: u64 = 1_000;
 const DEFAULT_MAX_BODY_BYTES: u64 = 8 * 1024 * 1024;
 const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+/// Requests in flight before shedding: far above what one replica's cores
+/// parse and forward at once (each waits mostly on its provider), low enough
+/// that a flood is refused before its bodies exhaust memory (8 MiB each at
+/// most).
+const DEFAULT_MAX_CONCURRENT_REQUESTS: u64 = 2048;
+/// A million requests in flight is no limit; beyond it the semaphore's own
+/// ceiling would be near.
+const MAX_CONCURRENT_REQUESTS_CEILING: u64 = 1_000_000;
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
 // A non-streaming completion sends its first byte only when generation ends.
 const DEFAULT_FIRST_BYTE_TIMEOUT_MS: u64 = 120_000;
@@ -270,10 +278,22 @@ fn validate_server(
         errors.push("server.max_body_bytes", "must be greater than 0");
     }
     let max_body_bytes = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
+    let max_concurrent_requests = raw
+        .max_concurrent_requests
+        .unwrap_or(DEFAULT_MAX_CONCURRENT_REQUESTS);
+    if !(1..=MAX_CONCURRENT_REQUESTS_CEILING).contains(&max_concurrent_requests) {
+        errors.push(
+            "server.max_concurrent_requests",
+            format!("must be between 1 and {MAX_CONCURRENT_REQUESTS_CEILING}"),
+        );
+    }
+    let max_concurrent_requests =
+        usize::try_from(max_concurrent_requests.min(MAX_CONCURRENT_REQUESTS_CEILING)).unwrap_or(1);
     let poll = raw.config_poll_ms.unwrap_or(DEFAULT_CONFIG_POLL_MS);
     Some(ServerConfig {
         listen: listen?,
         max_body_bytes,
+        max_concurrent_requests,
         shutdown_grace: Duration::from_millis(
             raw.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
         ),

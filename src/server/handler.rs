@@ -1,13 +1,14 @@
-//! One request, in phases: identify → load snapshot → match endpoint →
-//! authenticate → read body → parse → route → forward → decorate response.
-//! Every failure returns a `GatewayError`, turned into a response at the end
-//! in the caller's dialect; nothing here writes a response by hand.
+//! One request, in phases: match endpoint → authenticate → audit admission →
+//! read body → parse → route (or the experiment phase) → forward. Every
+//! failure returns a `GatewayError`, turned into a response by the
+//! observation layer (`observe.rs`) in the caller's dialect; nothing here
+//! writes an error response by hand.
 
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -15,243 +16,50 @@ use serde_json::{Value, json};
 
 use super::Gateway;
 use super::auth::authenticate;
+use super::observe::{ObservedRequest, RequestContext, RequestNotes};
 use super::variant;
-use crate::api::{self, Dialect, Endpoint, EndpointMismatch};
+use crate::api::{self, Endpoint, EndpointMismatch};
 use crate::body::{GatewayBody, full};
-use crate::capture::{ExperimentTag, Refusal, RefusalKind};
+use crate::capture::ExperimentTag;
 use crate::config::RouteConfig;
 use crate::error::GatewayError;
 use crate::experiments::model::Experiment;
 use crate::feedback::{self, Feedback};
 use crate::providers::{self, ForwardRequest, WhenExhausted};
 use crate::snapshot::Snapshot;
-use crate::telemetry::access::Answered;
 use crate::telemetry::{RequestTrace, Role};
 
-const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
 pub(super) const EXPERIMENT_HEADER: HeaderName = HeaderName::from_static("x-promptgate-experiment");
-const CONFIG_VERSION: HeaderName = HeaderName::from_static("x-promptgate-config-version");
-const MAX_CALLER_REQUEST_ID_LEN: usize = 128;
 
-pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>) -> Response<GatewayBody> {
-    let started = Instant::now();
-    let started_at = SystemTime::now();
-    let (request_id, request_id_header) = request_id(request.headers());
-    let snapshot = gateway.snapshots.load();
-    let dialect = Dialect::of_path(request.uri().path());
-    // `None` when tracing is off: nothing below pays for it then.
-    let trace = gateway
-        .telemetry
-        .server_trace(&request, &request_id, &snapshot.version);
-
-    let trail = Trail::default();
-    let mut response = match serve(
-        &gateway,
-        &snapshot,
-        request,
-        &request_id,
-        &request_id_header,
-        started,
-        started_at,
-        &trail,
-        trace.as_ref(),
-    )
-    .await
-    {
-        Ok(response) => {
-            // A body from a provider carries the span and ends it; any other
-            // answer (the model list, feedback) ends it here.
-            if let Some(trace) = &trace {
-                trace.end_here(Some(response.status().as_u16()), None);
-            }
-            // Likewise the access-log line: a provider's body writes it when
-            // it ends; the gateway's own answers are written here.
-            let trail = trail.into_inner();
-            if let Some(endpoint @ (Endpoint::Models | Endpoint::Feedback)) = trail.endpoint {
-                gateway.telemetry.access_log().answered_here(Answered {
-                    request_id: &request_id,
-                    trace_id: trace.as_ref().and_then(RequestTrace::trace_id),
-                    endpoint,
-                    status: response.status().as_u16(),
-                    latency: started.elapsed(),
-                    client_id: trail.client_id.as_deref(),
-                });
-            }
-            response
-        }
-        Err(error) => {
-            let mut response = api::error_response(dialect, &error);
-            if let Some(trace) = &trace {
-                trace.end_here(
-                    Some(response.status().as_u16()),
-                    Some(error.class().label()),
-                );
-            }
-            let trail = trail.into_inner();
-            let model = refused_model_label(&snapshot, &trail);
-            gateway.telemetry.metrics().refused(
-                trail.endpoint.map(Endpoint::label),
-                error.provider(),
-                model.clone(),
-                trail.experiment.as_ref(),
-                error.class().label(),
-                started.elapsed(),
-            );
-            let refusal = Refusal {
-                request_id: request_id.clone(),
-                client_id: trail.client_id,
-                config_version: snapshot.version.clone(),
-                endpoint: trail.endpoint,
-                dialect,
-                model: trail.model,
-                stream: trail.stream,
-                experiment: trail.experiment,
-                status: Some(response.status().as_u16()),
-                kind: RefusalKind::Refused(error.class()),
-                message: error.to_string(),
-                started_at,
-                duration: started.elapsed(),
-                provider: error.provider().map(str::to_owned),
-                trace_id: trace.as_ref().and_then(RequestTrace::trace_id),
-            };
-            gateway.telemetry.access_log().refusal(
-                &refusal,
-                Role::Served,
-                model.as_deref(),
-                error.detail(),
-            );
-            // A request refused because the audit spool is full is counted
-            // (promptgate_audit_requests_rejected_total), not spooled: writing
-            // it would grow the spool past its cap.
-            if !matches!(error, GatewayError::AuditBackpressure) {
-                gateway.sink.record_refusal(refusal);
-            }
-            if refused_before_reading_the_body(&error) {
-                // The unread body is still on the wire: the connection cannot
-                // carry another request, and the client must know not to try.
-                response
-                    .headers_mut()
-                    .insert(CONNECTION, HeaderValue::from_static("close"));
-            }
-            response
-        }
-    };
-    let headers = response.headers_mut();
-    headers.insert(REQUEST_ID, request_id_header.clone());
-    if dialect == Dialect::Anthropic {
-        headers.insert(ANTHROPIC_REQUEST_ID, request_id_header);
-    }
-    if let Ok(version) = HeaderValue::from_str(&snapshot.version) {
-        headers.insert(CONFIG_VERSION, version);
-    }
-    response
+/// The phases, after the observation and overload layers (`stack.rs`).
+/// Every failure is a `GatewayError`, which the observation layer turns
+/// into the response and the record.
+pub(super) async fn handle(
+    gateway: Arc<Gateway>,
+    observed: ObservedRequest,
+) -> Result<Response<GatewayBody>, GatewayError> {
+    let ObservedRequest { context, request } = observed;
+    serve(&gateway, &context, request).await
 }
 
-/// What is known about a request so far, for the record of a refusal.
-#[derive(Default)]
-pub(super) struct Trail(std::sync::Mutex<TrailData>);
-
-#[derive(Default)]
-pub(super) struct TrailData {
-    pub endpoint: Option<Endpoint>,
-    pub client_id: Option<Arc<str>>,
-    pub model: Option<String>,
-    pub stream: bool,
-    pub experiment: Option<ExperimentTag>,
-}
-
-impl Trail {
-    pub fn note(&self, update: impl FnOnce(&mut TrailData)) {
-        update(
-            &mut self
-                .0
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-    }
-
-    fn into_inner(self) -> TrailData {
-        self.0
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-}
-
-/// The configured model a refused request was for, when it got that far.
-fn refused_model_label(snapshot: &Snapshot, trail: &TrailData) -> Option<Arc<str>> {
-    if let Some(tag) = &trail.experiment {
-        let experiment = snapshot.experiments.get(&tag.experiment)?;
-        let variant = experiment
-            .variants
-            .iter()
-            .find(|v| v.name == tag.served_variant)?;
-        return variant.route.upstream_model.clone();
-    }
-    let model = trail.model.as_deref()?;
-    let route = snapshot.routes.resolve(model)?;
-    Some(crate::telemetry::metrics::model_label(route, model))
-}
-
-fn refused_before_reading_the_body(error: &GatewayError) -> bool {
-    matches!(
-        error,
-        GatewayError::NotFound { .. }
-            | GatewayError::MethodNotAllowed { .. }
-            | GatewayError::MissingKey
-            | GatewayError::InvalidKey
-            | GatewayError::BodyTooLarge { .. }
-            | GatewayError::BodyRead(_)
-            | GatewayError::AuditBackpressure
-    )
-}
-
-/// The caller's `x-request-id` when it is a sane token, else a fresh UUIDv7
-/// (time-ordered, so ids sort like the log).
-fn request_id(headers: &http::HeaderMap) -> (Arc<str>, HeaderValue) {
-    if let Some(value) = headers.get(&REQUEST_ID)
-        && let Ok(text) = value.to_str()
-    {
-        let valid = !text.is_empty()
-            && text.len() <= MAX_CALLER_REQUEST_ID_LEN
-            && text.bytes().all(|b| b.is_ascii_graphic());
-        if valid {
-            return (Arc::from(text), value.clone());
-        }
-    }
-    let id = uuid::Uuid::now_v7().to_string();
-    let header = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    (Arc::from(id), header)
-}
-
-#[allow(clippy::too_many_arguments)]
 async fn serve(
     gateway: &Gateway,
-    snapshot: &Arc<Snapshot>,
+    context: &RequestContext,
     request: Request<Incoming>,
-    request_id: &Arc<str>,
-    request_id_header: &HeaderValue,
-    started: Instant,
-    started_at: SystemTime,
-    trail: &Trail,
-    trace: Option<&RequestTrace>,
 ) -> Result<Response<GatewayBody>, GatewayError> {
-    let endpoint =
-        Endpoint::from_request(request.method(), request.uri().path()).map_err(|mismatch| {
-            match mismatch {
-                EndpointMismatch::NotFound => GatewayError::NotFound {
-                    method: request.method().to_string(),
-                    path: request.uri().path().to_owned(),
-                },
-                EndpointMismatch::MethodNotAllowed { allowed } => GatewayError::MethodNotAllowed {
-                    path: request.uri().path().to_owned(),
-                    allowed,
-                },
-            }
-        })?;
-    trail.note(|t| t.endpoint = Some(endpoint));
+    let endpoint = context.endpoint.map_err(|mismatch| match mismatch {
+        EndpointMismatch::NotFound => GatewayError::NotFound {
+            method: request.method().to_string(),
+            path: request.uri().path().to_owned(),
+        },
+        EndpointMismatch::MethodNotAllowed { allowed } => GatewayError::MethodNotAllowed {
+            path: request.uri().path().to_owned(),
+            allowed,
+        },
+    })?;
+    let snapshot = &context.snapshot;
     let client_id = authenticate(&snapshot.auth, request.headers())?;
-    trail.note(|t| t.client_id = client_id.clone());
+    context.notes.note(|n| n.client_id = client_id.clone());
     if gateway
         .audit
         .as_ref()
@@ -269,27 +77,27 @@ async fn serve(
     }
     let body = read_body(body, &parts.headers, snapshot.server.max_body_bytes).await?;
     let head = api::parse_head(endpoint, &body)?;
-    trail.note(|t| {
-        t.model = Some(head.model.clone());
-        t.stream = head.stream;
+    context.notes.note(|n| {
+        n.model = Some(head.model.clone());
+        n.stream = head.stream;
     });
-    if let Some(trace) = trace {
+    if let Some(trace) = &context.trace {
         trace.note_request(client_id.as_ref(), &head.model, head.stream);
     }
     let exchange = Exchange {
-        trail,
+        notes: &context.notes,
         gateway,
         snapshot,
         endpoint,
         headers: &parts.headers,
         model: &head.model,
         stream: head.stream,
-        request_id,
-        request_id_header,
+        request_id: &context.request_id,
+        request_id_header: &context.request_id_header,
         client_id,
-        started,
-        started_at,
-        trace,
+        started: context.started,
+        started_at: context.started_at,
+        trace: context.trace.as_ref(),
     };
     if let Some(experiment) = experiment_of(snapshot, &parts.headers, &head.model)? {
         return variant::serve(&exchange, experiment, body).await;
@@ -374,7 +182,7 @@ fn experiment_of<'s>(
 
 /// One request's facts, shared by the routing and experiment phases.
 pub(super) struct Exchange<'a> {
-    pub trail: &'a Trail,
+    pub notes: &'a RequestNotes,
     pub gateway: &'a Gateway,
     pub snapshot: &'a Arc<Snapshot>,
     pub endpoint: Endpoint,

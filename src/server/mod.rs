@@ -5,19 +5,19 @@
 mod accept;
 mod auth;
 mod handler;
+mod observe;
+mod stack;
 mod variant;
 
-use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
 pub use accept::AcceptBackoff;
@@ -43,17 +43,20 @@ pub struct Gateway {
 /// Slowloris guard: a client gets this long to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Serves until `shutdown` resolves, then drains for at most `grace`.
+/// Serves until `shutdown` resolves, then drains for at most `grace`. At
+/// most `max_concurrent_requests` are served at once; more are refused.
 pub async fn serve(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     grace: Duration,
+    max_concurrent_requests: usize,
     shutdown: impl Future<Output = ()>,
 ) {
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
     let graceful = GracefulShutdown::new();
+    let stack = stack::request_stack(gateway.clone(), max_concurrent_requests);
     tokio::pin!(shutdown);
     gateway.accepting.store(true, Ordering::Release);
     let mut backoff = AcceptBackoff::default();
@@ -64,11 +67,7 @@ pub async fn serve(
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
                 }
-                let gateway = gateway.clone();
-                let service = service_fn(move |request: hyper::Request<Incoming>| {
-                    let gateway = gateway.clone();
-                    async move { Ok::<_, Infallible>(handler::handle(gateway, request).await) }
-                });
+                let service = TowerToHyperService::new(stack.clone());
                 let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
                 // Tracked by `graceful`, which waits for it on shutdown.
                 tokio::spawn(async move {

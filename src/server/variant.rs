@@ -80,8 +80,8 @@ pub(super) async fn serve(
 
     let assigned_tag = tag(assignment.variant);
     exchange
-        .trail
-        .note(|t| t.experiment = Some(assigned_tag.clone()));
+        .notes
+        .note(|n| n.experiment = Some(assigned_tag.clone()));
     if let Some(trace) = exchange.trace {
         trace.note_experiment(&assigned_tag);
     }
@@ -147,7 +147,7 @@ pub(super) async fn serve(
                 &experiment.id,
                 &experiment.variants[assignment.variant].name,
             );
-            exchange.trail.note(|t| t.experiment = Some(tag(fallback)));
+            exchange.notes.note(|n| n.experiment = Some(tag(fallback)));
             if let Some(trace) = exchange.trace {
                 trace.note_experiment(&tag(fallback));
             }

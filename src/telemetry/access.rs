@@ -141,7 +141,10 @@ impl AccessLog {
         // alone, since its message may quote what the caller sent.
         let error: Option<&dyn Display> = match refusal.kind {
             RefusalKind::Refused(
-                ErrorClass::Upstream | ErrorClass::Timeout | ErrorClass::Unavailable,
+                ErrorClass::Upstream
+                | ErrorClass::Timeout
+                | ErrorClass::Unavailable
+                | ErrorClass::Overloaded,
             )
             | RefusalKind::ShadowFailed(_)
             | RefusalKind::ShadowCancelled => Some(&refusal.message),

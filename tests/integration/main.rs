@@ -22,6 +22,7 @@ mod experiments;
 mod feedback;
 mod fuzz;
 mod logs;
+mod overload;
 mod proxy;
 mod reload;
 mod robustness;
