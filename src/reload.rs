@@ -12,8 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use crate::config::{self, ConfigError, LoadOptions};
-use crate::server::Gateway;
-use crate::snapshot::Snapshot;
+use crate::snapshot::{Snapshot, SnapshotHandle};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
@@ -40,7 +39,8 @@ struct State {
 pub struct Reloader {
     config_path: PathBuf,
     options: LoadOptions,
-    gateway: Arc<Gateway>,
+    /// The snapshot in force, which a reload replaces.
+    snapshots: Arc<SnapshotHandle>,
     state: Mutex<State>,
 }
 
@@ -49,7 +49,7 @@ impl Reloader {
     pub fn new(
         config_path: PathBuf,
         options: LoadOptions,
-        gateway: Arc<Gateway>,
+        snapshots: Arc<SnapshotHandle>,
         prompt_files: Vec<PathBuf>,
         version: Arc<str>,
     ) -> Reloader {
@@ -59,7 +59,7 @@ impl Reloader {
         Reloader {
             config_path,
             options,
-            gateway,
+            snapshots,
             state: Mutex::new(State {
                 status: ReloadStatus {
                     version,
@@ -111,7 +111,7 @@ impl Reloader {
         if version == state.status.version {
             return Ok(ReloadOutcome::Unchanged { version });
         }
-        let current = self.gateway.snapshots.load();
+        let current = self.snapshots.load();
         if current.server.listen != config.server.listen
             || current.admin.listen != config.admin.listen
         {
@@ -127,7 +127,7 @@ impl Reloader {
                 "[audit], [prices] or [telemetry] changed: those sections take effect only after a restart"
             );
         }
-        self.gateway.snapshots.replace(Snapshot::new(config));
+        self.snapshots.replace(Snapshot::new(config));
         state.status.version = version.clone();
         state.status.loaded_at = SystemTime::now();
         state.status.reloads_ok += 1;

@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::UNIX_EPOCH;
 
 use bytes::Bytes;
@@ -20,15 +21,23 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 
+use crate::accept::AcceptBackoff;
+use crate::audit::AuditLog;
 use crate::body::{GatewayBody, full};
 use crate::experiments::decide;
 use crate::experiments::model::{Experiment, UnitKeySource};
 use crate::reload::{ReloadOutcome, Reloader};
-use crate::server::{AcceptBackoff, Gateway};
+use crate::snapshot::SnapshotHandle;
+use crate::telemetry::Telemetry;
 use crate::telemetry::ready::Readiness;
 
+/// What the admin listener reads and drives, shared with the client side.
 pub struct Admin {
-    pub gateway: Arc<Gateway>,
+    pub snapshots: Arc<SnapshotHandle>,
+    pub telemetry: Telemetry,
+    pub audit: Option<Arc<AuditLog>>,
+    /// True while the client listener accepts connections.
+    pub accepting: Arc<AtomicBool>,
     pub reloader: Arc<Reloader>,
     pub readiness: Readiness,
 }
@@ -70,7 +79,7 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response<GatewayBody
 }
 
 fn authorized(admin: &Admin, request: &Request<Incoming>) -> bool {
-    let Some(expected) = admin.gateway.snapshots.load().admin.token_sha256 else {
+    let Some(expected) = admin.snapshots.load().admin.token_sha256 else {
         return true; // loopback listener without a token: allowed by validation
     };
     let presented = request
@@ -138,7 +147,7 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<GatewayBo
             }
         }
         (&Method::GET, ["admin", "experiments"]) => {
-            let snapshot = admin.gateway.snapshots.load();
+            let snapshot = admin.snapshots.load();
             let mut ids: Vec<&str> = snapshot.experiments.keys().map(|id| &**id).collect();
             ids.sort_unstable();
             json_response(
@@ -147,7 +156,7 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<GatewayBo
             )
         }
         (&Method::GET, ["admin", "experiments", id]) => {
-            let snapshot = admin.gateway.snapshots.load();
+            let snapshot = admin.snapshots.load();
             match snapshot.experiments.get(*id) {
                 Some(experiment) => {
                     json_response(StatusCode::OK, describe(experiment, &snapshot.version))
@@ -156,7 +165,7 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<GatewayBo
             }
         }
         (&Method::GET, ["admin", "experiments", id, "assignment"]) => {
-            let snapshot = admin.gateway.snapshots.load();
+            let snapshot = admin.snapshots.load();
             let Some(experiment) = snapshot.experiments.get(*id) else {
                 return error(StatusCode::NOT_FOUND, format!("no experiment named `{id}`"));
             };
@@ -192,7 +201,7 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<GatewayBo
 
 /// Every series of the gateway's meter, in the Prometheus text format.
 fn metrics(admin: &Admin) -> Response<GatewayBody> {
-    let text = admin.gateway.telemetry.metrics().prometheus_text();
+    let text = admin.telemetry.metrics().prometheus_text();
     let mut response = Response::new(full(Bytes::from(text)));
     response.headers_mut().insert(
         CONTENT_TYPE,
@@ -203,13 +212,10 @@ fn metrics(admin: &Admin) -> Response<GatewayBody> {
 
 /// 200 while the gateway can serve and record requests, else 503 with why.
 fn readyz(admin: &Admin) -> Response<GatewayBody> {
-    let snapshot = admin.gateway.snapshots.load();
+    let snapshot = admin.snapshots.load();
     let verdict = admin.readiness.check(
-        admin
-            .gateway
-            .accepting
-            .load(std::sync::atomic::Ordering::Acquire),
-        admin.gateway.audit.as_ref().map(|audit| audit.metrics()),
+        admin.accepting.load(Ordering::Acquire),
+        admin.audit.as_ref().map(|audit| audit.metrics()),
         snapshot.admin.readiness_audit_failure,
     );
     match verdict {

@@ -12,7 +12,6 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::limits::{InFlight, add_usd};
-use super::metrics::ShadowMetrics;
 use crate::api::Endpoint;
 use crate::capture::{Exchange, ExchangeSink, ExperimentTag, Outcome, Refusal, RefusalKind};
 use crate::error::{ErrorClass, GatewayError};
@@ -20,6 +19,7 @@ use crate::experiments::model::Experiment;
 use crate::experiments::render::{self, Variables};
 use crate::providers::{self, ForwardRequest, WhenExhausted};
 use crate::snapshot::Snapshot;
+use crate::telemetry::ShadowMetrics;
 use crate::telemetry::trace::{self as telemetry, ShadowParent};
 use crate::telemetry::{AccessLog, Metrics, RequestTrace, Role, Telemetry};
 

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::metrics::ShadowMetrics;
 use crate::capture::SkipReason;
 use crate::experiments::model::{DailyBudget, ShadowPolicy};
+use crate::telemetry::ShadowMetrics;
 
 /// One experiment's shadow calls in flight and what they spent today.
 #[derive(Default)]

@@ -11,7 +11,6 @@
 
 mod call;
 mod limits;
-mod metrics;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -23,8 +22,6 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use metrics::ShadowMetrics;
-
 use crate::api::Endpoint;
 use crate::audit::config::Price;
 use crate::capture::{ExchangeSink, ExperimentTag, RefusalKind, SkipReason};
@@ -33,7 +30,7 @@ use crate::experiments::decide::Reason;
 use crate::experiments::model::{Experiment, ShadowPolicy};
 use crate::experiments::render::Variables;
 use crate::snapshot::Snapshot;
-use crate::telemetry::Telemetry;
+use crate::telemetry::{ShadowMetrics, Telemetry};
 use limits::ExperimentLimits;
 
 /// Owns every shadow call in flight, and the limits that outlive reloads.
@@ -224,4 +221,68 @@ fn is_sampled(
         request_id
     };
     assign::is_shadow_sampled(&experiment.salt, key, policy.sample_percent)
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::time::Instant;
+
+    use super::*;
+    use crate::capture::NoSink;
+    use crate::config::TelemetryConfig;
+
+    fn runner() -> ShadowRunner {
+        let telemetry = Telemetry::start(&TelemetryConfig::default(), HashMap::new()).unwrap();
+        ShadowRunner::new(Arc::new(NoSink), HashMap::new(), telemetry)
+    }
+
+    /// A call as `launch` runs one: on the runner's tracker, ending with its
+    /// answer (after `answers_after`) or with the runner's cancellation.
+    fn call(
+        runner: &ShadowRunner,
+        answers_after: Duration,
+    ) -> tokio::task::JoinHandle<&'static str> {
+        let cancel = runner.cancel.clone();
+        runner.tasks.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(answers_after) => "answered",
+                () = cancel.cancelled() => "cancelled",
+            }
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_lets_calls_finish_within_the_grace_period_then_cancels_the_rest() {
+        let runner = runner();
+        let quick = call(&runner, Duration::from_millis(300));
+        let stuck = call(&runner, Duration::from_secs(3600));
+        let started = Instant::now();
+        runner.shutdown(Duration::from_secs(2)).await;
+        // Exactly the grace period: cancelled then, not at the call's end.
+        assert_eq!(started.elapsed(), Duration::from_secs(2));
+        assert_eq!(quick.await.unwrap(), "answered");
+        assert_eq!(stuck.await.unwrap(), "cancelled");
+        assert!(
+            runner.tasks.is_empty(),
+            "shutdown returned before the calls ended"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_returns_once_the_calls_end_without_cancelling_them() {
+        let runner = runner();
+        let calls = [
+            call(&runner, Duration::from_millis(100)),
+            call(&runner, Duration::from_millis(700)),
+        ];
+        let started = Instant::now();
+        runner.shutdown(Duration::from_secs(5)).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(700));
+        assert!(!runner.cancel.is_cancelled());
+        for call in calls {
+            assert_eq!(call.await.unwrap(), "answered");
+        }
+        // Closed: a call sampled from now on is not started.
+        assert!(runner.tasks.is_closed());
+    }
 }

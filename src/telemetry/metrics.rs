@@ -21,12 +21,11 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
+use crate::audit::AuditLog;
 use crate::audit::config::Price;
 use crate::capture::{Exchange, ExperimentTag, SkipReason};
 use crate::config::{ModelPattern, RouteConfig};
-use crate::reload::Reloader;
-use crate::server::Gateway;
-use crate::telemetry::Role;
+use crate::telemetry::{Role, ShadowMetrics};
 
 /// Seconds; from a cached answer to a long generation.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -297,12 +296,23 @@ impl Metrics {
         );
     }
 
-    /// Reads the audit pipeline, shadow calls and reloads at each scrape. Weak
-    /// references: the gateway owns these metrics, which must not keep it alive.
-    pub fn observe(&self, gateway: Weak<Gateway>, reloader: Weak<Reloader>) {
-        observe_reloads(&self.meter, reloader);
-        observe_audit(&self.meter, gateway.clone());
-        observe_shadows(&self.meter, gateway);
+    /// The config reloads, read at each scrape (`None`: nothing to report).
+    pub fn observe_reloads(&self, read: impl Fn() -> Option<ReloadCounts> + Send + Sync + 'static) {
+        observe_reloads(&self.meter, Arc::new(read));
+    }
+
+    /// The audit pipeline's counters, read at each scrape. Weak: the
+    /// metrics must not keep the audit log alive.
+    pub fn observe_audit(&self, audit: Weak<AuditLog>) {
+        observe_audit(&self.meter, audit);
+    }
+
+    /// Each experiment's shadow counters, listed at each scrape.
+    pub fn observe_shadows(
+        &self,
+        by_experiment: impl Fn() -> Vec<(Arc<str>, Arc<ShadowMetrics>)> + Send + Sync + 'static,
+    ) {
+        observe_shadows(&self.meter, Arc::new(by_experiment));
     }
 
     /// The Prometheus text exposition of every series.
@@ -322,16 +332,26 @@ impl Metrics {
     }
 }
 
-fn observe_reloads(meter: &Meter, reloader: Weak<Reloader>) {
-    let counted = reloader.clone();
+/// What the reloader reports at a scrape.
+pub struct ReloadCounts {
+    pub ok: u64,
+    pub failed: u64,
+    /// The config version in force.
+    pub version: Arc<str>,
+}
+
+type ReadReloads = Arc<dyn Fn() -> Option<ReloadCounts> + Send + Sync>;
+type ListShadows = Arc<dyn Fn() -> Vec<(Arc<str>, Arc<ShadowMetrics>)> + Send + Sync>;
+
+fn observe_reloads(meter: &Meter, read: ReadReloads) {
+    let counted = read.clone();
     meter
         .u64_observable_counter("promptgate_config_reloads_total")
         .with_description("Config reloads by outcome.")
         .with_callback(move |observer| {
-            if let Some(reloader) = counted.upgrade() {
-                let status = reloader.status();
-                observer.observe(status.reloads_ok, &[KeyValue::new("outcome", "ok")]);
-                observer.observe(status.reloads_failed, &[KeyValue::new("outcome", "failed")]);
+            if let Some(counts) = counted() {
+                observer.observe(counts.ok, &[KeyValue::new("outcome", "ok")]);
+                observer.observe(counts.failed, &[KeyValue::new("outcome", "failed")]);
             }
         })
         .build();
@@ -339,14 +359,14 @@ fn observe_reloads(meter: &Meter, reloader: Weak<Reloader>) {
         .u64_observable_gauge("promptgate_config_info")
         .with_description("The config version in force (always 1).")
         .with_callback(move |observer| {
-            if let Some(reloader) = reloader.upgrade() {
-                observer.observe(1, &[KeyValue::new("version", reloader.status().version)]);
+            if let Some(counts) = read() {
+                observer.observe(1, &[KeyValue::new("version", counts.version)]);
             }
         })
         .build();
 }
 
-fn observe_audit(meter: &Meter, gateway: Weak<Gateway>) {
+fn observe_audit(meter: &Meter, audit: Weak<AuditLog>) {
     use std::sync::atomic::Ordering::Relaxed;
 
     use crate::audit::AuditMetrics;
@@ -450,31 +470,27 @@ fn observe_audit(meter: &Meter, gateway: Weak<Gateway>) {
             |m| m.records_not_durable.load(Relaxed),
         ),
     ];
-    // No series at all without an audit log, as before.
-    let audit_metrics = move |gateway: &Weak<Gateway>, read: Read| {
-        let gateway = gateway.upgrade()?;
-        let audit = gateway.audit.as_ref()?;
-        Some(read(audit.metrics()))
-    };
+    let audit_metrics =
+        move |audit: &Weak<AuditLog>, read: Read| Some(read(audit.upgrade()?.metrics()));
     for (name, help, read) in gauges {
-        let gateway = gateway.clone();
+        let audit = audit.clone();
         meter
             .u64_observable_gauge(name)
             .with_description(help)
             .with_callback(move |observer| {
-                if let Some(value) = audit_metrics(&gateway, read) {
+                if let Some(value) = audit_metrics(&audit, read) {
                     observer.observe(value, &[]);
                 }
             })
             .build();
     }
     for (name, help, read) in counters {
-        let gateway = gateway.clone();
+        let audit = audit.clone();
         meter
             .u64_observable_counter(name)
             .with_description(help)
             .with_callback(move |observer| {
-                if let Some(value) = audit_metrics(&gateway, read) {
+                if let Some(value) = audit_metrics(&audit, read) {
                     observer.observe(value, &[]);
                 }
             })
@@ -482,26 +498,9 @@ fn observe_audit(meter: &Meter, gateway: Weak<Gateway>) {
     }
 }
 
-/// Each experiment's shadow counters at scrape time: the experiments with a
-/// shadow policy in the config in force (at zero until their first call) and
-/// any that ran shadow calls since start-up. Experiment ids are config names.
-fn shadow_metrics(gateway: &Weak<Gateway>) -> Vec<(Arc<str>, Arc<crate::shadow::ShadowMetrics>)> {
-    let Some(gateway) = gateway.upgrade() else {
-        return Vec::new();
-    };
-    let snapshot = gateway.snapshots.load();
-    let configured = snapshot
-        .experiments
-        .iter()
-        .filter(|(_, experiment)| experiment.shadow.is_some())
-        .map(|(id, _)| id);
-    gateway.shadows.metrics_by_experiment(configured)
-}
-
-fn observe_shadows(meter: &Meter, gateway: Weak<Gateway>) {
+fn observe_shadows(meter: &Meter, shadow_metrics: ListShadows) {
     use std::sync::atomic::Ordering::Relaxed;
 
-    use crate::shadow::ShadowMetrics;
     type Read = fn(&ShadowMetrics) -> u64;
     let counters: [(&'static str, &'static str, Read); 3] = [
         (
@@ -521,23 +520,23 @@ fn observe_shadows(meter: &Meter, gateway: Weak<Gateway>) {
         ),
     ];
     for (name, help, read) in counters {
-        let gateway = gateway.clone();
+        let shadow_metrics = shadow_metrics.clone();
         meter
             .u64_observable_counter(name)
             .with_description(help)
             .with_callback(move |observer| {
-                for (experiment, metrics) in shadow_metrics(&gateway) {
+                for (experiment, metrics) in shadow_metrics() {
                     observer.observe(read(&metrics), &[KeyValue::new("experiment", experiment)]);
                 }
             })
             .build();
     }
-    let in_flight = gateway.clone();
+    let in_flight = shadow_metrics.clone();
     meter
         .u64_observable_gauge("promptgate_shadow_calls_in_flight")
         .with_description("Shadow calls running now, by experiment.")
         .with_callback(move |observer| {
-            for (experiment, metrics) in shadow_metrics(&in_flight) {
+            for (experiment, metrics) in in_flight() {
                 observer.observe(
                     metrics.in_flight.load(Relaxed),
                     &[KeyValue::new("experiment", experiment)],
@@ -545,12 +544,12 @@ fn observe_shadows(meter: &Meter, gateway: Weak<Gateway>) {
             }
         })
         .build();
-    let skipped = gateway.clone();
+    let skipped = shadow_metrics.clone();
     meter
         .u64_observable_counter("promptgate_shadow_calls_skipped_total")
         .with_description("Sampled shadow calls not made, by experiment and reason.")
         .with_callback(move |observer| {
-            for (experiment, metrics) in shadow_metrics(&skipped) {
+            for (experiment, metrics) in skipped() {
                 for reason in SkipReason::ALL {
                     observer.observe(
                         metrics.skipped(reason),
@@ -567,7 +566,7 @@ fn observe_shadows(meter: &Meter, gateway: Weak<Gateway>) {
         .f64_observable_counter("promptgate_shadow_cost_usd_total")
         .with_description("Priced cost of shadow calls, by experiment.")
         .with_callback(move |observer| {
-            for (experiment, metrics) in shadow_metrics(&gateway) {
+            for (experiment, metrics) in shadow_metrics() {
                 observer.observe(
                     metrics.cost_usd(),
                     &[KeyValue::new("experiment", experiment)],

@@ -11,6 +11,7 @@ pub mod access;
 mod export;
 pub mod metrics;
 pub mod ready;
+mod shadow_counts;
 pub mod trace;
 
 use std::collections::HashMap;
@@ -22,6 +23,7 @@ use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
 
 pub use access::AccessLog;
 pub use metrics::{Metrics, RequestLabels};
+pub use shadow_counts::ShadowMetrics;
 pub use trace::{AttemptSpan, ExchangeSpans, RequestTrace, Role};
 
 use crate::audit::config::Price;

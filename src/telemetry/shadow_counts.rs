@@ -1,5 +1,5 @@
-//! Counters of one experiment's shadow activity, read by the admin
-//! listener's `/metrics` under an `experiment` label.
+//! Counters of one experiment's shadow activity, kept by the shadow runner
+//! and read by the admin listener's `/metrics` under an `experiment` label.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

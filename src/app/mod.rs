@@ -1,25 +1,44 @@
 //! Assembles a running gateway from a config file: the client listener, the
 //! admin listener, the config watcher and the SIGHUP handler, all owned by
 //! `App` and stopped in order by `App::shutdown`. The binary and the tests
-//! start the gateway the same way.
+//! start the gateway the same way. `Gateway` is what the request path
+//! shares; the admin listener, the reloader and the metrics get only the
+//! parts they read, so none of them depends on this module.
+
+pub mod server;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
-use crate::audit::{AuditStartError, AuditTasks};
+use crate::audit::{AuditLog, AuditStartError, AuditTasks};
 use crate::capture::{ExchangeSink, Fanout};
 use crate::config::{self, ConfigError, LoadOptions};
 use crate::reload::Reloader;
-use crate::server::{self, Gateway};
 use crate::shadow::ShadowRunner;
 use crate::snapshot::{Snapshot, SnapshotHandle};
+use crate::telemetry::metrics::ReloadCounts;
 use crate::telemetry::ready::Readiness;
 use crate::telemetry::{Telemetry, TelemetryError};
+
+/// The assembled application, as every request shares it: the config in
+/// force and where finished exchanges go.
+pub struct Gateway {
+    pub snapshots: Arc<SnapshotHandle>,
+    pub sink: Arc<dyn ExchangeSink>,
+    /// Also inside `sink`; kept apart for admission control and metrics.
+    pub audit: Option<Arc<AuditLog>>,
+    pub shadows: ShadowRunner,
+    /// Traces (off unless configured) and metrics.
+    pub telemetry: Telemetry,
+    /// True while the client listener accepts connections (for `/readyz`).
+    pub accepting: Arc<AtomicBool>,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -112,24 +131,21 @@ impl App {
         let version = config.version.clone();
 
         let gateway = Arc::new(Gateway {
-            snapshots: SnapshotHandle::new(Snapshot::new(config)),
+            snapshots: Arc::new(SnapshotHandle::new(Snapshot::new(config))),
             shadows: ShadowRunner::new(sink.clone(), prices, telemetry.clone()),
             sink,
             audit: audit_log,
             telemetry,
-            accepting: std::sync::atomic::AtomicBool::new(false),
+            accepting: Arc::new(AtomicBool::new(false)),
         });
         let reloader = Arc::new(Reloader::new(
             config_path,
             options,
-            gateway.clone(),
+            gateway.snapshots.clone(),
             prompt_files,
             version,
         ));
-        gateway
-            .telemetry
-            .metrics()
-            .observe(Arc::downgrade(&gateway), Arc::downgrade(&reloader));
+        observe_at_scrape_time(&gateway, &reloader);
         let (stop_background, stopped) = watch::channel(false);
         let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
 
@@ -144,7 +160,10 @@ impl App {
         ));
         let mut background = Vec::new();
         let admin = Arc::new(Admin {
-            gateway: gateway.clone(),
+            snapshots: gateway.snapshots.clone(),
+            telemetry: gateway.telemetry.clone(),
+            audit: gateway.audit.clone(),
+            accepting: gateway.accepting.clone(),
             reloader: reloader.clone(),
             readiness,
         });
@@ -214,6 +233,41 @@ impl App {
             let _ = stop.send(());
         }
     }
+}
+
+/// Registers what the metrics read at each scrape from state kept elsewhere:
+/// reloads, the audit pipeline, shadow calls. Weak references: the gateway
+/// owns the metrics, which must not keep it alive.
+fn observe_at_scrape_time(gateway: &Arc<Gateway>, reloader: &Arc<Reloader>) {
+    let metrics = gateway.telemetry.metrics();
+    let reloads = Arc::downgrade(reloader);
+    metrics.observe_reloads(move || {
+        let status = reloads.upgrade()?.status();
+        Some(ReloadCounts {
+            ok: status.reloads_ok,
+            failed: status.reloads_failed,
+            version: status.version,
+        })
+    });
+    // No audit series at all without an audit log.
+    if let Some(audit) = &gateway.audit {
+        metrics.observe_audit(Arc::downgrade(audit));
+    }
+    let shadows = Arc::downgrade(gateway);
+    // The experiments with a shadow policy in the config in force (at zero
+    // until their first call) and any that ran shadow calls since start-up.
+    metrics.observe_shadows(move || {
+        let Some(gateway) = shadows.upgrade() else {
+            return Vec::new();
+        };
+        let snapshot = gateway.snapshots.load();
+        let configured = snapshot
+            .experiments
+            .iter()
+            .filter(|(_, experiment)| experiment.shadow.is_some())
+            .map(|(id, _)| id);
+        gateway.shadows.metrics_by_experiment(configured)
+    });
 }
 
 impl Drop for App {

@@ -2,7 +2,6 @@
 //! HTTP/1.1 on each, and on shutdown stops accepting, lets in-flight requests
 //! and streams finish within the grace period, then returns.
 
-mod accept;
 mod auth;
 mod handler;
 mod observe;
@@ -20,25 +19,10 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-pub use accept::AcceptBackoff;
 pub use auth::hash_key;
 
-use crate::capture::ExchangeSink;
-use crate::snapshot::SnapshotHandle;
-
-/// What every request shares: the current snapshot and where finished
-/// exchanges go.
-pub struct Gateway {
-    pub snapshots: SnapshotHandle,
-    pub sink: Arc<dyn ExchangeSink>,
-    /// Also inside `sink`; kept apart for admission control and metrics.
-    pub audit: Option<Arc<crate::audit::AuditLog>>,
-    pub shadows: crate::shadow::ShadowRunner,
-    /// Traces (off unless configured) and metrics.
-    pub telemetry: crate::telemetry::Telemetry,
-    /// True while the client listener accepts connections (for `/readyz`).
-    pub accepting: std::sync::atomic::AtomicBool,
-}
+use super::Gateway;
+use crate::accept::AcceptBackoff;
 
 /// Slowloris guard: a client gets this long to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
