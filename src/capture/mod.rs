@@ -3,15 +3,15 @@
 //! consume these reports through an `ExchangeSink`; the bytes themselves are
 //! forwarded untouched and undelayed.
 
-mod body;
 mod extract;
+mod observed_body;
 pub mod sse;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-pub use body::{AnswerNotDurable, ObservedBody, release};
 pub use extract::{Captured, MAX_CAPTURED_BYTES, ResponseCapture, Usage};
+pub use observed_body::{AnswerNotDurable, ObservedBody, release};
 
 use crate::api::Endpoint;
 

@@ -394,7 +394,51 @@ mod tests {
             .map(|f| Ok(Frame::data(Bytes::from_static(f.as_bytes()))))
             .collect();
         let body = StreamBody::new(futures_util::stream::iter(frames)).boxed_unsync();
-        let start = ExchangeStart {
+        let start = start(endpoint, event_stream);
+        let capture = ResponseCapture::new(endpoint, event_stream);
+        http::Response::new(ObservedBody::new(body, start, capture, None, sink))
+    }
+
+    /// Keeps every exchange reported, to count the reports.
+    #[derive(Default)]
+    struct Reports(std::sync::Mutex<Vec<Exchange>>);
+
+    impl ExchangeSink for Reports {
+        fn record(&self, exchange: Exchange) {
+            self.0.lock().unwrap().push(exchange);
+        }
+    }
+
+    impl Reports {
+        fn outcomes(&self) -> Vec<Outcome> {
+            self.0
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|e| e.outcome.clone())
+                .collect()
+        }
+    }
+
+    /// An event stream that sends `frames` `gap` apart and then stays open.
+    fn paced_body(frames: &'static [&'static str], gap: Duration) -> GatewayBody {
+        let paced = futures_util::stream::unfold(0, move |sent| async move {
+            if sent > 0 {
+                tokio::time::sleep(gap).await;
+            }
+            let Some(frame) = frames.get(sent) else {
+                return std::future::pending().await;
+            };
+            Some((
+                Ok(Frame::data(Bytes::from_static(frame.as_bytes()))),
+                sent + 1,
+            ))
+        });
+        StreamBody::new(paced).boxed_unsync()
+    }
+
+    fn start(endpoint: Endpoint, stream: bool) -> ExchangeStart {
+        ExchangeStart {
             request_id: "req-1".into(),
             client_id: None,
             config_version: "test".into(),
@@ -402,7 +446,7 @@ mod tests {
             provider: "demo".into(),
             model: "demo".into(),
             request_body: Bytes::new(),
-            stream: event_stream,
+            stream,
             status: 200,
             attempts: 1,
             started_at: SystemTime::now(),
@@ -410,9 +454,93 @@ mod tests {
             head_after: Duration::ZERO,
             experiment: None,
             trace_id: None,
-        };
-        let capture = ResponseCapture::new(endpoint, event_stream);
-        http::Response::new(ObservedBody::new(body, start, capture, None, sink))
+        }
+    }
+
+    const EVENTS: &[&str] = &[
+        "data: {\"choices\":[{\"delta\":{\"content\":\"a\"}}]}\n\n",
+        "data: {\"choices\":[{\"delta\":{\"content\":\"b\"}}]}\n\n",
+    ];
+
+    #[tokio::test(start_paused = true)]
+    async fn the_total_timeout_ends_a_stream_mid_body_and_reports_it_once() {
+        let reports = Arc::new(Reports::default());
+        let deadline = Box::pin(tokio::time::sleep(Duration::from_secs(30)));
+        let capture = ResponseCapture::new(Endpoint::ChatCompletions, true);
+        let mut body = ObservedBody::new(
+            paced_body(EVENTS, Duration::from_secs(10)),
+            start(Endpoint::ChatCompletions, true),
+            capture,
+            Some(deadline),
+            reports.clone(),
+        );
+        let started = tokio::time::Instant::now();
+        // Both events pass (at 0 s and 10 s); then the provider goes quiet.
+        for event in EVENTS {
+            let frame = body.frame().await.unwrap().unwrap();
+            assert_eq!(frame.into_data().unwrap(), event.as_bytes());
+        }
+        assert!(reports.outcomes().is_empty(), "reported before its end");
+        let error = body.frame().await.unwrap().unwrap_err();
+        assert!(error.is::<BodyTimeout>(), "{error}");
+        assert_eq!(started.elapsed(), Duration::from_secs(30));
+        drop(body);
+        assert_eq!(reports.outcomes(), [Outcome::TimedOut]);
+        let exchange = &reports.0.lock().unwrap()[0];
+        assert_eq!(exchange.captured.text, "ab");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_leaving_is_reported_once_with_the_first_byte_it_got() {
+        // Gone before the first byte: no first byte in the report.
+        let reports = Arc::new(Reports::default());
+        let body = ObservedBody::new(
+            paced_body(EVENTS, Duration::from_secs(1)),
+            start(Endpoint::ChatCompletions, true),
+            ResponseCapture::new(Endpoint::ChatCompletions, true),
+            None,
+            reports.clone(),
+        );
+        drop(body);
+        assert_eq!(reports.outcomes(), [Outcome::ClientDisconnected]);
+        assert!(reports.0.lock().unwrap()[0].first_byte_after.is_none());
+
+        // Gone mid-stream, after the first event and before the second.
+        let reports = Arc::new(Reports::default());
+        let mut body = ObservedBody::new(
+            paced_body(EVENTS, Duration::from_secs(1)),
+            start(Endpoint::ChatCompletions, true),
+            ResponseCapture::new(Endpoint::ChatCompletions, true),
+            None,
+            reports.clone(),
+        );
+        body.frame().await.unwrap().unwrap();
+        let waiting = tokio::time::timeout(Duration::from_millis(500), body.frame()).await;
+        assert!(waiting.is_err(), "the second event came early");
+        drop(body);
+        let exchanges = reports.0.lock().unwrap();
+        assert_eq!(exchanges.len(), 1, "reported more than once");
+        assert_eq!(exchanges[0].outcome, Outcome::ClientDisconnected);
+        assert!(exchanges[0].first_byte_after.is_some());
+        assert_eq!(exchanges[0].captured.text, "a");
+    }
+
+    #[tokio::test]
+    async fn a_body_read_to_its_end_is_reported_once_as_completed() {
+        let reports = Arc::new(Reports::default());
+        let response = observed(
+            Endpoint::ChatCompletions,
+            &["{\"a\":", "1}"],
+            false,
+            reports.clone(),
+        );
+        let mut body = response.into_body();
+        while let Some(frame) = body.frame().await {
+            frame.unwrap();
+        }
+        assert!(body.is_end_stream());
+        drop(body);
+        assert_eq!(reports.outcomes(), [Outcome::Completed]);
     }
 
     async fn text(body: GatewayBody) -> String {
