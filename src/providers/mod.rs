@@ -30,7 +30,7 @@ use crate::telemetry::metrics::{RequestLabels, model_label};
 use crate::telemetry::{
     AttemptSpan, ExchangeSpans, ExchangeTelemetry, RequestMetrics, RequestTrace, Role, Telemetry,
 };
-use retry::StatusVerdict;
+use retry::{NextStep, StatusVerdict};
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
@@ -219,10 +219,8 @@ pub async fn forward(
                         return release(response, provider).await;
                     }
                     StatusVerdict::CredentialsRejected => {
-                        if let Some(span) = span {
-                            span.failed(Some(response.status().as_u16()), "provider_auth");
-                        }
-                        metrics.provider_error(&provider.name, "provider_auth", request.role);
+                        let status = response.status().as_u16();
+                        attempt_failed(span, &request, provider, Some(status), "provider_auth");
                         // The request's access-log line reports it (at WARN
                         // when served); this is the per-attempt detail.
                         tracing::debug!(
@@ -230,7 +228,7 @@ pub async fn forward(
                             role = request.role.label(),
                             provider = %provider.name,
                             attempt = attempts,
-                            status = response.status().as_u16(),
+                            status,
                             "provider rejected the gateway's credentials"
                         );
                         failure = Some(Failure::Error(GatewayError::ProviderAuth {
@@ -240,10 +238,13 @@ pub async fn forward(
                     }
                     StatusVerdict::Retry => {
                         let status = response.status().as_u16();
-                        if let Some(span) = span {
-                            span.failed(Some(status), status_class(status));
-                        }
-                        metrics.provider_error(&provider.name, status_class(status), request.role);
+                        attempt_failed(
+                            span,
+                            &request,
+                            provider,
+                            Some(status),
+                            status_class(status),
+                        );
                         let headers = response.headers().clone();
                         failure = Some(Failure::Response(response));
                         Some(headers)
@@ -253,10 +254,7 @@ pub async fn forward(
                     error,
                     dropped_after_send,
                 }) => {
-                    if let Some(span) = span {
-                        span.failed(None, error_class(&error));
-                    }
-                    metrics.provider_error(&provider.name, error_class(&error), request.role);
+                    attempt_failed(span, &request, provider, None, error_class(&error));
                     failure = Some(Failure::Error(error));
                     if dropped_after_send && !provider.retry.retry_on_dropped_after_send {
                         // Neither a retry nor the next provider: either could
@@ -266,17 +264,17 @@ pub async fn forward(
                     None
                 }
             };
-            if attempt == provider.retry.max_retries {
-                break;
-            }
             // A wait past the provider's total timeout, counted from the
             // request's start, could only end in a later timeout: move on.
             let budget_left = (request.started + provider.timeouts.total)
                 .saturating_duration_since(Instant::now());
-            match retry::delay_before_retry(&provider.retry, attempt, retry_headers.as_ref())
-                .filter(|delay| *delay < budget_left)
-            {
-                Some(delay) => {
+            match retry::after_failed_attempt(
+                &provider.retry,
+                attempt,
+                retry_headers.as_ref(),
+                budget_left,
+            ) {
+                NextStep::RetryAfter(delay) => {
                     // Release the failed response's connection before waiting:
                     // the next attempt replaces it.
                     if matches!(failure, Some(Failure::Response(_))) {
@@ -285,7 +283,7 @@ pub async fn forward(
                     metrics.retry(&provider.name, request.role);
                     tokio::time::sleep(delay).await;
                 }
-                None => break,
+                NextStep::NextProvider => break,
             }
         }
         if id != last_candidate {
@@ -549,6 +547,24 @@ impl std::fmt::Display for ErrorChain<'_> {
 }
 
 /// `error.type` of an attempt answered with a retryable status (the audit's classes).
+/// A failed attempt, observed in one place: its span ends with the status
+/// and class, and the provider's error counter counts it.
+fn attempt_failed(
+    span: Option<AttemptSpan>,
+    request: &ForwardRequest<'_>,
+    provider: &ProviderConfig,
+    status: Option<u16>,
+    class: &'static str,
+) {
+    if let Some(span) = span {
+        span.failed(status, class);
+    }
+    request
+        .telemetry
+        .metrics()
+        .provider_error(&provider.name, class, request.role);
+}
+
 fn status_class(status: u16) -> &'static str {
     match status {
         429 => "rate_limited",

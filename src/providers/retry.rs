@@ -29,6 +29,33 @@ pub fn classify(status: StatusCode) -> StatusVerdict {
     }
 }
 
+/// What follows a failed attempt at one provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextStep {
+    /// Try the same provider again after this pause.
+    RetryAfter(Duration),
+    /// Give up on this provider: the route's next one, if any.
+    NextProvider,
+}
+
+/// The retry policy after failed attempt `attempt` (from 0): retry while
+/// attempts are left and the pause fits in `budget_left` (what remains of
+/// the provider's total timeout: a wait past it could only end in a timeout).
+pub fn after_failed_attempt(
+    policy: &RetryPolicy,
+    attempt: u32,
+    headers: Option<&HeaderMap>,
+    budget_left: Duration,
+) -> NextStep {
+    if attempt >= policy.max_retries {
+        return NextStep::NextProvider;
+    }
+    match delay_before_retry(policy, attempt, headers).filter(|delay| *delay < budget_left) {
+        Some(delay) => NextStep::RetryAfter(delay),
+        None => NextStep::NextProvider,
+    }
+}
+
 /// How long to wait before attempt `attempt + 1` (attempt counts from 0), or
 /// `None` when the provider asks for a longer pause than the policy allows
 /// (`retry_max_ms`, the cap on every wait): then falling back to the next
@@ -103,6 +130,28 @@ mod tests {
             max_delay: Duration::from_secs(2),
             retry_on_dropped_after_send: true,
         }
+    }
+
+    #[test]
+    fn a_failed_attempt_is_retried_while_attempts_and_the_timeout_budget_last() {
+        let plenty = Duration::from_secs(60);
+        match after_failed_attempt(&policy(), 0, None, plenty) {
+            NextStep::RetryAfter(delay) => assert!(
+                (Duration::from_millis(50)..=Duration::from_millis(100)).contains(&delay),
+                "{delay:?}"
+            ),
+            NextStep::NextProvider => panic!("the first failure is retried"),
+        }
+        // The last attempt failed: the route's next provider.
+        assert_eq!(
+            after_failed_attempt(&policy(), 3, None, plenty),
+            NextStep::NextProvider
+        );
+        // The pause would outlast the provider's total timeout: move on now.
+        assert_eq!(
+            after_failed_attempt(&policy(), 0, None, Duration::from_millis(10)),
+            NextStep::NextProvider
+        );
     }
 
     #[test]
