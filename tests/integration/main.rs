@@ -25,6 +25,7 @@ mod logs;
 mod proxy;
 mod reload;
 mod robustness;
+mod scorers;
 mod sdk;
 mod shadow;
 mod telemetry;

@@ -10,7 +10,8 @@
 //!   whether the model kept the output shape.
 //!
 //! The case passes when every field is correct (whole-document accuracy);
-//! its value is the share of correct fields.
+//! its value is the share of correct fields. An answer that is not a JSON
+//! object (or not JSON) gets no field right, and every field counts as absent.
 
 use serde_json::Value;
 
@@ -57,11 +58,14 @@ impl Extraction {
             if !matches!(got, Slot::Absent) {
                 tally.covered += 1;
             }
-            let correct = match (got.value(), want) {
-                (None, None) => true,
-                (Some(got), Some(want)) => self.fields.equal(*kind, got, want),
-                (None, Some(_)) | (Some(_), None) => false,
-            };
+            // An answer the application could not read gets no field right,
+            // not even the ones expected to be null.
+            let correct = answer.is_some()
+                && match (got.value(), want) {
+                    (None, None) => true,
+                    (Some(got), Some(want)) => self.fields.equal(*kind, got, want),
+                    (None, Some(_)) | (Some(_), None) => false,
+                };
             match want {
                 Some(_) => {
                     tally.expected_values += 1;
