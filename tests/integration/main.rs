@@ -19,6 +19,7 @@ mod cli;
 mod dashboard;
 mod errors;
 mod experiments;
+mod export_dataset;
 mod feedback;
 mod fuzz;
 mod logs;

@@ -10,6 +10,7 @@ use super::ScorerError;
 use super::dates::{DateOrder, normalize_date};
 use super::normalize::squad_normalize;
 use super::numbers::{json_number_text, normalize_number};
+pub(super) use crate::experiments::decide::scalar_text;
 
 /// How a field's values are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -99,16 +100,6 @@ impl FieldSet {
                 _ => answer == expected,
             },
         }
-    }
-}
-
-/// A scalar as text: strings as they are, numbers and booleans as JSON writes them.
-pub(super) fn scalar_text(value: &Value) -> Option<String> {
-    match value {
-        Value::String(text) => Some(text.clone()),
-        Value::Number(number) => Some(number.to_string()),
-        Value::Bool(flag) => Some(flag.to_string()),
-        Value::Null | Value::Array(_) | Value::Object(_) => None,
     }
 }
 
