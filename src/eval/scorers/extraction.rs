@@ -172,15 +172,6 @@ mod tests {
         })
     }
 
-    fn ratio(score: &Score, name: &str) -> (f64, f64) {
-        let ratio = score
-            .ratios
-            .iter()
-            .find(|ratio| ratio.name == name)
-            .unwrap();
-        (ratio.numerator, ratio.denominator)
-    }
-
     #[test]
     fn a_fully_right_answer_in_other_spellings_passes() {
         let verdict = score(
@@ -189,10 +180,10 @@ mod tests {
         );
         assert!(verdict.passed, "{:?}", verdict.detail);
         assert_eq!(verdict.value, 1.0);
-        assert_eq!(ratio(&verdict, "document_accuracy"), (1.0, 1.0));
-        assert_eq!(ratio(&verdict, "false_positive_rate"), (0.0, 1.0));
-        assert_eq!(ratio(&verdict, "field_coverage"), (5.0, 5.0));
-        assert_eq!(ratio(&verdict, "token_f1"), (1.0, 1.0));
+        assert_eq!(verdict.ratio("document_accuracy"), (1.0, 1.0));
+        assert_eq!(verdict.ratio("false_positive_rate"), (0.0, 1.0));
+        assert_eq!(verdict.ratio("field_coverage"), (5.0, 5.0));
+        assert_eq!(verdict.ratio("token_f1"), (1.0, 1.0));
     }
 
     #[test]
@@ -204,21 +195,21 @@ mod tests {
             json!({"date": "2024-03-05", "id": "INV-7", "note": null, "total": "1,234.50", "vendor": "Acme Corporation"}),
         );
         assert!(!verdict.passed);
-        assert_eq!(ratio(&verdict, "field_accuracy"), (0.0, 5.0));
-        assert_eq!(ratio(&verdict, "document_accuracy"), (0.0, 1.0));
-        assert_eq!(ratio(&verdict, "null_rate"), (2.0, 4.0), "date and id");
+        assert_eq!(verdict.ratio("field_accuracy"), (0.0, 5.0));
+        assert_eq!(verdict.ratio("document_accuracy"), (0.0, 1.0));
+        assert_eq!(verdict.ratio("null_rate"), (2.0, 4.0), "date and id");
         assert_eq!(
-            ratio(&verdict, "false_positive_rate"),
+            verdict.ratio("false_positive_rate"),
             (1.0, 1.0),
             "the empty note is a value"
         );
         assert_eq!(
-            ratio(&verdict, "field_coverage"),
+            verdict.ratio("field_coverage"),
             (4.0, 5.0),
             "only date's key is missing"
         );
         // vendor: P = 2/3, R = 1 → 0.8; note expected null: not in the F1.
-        let (f1, texts) = ratio(&verdict, "token_f1");
+        let (f1, texts) = verdict.ratio("token_f1");
         assert!((f1 - 0.8).abs() < 1e-12 && texts == 1.0, "{f1}/{texts}");
         let detail = verdict.detail.unwrap();
         assert!(
@@ -234,8 +225,8 @@ mod tests {
             r#"{"date": null, "id": null, "note": null, "total": null, "vendor": null}"#,
             json!({"note": ""}),
         );
-        assert_eq!(ratio(&verdict, "null_rate"), (1.0, 1.0));
-        assert_eq!(ratio(&verdict, "field_accuracy"), (4.0, 5.0));
+        assert_eq!(verdict.ratio("null_rate"), (1.0, 1.0));
+        assert_eq!(verdict.ratio("field_accuracy"), (4.0, 5.0));
     }
 
     #[test]
@@ -252,8 +243,8 @@ mod tests {
                 .unwrap()
                 .starts_with("the answer is not valid JSON")
         );
-        assert_eq!(ratio(&verdict, "null_rate"), (2.0, 2.0));
-        assert_eq!(ratio(&verdict, "field_coverage"), (0.0, 5.0));
+        assert_eq!(verdict.ratio("null_rate"), (2.0, 2.0));
+        assert_eq!(verdict.ratio("field_coverage"), (0.0, 5.0));
         let verdict = score("[1]", json!({"total": 5}));
         assert_eq!(
             verdict.detail.as_deref(),

@@ -231,15 +231,6 @@ mod tests {
         })
     }
 
-    fn ratio(score: &Score, name: &str) -> (f64, f64) {
-        let ratio = score
-            .ratios
-            .iter()
-            .find(|ratio| ratio.name == name)
-            .unwrap();
-        (ratio.numerator, ratio.denominator)
-    }
-
     #[test]
     fn values_found_verbatim_or_as_normalised_spans_are_grounded() {
         let verdict = score(
@@ -247,8 +238,8 @@ mod tests {
                 "price": 1234.5, "refund": "-20", "vendor": "Acme corporation"}"#,
         );
         assert!(verdict.passed, "{:?}", verdict.detail);
-        assert_eq!(ratio(&verdict, "grounded_rate"), (6.0, 6.0));
-        assert_eq!(ratio(&verdict, "null_vs_hallucinated"), (0.0, 0.0));
+        assert_eq!(verdict.ratio("grounded_rate"), (6.0, 6.0));
+        assert_eq!(verdict.ratio("null_vs_hallucinated"), (0.0, 0.0));
         // The unsigned reading of "-$20.00" grounds 20 as well.
         assert!(score(r#"{"refund": 20}"#).passed);
     }
@@ -259,9 +250,9 @@ mod tests {
             r#"{"due": "2024-04-05", "id": "INV-42", "price": 1243.5, "vendor": "Acme Inc", "refund": null}"#,
         );
         assert!(!verdict.passed);
-        assert_eq!(ratio(&verdict, "grounded_rate"), (0.0, 4.0));
+        assert_eq!(verdict.ratio("grounded_rate"), (0.0, 4.0));
         // refund null, issued absent: 2 nulls against 4 invented values.
-        assert_eq!(ratio(&verdict, "null_vs_hallucinated"), (2.0, 6.0));
+        assert_eq!(verdict.ratio("null_vs_hallucinated"), (2.0, 6.0));
         let detail = verdict.detail.unwrap();
         assert!(
             detail.contains("due: \"2024-04-05\" is not in the source"),
@@ -296,7 +287,7 @@ mod tests {
     fn an_unreadable_answer_fails_without_inventing() {
         let verdict = score("no JSON here");
         assert!(!verdict.passed);
-        assert_eq!(ratio(&verdict, "grounded_rate"), (0.0, 0.0));
-        assert_eq!(ratio(&verdict, "null_vs_hallucinated"), (6.0, 6.0));
+        assert_eq!(verdict.ratio("grounded_rate"), (0.0, 0.0));
+        assert_eq!(verdict.ratio("null_vs_hallucinated"), (6.0, 6.0));
     }
 }

@@ -151,6 +151,15 @@ impl Score {
     }
 }
 
+#[cfg(test)]
+impl Score {
+    /// A ratio's (numerator, denominator), for assertions.
+    pub(crate) fn ratio(&self, name: &str) -> (f64, f64) {
+        let ratio = self.ratios.iter().find(|ratio| ratio.name == name).unwrap();
+        (ratio.numerator, ratio.denominator)
+    }
+}
+
 /// A compiled scorer, ready to score many answers.
 #[derive(Debug)]
 pub struct Scorer {
