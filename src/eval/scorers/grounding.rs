@@ -6,8 +6,9 @@
 //! - `exact`: it occurs verbatim in the source;
 //! - `text`: its SQuAD-normalised tokens occur as consecutive tokens of the
 //!   SQuAD-normalised source;
-//! - `number` / `date`: it occurs verbatim, or it equals the normalised value
-//!   of a number-like / date-like span of the source. A number span's sign
+//! - `number` / `date`: it equals the normalised value of a whole
+//!   number-like / date-like span of the source (a value that does not
+//!   normalise, such as `n/a`, occurs verbatim). A number span's sign
 //!   is optional evidence: `-5.00` in the source grounds both `-5` and `5`
 //!   (the sign is the extraction scorer's business), `5` does not ground `-5`.
 //!
@@ -171,11 +172,13 @@ impl<'a> Evidence<'a> {
             FieldKind::Number => &self.numbers,
             FieldKind::Date => &self.dates,
         };
-        self.source.contains(text.trim())
-            || self
-                .fields
-                .canonical(kind, value)
-                .is_some_and(|canonical| spans.contains(&canonical))
+        // A value that reads as a number (date) must equal a whole span: a
+        // bare substring test would ground `5` in `$1,234.50`. Only values
+        // that do not normalise (`n/a`, `Q1 2024`) are looked up verbatim.
+        match self.fields.canonical(kind, value) {
+            Some(canonical) => spans.contains(&canonical),
+            None => self.source.contains(text.trim()),
+        }
     }
 }
 
@@ -264,6 +267,10 @@ mod tests {
         );
         // A sign the source does not show is not grounded.
         assert!(!score(r#"{"price": -1234.5}"#).passed);
+        // A number must be a whole span, not digits inside one: 234 is in
+        // "$1,234.50" only as a substring.
+        assert!(!score(r#"{"price": 234}"#).passed);
+        assert!(score(r#"{"price": "3"}"#).passed, "\"3 widgets\"");
     }
 
     #[test]
