@@ -366,3 +366,56 @@ async fn redacted_values_stay_redacted() {
     assert!(redacted.contains(&"expected"));
     assert!(redacted.contains(&"request.messages[0].content"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_log_is_read_from_s3_with_analyze_source_flags() {
+    use support::process::{audit_config, spawn};
+    use support::s3::{S3Server, SECRET_KEY};
+    let s3 = S3Server::start();
+    s3.create_bucket("audit").await;
+    let gw = spawn(&audit_config(&s3.endpoint, "audit", ""), SECRET_KEY).unwrap();
+    let client = support::client();
+    for i in 0..12 {
+        let reply = support::send(
+            &client,
+            Method::POST,
+            &gw.url("/v1/chat/completions"),
+            &[("x-user-id", &format!("user-{i}"))],
+            format!(r#"{{"model":"greeting","messages":[{{"role":"user","content":"hi {i}"}}]}}"#),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    // A graceful stop uploads the spool's segments.
+    gw.stop();
+    let output = Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .args([
+            "export-dataset",
+            "--source",
+            "s3://audit/tenant/audit",
+            "--experiment",
+            "greeting",
+        ])
+        .args([
+            "--sample",
+            "5",
+            "--s3-endpoint",
+            &s3.endpoint,
+            "--s3-force-path-style",
+        ])
+        .env("AWS_ACCESS_KEY_ID", support::s3::ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_REGION", "us-east-1")
+        .output()
+        .unwrap();
+    let exported = candidates(&output);
+    assert_eq!(exported.len(), 5);
+    for candidate in &exported {
+        let messages = candidate["request"]["messages"].as_array().unwrap();
+        let content = messages.last().unwrap()["content"].as_str().unwrap();
+        assert!(content.starts_with("hi "), "{candidate}");
+        assert_eq!(candidate["review"], "unreviewed");
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("of 12 matching requests"), "{stderr}");
+}
