@@ -15,6 +15,7 @@ pub mod body;
 pub mod capture;
 pub mod config;
 pub mod error;
+pub mod eval;
 pub mod experiments;
 pub mod feedback;
 pub mod providers;
