@@ -234,9 +234,9 @@ user = "Be precise."
 /// Audit records per second on one core: build the record from an exchange,
 /// serialise it as a JSON line; and gzip lines into an object.
 fn audit_encoding(c: &mut Criterion) {
-    use promptgate::audit::config::*;
     use promptgate::audit::record::{self, RecordContext};
     use promptgate::capture::{Captured, Exchange, ExchangeStart, ExperimentTag, Outcome, Usage};
+    use promptgate_core::config::audit::*;
     use std::io::Write;
     use std::time::{Duration, Instant, SystemTime};
 

@@ -5,9 +5,10 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
-use super::Dialect;
+use promptgate_core::dialect::Dialect;
+use promptgate_core::error::GatewayError;
+
 use crate::body::{GatewayBody, full};
-use crate::error::GatewayError;
 
 pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response<GatewayBody> {
     let (status, body) = error_body(dialect, error);

@@ -11,7 +11,9 @@
 //! The request path never waits on storage, except in strict mode for the
 //! fsync of its own record.
 
-pub mod config;
+// TEMPORARY: the old path of the audit settings (now
+// `promptgate_core::config::audit`), removed once the parallel branches are merged.
+pub use promptgate_core::config::audit as config;
 mod disk;
 pub mod health;
 mod objects;
@@ -19,7 +21,6 @@ pub mod record;
 pub mod s3;
 pub mod spool;
 pub mod store;
-pub mod time;
 mod uploader;
 mod writer;
 
@@ -31,7 +32,9 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, oneshot, watch};
 
 use crate::capture::{Exchange, ExchangeSink, RecordAck, Refusal};
-use config::{AuditConfig, Durability, SpoolCap, SpoolFullPolicy, StoreConfig};
+use promptgate_core::config::audit::{
+    AuditConfig, Durability, SpoolCap, SpoolFullPolicy, StoreConfig,
+};
 use store::{LocalStore, Store};
 
 pub(crate) enum Event {

@@ -10,10 +10,10 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::config::{AuditConfig, PathPart, Redaction};
-use super::time::UtcTime;
 use crate::capture::{Exchange, ExperimentTag, Outcome, Refusal};
 use crate::feedback::{Feedback, FeedbackValue};
+use promptgate_core::config::audit::{AuditConfig, PathPart, Redaction};
+use promptgate_log::time::UtcTime;
 
 pub const SCHEMA_VERSION: u32 = 1;
 const REDACTED: &str = "[redacted]";
@@ -417,7 +417,7 @@ fn redact_at(value: &mut Value, parts: &[PathPart], how: Redaction) {
 mod tests {
     use super::*;
 
-    use crate::audit::config::JsonPath;
+    use promptgate_core::config::audit::JsonPath;
 
     #[test]
     fn redaction_by_marker_and_hash() {

@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, oneshot};
 
-use super::config::{AuditConfig, Durability, SpoolFullPolicy};
 use super::disk;
 use super::health::{DeathWatch, Incident};
 use super::record::{self, RecordContext};
 use super::spool::{self, Leftover, Segment, SpoolDirs};
 use super::{AuditMetrics, Event};
 use crate::capture::RecordAck;
+use promptgate_core::config::audit::{AuditConfig, Durability, SpoolFullPolicy};
 
 pub(super) struct Writer {
     pub config: AuditConfig,

@@ -10,12 +10,12 @@ use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
-use super::sse::EventTooLarge;
 use super::{Exchange, ExchangeSink, ExchangeStart, Outcome, RecordAck, ResponseCapture};
 use crate::api::stream_error_event;
 use crate::body::{BoxError, GatewayBody};
 use crate::error::GatewayError;
 use crate::telemetry::ExchangeTelemetry;
+use promptgate_core::sse::EventTooLarge;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the provider's total timeout ran out while the response was streaming")]

@@ -5,7 +5,6 @@
 
 mod body;
 mod extract;
-pub mod sse;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};

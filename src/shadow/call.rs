@@ -42,7 +42,7 @@ pub(super) struct ShadowCall {
     pub variables: Variables,
     pub tag: ExperimentTag,
     pub timeout: Duration,
-    pub price: Option<crate::audit::config::Price>,
+    pub price: Option<promptgate_core::config::audit::Price>,
 }
 
 /// Why a call was cut short; read by `ShadowSink` when the dropped body reports.
@@ -269,7 +269,7 @@ struct ShadowSink {
     inner: Arc<dyn ExchangeSink>,
     metrics: Arc<ShadowMetrics>,
     place: Mutex<Option<InFlight>>,
-    price: Option<crate::audit::config::Price>,
+    price: Option<promptgate_core::config::audit::Price>,
     ending: AtomicU8,
     reported: AtomicBool,
     /// The shadow call's span: gets the exchange's status, outcome and usage.

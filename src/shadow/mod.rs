@@ -26,7 +26,6 @@ use tokio_util::task::TaskTracker;
 pub use metrics::ShadowMetrics;
 
 use crate::api::Endpoint;
-use crate::audit::config::Price;
 use crate::capture::{ExchangeSink, ExperimentTag, RefusalKind, SkipReason};
 use crate::experiments::assign;
 use crate::experiments::decide::Reason;
@@ -35,6 +34,7 @@ use crate::experiments::render::Variables;
 use crate::snapshot::Snapshot;
 use crate::telemetry::Telemetry;
 use limits::ExperimentLimits;
+use promptgate_core::config::audit::Price;
 
 /// Owns every shadow call in flight, and the limits that outlive reloads.
 pub struct ShadowRunner {

@@ -21,12 +21,12 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-use crate::audit::config::Price;
 use crate::capture::{Exchange, ExperimentTag, SkipReason};
 use crate::config::{ModelPattern, RouteConfig};
 use crate::reload::Reloader;
 use crate::server::Gateway;
 use crate::telemetry::Role;
+use promptgate_core::config::audit::Price;
 
 /// Seconds; from a cached answer to a long generation.
 const LATENCY_BUCKETS: [f64; 16] = [

@@ -24,9 +24,9 @@ pub use access::AccessLog;
 pub use metrics::{Metrics, RequestLabels};
 pub use trace::{AttemptSpan, ExchangeSpans, RequestTrace, Role};
 
-use crate::audit::config::Price;
 use crate::capture::Exchange;
 use crate::config::TelemetryConfig;
+use promptgate_core::config::audit::Price;
 
 /// Instrumentation scope of every span.
 const SCOPE: &str = "promptgate";

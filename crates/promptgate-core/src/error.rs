@@ -87,7 +87,7 @@ pub enum GatewayError {
     ProviderProtocol { provider: String },
     /// Only ever the last event of a stream already under way.
     #[error(transparent)]
-    UpstreamEventTooLarge(#[from] crate::capture::sse::EventTooLarge),
+    UpstreamEventTooLarge(#[from] crate::sse::EventTooLarge),
 }
 
 /// What kind of failure, for metrics and audit labels (a fixed set, never user text).

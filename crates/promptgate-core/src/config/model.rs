@@ -18,8 +18,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub experiments: Vec<crate::experiments::model::Experiment>,
     /// `None`: no audit log.
-    pub audit: Option<crate::audit::config::AuditConfig>,
-    pub feedback: crate::feedback::FeedbackConfig,
+    pub audit: Option<crate::config::audit::AuditConfig>,
+    pub feedback: crate::config::feedback::FeedbackConfig,
     pub telemetry: TelemetryConfig,
     /// Short content hash of the config file and every prompt file it reads:
     /// the version every response and record carries.

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::decide::scalar_text;
 use super::model::{Experiment, MessagesMode, Variant};
-use crate::api::Endpoint;
+use crate::dialect::Endpoint;
 use crate::error::GatewayError;
 
 /// The body field that carries gateway-only inputs.
