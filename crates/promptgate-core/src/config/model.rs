@@ -99,8 +99,8 @@ impl fmt::Debug for ClientKey {
     }
 }
 
-/// Index of a provider in `Config::providers`.
-pub type ProviderId = usize;
+// Routes are the routing module's types; the config model names them too.
+pub use crate::routing::{ModelPattern, ProviderId, RouteConfig};
 
 #[derive(Debug)]
 pub struct ProviderConfig {
@@ -171,29 +171,4 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Retry a request whose connection broke after it was sent.
     pub retry_on_dropped_after_send: bool,
-}
-
-#[derive(Debug)]
-pub struct RouteConfig {
-    pub patterns: Vec<ModelPattern>,
-    pub upstream_model: Option<Arc<str>>,
-    /// Non-empty, in fallback order.
-    pub providers: Vec<ProviderId>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelPattern {
-    Exact(Arc<str>),
-    /// Contains at least one `*`, which matches any run of characters.
-    Wildcard(Arc<str>),
-}
-
-impl ModelPattern {
-    pub fn parse(text: &str) -> ModelPattern {
-        if text.contains('*') {
-            ModelPattern::Wildcard(text.into())
-        } else {
-            ModelPattern::Exact(text.into())
-        }
-    }
 }
