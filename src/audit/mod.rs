@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, oneshot, watch};
 
-use crate::capture::{Exchange, ExchangeSink, RecordAck, Refusal};
+use crate::capture::{ExchangeSink, FinishedExchange, RecordAck, Refusal};
 use promptgate_core::config::audit::{
     AuditConfig, Durability, SpoolCap, SpoolFullPolicy, StoreConfig,
 };
@@ -40,7 +40,7 @@ use store::{LocalStore, Store};
 pub(crate) enum Event {
     /// With an acknowledgement to send once the record is fsynced, or could
     /// not be (strict mode).
-    Exchange(Box<Exchange>, Option<oneshot::Sender<RecordAck>>),
+    Exchange(Box<FinishedExchange>, Option<oneshot::Sender<RecordAck>>),
     Refusal(Box<Refusal>),
     Feedback(Box<crate::feedback::Feedback>),
     Close,
@@ -294,7 +294,7 @@ impl AuditLog {
 }
 
 impl ExchangeSink for AuditLog {
-    fn record(&self, exchange: Exchange) {
+    fn record(&self, exchange: FinishedExchange) {
         self.submit(Event::Exchange(Box::new(exchange), None));
     }
 
@@ -302,7 +302,7 @@ impl ExchangeSink for AuditLog {
         self.durability == Durability::Strict
     }
 
-    fn record_durably(&self, exchange: Exchange) -> Option<oneshot::Receiver<RecordAck>> {
+    fn record_durably(&self, exchange: FinishedExchange) -> Option<oneshot::Receiver<RecordAck>> {
         if self.durability != Durability::Strict {
             self.record(exchange);
             return None;

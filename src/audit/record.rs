@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::capture::{Exchange, ExperimentTag, Outcome, Refusal};
+use crate::capture::{ExperimentTag, FinishedExchange, Outcome, Refusal};
 use crate::feedback::{Feedback, FeedbackValue};
 use promptgate_core::config::audit::{AuditConfig, PathPart, Redaction};
 use promptgate_log::time::UtcTime;
@@ -178,7 +178,7 @@ fn cost(
         .map_or(Value::Null, |usd| json!(usd))
 }
 
-pub fn from_exchange(exchange: &Exchange, ctx: &RecordContext<'_>) -> Record {
+pub fn from_exchange(exchange: &FinishedExchange, ctx: &RecordContext<'_>) -> Record {
     let start = &exchange.start;
     let log_bodies =
         ctx.config.log_bodies && start.experiment.as_ref().is_none_or(|t| t.log_bodies);

@@ -276,7 +276,7 @@ async fn serve(
     if let Some(trace) = trace {
         trace.note_request(client_id.as_ref(), &head.model, head.stream);
     }
-    let exchange = Exchange {
+    let exchange = RequestContext {
         trail,
         gateway,
         snapshot,
@@ -373,7 +373,7 @@ fn experiment_of<'s>(
 }
 
 /// One request's facts, shared by the routing and experiment phases.
-pub(super) struct Exchange<'a> {
+pub(super) struct RequestContext<'a> {
     pub trail: &'a Trail,
     pub gateway: &'a Gateway,
     pub snapshot: &'a Arc<Snapshot>,
@@ -389,7 +389,7 @@ pub(super) struct Exchange<'a> {
     pub trace: Option<&'a RequestTrace>,
 }
 
-impl Exchange<'_> {
+impl RequestContext<'_> {
     /// `upstream_model`: the model named in `body`, which the provider gets.
     pub async fn forward(
         &self,

@@ -14,7 +14,9 @@ use tokio_util::sync::CancellationToken;
 use super::limits::{InFlight, add_usd};
 use super::metrics::ShadowMetrics;
 use crate::api::Endpoint;
-use crate::capture::{Exchange, ExchangeSink, ExperimentTag, Outcome, Refusal, RefusalKind};
+use crate::capture::{
+    ExchangeSink, ExperimentTag, FinishedExchange, Outcome, Refusal, RefusalKind,
+};
 use crate::error::{ErrorClass, GatewayError};
 use crate::experiments::model::Experiment;
 use crate::experiments::render::{self, Variables};
@@ -292,7 +294,7 @@ impl ShadowSink {
 }
 
 impl ExchangeSink for ShadowSink {
-    fn record(&self, mut exchange: Exchange) {
+    fn record(&self, mut exchange: FinishedExchange) {
         self.reported.store(true, Ordering::Release);
         // Dropping the body is how a shadow call is cut short; the body takes
         // that for a caller who left.

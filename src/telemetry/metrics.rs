@@ -21,7 +21,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
-use crate::capture::{Exchange, ExperimentTag, SkipReason};
+use crate::capture::{ExperimentTag, FinishedExchange, SkipReason};
 use crate::config::{ModelPattern, RouteConfig};
 use crate::reload::Reloader;
 use crate::server::Gateway;
@@ -192,7 +192,12 @@ impl Metrics {
     }
 
     /// A served request whose response body ended.
-    pub fn answered(&self, labels: &RequestLabels, price: Option<Price>, exchange: &Exchange) {
+    pub fn answered(
+        &self,
+        labels: &RequestLabels,
+        price: Option<Price>,
+        exchange: &FinishedExchange,
+    ) {
         let outcome = exchange.error_class().unwrap_or("ok");
         let with_outcome = labels.with(KeyValue::new("outcome", outcome));
         self.requests.add(1, &with_outcome);

@@ -24,7 +24,7 @@ pub use access::AccessLog;
 pub use metrics::{Metrics, RequestLabels};
 pub use trace::{AttemptSpan, ExchangeSpans, RequestTrace, Role};
 
-use crate::capture::Exchange;
+use crate::capture::FinishedExchange;
 use crate::config::TelemetryConfig;
 use promptgate_core::config::audit::Price;
 
@@ -161,7 +161,7 @@ pub struct RequestMetrics {
 }
 
 impl ExchangeTelemetry {
-    pub fn finish(self, exchange: &Exchange) {
+    pub fn finish(self, exchange: &FinishedExchange) {
         if !self.spans.is_empty() {
             self.spans.finish(exchange);
         }
