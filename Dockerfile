@@ -20,20 +20,28 @@ WORKDIR /src
 # Dependencies first, in their own layer: the real manifest with an empty
 # stand-in for every target it declares, so this slow step (the whole
 # dependency tree) is redone only when Cargo.toml or Cargo.lock change.
+# Every crate of the workspace has its manifest here and an empty lib.rs.
 COPY Cargo.toml Cargo.lock ./
+COPY crates/promptgate-core/Cargo.toml crates/promptgate-core/
+COPY crates/promptgate-log/Cargo.toml crates/promptgate-log/
+COPY crates/promptgate-analyze/Cargo.toml crates/promptgate-analyze/
 RUN mkdir -p src/bin examples benches \
+    && for crate in promptgate-core promptgate-log promptgate-analyze; do \
+           mkdir -p "crates/$crate/src" && touch "crates/$crate/src/lib.rs"; \
+       done \
     && touch src/lib.rs \
-    && for target in src/main.rs src/bin/promptgate-sim.rs examples/stream_probe.rs benches/hot_path.rs; do \
+    && for target in src/main.rs src/bin/promptgate-sim.rs examples/stream_probe.rs examples/instant_upstream.rs benches/hot_path.rs; do \
            echo 'fn main() {}' > "$target"; \
        done
 RUN cargo build --release --locked --bin promptgate
 
 # The real sources. `touch`: copied files keep their (older) timestamps, and
 # cargo would otherwise take the stand-ins' build for up to date.
+COPY crates ./crates
 COPY src ./src
 COPY benches ./benches
 COPY examples ./examples
-RUN touch src/lib.rs src/main.rs \
+RUN touch src/lib.rs src/main.rs crates/*/src/lib.rs \
     && cargo build --release --locked --bin promptgate
 
 # --- runtime -----------------------------------------------------------------

@@ -234,9 +234,11 @@ user = "Be precise."
 /// Audit records per second on one core: build the record from an exchange,
 /// serialise it as a JSON line; and gzip lines into an object.
 fn audit_encoding(c: &mut Criterion) {
-    use promptgate::audit::config::*;
     use promptgate::audit::record::{self, RecordContext};
-    use promptgate::capture::{Captured, Exchange, ExchangeStart, ExperimentTag, Outcome, Usage};
+    use promptgate::capture::{
+        Captured, ExchangeStart, ExperimentTag, FinishedExchange, Outcome, Usage,
+    };
+    use promptgate_core::config::audit::*;
     use std::io::Write;
     use std::time::{Duration, Instant, SystemTime};
 
@@ -271,7 +273,7 @@ fn audit_encoding(c: &mut Criterion) {
     };
     let text = "Hamlet, Prince of Denmark, seeks revenge on his uncle Claudius, who murdered Hamlet's father to seize the throne.";
     let response = serde_json::json!({"choices": [{"message": {"role": "assistant", "content": text}}], "usage": {"prompt_tokens": 27, "completion_tokens": 34}});
-    let exchange = Exchange {
+    let exchange = FinishedExchange {
         start: ExchangeStart {
             request_id: "01a21648-f871-71a7-bfde-2d62a4068256".into(),
             client_id: Some("checkout".into()),

@@ -15,10 +15,10 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use promptgate::audit::config::{
+use promptgate::audit::spool::{Segment, SpoolDirs};
+use promptgate_core::config::audit::{
     AuditConfig, Durability, FlushPolicy, Redaction, SpoolCap, SpoolFullPolicy, StoreConfig,
 };
-use promptgate::audit::spool::{Segment, SpoolDirs};
 
 const WORDS: &[&str] = &[
     "the", "model", "answer", "request", "customer", "order", "refund", "policy", "please",

@@ -10,9 +10,9 @@ use arc_swap::ArcSwap;
 
 use crate::config::{AdminConfig, AuthConfig, Config, ServerConfig};
 use crate::experiments::model::Experiment;
-use crate::feedback::FeedbackConfig;
 use crate::providers::Upstreams;
 use crate::routing::RouteTable;
+use promptgate_core::config::feedback::FeedbackConfig;
 
 pub struct Snapshot {
     pub version: Arc<str>,

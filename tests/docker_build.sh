@@ -34,7 +34,7 @@ mkdir -p "$context" "$work"
 finish() {
     local status=$?
     if ((status != 0)); then
-        touch src/lib.rs src/main.rs
+        touch src/lib.rs src/main.rs crates/*/src/lib.rs
     fi
     rm -rf "$scratch"
     return "$status"

@@ -9,7 +9,7 @@ use std::time::Duration;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::AuditMetrics;
-use super::config::{AuditConfig, SpoolCap};
+use promptgate_core::config::audit::{AuditConfig, SpoolCap};
 
 pub(super) const CHECK_EVERY: Duration = Duration::from_secs(10);
 

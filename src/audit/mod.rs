@@ -11,7 +11,9 @@
 //! The request path never waits on storage, except in strict mode for the
 //! fsync of its own record.
 
-pub mod config;
+// TEMPORARY: the old path of the audit settings (now
+// `promptgate_core::config::audit`), removed once the parallel branches are merged.
+pub use promptgate_core::config::audit as config;
 mod disk;
 pub mod health;
 mod objects;
@@ -19,7 +21,6 @@ pub mod record;
 pub mod s3;
 pub mod spool;
 pub mod store;
-pub mod time;
 mod uploader;
 mod writer;
 
@@ -30,14 +31,16 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, oneshot, watch};
 
-use crate::capture::{Exchange, ExchangeSink, RecordAck, Refusal};
-use config::{AuditConfig, Durability, SpoolCap, SpoolFullPolicy, StoreConfig};
+use crate::capture::{ExchangeSink, FinishedExchange, RecordAck, Refusal};
+use promptgate_core::config::audit::{
+    AuditConfig, Durability, SpoolCap, SpoolFullPolicy, StoreConfig,
+};
 use store::{LocalStore, Store};
 
 pub(crate) enum Event {
     /// With an acknowledgement to send once the record is fsynced, or could
     /// not be (strict mode).
-    Exchange(Box<Exchange>, Option<oneshot::Sender<RecordAck>>),
+    Exchange(Box<FinishedExchange>, Option<oneshot::Sender<RecordAck>>),
     Refusal(Box<Refusal>),
     Feedback(Box<crate::feedback::Feedback>),
     Close,
@@ -291,7 +294,7 @@ impl AuditLog {
 }
 
 impl ExchangeSink for AuditLog {
-    fn record(&self, exchange: Exchange) {
+    fn record(&self, exchange: FinishedExchange) {
         self.submit(Event::Exchange(Box::new(exchange), None));
     }
 
@@ -299,7 +302,7 @@ impl ExchangeSink for AuditLog {
         self.durability == Durability::Strict
     }
 
-    fn record_durably(&self, exchange: Exchange) -> Option<oneshot::Receiver<RecordAck>> {
+    fn record_durably(&self, exchange: FinishedExchange) -> Option<oneshot::Receiver<RecordAck>> {
         if self.durability != Durability::Strict {
             self.record(exchange);
             return None;

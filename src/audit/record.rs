@@ -10,10 +10,10 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::config::{AuditConfig, PathPart, Redaction};
-use super::time::UtcTime;
-use crate::capture::{Exchange, ExperimentTag, Outcome, Refusal};
+use crate::capture::{ExperimentTag, FinishedExchange, Outcome, Refusal};
 use crate::feedback::{Feedback, FeedbackValue};
+use promptgate_core::config::audit::{AuditConfig, PathPart, Redaction};
+use promptgate_log::time::UtcTime;
 
 pub const SCHEMA_VERSION: u32 = 1;
 const REDACTED: &str = "[redacted]";
@@ -178,7 +178,7 @@ fn cost(
         .map_or(Value::Null, |usd| json!(usd))
 }
 
-pub fn from_exchange(exchange: &Exchange, ctx: &RecordContext<'_>) -> Record {
+pub fn from_exchange(exchange: &FinishedExchange, ctx: &RecordContext<'_>) -> Record {
     let start = &exchange.start;
     let log_bodies =
         ctx.config.log_bodies && start.experiment.as_ref().is_none_or(|t| t.log_bodies);
@@ -417,7 +417,7 @@ fn redact_at(value: &mut Value, parts: &[PathPart], how: Redaction) {
 mod tests {
     use super::*;
 
-    use crate::audit::config::JsonPath;
+    use promptgate_core::config::audit::JsonPath;
 
     #[test]
     fn redaction_by_marker_and_hash() {

@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, oneshot};
 
-use super::config::{AuditConfig, Durability, SpoolFullPolicy};
 use super::disk;
 use super::health::{DeathWatch, Incident};
 use super::record::{self, RecordContext};
 use super::spool::{self, Leftover, Segment, SpoolDirs};
 use super::{AuditMetrics, Event};
 use crate::capture::RecordAck;
+use promptgate_core::config::audit::{AuditConfig, Durability, SpoolFullPolicy};
 
 pub(super) struct Writer {
     pub config: AuditConfig,
@@ -443,7 +443,7 @@ mod tests {
     use super::*;
     use crate::api::Endpoint;
     use crate::audit::spool::Frames;
-    use crate::capture::{Captured, Exchange, ExchangeStart, Outcome};
+    use crate::capture::{Captured, ExchangeStart, FinishedExchange, Outcome};
 
     struct Running {
         sender: SyncSender<Event>,
@@ -487,8 +487,8 @@ mod tests {
         }
     }
 
-    fn exchange(id: &str) -> Exchange {
-        Exchange {
+    fn exchange(id: &str) -> FinishedExchange {
+        FinishedExchange {
             start: ExchangeStart {
                 request_id: id.into(),
                 client_id: None,

@@ -5,7 +5,6 @@
 
 mod extract;
 mod observed_body;
-pub mod sse;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -93,7 +92,7 @@ pub struct ExchangeStart {
 
 /// One finished exchange.
 #[derive(Debug, Clone)]
-pub struct Exchange {
+pub struct FinishedExchange {
     pub start: ExchangeStart,
     pub first_byte_after: Option<Duration>,
     pub duration: Duration,
@@ -101,7 +100,7 @@ pub struct Exchange {
     pub captured: Captured,
 }
 
-impl Exchange {
+impl FinishedExchange {
     /// The audit record's `error_class`: `None` for a complete 2xx answer.
     pub fn error_class(&self) -> Option<&'static str> {
         match (&self.outcome, self.start.status) {
@@ -215,7 +214,7 @@ pub enum RecordAck {
 /// Receives finished exchanges and refusals. Implementations must not block:
 /// they are called on the task that serves the request.
 pub trait ExchangeSink: Send + Sync + 'static {
-    fn record(&self, exchange: Exchange);
+    fn record(&self, exchange: FinishedExchange);
 
     /// Like `record`, but when the sink promises durability (the audit log's
     /// strict mode) returns a signal that says, once the write is settled,
@@ -223,7 +222,7 @@ pub trait ExchangeSink: Send + Sync + 'static {
     /// dropped sender means not durable).
     fn record_durably(
         &self,
-        exchange: Exchange,
+        exchange: FinishedExchange,
     ) -> Option<tokio::sync::oneshot::Receiver<RecordAck>> {
         self.record(exchange);
         None
@@ -248,7 +247,7 @@ pub trait ExchangeSink: Send + Sync + 'static {
 pub struct Fanout(pub Vec<Arc<dyn ExchangeSink>>);
 
 impl ExchangeSink for Fanout {
-    fn record(&self, exchange: Exchange) {
+    fn record(&self, exchange: FinishedExchange) {
         if let Some((last, others)) = self.0.split_last() {
             for sink in others {
                 sink.record(exchange.clone());
@@ -260,7 +259,7 @@ impl ExchangeSink for Fanout {
     /// Durable as the first sink that promises durability (only the audit log does).
     fn record_durably(
         &self,
-        exchange: Exchange,
+        exchange: FinishedExchange,
     ) -> Option<tokio::sync::oneshot::Receiver<RecordAck>> {
         let mut durable = None;
         for sink in &self.0 {
@@ -296,5 +295,5 @@ impl ExchangeSink for Fanout {
 pub struct NoSink;
 
 impl ExchangeSink for NoSink {
-    fn record(&self, _exchange: Exchange) {}
+    fn record(&self, _exchange: FinishedExchange) {}
 }

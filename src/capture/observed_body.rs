@@ -10,12 +10,12 @@ use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
-use super::sse::EventTooLarge;
-use super::{Exchange, ExchangeSink, ExchangeStart, Outcome, RecordAck, ResponseCapture};
+use super::{ExchangeSink, ExchangeStart, FinishedExchange, Outcome, RecordAck, ResponseCapture};
 use crate::api::stream_error_event;
 use crate::body::{BoxError, GatewayBody};
 use crate::error::GatewayError;
 use crate::telemetry::ExchangeTelemetry;
+use promptgate_core::sse::EventTooLarge;
 
 #[derive(Debug, thiserror::Error)]
 #[error("the provider's total timeout ran out while the response was streaming")]
@@ -36,8 +36,8 @@ struct Pending {
 }
 
 impl Pending {
-    fn exchange(self, outcome: Outcome) -> (Exchange, Arc<dyn ExchangeSink>) {
-        let exchange = Exchange {
+    fn exchange(self, outcome: Outcome) -> (FinishedExchange, Arc<dyn ExchangeSink>) {
+        let exchange = FinishedExchange {
             first_byte_after: self.first_byte.map(|t| t - self.start.started),
             duration: self.start.started.elapsed(),
             outcome,
@@ -367,9 +367,12 @@ mod tests {
     struct SettlesAs(Option<RecordAck>);
 
     impl ExchangeSink for SettlesAs {
-        fn record(&self, _exchange: Exchange) {}
+        fn record(&self, _exchange: FinishedExchange) {}
 
-        fn record_durably(&self, _exchange: Exchange) -> Option<oneshot::Receiver<RecordAck>> {
+        fn record_durably(
+            &self,
+            _exchange: FinishedExchange,
+        ) -> Option<oneshot::Receiver<RecordAck>> {
             let (ack, acked) = oneshot::channel();
             // `None`: the writer went away without answering.
             if let Some(settled) = self.0 {
@@ -401,10 +404,10 @@ mod tests {
 
     /// Keeps every exchange reported, to count the reports.
     #[derive(Default)]
-    struct Reports(std::sync::Mutex<Vec<Exchange>>);
+    struct Reports(std::sync::Mutex<Vec<FinishedExchange>>);
 
     impl ExchangeSink for Reports {
-        fn record(&self, exchange: Exchange) {
+        fn record(&self, exchange: FinishedExchange) {
             self.0.lock().unwrap().push(exchange);
         }
     }

@@ -3,13 +3,13 @@
 //! here and written through the audit log as a feedback record, which
 //! `promptgate analyze` joins to the request by `request_id`.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-use crate::error::GatewayError;
+use promptgate_core::config::feedback::{FeedbackConfig, LABEL_RULE, MetricKind, is_label};
+use promptgate_core::error::GatewayError;
 
 /// Longest `comment` accepted, in characters.
 pub const MAX_COMMENT_CHARS: usize = 2_000;
@@ -18,52 +18,11 @@ pub const MAX_METADATA_BYTES: usize = 4_096;
 /// Largest feedback body accepted (whatever `server.max_body_bytes` says).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
-/// The rule for names that become columns, labels and headers.
-pub const LABEL_RULE: &str =
-    "must be 1–64 characters of letters, digits, `_`, `-` or `.`, starting with a letter or digit";
-
-/// Experiment ids, variant, rule and metric names travel in headers, metric
-/// labels and the audit log's columns: keep them plain.
-pub fn is_label(text: &str) -> bool {
-    (1..=64).contains(&text.len())
-        && text
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_alphanumeric())
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
-}
-
 /// What a request id looks like: the gateway's UUIDv7 or a caller's own
 /// `x-request-id` (1–128 visible ASCII characters), the same rule the gateway
 /// applies when it adopts a caller's id.
 pub fn is_request_id(text: &str) -> bool {
     (1..=128).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_graphic())
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricKind {
-    /// true / false: analysed as a proportion.
-    Boolean,
-    /// Any finite number: analysed as a mean.
-    Float,
-}
-
-impl MetricKind {
-    pub fn label(self) -> &'static str {
-        match self {
-            MetricKind::Boolean => "boolean",
-            MetricKind::Float => "float",
-        }
-    }
-}
-
-/// `[feedback]`: the metrics applications may post. Empty: any metric whose
-/// name is a plain label, typed by its first value's JSON type.
-#[derive(Debug, Clone, Default)]
-pub struct FeedbackConfig {
-    pub metrics: BTreeMap<String, MetricKind>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]

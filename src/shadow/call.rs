@@ -13,7 +13,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::limits::{InFlight, add_usd};
 use crate::api::Endpoint;
-use crate::capture::{Exchange, ExchangeSink, ExperimentTag, Outcome, Refusal, RefusalKind};
+use crate::capture::{
+    ExchangeSink, ExperimentTag, FinishedExchange, Outcome, Refusal, RefusalKind,
+};
 use crate::error::{ErrorClass, GatewayError};
 use crate::experiments::model::Experiment;
 use crate::experiments::render::{self, Variables};
@@ -42,7 +44,7 @@ pub(super) struct ShadowCall {
     pub variables: Variables,
     pub tag: ExperimentTag,
     pub timeout: Duration,
-    pub price: Option<crate::audit::config::Price>,
+    pub price: Option<promptgate_core::config::audit::Price>,
 }
 
 /// Why a call was cut short; read by `ShadowSink` when the dropped body reports.
@@ -269,7 +271,7 @@ struct ShadowSink {
     inner: Arc<dyn ExchangeSink>,
     metrics: Arc<ShadowMetrics>,
     place: Mutex<Option<InFlight>>,
-    price: Option<crate::audit::config::Price>,
+    price: Option<promptgate_core::config::audit::Price>,
     ending: AtomicU8,
     reported: AtomicBool,
     /// The shadow call's span: gets the exchange's status, outcome and usage.
@@ -292,7 +294,7 @@ impl ShadowSink {
 }
 
 impl ExchangeSink for ShadowSink {
-    fn record(&self, mut exchange: Exchange) {
+    fn record(&self, mut exchange: FinishedExchange) {
         self.reported.store(true, Ordering::Release);
         // Dropping the body is how a shadow call is cut short; the body takes
         // that for a caller who left.

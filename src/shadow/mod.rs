@@ -23,7 +23,6 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::api::Endpoint;
-use crate::audit::config::Price;
 use crate::capture::{ExchangeSink, ExperimentTag, RefusalKind, SkipReason};
 use crate::experiments::assign;
 use crate::experiments::decide::Reason;
@@ -32,6 +31,7 @@ use crate::experiments::render::Variables;
 use crate::snapshot::Snapshot;
 use crate::telemetry::{ShadowMetrics, Telemetry};
 use limits::ExperimentLimits;
+use promptgate_core::config::audit::Price;
 
 /// Owns every shadow call in flight, and the limits that outlive reloads.
 pub struct ShadowRunner {

@@ -26,7 +26,7 @@ use tracing::Level;
 
 use super::trace::Role;
 use crate::api::Endpoint;
-use crate::capture::{Exchange, ExperimentTag, Outcome, Refusal, RefusalKind};
+use crate::capture::{ExperimentTag, FinishedExchange, Outcome, Refusal, RefusalKind};
 use crate::error::ErrorClass;
 
 /// The tracing target of access-log lines (`RUST_LOG=promptgate::access=debug`).
@@ -80,7 +80,7 @@ impl AccessLog {
 
     /// A request answered with a provider's body, when that body ended.
     /// `model`: the configured model name (never the caller's string).
-    pub fn exchange(&self, exchange: &Exchange, role: Role, model: Option<&str>) {
+    pub fn exchange(&self, exchange: &FinishedExchange, role: Role, model: Option<&str>) {
         let error_class = exchange.error_class();
         let failed = role == Role::Served && answer_failed(error_class, exchange.start.status);
         let Some(level) = self.level(failed) else {

@@ -22,10 +22,10 @@ use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
 use crate::audit::AuditLog;
-use crate::audit::config::Price;
-use crate::capture::{Exchange, ExperimentTag, SkipReason};
+use crate::capture::{ExperimentTag, FinishedExchange, SkipReason};
 use crate::config::{ModelPattern, RouteConfig};
 use crate::telemetry::{Role, ShadowMetrics};
+use promptgate_core::config::audit::Price;
 
 /// Seconds; from a cached answer to a long generation.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -191,7 +191,12 @@ impl Metrics {
     }
 
     /// A served request whose response body ended.
-    pub fn answered(&self, labels: &RequestLabels, price: Option<Price>, exchange: &Exchange) {
+    pub fn answered(
+        &self,
+        labels: &RequestLabels,
+        price: Option<Price>,
+        exchange: &FinishedExchange,
+    ) {
         let outcome = exchange.error_class().unwrap_or("ok");
         let with_outcome = labels.with(KeyValue::new("outcome", outcome));
         self.requests.add(1, &with_outcome);

@@ -26,9 +26,9 @@ pub use metrics::{Metrics, RequestLabels};
 pub use shadow_counts::ShadowMetrics;
 pub use trace::{AttemptSpan, ExchangeSpans, RequestTrace, Role};
 
-use crate::audit::config::Price;
-use crate::capture::Exchange;
+use crate::capture::FinishedExchange;
 use crate::config::TelemetryConfig;
+use promptgate_core::config::audit::Price;
 
 /// Instrumentation scope of every span.
 const SCOPE: &str = "promptgate";
@@ -163,7 +163,7 @@ pub struct RequestMetrics {
 }
 
 impl ExchangeTelemetry {
-    pub fn finish(self, exchange: &Exchange) {
+    pub fn finish(self, exchange: &FinishedExchange) {
         if !self.spans.is_empty() {
             self.spans.finish(exchange);
         }

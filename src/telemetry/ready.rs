@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use crate::audit::AuditMetrics;
-use crate::audit::config::{AuditConfig, SpoolFullPolicy};
+use promptgate_core::config::audit::{AuditConfig, SpoolFullPolicy};
 
 /// The audit log's limits, as admission control applies them.
 #[derive(Debug, Clone, Copy)]

@@ -20,7 +20,7 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracer;
 
 use crate::api::Endpoint;
-use crate::capture::{Exchange, ExperimentTag};
+use crate::capture::{ExperimentTag, FinishedExchange};
 use crate::config::ProviderConfig;
 
 /// Attribute keys.
@@ -322,7 +322,7 @@ impl ExchangeSpans {
         self.attempt.is_none() && self.request.is_none()
     }
 
-    pub fn finish(self, exchange: &Exchange) {
+    pub fn finish(self, exchange: &FinishedExchange) {
         if let Some(cx) = self.attempt {
             record_exchange(&cx, exchange, true);
             cx.span().end();
@@ -335,7 +335,7 @@ impl ExchangeSpans {
 }
 
 /// Status, outcome, usage and error of a finished exchange on a span.
-pub fn record_exchange(cx: &Context, exchange: &Exchange, client: bool) {
+pub fn record_exchange(cx: &Context, exchange: &FinishedExchange, client: bool) {
     let span = cx.span();
     let usage = &exchange.captured.usage;
     let mut attributes = Vec::with_capacity(7);

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::Method;
-use promptgate::capture::{Exchange, Outcome};
+use promptgate::capture::{FinishedExchange, Outcome};
 use promptgate::simulator::{Fault, SimConfig, Simulator};
 use serde_json::{Value, json};
 use support::{PROVIDER_KEY, TestClient, TestGateway, client, send};
@@ -293,7 +293,7 @@ impl Expected {
         expected
     }
 
-    fn json(&self, exchange: Option<&Exchange>) -> Value {
+    fn json(&self, exchange: Option<&FinishedExchange>) -> Value {
         let (input, output) = exchange.map_or((None, None), |e| {
             (
                 e.captured.usage.input_tokens,
@@ -789,7 +789,7 @@ fn copy_tree(from: &Path, to: &Path) {
 }
 
 /// The shadow calls reported so far (they end after their served requests).
-fn shadow_exchanges(gw: &TestGateway) -> Vec<Exchange> {
+fn shadow_exchanges(gw: &TestGateway) -> Vec<FinishedExchange> {
     gw.sink
         .all()
         .into_iter()
@@ -958,7 +958,7 @@ async fn documented_duckdb_queries_answer_for_known_traffic() {
     // with the report of the shadow call made beside its request, for its
     // request id and token counts.
     let exchanges = gw.sink.all();
-    let mut shadows_by_served: HashMap<(String, String), Vec<&Exchange>> = HashMap::new();
+    let mut shadows_by_served: HashMap<(String, String), Vec<&FinishedExchange>> = HashMap::new();
     for exchange in &exchanges {
         if let Some(tag) = &exchange.start.experiment
             && let Some(served) = &tag.shadow_of
@@ -969,7 +969,7 @@ async fn documented_duckdb_queries_answer_for_known_traffic() {
                 .push(exchange);
         }
     }
-    let mut by_key: HashMap<(String, bool), &Exchange> = HashMap::new();
+    let mut by_key: HashMap<(String, bool), &FinishedExchange> = HashMap::new();
     for exchange in &exchanges {
         let key = (
             exchange.start.request_id.to_string(),

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use http::{Method, StatusCode};
-use promptgate::capture::{Exchange, ExperimentTag, Outcome};
+use promptgate::capture::{ExperimentTag, FinishedExchange, Outcome};
 use promptgate::experiments::assign::{choose_variant, is_enrolled};
 use promptgate::experiments::decide::Reason;
 use promptgate::server;
@@ -347,7 +347,7 @@ fn assert_served(reply: &Reply, experiment: &str, variant: &str, reason: &str) {
 }
 
 /// The exchange the sink recorded for `request_id`.
-async fn exchange_for(gw: &TestGateway, request_id: &str) -> Exchange {
+async fn exchange_for(gw: &TestGateway, request_id: &str) -> FinishedExchange {
     support::wait::eventually(
         &format!("an exchange recorded for {request_id}"),
         Duration::from_secs(5),
@@ -1610,7 +1610,7 @@ unit_key = {{ header = "x-user-id" }}
         "the abandoned attempt and the served exchange of req-fallback",
         Duration::from_secs(5),
         async || {
-            let found: Vec<Exchange> = gw
+            let found: Vec<FinishedExchange> = gw
                 .sink
                 .all()
                 .into_iter()

@@ -16,8 +16,8 @@ use std::path::{Path, PathBuf};
 use promptgate::api::{Endpoint, parse_head};
 use promptgate::audit::spool::{self, Frames, Segment, SpoolDirs};
 use promptgate::capture::ResponseCapture;
-use promptgate::capture::sse::{SseDecoder, SseEvent};
 use promptgate::config::{LoadOptions, load_file};
+use promptgate_core::sse::{SseDecoder, SseEvent};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
 

@@ -84,7 +84,7 @@ async fn serve(
     if let Some(trace) = &context.trace {
         trace.note_request(client_id.as_ref(), &head.model, head.stream);
     }
-    let exchange = Exchange {
+    let exchange = ParsedRequest {
         notes: &context.notes,
         gateway,
         snapshot,
@@ -180,8 +180,8 @@ fn experiment_of<'s>(
     Ok(snapshot.experiments.get(model))
 }
 
-/// One request's facts, shared by the routing and experiment phases.
-pub(super) struct Exchange<'a> {
+/// A parsed request's facts, shared by the routing and experiment phases.
+pub(super) struct ParsedRequest<'a> {
     pub notes: &'a RequestNotes,
     pub gateway: &'a Gateway,
     pub snapshot: &'a Arc<Snapshot>,
@@ -197,7 +197,7 @@ pub(super) struct Exchange<'a> {
     pub trace: Option<&'a RequestTrace>,
 }
 
-impl Exchange<'_> {
+impl ParsedRequest<'_> {
     /// `upstream_model`: the model named in `body`, which the provider gets.
     pub async fn forward(
         &self,

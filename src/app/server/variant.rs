@@ -7,7 +7,7 @@ use http::Response;
 use http::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 
-use super::handler::{EXPERIMENT_HEADER, Exchange};
+use super::handler::{EXPERIMENT_HEADER, ParsedRequest};
 use crate::body::GatewayBody;
 use crate::capture::ExperimentTag;
 use crate::error::{ErrorClass, GatewayError};
@@ -22,7 +22,7 @@ const VARIANT_HEADER: HeaderName = HeaderName::from_static("x-promptgate-variant
 const REASON_HEADER: HeaderName = HeaderName::from_static("x-promptgate-assignment");
 
 pub(super) async fn serve(
-    exchange: &Exchange<'_>,
+    exchange: &ParsedRequest<'_>,
     experiment: &Experiment,
     body: Bytes,
 ) -> Result<Response<GatewayBody>, GatewayError> {

@@ -24,7 +24,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use promptgate::app::App;
-use promptgate::capture::{Exchange, ExchangeSink};
+use promptgate::capture::{ExchangeSink, FinishedExchange};
 use promptgate::config::LoadOptions;
 use promptgate::server;
 use tokio::task::JoinHandle;
@@ -35,23 +35,23 @@ pub const PROVIDER_KEY: &str = "sk-provider-test";
 /// Keeps every finished exchange for assertions.
 #[derive(Default)]
 pub struct RecordingSink {
-    pub exchanges: Mutex<Vec<Exchange>>,
+    pub exchanges: Mutex<Vec<FinishedExchange>>,
 }
 
 impl ExchangeSink for RecordingSink {
-    fn record(&self, exchange: Exchange) {
+    fn record(&self, exchange: FinishedExchange) {
         self.exchanges.lock().unwrap().push(exchange);
     }
 }
 
 impl RecordingSink {
-    pub fn all(&self) -> Vec<Exchange> {
+    pub fn all(&self) -> Vec<FinishedExchange> {
         self.exchanges.lock().unwrap().clone()
     }
 
     /// Waits until `n` exchanges were reported (they are reported when bodies
     /// end); fails the test when they are not within 10 s.
-    pub async fn wait_for(&self, n: usize) -> Vec<Exchange> {
+    pub async fn wait_for(&self, n: usize) -> Vec<FinishedExchange> {
         wait::eventually(
             &format!("{n} exchanges reported to the sink"),
             Duration::from_secs(10),

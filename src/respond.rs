@@ -5,9 +5,11 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
-use super::Dialect;
+use promptgate_core::dialect::Dialect;
+use promptgate_core::error::GatewayError;
+use promptgate_core::experiments::ExperimentError;
+
 use crate::body::{GatewayBody, full};
-use crate::error::GatewayError;
 
 /// A shed request's wait before retrying: requests in flight finish in
 /// about that time, and SDKs add their own jitter.
@@ -59,7 +61,7 @@ fn error_body(dialect: Dialect, error: &GatewayError) -> (StatusCode, serde_json
             "invalid_json",
             "invalid_request_error",
         ),
-        InvalidField { .. } => (
+        InvalidField { .. } | Experiment(ExperimentError::InvalidVariables { .. }) => (
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "invalid_value",
@@ -101,25 +103,25 @@ fn error_body(dialect: Dialect, error: &GatewayError) -> (StatusCode, serde_json
             "experiment_not_found",
             "not_found_error",
         ),
-        UnknownVariant { .. } => (
+        Experiment(ExperimentError::UnknownVariant { .. }) => (
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "variant_not_found",
             "invalid_request_error",
         ),
-        OverrideForbidden { .. } => (
+        Experiment(ExperimentError::OverrideForbidden { .. }) => (
             StatusCode::FORBIDDEN,
             "permission_error",
             "override_forbidden",
             "permission_error",
         ),
-        MissingVariable { .. } => (
+        Experiment(ExperimentError::MissingVariable { .. }) => (
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "missing_variable",
             "invalid_request_error",
         ),
-        ExperimentNotApplicable { .. } => (
+        Experiment(ExperimentError::ExperimentNotApplicable { .. }) => (
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "experiment_not_applicable",

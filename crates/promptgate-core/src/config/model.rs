@@ -18,8 +18,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     pub experiments: Vec<crate::experiments::model::Experiment>,
     /// `None`: no audit log.
-    pub audit: Option<crate::audit::config::AuditConfig>,
-    pub feedback: crate::feedback::FeedbackConfig,
+    pub audit: Option<crate::config::audit::AuditConfig>,
+    pub feedback: crate::config::feedback::FeedbackConfig,
     pub telemetry: TelemetryConfig,
     /// Short content hash of the config file and every prompt file it reads:
     /// the version every response and record carries.
@@ -102,8 +102,8 @@ impl fmt::Debug for ClientKey {
     }
 }
 
-/// Index of a provider in `Config::providers`.
-pub type ProviderId = usize;
+// Routes are the routing module's types; the config model names them too.
+pub use crate::routing::{ModelPattern, ProviderId, RouteConfig};
 
 #[derive(Debug)]
 pub struct ProviderConfig {
@@ -174,29 +174,4 @@ pub struct RetryPolicy {
     pub max_delay: Duration,
     /// Retry a request whose connection broke after it was sent.
     pub retry_on_dropped_after_send: bool,
-}
-
-#[derive(Debug)]
-pub struct RouteConfig {
-    pub patterns: Vec<ModelPattern>,
-    pub upstream_model: Option<Arc<str>>,
-    /// Non-empty, in fallback order.
-    pub providers: Vec<ProviderId>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ModelPattern {
-    Exact(Arc<str>),
-    /// Contains at least one `*`, which matches any run of characters.
-    Wildcard(Arc<str>),
-}
-
-impl ModelPattern {
-    pub fn parse(text: &str) -> ModelPattern {
-        if text.contains('*') {
-            ModelPattern::Wildcard(text.into())
-        } else {
-            ModelPattern::Exact(text.into())
-        }
-    }
 }

@@ -13,7 +13,7 @@ use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde_json::json;
 
-use crate::experiments::assign;
+use promptgate_core::experiments::assign;
 
 /// One variant's truth.
 #[derive(Debug, Clone)]

@@ -15,7 +15,7 @@ use super::model::*;
 use super::raw::*;
 use super::validate_audit::validate_audit;
 use super::validate_experiments::{Context, validate_experiments};
-use crate::feedback::{FeedbackConfig, LABEL_RULE, MetricKind, is_label};
+use crate::config::feedback::{FeedbackConfig, LABEL_RULE, MetricKind, is_label};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9090";
@@ -39,7 +39,7 @@ const DEFAULT_RETRY_BASE_MS: u64 = 200;
 const DEFAULT_RETRY_MAX_MS: u64 = 5_000;
 /// Far above any real event (a long answer's final chunk is a few KiB); one
 /// hostile stream may hold about twice this (the decoder and the held event).
-const DEFAULT_MAX_SSE_EVENT_BYTES: u64 = crate::capture::sse::DEFAULT_MAX_EVENT_BYTES as u64;
+const DEFAULT_MAX_SSE_EVENT_BYTES: u64 = crate::sse::DEFAULT_MAX_EVENT_BYTES as u64;
 const MAX_SSE_EVENT_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=(256 << 20);
 
 /// One problem in the config, at a dotted field path such as

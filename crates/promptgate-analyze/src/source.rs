@@ -49,7 +49,7 @@ impl DateRange {
 
 /// Checks a `--from`/`--to` value: `YYYY-MM-DD`, a date of the calendar.
 pub fn parse_date(text: &str) -> Result<String, String> {
-    match crate::audit::time::parse_date(text) {
+    match promptgate_log::time::parse_date(text) {
         Some(_) => Ok(text.to_owned()),
         None => Err(format!("`{text}` is not a date in the form YYYY-MM-DD")),
     }
@@ -85,7 +85,7 @@ impl Source {
                         "`{location}` names no bucket: use s3://bucket/prefix"
                     )));
                 }
-                let config = crate::audit::s3::client_config(
+                let config = promptgate_log::s3::client_config(
                     s3.endpoint.as_deref(),
                     s3.region.as_deref(),
                     s3.force_path_style,

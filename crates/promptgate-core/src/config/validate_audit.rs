@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::raw::*;
 use super::validate::{Environment, Errors, read_secret};
-use crate::audit::config::*;
+use crate::config::audit::*;
 
 const DEFAULT_LOCAL_DIR: &str = "data/audit";
 const DEFAULT_SPOOL_DIR: &str = "data/spool";
@@ -227,7 +227,7 @@ mod tests {
 
     use super::super::validate::Environment;
     use super::super::{Problem, parse};
-    use crate::audit::config::SpoolCap;
+    use crate::config::audit::SpoolCap;
 
     fn spool_cap(value: &str) -> Result<SpoolCap, Vec<Problem>> {
         let source = format!(

@@ -5,6 +5,9 @@
 
 pub mod assign;
 pub mod decide;
+mod error;
 pub mod model;
 pub mod render;
 pub mod template;
+
+pub use error::ExperimentError;

@@ -1,7 +1,9 @@
 //! Configuration: the TOML file is parsed into `raw` types, validated into
 //! `model` types, and every problem is reported as `file:line: field.path: message`.
 
+pub mod audit;
 mod deserialize;
+pub mod feedback;
 mod location;
 pub mod model;
 pub mod raw;

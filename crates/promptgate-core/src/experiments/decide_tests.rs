@@ -7,7 +7,6 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::config::{LoadOptions, load_file};
-use crate::error::GatewayError;
 
 /// An experiment `x` (variants `a`, `b`, `c`; unit key `x-user-id`) with
 /// `extra` lines in its table and `rules` after its variants.
@@ -70,7 +69,7 @@ impl Request {
         self
     }
 
-    fn decide(&self, experiment: &Experiment) -> Result<Assignment, GatewayError> {
+    fn decide(&self, experiment: &Experiment) -> Result<Assignment, ExperimentError> {
         decide(
             experiment,
             &RequestFacts {
@@ -166,12 +165,12 @@ fn an_override_beats_flag_rules_when_the_client_may_override() {
     request.client_id = Some("someone-else");
     assert!(matches!(
         request.decide(&x),
-        Err(GatewayError::OverrideForbidden { experiment }) if experiment == "x"
+        Err(ExperimentError::OverrideForbidden { experiment }) if experiment == "x"
     ));
     request.client_id = None;
     assert!(matches!(
         request.decide(&x),
-        Err(GatewayError::OverrideForbidden { .. })
+        Err(ExperimentError::OverrideForbidden { .. })
     ));
 }
 
@@ -181,7 +180,7 @@ fn an_override_naming_no_variant_is_refused_with_the_name() {
     let request = Request::new().header("x-promptgate-variant", "nope");
     assert!(matches!(
         request.decide(&x),
-        Err(GatewayError::UnknownVariant { variant, .. }) if variant == "nope"
+        Err(ExperimentError::UnknownVariant { variant, .. }) if variant == "nope"
     ));
 }
 

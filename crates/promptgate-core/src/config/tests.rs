@@ -38,14 +38,14 @@ const OPEN_DEMO: &str = "[auth]\nopen = true\n[providers.demo]\nkind = \"demo\"\
 #[test]
 fn the_shipped_configs_are_valid() {
     // Read from its place: its demo unit key file lies next to it.
-    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/quickstart.toml");
+    let quickstart = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/quickstart.toml");
     let config = load_file(&quickstart, &LoadOptions::default()).unwrap();
     assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
     assert!(matches!(config.auth, AuthConfig::Open));
     let secret = config.audit.and_then(|audit| audit.unit_key_secret);
     assert!(secret.is_some_and(|key| key.starts_with(b"promptgate-quickstart-demo-only")));
 
-    let example = include_str!("../../config/example.toml");
+    let example = include_str!("../../../../config/example.toml");
     let config = parse_with_env(
         example,
         &[("OPENAI_API_KEY", "sk-1"), ("ANTHROPIC_API_KEY", "sk-2")],
@@ -302,7 +302,7 @@ fn feedback_metrics_are_declared_with_a_type() {
     .unwrap();
     assert_eq!(
         config.feedback.metrics.get("thumbs_up"),
-        Some(&crate::feedback::MetricKind::Boolean)
+        Some(&crate::config::feedback::MetricKind::Boolean)
     );
     let found = problems(&format!(
         "{OPEN_DEMO}[feedback.metrics]\n\"thumbs up\" = \"boolean\"\nrating = \"integer\"\n"
@@ -442,7 +442,7 @@ fn client_key_digests_and_the_audit_bucket_may_come_from_the_environment() {
     assert_eq!(hex::encode(keys[0].sha256), digest);
     assert!(matches!(
         config.audit.map(|a| a.store),
-        Some(crate::audit::config::StoreConfig::S3 { bucket, .. }) if bucket == "audit-prod"
+        Some(crate::config::audit::StoreConfig::S3 { bucket, .. }) if bucket == "audit-prod"
     ));
 
     let found: Vec<(String, String)> = parse_with_env(source, &[], None)

@@ -8,10 +8,10 @@
 
 use serde_json::{Map, Value, json};
 
+use super::ExperimentError;
 use super::decide::scalar_text;
 use super::model::{Experiment, MessagesMode, Variant};
-use crate::api::Endpoint;
-use crate::error::GatewayError;
+use crate::dialect::Endpoint;
 
 /// The body field that carries gateway-only inputs.
 pub const GATEWAY_FIELD: &str = "promptgate";
@@ -26,7 +26,7 @@ impl Variables {
     pub fn take_from(
         body: &mut Map<String, Value>,
         endpoint: Endpoint,
-    ) -> Result<Variables, GatewayError> {
+    ) -> Result<Variables, ExperimentError> {
         let mut values = Vec::new();
         if let Some(gateway) = body.remove(GATEWAY_FIELD) {
             let variables = match gateway.get("variables") {
@@ -65,8 +65,8 @@ impl Variables {
     }
 }
 
-fn invalid(field: &str, message: &str) -> GatewayError {
-    GatewayError::InvalidField {
+fn invalid(field: &str, message: &str) -> ExperimentError {
+    ExperimentError::InvalidVariables {
         field: field.to_owned(),
         message: message.to_owned(),
     }
@@ -109,12 +109,12 @@ pub fn apply(
     endpoint: Endpoint,
     body: &mut Map<String, Value>,
     variables: &Variables,
-) -> Result<(), GatewayError> {
+) -> Result<(), ExperimentError> {
     if !matches!(
         endpoint,
         Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses
     ) {
-        return Err(GatewayError::ExperimentNotApplicable {
+        return Err(ExperimentError::ExperimentNotApplicable {
             experiment: experiment.id.to_string(),
             endpoint: endpoint.label(),
         });
@@ -122,7 +122,7 @@ pub fn apply(
     let render = |template: &super::template::Template| {
         template
             .render(|name| variables.get(name))
-            .map_err(|missing| GatewayError::MissingVariable {
+            .map_err(|missing| ExperimentError::MissingVariable {
                 experiment: experiment.id.to_string(),
                 variant: variant.name.to_string(),
                 missing,
@@ -190,7 +190,7 @@ pub fn apply(
 /// The caller's messages. `api::parse_head` refuses a body without them
 /// before a variant is rendered; this refuses again rather than render a
 /// prompt without the caller's content.
-fn take_messages(body: &mut Map<String, Value>) -> Result<Vec<Value>, GatewayError> {
+fn take_messages(body: &mut Map<String, Value>) -> Result<Vec<Value>, ExperimentError> {
     match body.remove("messages") {
         Some(Value::Array(items)) => Ok(items),
         _ => Err(invalid("messages", "expected an array of message objects")),

@@ -1,11 +1,10 @@
-//! The two client-facing API dialects: which endpoints exist, how a request body
-//! is read, and (in `errors.rs`) how a failure is written back to the caller.
+//! The two client-facing API dialects: which endpoints exist and how a
+//! request body is read. How a failure is written back to the caller is the
+//! gateway's (`promptgate::respond`).
 
-mod errors;
 mod request;
 mod shape;
 
-pub use errors::{error_response, stream_error_event};
 pub use request::{RequestHead, parse_head};
 
 use http::Method;

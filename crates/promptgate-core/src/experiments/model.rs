@@ -7,7 +7,7 @@ use http::HeaderName;
 use serde_json::{Map, Value};
 
 use super::template::Template;
-use crate::config::RouteConfig;
+use crate::routing::RouteConfig;
 
 #[derive(Debug)]
 pub struct Experiment {

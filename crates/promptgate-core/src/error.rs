@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::experiments::ExperimentError;
+
 #[derive(Debug, thiserror::Error)]
 pub enum GatewayError {
     #[error("invalid JSON in request body: {0}")]
@@ -31,27 +33,9 @@ pub enum GatewayError {
     },
     #[error("no experiment named `{0}`")]
     UnknownExperiment(String),
-    #[error("experiment `{experiment}` has no variant `{variant}`")]
-    UnknownVariant { experiment: String, variant: String },
-    #[error(
-        "this client key may not choose the variant of experiment `{experiment}` (x-promptgate-variant); ask for it to be listed in the experiment's override_clients"
-    )]
-    OverrideForbidden { experiment: String },
-    #[error(
-        "variant `{variant}` of experiment `{experiment}`: {missing}; send it in the body as \"promptgate\": {{\"variables\": {{...}}}}"
-    )]
-    MissingVariable {
-        experiment: String,
-        variant: String,
-        missing: crate::experiments::template::MissingVariable,
-    },
-    #[error(
-        "experiment `{experiment}` cannot be used on {endpoint}: experiments apply to chat completions, responses and messages"
-    )]
-    ExperimentNotApplicable {
-        experiment: String,
-        endpoint: &'static str,
-    },
+    /// An experiment refused the request (its own error, mapped here).
+    #[error(transparent)]
+    Experiment(ExperimentError),
     #[error("missing API key: send it as `Authorization: Bearer <key>` or `x-api-key: <key>`")]
     MissingKey,
     #[error("invalid API key")]
@@ -90,7 +74,7 @@ pub enum GatewayError {
     ProviderProtocol { provider: String },
     /// Only ever the last event of a stream already under way.
     #[error(transparent)]
-    UpstreamEventTooLarge(#[from] crate::capture::sse::EventTooLarge),
+    UpstreamEventTooLarge(#[from] crate::sse::EventTooLarge),
 }
 
 /// What kind of failure, for metrics and audit labels (a fixed set, never user text).
@@ -148,6 +132,7 @@ impl GatewayError {
     pub fn class(&self) -> ErrorClass {
         use GatewayError::*;
         match self {
+            Experiment(ExperimentError::OverrideForbidden { .. }) => ErrorClass::Forbidden,
             InvalidJson(_)
             | InvalidField { .. }
             | MissingModel
@@ -155,10 +140,7 @@ impl GatewayError {
             | DialectNotSupported { .. }
             | BodyRead(_)
             | MethodNotAllowed { .. }
-            | UnknownVariant { .. }
-            | MissingVariable { .. }
-            | ExperimentNotApplicable { .. } => ErrorClass::BadRequest,
-            OverrideForbidden { .. } => ErrorClass::Forbidden,
+            | Experiment(_) => ErrorClass::BadRequest,
             MissingKey | InvalidKey => ErrorClass::Auth,
             UnknownModel(_) | UnknownExperiment(_) | NotFound { .. } => ErrorClass::NotFound,
             BodyTooLarge { .. } => ErrorClass::TooLarge,
@@ -170,6 +152,19 @@ impl GatewayError {
             ProviderTimeout { .. } => ErrorClass::Timeout,
             AuditBackpressure | FeedbackWithoutAudit => ErrorClass::Unavailable,
             Overloaded => ErrorClass::Overloaded,
+        }
+    }
+}
+
+/// The one place an experiment's error becomes a request's: a malformed
+/// `promptgate.variables` is an invalid field like any other.
+impl From<ExperimentError> for GatewayError {
+    fn from(error: ExperimentError) -> GatewayError {
+        match error {
+            ExperimentError::InvalidVariables { field, message } => {
+                GatewayError::InvalidField { field, message }
+            }
+            other => GatewayError::Experiment(other),
         }
     }
 }

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use http::{HeaderMap, HeaderName};
 use serde_json::Value;
 
+use super::ExperimentError;
 use super::assign;
 use super::model::{Attribute, Experiment, UnitKeySource};
-use crate::error::GatewayError;
 
 pub const VARIANT_OVERRIDE: HeaderName = HeaderName::from_static("x-promptgate-variant");
 
@@ -64,7 +64,7 @@ pub struct RequestFacts<'a> {
 pub fn decide(
     experiment: &Experiment,
     facts: &RequestFacts<'_>,
-) -> Result<Assignment, GatewayError> {
+) -> Result<Assignment, ExperimentError> {
     let (unit_key, sticky) = match unit_key(&experiment.unit_key, facts) {
         Some(key) => (key, true),
         None => (facts.request_id.to_owned(), false),
@@ -72,7 +72,7 @@ pub fn decide(
     if experiment.enabled && experiment.killswitch.is_none() {
         if let Some(requested) = facts.headers.get(&VARIANT_OVERRIDE) {
             if !experiment.overrides.allows(facts.client_id) {
-                return Err(GatewayError::OverrideForbidden {
+                return Err(ExperimentError::OverrideForbidden {
                     experiment: experiment.id.to_string(),
                 });
             }
@@ -80,7 +80,7 @@ pub fn decide(
             let variant =
                 experiment
                     .variant_index(name)
-                    .ok_or_else(|| GatewayError::UnknownVariant {
+                    .ok_or_else(|| ExperimentError::UnknownVariant {
                         experiment: experiment.id.to_string(),
                         variant: name.to_owned(),
                     })?;

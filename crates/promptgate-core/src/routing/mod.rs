@@ -4,7 +4,33 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::config::{ModelPattern, RouteConfig};
+/// Index of a provider in `Config::providers`.
+pub type ProviderId = usize;
+
+#[derive(Debug)]
+pub struct RouteConfig {
+    pub patterns: Vec<ModelPattern>,
+    pub upstream_model: Option<Arc<str>>,
+    /// Non-empty, in fallback order.
+    pub providers: Vec<ProviderId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelPattern {
+    Exact(Arc<str>),
+    /// Contains at least one `*`, which matches any run of characters.
+    Wildcard(Arc<str>),
+}
+
+impl ModelPattern {
+    pub fn parse(text: &str) -> ModelPattern {
+        if text.contains('*') {
+            ModelPattern::Wildcard(text.into())
+        } else {
+            ModelPattern::Exact(text.into())
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct RouteTable {

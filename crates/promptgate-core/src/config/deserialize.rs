@@ -328,9 +328,9 @@ mod tests {
     #[test]
     fn any_cut_or_changed_line_of_the_shipped_configs_is_reported_not_panicked_on() {
         for shipped in [
-            include_str!("../../config/example.toml"),
-            include_str!("../../config/experiments-example.toml"),
-            include_str!("../../config/container.toml"),
+            include_str!("../../../../config/example.toml"),
+            include_str!("../../../../config/experiments-example.toml"),
+            include_str!("../../../../config/container.toml"),
         ] {
             let lines: Vec<&str> = shipped.lines().collect();
             for i in 0..lines.len() {

@@ -11,9 +11,9 @@ use sha2::{Digest, Sha256};
 use super::model::{ModelPattern, ProviderId, RouteConfig};
 use super::raw::*;
 use super::validate::{Environment, Errors};
+use crate::config::feedback::{LABEL_RULE, is_label};
 use crate::experiments::model::*;
 use crate::experiments::template::Template;
-use crate::feedback::{LABEL_RULE, is_label};
 
 /// Request fields a variant may not set through `params`: the gateway owns them.
 const RESERVED_PARAMS: [&str; 6] = [
