@@ -14,25 +14,27 @@ use toml::de::{DeArray, DeTable, DeValue};
 use super::Problem;
 use super::location::{self, Segment};
 use super::raw::RawConfig;
+use serde::de::DeserializeOwned;
 
 /// More attempts than any real file needs; ends the loop on a pathological one.
 const MAX_ATTEMPTS: usize = 1_000;
 
 /// What deserializing found.
-pub(super) struct Reading {
+pub(super) struct Reading<T = RawConfig> {
     /// `None`: the file could not be read into a config at all (TOML syntax),
     /// or an entry had to be set aside because a required field was missing or
     /// unusable — checking the rest would report consequences of that, not
     /// mistakes.
-    pub raw: Option<RawConfig>,
+    pub raw: Option<T>,
     pub problems: Vec<Problem>,
     /// Maps paths of the config read (after bad values were taken out of
     /// arrays) back to the positions written in the file.
     pub paths: PathMap,
 }
 
-/// Reads `source` into a `RawConfig`, listing every problem found on the way.
-pub(super) fn read(source: &str) -> Reading {
+/// Reads `source` into a `RawConfig` (or another `deny_unknown_fields` type,
+/// such as an eval suite), listing every problem found on the way.
+pub(super) fn read<T: DeserializeOwned>(source: &str) -> Reading<T> {
     let (mut root, syntax_errors) = DeTable::parse_recoverable(source);
     if !syntax_errors.is_empty() {
         let problems = syntax_errors
@@ -57,9 +59,9 @@ pub(super) fn read(source: &str) -> Reading {
     let mut reported: HashSet<Vec<Segment>> = HashSet::new();
     let mut complete = true;
     for _ in 0..MAX_ATTEMPTS {
-        let error = match serde_path_to_error::deserialize::<_, RawConfig>(
-            toml::de::Deserializer::from(root.clone()),
-        ) {
+        let error = match serde_path_to_error::deserialize::<_, T>(toml::de::Deserializer::from(
+            root.clone(),
+        )) {
             Ok(raw) => {
                 return Reading {
                     raw: complete.then_some(raw),
