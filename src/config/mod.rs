@@ -139,6 +139,11 @@ pub fn read_document<T: serde::de::DeserializeOwned>(source: &str) -> Result<T, 
     }
 }
 
+/// A serde message in the config's words ("unknown value", "a number").
+pub fn plain_message(message: &str) -> String {
+    deserialize::plain_words(message)
+}
+
 /// Line (1-based) of a field path (`scorers[1].pattern`) in a TOML document.
 pub fn line_of(source: &str, path: &str) -> Option<usize> {
     location::line_of(source, path)

@@ -42,6 +42,7 @@ pub const PAIRWISE_SYSTEM: &str = "You are an impartial judge comparing two AI a
 answers to the same request. Ignore the order in which they are shown and their length. \
 Reply with exactly one of: A, B, TIE.";
 
+const ANSWER: (&str, &str) = ("[Answer]\n", "\n[End of answer]");
 const ANSWER_A: (&str, &str) = ("[Answer A]\n", "\n[End of answer A]");
 const ANSWER_B: (&str, &str) = ("[Answer B]\n", "\n[End of answer B]");
 
@@ -79,7 +80,7 @@ pub fn rubric_prompt(
             "[Reference answer]\n{reference}\n[End of reference answer]\n\n"
         ));
     }
-    prompt.push_str(&format!("[Answer]\n{answer}\n[End of answer]"));
+    prompt.push_str(&format!("{}{answer}{}", ANSWER.0, ANSWER.1));
     prompt
 }
 
@@ -137,14 +138,22 @@ pub fn pairwise_prompt(request: &str, first: &str, second: &str) -> String {
     )
 }
 
+/// The text of `prompt` between the markers (the last opening one, so an
+/// answer quoting a marker cannot move it).
+fn between<'a>(prompt: &'a str, (open, close): (&str, &str)) -> Option<&'a str> {
+    let start = prompt.rfind(open)? + open.len();
+    let end = start + prompt[start..].find(close)?;
+    Some(&prompt[start..end])
+}
+
 /// The two answers of a pairwise prompt (A, B), for a simulated judge.
 pub fn pairwise_answers(prompt: &str) -> Option<(&str, &str)> {
-    let between = |(open, close): (&str, &str)| {
-        let start = prompt.find(open)? + open.len();
-        let end = start + prompt[start..].find(close)?;
-        Some(&prompt[start..end])
-    };
-    Some((between(ANSWER_A)?, between(ANSWER_B)?))
+    Some((between(prompt, ANSWER_A)?, between(prompt, ANSWER_B)?))
+}
+
+/// The answer of a rubric prompt, for a simulated judge.
+pub fn rubric_answer(prompt: &str) -> Option<&str> {
+    between(prompt, ANSWER)
 }
 
 /// Which position a judge preferred in one order.
@@ -365,5 +374,11 @@ mod tests {
     fn the_prompt_round_trips_its_answers() {
         let prompt = pairwise_prompt("q", "first\nline", "second");
         assert_eq!(pairwise_answers(&prompt), Some(("first\nline", "second")));
+        let rubric = Rubric {
+            criteria: "names the model".into(),
+            pass_score: 7,
+        };
+        let prompt = rubric_prompt(&rubric, "q", "the answer", Some("ref"));
+        assert_eq!(rubric_answer(&prompt), Some("the answer"));
     }
 }

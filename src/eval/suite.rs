@@ -308,7 +308,7 @@ fn scorer(
             } else {
                 at(&inner)
             };
-            problems.add(&path, error.inner().to_string());
+            problems.add(&path, config::plain_message(error.inner().message()));
             return None;
         }
     };

@@ -56,7 +56,9 @@ impl SimJudge {
     fn rubric(&self, prompt: &str) -> &'static str {
         match self {
             SimJudge::PositionBias => "Score: 7\nAcceptable.",
-            SimJudge::Prefers(marker) if prompt.contains(marker.as_str()) => {
+            SimJudge::Prefers(marker)
+                if judge::rubric_answer(prompt).is_some_and(|a| a.contains(marker.as_str())) =>
+            {
                 "Score: 9\nIt has what the rubric asks."
             }
             SimJudge::Prefers(_) => "Score: 2\nIt lacks what the rubric asks.",
