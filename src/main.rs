@@ -62,6 +62,8 @@ enum Command {
     /// (see docs/eval.md): exit 0 when the gate passes, 1 when it fails, 2 on
     /// a config, suite or golden-set error.
     Eval(EvalArgs),
+    /// Write golden-set candidates for review from the audit log (see docs/eval.md, "Export").
+    ExportDataset(ExportArgs),
 }
 
 #[derive(clap::Args)]
@@ -109,20 +111,57 @@ enum EvalFormat {
     Junit,
 }
 
+/// Where the audit log is read from: shared by `analyze` and `export-dataset`.
 #[derive(clap::Args)]
-struct AnalyzeArgs {
+struct SourceArgs {
     /// The audit log: its local directory (`local_dir`) or s3://bucket/prefix.
     #[arg(long)]
     source: String,
-    /// The experiment id.
-    #[arg(long)]
-    experiment: String,
     /// First day (UTC, YYYY-MM-DD) of the `dt=` partitions to read.
     #[arg(long, value_parser = promptgate::analyze::parse_date)]
     from: Option<String>,
     /// Last day (inclusive).
     #[arg(long, value_parser = promptgate::analyze::parse_date)]
     to: Option<String>,
+    /// Report unreadable objects and go on instead of stopping.
+    #[arg(long)]
+    skip_corrupt: bool,
+    /// S3-compatible endpoint (else AWS_ENDPOINT_URL_S3 or AWS's).
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    /// S3 region (else the AWS environment's, else us-east-1).
+    #[arg(long)]
+    s3_region: Option<String>,
+    /// Path-style S3 URLs (most S3-compatible servers).
+    #[arg(long)]
+    s3_force_path_style: bool,
+}
+
+impl SourceArgs {
+    fn range(&self) -> promptgate::analyze::DateRange {
+        promptgate::analyze::DateRange {
+            from: self.from.clone(),
+            to: self.to.clone(),
+        }
+    }
+
+    async fn open(&self) -> Result<promptgate::analyze::Source, promptgate::analyze::AnalyzeError> {
+        let s3 = promptgate::analyze::S3Options {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            force_path_style: self.s3_force_path_style,
+        };
+        promptgate::analyze::Source::open(&self.source, &s3).await
+    }
+}
+
+#[derive(clap::Args)]
+struct AnalyzeArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// The experiment id.
+    #[arg(long)]
+    experiment: String,
     #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
     format: ReportFormat,
     /// Write the report here instead of standard output.
@@ -152,21 +191,42 @@ struct AnalyzeArgs {
     /// A JSON Schema file: the share of answers valid against it is compared too.
     #[arg(long)]
     json_schema: Option<PathBuf>,
-    /// Report unreadable objects and go on instead of stopping.
-    #[arg(long)]
-    skip_corrupt: bool,
     /// Exit with status 3 when the sample-ratio check fails (for CI gates).
     #[arg(long)]
     fail_on_srm: bool,
-    /// S3-compatible endpoint (else AWS_ENDPOINT_URL_S3 or AWS's).
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// Only requests of this experiment.
     #[arg(long)]
-    s3_endpoint: Option<String>,
-    /// S3 region (else the AWS environment's, else us-east-1).
+    experiment: Option<String>,
+    /// Only requests these variants served (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    variant: Vec<String>,
+    /// Only requests whose latest feedback meets METRIC=VALUE (also != < <= > >=), e.g. thumbs_up=false; repeat to require several.
     #[arg(long)]
-    s3_region: Option<String>,
-    /// Path-style S3 URLs (most S3-compatible servers).
+    feedback: Vec<promptgate::eval::export::FeedbackFilter>,
+    /// Only requests with these error classes (`none`: succeeded), e.g. none or stream_error,timeout.
+    #[arg(long, value_delimiter = ',')]
+    error_class: Vec<String>,
+    /// Sample up to N requests of each served variant.
+    #[arg(long, value_name = "N", conflicts_with_all = ["sample", "stratify"])]
+    per_variant: Option<usize>,
+    /// Sample N requests in all (split equally across strata with --stratify).
+    #[arg(long, value_name = "N")]
+    sample: Option<usize>,
+    /// What --sample splits equally across.
+    #[arg(long, value_enum, requires = "sample")]
+    stratify: Option<promptgate::eval::export::Stratify>,
+    /// Seed of the sampling: the same seed picks the same requests.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Write the candidates here (JSON Lines) instead of standard output.
     #[arg(long)]
-    s3_force_path_style: bool,
+    out: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -189,6 +249,7 @@ fn main() -> ExitCode {
         Command::HashKey => hash_key(),
         Command::Analyze(args) => analyze(args),
         Command::Eval(args) => Ok(eval(args)),
+        Command::ExportDataset(args) => export_dataset(args),
     };
     match result {
         Ok(code) => code,
@@ -233,7 +294,7 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    use promptgate::analyze::{self, DateRange, Options, S3Options, Settings, Source};
+    use promptgate::analyze::{self, Options, Settings};
     anyhow::ensure!(
         args.confidence > 0.0 && args.confidence < 1.0,
         "--confidence must be between 0 and 1 (e.g. 0.95)"
@@ -259,12 +320,9 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     reasons.extend(args.include.iter().cloned());
     let options = Options {
         experiment: args.experiment.clone(),
-        range: DateRange {
-            from: args.from.clone(),
-            to: args.to.clone(),
-        },
+        range: args.source.range(),
         assignment_reasons: reasons,
-        skip_corrupt: args.skip_corrupt,
+        skip_corrupt: args.source.skip_corrupt,
         progress: std::io::stderr().is_terminal(),
         json_schema,
         settings: Settings {
@@ -281,15 +339,7 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the runtime")?;
     let report = runtime.block_on(async {
-        let source = Source::open(
-            &args.source,
-            &S3Options {
-                endpoint: args.s3_endpoint.clone(),
-                region: args.s3_region.clone(),
-                force_path_style: args.s3_force_path_style,
-            },
-        )
-        .await?;
+        let source = args.source.open().await?;
         analyze::analyze(&source, &options).await
     })?;
     let text = match args.format {
@@ -394,6 +444,71 @@ fn run_eval(args: &EvalArgs) -> anyhow::Result<bool> {
         );
     }
     Ok(report.passed)
+}
+
+fn export_dataset(args: ExportArgs) -> anyhow::Result<ExitCode> {
+    use promptgate::eval::export::{self, ExportOptions, Sampling, Stratify};
+    let sampling = match (args.per_variant, args.sample) {
+        (Some(per), _) => Sampling::PerStratum {
+            per,
+            by: Stratify::Variant,
+        },
+        (None, Some(total)) => Sampling::Total {
+            total,
+            by: args.stratify,
+        },
+        (None, None) => Sampling::All,
+    };
+    let options = ExportOptions {
+        range: args.source.range(),
+        experiment: args.experiment,
+        variants: args.variant,
+        error_classes: args.error_class,
+        feedback: args.feedback,
+        sampling,
+        seed: args.seed,
+        skip_corrupt: args.source.skip_corrupt,
+    };
+    let mut out: Box<dyn std::io::Write> = match &args.out {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let summary = runtime.block_on(async {
+        let source = args.source.open().await?;
+        export::export(&source, &options, &mut out)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    let counts = |by: &std::collections::BTreeMap<String, u64>| {
+        by.iter()
+            .map(|(name, n)| format!("{name} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let exported: u64 = summary.exported.values().sum();
+    let matched: u64 = summary.matched.values().sum();
+    eprintln!(
+        "{exported} candidates written ({}) of {matched} matching requests ({}) in {} records",
+        counts(&summary.exported),
+        counts(&summary.matched),
+        summary.records
+    );
+    for (reason, n) in &summary.unusable {
+        eprintln!("  {n} records skipped: {reason}");
+    }
+    for corrupt in &summary.corrupt_objects {
+        eprintln!("warning: skipped {}: {}", corrupt.object, corrupt.reason);
+    }
+    if exported == 0 {
+        eprintln!("warning: no request matched the filters");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn hash_key() -> anyhow::Result<ExitCode> {

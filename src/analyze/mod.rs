@@ -16,7 +16,7 @@
 
 mod collect;
 pub mod html;
-mod join;
+pub mod join;
 pub mod records;
 pub mod render;
 pub mod report;

@@ -11,6 +11,7 @@
 pub mod cache;
 pub mod call;
 mod evaluate;
+pub mod export;
 pub mod gate;
 pub mod golden;
 pub mod html;

@@ -9,12 +9,21 @@
 //! are documented in docs/eval.md, section "Scorers".
 
 mod contains;
+pub mod dates;
 mod exact;
+mod extraction;
+mod fields;
+mod grounding;
 mod json;
 pub mod normalize;
+pub mod numbers;
 mod pattern;
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+
+pub use fields::FieldKind;
 
 /// One scorer as a suite declares it.
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +58,22 @@ pub enum ScorerSpec {
         #[serde(default)]
         allow_fence: bool,
     },
+    /// Field-level metrics of a JSON answer against the case's expected fields.
+    Extraction {
+        fields: BTreeMap<String, FieldKind>,
+        #[serde(default)]
+        date_order: dates::DateOrder,
+        #[serde(default)]
+        allow_fence: bool,
+    },
+    /// Every extracted value appears in (or is normalised-equal to a span of) the case's source text.
+    Grounding {
+        fields: BTreeMap<String, FieldKind>,
+        #[serde(default)]
+        date_order: dates::DateOrder,
+        #[serde(default)]
+        allow_fence: bool,
+    },
 }
 
 /// A scorer spec that cannot be compiled; `field` names the spec field at fault.
@@ -64,6 +89,8 @@ pub enum ScorerError {
         field: &'static str,
         message: String,
     },
+    #[error("{field}: at least one field must be declared")]
+    NoFields { field: &'static str },
 }
 
 /// What a scorer reads from a case besides the answer, so the runner can
@@ -124,6 +151,15 @@ impl Score {
     }
 }
 
+#[cfg(test)]
+impl Score {
+    /// A ratio's (numerator, denominator), for assertions.
+    pub(crate) fn ratio(&self, name: &str) -> (f64, f64) {
+        let ratio = self.ratios.iter().find(|ratio| ratio.name == name).unwrap();
+        (ratio.numerator, ratio.denominator)
+    }
+}
+
 /// A compiled scorer, ready to score many answers.
 #[derive(Debug)]
 pub struct Scorer {
@@ -137,6 +173,8 @@ enum Compiled {
     Regex(pattern::Pattern),
     JsonValid(json::JsonValid),
     JsonSchema(json::JsonSchema),
+    Extraction(extraction::Extraction),
+    Grounding(grounding::Grounding),
 }
 
 impl ScorerSpec {
@@ -166,6 +204,22 @@ impl ScorerSpec {
                 schema,
                 allow_fence,
             } => Compiled::JsonSchema(json::JsonSchema::compile(schema, *allow_fence)?),
+            ScorerSpec::Extraction {
+                fields,
+                date_order,
+                allow_fence,
+            } => Compiled::Extraction(extraction::Extraction {
+                fields: fields::FieldSet::new(fields, *date_order)?,
+                allow_fence: *allow_fence,
+            }),
+            ScorerSpec::Grounding {
+                fields,
+                date_order,
+                allow_fence,
+            } => Compiled::Grounding(grounding::Grounding {
+                fields: fields::FieldSet::new(fields, *date_order)?,
+                allow_fence: *allow_fence,
+            }),
         };
         Ok(Scorer { kind })
     }
@@ -180,6 +234,8 @@ impl Scorer {
             Compiled::Regex(_) => "regex",
             Compiled::JsonValid(_) => "json_valid",
             Compiled::JsonSchema(_) => "json_schema",
+            Compiled::Extraction(_) => "extraction",
+            Compiled::Grounding(_) => "grounding",
         }
     }
 
@@ -190,6 +246,8 @@ impl Scorer {
             Compiled::Regex(scorer) => scorer.score(input.answer),
             Compiled::JsonValid(scorer) => scorer.score(input.answer),
             Compiled::JsonSchema(scorer) => scorer.score(input.answer),
+            Compiled::Extraction(scorer) => scorer.score(input),
+            Compiled::Grounding(scorer) => scorer.score(input),
         }
     }
 
@@ -206,6 +264,14 @@ impl Scorer {
             Compiled::Regex(_) | Compiled::JsonValid(_) | Compiled::JsonSchema(_) => {
                 Requires::default()
             }
+            Compiled::Extraction(_) => Requires {
+                expected_fields: true,
+                ..Requires::default()
+            },
+            Compiled::Grounding(_) => Requires {
+                source: true,
+                ..Requires::default()
+            },
         }
     }
 }
@@ -213,4 +279,107 @@ impl Scorer {
 /// The case's expected output as text, if it is text.
 fn expected_text<'a>(input: &ScoreInput<'a>) -> Option<&'a str> {
     input.expected.and_then(serde_json::Value::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Deserialize)]
+    struct Suite {
+        scorers: Vec<ScorerSpec>,
+    }
+
+    fn specs(toml_text: &str) -> Result<Vec<ScorerSpec>, toml::de::Error> {
+        toml::from_str::<Suite>(toml_text).map(|suite| suite.scorers)
+    }
+
+    #[test]
+    fn a_suite_declares_scorers_by_kind_in_toml() {
+        let specs = specs(
+            r#"
+            [[scorers]]
+            kind = "exact_match"
+            ignore_case = true
+            [[scorers]]
+            kind = "json_valid"
+            [[scorers]]
+            kind = "json_schema"
+            schema = { type = "object", required = ["total"] }
+            [[scorers]]
+            kind = "extraction"
+            fields = { total = "number", date = "date", vendor = "text", id = "exact" }
+            date_order = "mdy"
+            [[scorers]]
+            kind = "grounding"
+            fields = { total = "number" }
+            "#,
+        )
+        .unwrap();
+        let scorers: Vec<Scorer> = specs.iter().map(|spec| spec.compile().unwrap()).collect();
+        let kinds: Vec<&str> = scorers.iter().map(Scorer::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "exact_match",
+                "json_valid",
+                "json_schema",
+                "extraction",
+                "grounding"
+            ]
+        );
+        assert!(scorers[0].requires().expected_text);
+        assert_eq!(scorers[1].requires(), Requires::default());
+        assert!(scorers[3].requires().expected_fields);
+        assert!(scorers[4].requires().source);
+    }
+
+    #[test]
+    fn unknown_kinds_fields_and_field_kinds_are_refused() {
+        let unknown_kind = specs("[[scorers]]\nkind = \"bleu\"")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown_kind.contains("unknown variant `bleu`"),
+            "{unknown_kind}"
+        );
+        let unknown_field = specs("[[scorers]]\nkind = \"exact_match\"\nignore_cases = true")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown_field.contains("unknown field `ignore_cases`"),
+            "{unknown_field}"
+        );
+        let unknown_field_kind =
+            specs("[[scorers]]\nkind = \"extraction\"\nfields = { total = \"money\" }")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            unknown_field_kind.contains("unknown variant `money`"),
+            "{unknown_field_kind}"
+        );
+    }
+
+    #[test]
+    fn compile_errors_name_the_spec_field() {
+        let empty = ScorerSpec::Extraction {
+            fields: BTreeMap::new(),
+            date_order: dates::DateOrder::Dmy,
+            allow_fence: false,
+        };
+        assert_eq!(
+            empty.compile().unwrap_err().to_string(),
+            "fields: at least one field must be declared"
+        );
+        let regex = ScorerSpec::Regex {
+            pattern: "[".to_owned(),
+        };
+        assert!(
+            regex
+                .compile()
+                .unwrap_err()
+                .to_string()
+                .starts_with("pattern: ")
+        );
+    }
 }

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-fn python(needs: &str) -> PathBuf {
+/// The test interpreter: `PROMPTGATE_TEST_PYTHON`, else the worktree's `.venv-test`.
+pub fn python(needs: &str) -> PathBuf {
     if let Some(python) = std::env::var_os("PROMPTGATE_TEST_PYTHON") {
         return PathBuf::from(python);
     }
