@@ -249,7 +249,7 @@ mod tests {
     use super::*;
 
     fn read_problems(source: &str) -> Vec<(Option<usize>, String, String)> {
-        read(source)
+        read::<RawConfig>(source)
             .problems
             .into_iter()
             .map(|p| (p.line, p.path, p.message))
@@ -259,7 +259,7 @@ mod tests {
     #[test]
     fn every_unknown_key_and_type_error_is_listed_in_file_order() {
         let source = "[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\ncolour = \"red\"\n\n[admin]\nlisen = \"x\"\nreadiness_audit_failure_ms = \"soon\"\n";
-        let reading = read(source);
+        let reading = read::<RawConfig>(source);
         let found: Vec<_> = reading
             .problems
             .iter()
@@ -296,7 +296,7 @@ mod tests {
             (found[1].0, found[1].1.as_str()),
             (Some(8), "routes[1].extra")
         );
-        assert!(read(source).raw.is_none());
+        assert!(read::<RawConfig>(source).raw.is_none());
     }
 
     #[test]
@@ -310,7 +310,7 @@ mod tests {
     #[test]
     fn elements_taken_out_of_a_list_keep_the_next_ones_indexes() {
         let source = "[[routes]]\nmodels = [1, \"b\", 2]\nproviders = [\"a\"]\n";
-        let reading = read(source);
+        let reading = read::<RawConfig>(source);
         let found: Vec<_> = reading.problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(found, ["routes[0].models[0]", "routes[0].models[2]"]);
         assert_eq!(reading.raw.unwrap().routes[0].models, ["b"]);
@@ -343,7 +343,7 @@ mod tests {
                     variants.push(changed.join("\n"));
                 }
                 for source in variants {
-                    let reading = read(&source);
+                    let reading = read::<RawConfig>(&source);
                     for problem in &reading.problems {
                         assert!(!problem.message.is_empty(), "{source}");
                     }

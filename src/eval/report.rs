@@ -159,7 +159,8 @@ impl Report {
 /// Slices: for each tag value, each variant's mean and pass rate per scorer.
 pub fn slices(report_scorers: &[String], results: &[CaseResult]) -> Vec<Slice> {
     // (tag, value, variant position, scorer) → (cases, sum of values, passes)
-    let mut sums: BTreeMap<(&str, &str, usize, usize), (u64, f64, u64)> = BTreeMap::new();
+    type Key<'a> = (&'a str, &'a str, usize, usize);
+    let mut sums: BTreeMap<Key<'_>, (u64, f64, u64)> = BTreeMap::new();
     for case in results {
         for (tag, value) in &case.tags {
             for (position, variant) in case.variants.iter().enumerate() {

@@ -214,9 +214,9 @@ async fn an_injected_regression_fails_the_gate_and_is_named_in_every_report() {
     assert_eq!(check["mcnemar"]["discordant"], wrong.len());
     assert_eq!(check["significant_drop"], true);
     // The paired tests against scipy/statsmodels on the same outcomes
-    // (tests/eval_reference/generate.py recomputes the wrong cases on its own).
+    // (tests/eval_reference/gate.py recomputes the wrong cases on its own).
     let reference: Value =
-        serde_json::from_str(include_str!("../eval_reference/values.json")).unwrap();
+        serde_json::from_str(include_str!("../eval_reference/gate.json")).unwrap();
     assert_eq!(reference["wrong_cases"], serde_json::json!(wrong));
     for (ours, theirs) in [
         (&check["mcnemar"]["p_value"], &reference["mcnemar_p"]),

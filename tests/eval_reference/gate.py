@@ -12,7 +12,7 @@ Generated with scipy 1.17.1 and statsmodels 0.15.0:
 
     python3 -m venv /tmp/evalref
     /tmp/evalref/bin/pip install scipy==1.17.1 statsmodels==0.15.0
-    /tmp/evalref/bin/python tests/eval_reference/generate.py
+    /tmp/evalref/bin/python tests/eval_reference/gate.py
 """
 
 import hashlib
@@ -46,6 +46,6 @@ out = {
     "mcnemar_p": float(m.pvalue),
     "wilcoxon_p": float(w.pvalue),
 }
-path = pathlib.Path(__file__).with_name("values.json")
+path = pathlib.Path(__file__).with_name("gate.json")
 path.write_text(json.dumps(out, indent=2) + "\n")
 print(json.dumps(out, indent=2))
