@@ -58,8 +58,57 @@ enum Command {
     HashKey,
     /// Compare an experiment's variants from the audit log (see docs/analyze.md).
     Analyze(AnalyzeArgs),
+    /// Run a golden-set suite on an experiment's variants and gate the change
+    /// (see docs/eval.md): exit 0 when the gate passes, 1 when it fails, 2 on
+    /// a config, suite or golden-set error.
+    Eval(EvalArgs),
     /// Write golden-set candidates for review from the audit log (see docs/eval.md, "Export").
     ExportDataset(ExportArgs),
+}
+
+#[derive(clap::Args)]
+struct EvalArgs {
+    /// The gateway's TOML config (providers, routes, experiments, prices).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The suite file (config/evals/*.toml).
+    #[arg(long)]
+    suite: PathBuf,
+    /// Ask each case this many times (overrides the suite's `repeat`).
+    #[arg(long)]
+    repeat: Option<u32>,
+    /// Calls in flight at once (overrides the suite's `concurrency`).
+    #[arg(long)]
+    concurrency: Option<usize>,
+    /// Ask every case again instead of reusing cached answers.
+    #[arg(long)]
+    no_cache: bool,
+    /// Where answers are cached, keyed by a hash of the rendered request.
+    #[arg(long, default_value = ".promptgate/eval-cache")]
+    cache_dir: PathBuf,
+    /// What to print (or write to --out).
+    #[arg(long, value_enum, default_value_t = EvalFormat::Table)]
+    format: EvalFormat,
+    /// Write the --format output here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Also write the JSON report (promptgate.eval.v1) here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Also write the HTML report here.
+    #[arg(long)]
+    html: Option<PathBuf>,
+    /// Also write JUnit XML here (one test case per golden case and scorer).
+    #[arg(long)]
+    junit: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EvalFormat {
+    Table,
+    Json,
+    Html,
+    Junit,
 }
 
 /// Where the audit log is read from: shared by `analyze` and `export-dataset`.
@@ -199,6 +248,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::HashKey => hash_key(),
         Command::Analyze(args) => analyze(args),
+        Command::Eval(args) => Ok(eval(args)),
         Command::ExportDataset(args) => export_dataset(args),
     };
     match result {
@@ -331,6 +381,69 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         }
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// Exit status 2 for anything that kept the gate from being decided.
+fn eval(args: EvalArgs) -> ExitCode {
+    match run_eval(&args) {
+        Ok(passed) => ExitCode::from(if passed { 0 } else { 1 }),
+        Err(error) => {
+            eprintln!("{error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_eval(args: &EvalArgs) -> anyhow::Result<bool> {
+    use promptgate::eval::{self, EvalOptions};
+    let options = EvalOptions {
+        config: args.config.clone(),
+        suite: args.suite.clone(),
+        repeat: args.repeat,
+        concurrency: args.concurrency,
+        cache_dir: (!args.no_cache).then(|| args.cache_dir.clone()),
+        progress: std::io::stderr().is_terminal(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = runtime.block_on(eval::evaluate(&options))?;
+    let render = |format: EvalFormat| -> anyhow::Result<String> {
+        Ok(match format {
+            EvalFormat::Table => eval::render::table(&report),
+            EvalFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+            EvalFormat::Html => eval::html::page(&report),
+            EvalFormat::Junit => eval::junit::junit(&report),
+        })
+    };
+    let write = |path: &Path, text: String| {
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    match &args.out {
+        Some(path) => write(path, render(args.format)?)?,
+        None => print!("{}", render(args.format)?),
+    }
+    for (path, format) in [
+        (&args.json, EvalFormat::Json),
+        (&args.html, EvalFormat::Html),
+        (&args.junit, EvalFormat::Junit),
+    ] {
+        if let Some(path) = path {
+            write(path, render(format)?)?;
+        }
+    }
+    if args.format != EvalFormat::Table || args.out.is_some() {
+        for warning in &report.warnings {
+            eprintln!("warning: {warning}");
+        }
+        eprintln!(
+            "suite `{}`: gate {}",
+            report.suite,
+            if report.passed { "passed" } else { "FAILED" }
+        );
+    }
+    Ok(report.passed)
 }
 
 fn export_dataset(args: ExportArgs) -> anyhow::Result<ExitCode> {

@@ -42,6 +42,7 @@ fn main() -> std::io::Result<()> {
                     first_byte_delay: Duration::from_millis(args.first_byte_ms),
                     chunk_delay: Duration::from_millis(args.chunk_ms),
                     required_key: args.require_key,
+                    ..SimConfig::default()
                 },
             )
             .await?;

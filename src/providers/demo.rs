@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::api::Endpoint;
 
+mod extraction;
 mod refusal;
 
 /// Reads a request body as the real API would: the request, or the error body
@@ -50,6 +51,11 @@ pub fn answer(endpoint: Endpoint, request: &Value) -> DemoAnswer {
     let said: String = last_user_text(request).chars().take(200).collect();
     let text = match (endpoint, system) {
         (Endpoint::Embeddings, _) => String::new(),
+        (_, Some(system))
+            if let Some(fields) = extraction::extract(system, &last_user_text(request)) =>
+        {
+            fields
+        }
         (_, Some(system)) => {
             let system: String = system.chars().take(80).collect();
             format!(
@@ -119,7 +125,7 @@ fn prompt_text(request: &Value) -> String {
     String::new()
 }
 
-fn last_user_text(request: &Value) -> String {
+pub(crate) fn last_user_text(request: &Value) -> String {
     if let Some(messages) = request.get("messages").and_then(Value::as_array)
         && let Some(last) = messages
             .iter()
@@ -132,7 +138,7 @@ fn last_user_text(request: &Value) -> String {
 }
 
 /// Anthropic's top-level `system`, or the first OpenAI system/developer message.
-fn system_text(request: &Value) -> Option<&str> {
+pub(crate) fn system_text(request: &Value) -> Option<&str> {
     if let Some(system) = request.get("system") {
         return match system {
             Value::String(s) => Some(s.as_str()),

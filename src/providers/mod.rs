@@ -586,4 +586,9 @@ impl Upstreams {
     pub fn provider_name(&self, id: usize) -> &str {
         self.providers.get(id).map_or("", |p| &p.name)
     }
+
+    /// What kind of provider `id` is (`None` for an unknown id).
+    pub fn provider_kind(&self, id: usize) -> Option<&ProviderKind> {
+        self.providers.get(id).map(|p| &p.kind)
+    }
 }

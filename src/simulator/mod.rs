@@ -15,6 +15,7 @@
 //! measures inter-chunk gaps with it).
 
 mod fault;
+mod rules;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -35,6 +36,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use fault::Fault;
+pub use rules::{SimJudge, WRONG_ANSWER, WrongAnswers};
 
 use crate::api::Endpoint;
 use crate::body::{BoxError, GatewayBody};
@@ -53,6 +55,10 @@ pub struct SimConfig {
     /// When set, requests must carry this key (`Authorization: Bearer` or
     /// `x-api-key`), else 401 — lets tests prove the gateway injects it.
     pub required_key: Option<String>,
+    /// One model answers wrong on a share of inputs (an injected regression).
+    pub wrong_answers: Option<WrongAnswers>,
+    /// How the eval judge's prompts are answered.
+    pub judge: Option<SimJudge>,
 }
 
 /// One request as the simulator received it.
@@ -289,7 +295,14 @@ async fn respond(
             return Ok(json_response(StatusCode::BAD_REQUEST, &error));
         }
     };
-    let answer = demo::answer(endpoint, &request);
+    let mut answer = demo::answer(endpoint, &request);
+    let config = &state.config;
+    rules::apply(
+        config.wrong_answers.as_ref(),
+        config.judge.as_ref(),
+        &request,
+        &mut answer,
+    );
     let stream = request
         .get("stream")
         .and_then(Value::as_bool)

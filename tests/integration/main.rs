@@ -18,6 +18,7 @@ mod audit_s3;
 mod cli;
 mod dashboard;
 mod errors;
+mod eval;
 mod experiments;
 mod export_dataset;
 mod feedback;

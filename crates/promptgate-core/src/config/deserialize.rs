@@ -14,25 +14,27 @@ use toml::de::{DeArray, DeTable, DeValue};
 use super::Problem;
 use super::location::{self, Segment};
 use super::raw::RawConfig;
+use serde::de::DeserializeOwned;
 
 /// More attempts than any real file needs; ends the loop on a pathological one.
 const MAX_ATTEMPTS: usize = 1_000;
 
 /// What deserializing found.
-pub(super) struct Reading {
+pub(super) struct Reading<T = RawConfig> {
     /// `None`: the file could not be read into a config at all (TOML syntax),
     /// or an entry had to be set aside because a required field was missing or
     /// unusable — checking the rest would report consequences of that, not
     /// mistakes.
-    pub raw: Option<RawConfig>,
+    pub raw: Option<T>,
     pub problems: Vec<Problem>,
     /// Maps paths of the config read (after bad values were taken out of
     /// arrays) back to the positions written in the file.
     pub paths: PathMap,
 }
 
-/// Reads `source` into a `RawConfig`, listing every problem found on the way.
-pub(super) fn read(source: &str) -> Reading {
+/// Reads `source` into a `RawConfig` (or another `deny_unknown_fields` type,
+/// such as an eval suite), listing every problem found on the way.
+pub(super) fn read<T: DeserializeOwned>(source: &str) -> Reading<T> {
     let (mut root, syntax_errors) = DeTable::parse_recoverable(source);
     if !syntax_errors.is_empty() {
         let problems = syntax_errors
@@ -57,9 +59,9 @@ pub(super) fn read(source: &str) -> Reading {
     let mut reported: HashSet<Vec<Segment>> = HashSet::new();
     let mut complete = true;
     for _ in 0..MAX_ATTEMPTS {
-        let error = match serde_path_to_error::deserialize::<_, RawConfig>(
-            toml::de::Deserializer::from(root.clone()),
-        ) {
+        let error = match serde_path_to_error::deserialize::<_, T>(toml::de::Deserializer::from(
+            root.clone(),
+        )) {
             Ok(raw) => {
                 return Reading {
                     raw: complete.then_some(raw),
@@ -247,7 +249,7 @@ mod tests {
     use super::*;
 
     fn read_problems(source: &str) -> Vec<(Option<usize>, String, String)> {
-        read(source)
+        read::<RawConfig>(source)
             .problems
             .into_iter()
             .map(|p| (p.line, p.path, p.message))
@@ -257,7 +259,7 @@ mod tests {
     #[test]
     fn every_unknown_key_and_type_error_is_listed_in_file_order() {
         let source = "[server]\nlisten = \"127.0.0.1:1\"\nlisten_port = 3\ncolour = \"red\"\n\n[admin]\nlisen = \"x\"\nreadiness_audit_failure_ms = \"soon\"\n";
-        let reading = read(source);
+        let reading = read::<RawConfig>(source);
         let found: Vec<_> = reading
             .problems
             .iter()
@@ -294,7 +296,7 @@ mod tests {
             (found[1].0, found[1].1.as_str()),
             (Some(8), "routes[1].extra")
         );
-        assert!(read(source).raw.is_none());
+        assert!(read::<RawConfig>(source).raw.is_none());
     }
 
     #[test]
@@ -308,7 +310,7 @@ mod tests {
     #[test]
     fn elements_taken_out_of_a_list_keep_the_next_ones_indexes() {
         let source = "[[routes]]\nmodels = [1, \"b\", 2]\nproviders = [\"a\"]\n";
-        let reading = read(source);
+        let reading = read::<RawConfig>(source);
         let found: Vec<_> = reading.problems.iter().map(|p| p.path.as_str()).collect();
         assert_eq!(found, ["routes[0].models[0]", "routes[0].models[2]"]);
         assert_eq!(reading.raw.unwrap().routes[0].models, ["b"]);
@@ -341,7 +343,7 @@ mod tests {
                     variants.push(changed.join("\n"));
                 }
                 for source in variants {
-                    let reading = read(&source);
+                    let reading = read::<RawConfig>(&source);
                     for problem in &reading.problems {
                         assert!(!problem.message.is_empty(), "{source}");
                     }

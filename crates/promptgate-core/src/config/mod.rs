@@ -131,6 +131,26 @@ fn parse(source: &str, env: &validate::Environment<'_>) -> Result<Config, Vec<Pr
     Err(deserialize::in_file_order(problems))
 }
 
+/// Reads another TOML document of ours (an eval suite) by the config's rules:
+/// every syntax, unknown-key and type problem at once, each with its line.
+pub fn read_document<T: serde::de::DeserializeOwned>(source: &str) -> Result<T, Vec<Problem>> {
+    let reading = deserialize::read::<T>(source);
+    match reading.raw {
+        Some(document) if reading.problems.is_empty() => Ok(document),
+        _ => Err(reading.problems),
+    }
+}
+
+/// A serde message in the config's words ("unknown value", "a number").
+pub fn plain_message(message: &str) -> String {
+    deserialize::plain_words(message)
+}
+
+/// Line (1-based) of a field path (`scorers[1].pattern`) in a TOML document.
+pub fn line_of(source: &str, path: &str) -> Option<usize> {
+    location::line_of(source, path)
+}
+
 /// First 12 hex characters of the SHA-256 of the config text and every prompt
 /// file (path and content): the config version.
 pub fn config_version(source: &str, files: &[(PathBuf, String)]) -> Arc<str> {
