@@ -279,6 +279,7 @@ fn audit_encoding(c: &mut Criterion) {
             endpoint: Endpoint::ChatCompletions,
             provider: "openai".into(),
             model: "greeting".into(),
+            upstream_model: "greeting".into(),
             request_body: bytes::Bytes::from_static(CHAT),
             stream: false,
             status: 200,

@@ -1,7 +1,6 @@
 //! One audit record per request attempt (schema v1, documented field by field
 //! in docs/audit-schema.md). Built on the writer thread, off the request path.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
@@ -81,19 +80,6 @@ fn compact_json(body: &[u8]) -> Option<Box<RawValue>> {
         compact.push(byte);
     }
     RawValue::from_string(String::from_utf8(compact).ok()?).ok()
-}
-
-/// The request's `model`, without building a tree of the whole body.
-fn upstream_model_of(request_body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct ModelOnly<'a> {
-        #[serde(borrow)]
-        model: Option<Cow<'a, str>>,
-    }
-    serde_json::from_slice::<ModelOnly<'_>>(request_body)
-        .ok()?
-        .model
-        .map(Cow::into_owned)
 }
 
 fn millis(duration: Duration) -> f64 {
@@ -183,7 +169,7 @@ pub fn from_exchange(exchange: &Exchange, ctx: &RecordContext<'_>) -> Record {
     let log_bodies =
         ctx.config.log_bodies && start.experiment.as_ref().is_none_or(|t| t.log_bodies);
     let started = UtcTime::from_system(start.started_at);
-    let upstream_model = upstream_model_of(&start.request_body);
+    let upstream_model = Some(start.upstream_model.as_str());
     let captured = &exchange.captured;
     let status = start.status;
     let error_class = exchange.error_class();
@@ -237,7 +223,7 @@ pub fn from_exchange(exchange: &Exchange, ctx: &RecordContext<'_>) -> Record {
         "cost_usd".into(),
         cost(
             ctx,
-            upstream_model.as_deref(),
+            upstream_model,
             captured.usage.input_tokens,
             captured.usage.output_tokens,
         ),
@@ -471,16 +457,6 @@ mod tests {
         let line = serde_json::to_string(&record).unwrap();
         let parsed: Value = serde_json::from_str(&line).unwrap();
         assert_eq!(parsed, json!({"status": 200, "request": original}));
-    }
-
-    #[test]
-    fn the_upstream_model_is_read_without_a_tree() {
-        assert_eq!(
-            upstream_model_of(br#"{"messages":[{"content":"model"}],"model":"gpt-\u00e9"}"#),
-            Some("gpt-é".to_owned())
-        );
-        assert_eq!(upstream_model_of(br#"{"model":7}"#), None);
-        assert_eq!(upstream_model_of(b"not json"), None);
     }
 
     #[test]

@@ -496,6 +496,7 @@ mod tests {
                 endpoint: Endpoint::ChatCompletions,
                 provider: "demo".into(),
                 model: "demo".into(),
+                upstream_model: "demo".into(),
                 request_body: bytes::Bytes::from_static(b"{\"model\":\"demo\"}"),
                 stream: false,
                 status: 200,

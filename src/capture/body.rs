@@ -401,6 +401,7 @@ mod tests {
             endpoint,
             provider: "demo".into(),
             model: "demo".into(),
+            upstream_model: "demo".into(),
             request_body: Bytes::new(),
             stream: event_stream,
             status: 200,

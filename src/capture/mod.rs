@@ -77,6 +77,10 @@ pub struct ExchangeStart {
     pub provider: Arc<str>,
     /// The model the caller named.
     pub model: String,
+    /// The model named in `request_body`, which the provider was asked for
+    /// (the audit record's `upstream_model`, its price), so nobody parses
+    /// the body again to find it.
+    pub upstream_model: String,
     /// The body as sent to the provider (after aliasing and template rendering).
     pub request_body: bytes::Bytes,
     pub stream: bool,
@@ -356,6 +360,7 @@ mod tests {
                 endpoint: Endpoint::ChatCompletions,
                 provider: "p".into(),
                 model: "m".into(),
+                upstream_model: "m".into(),
                 request_body: bytes::Bytes::from_static(b"{}"),
                 stream: false,
                 status: 200,
