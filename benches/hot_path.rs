@@ -281,6 +281,7 @@ fn audit_encoding(c: &mut Criterion) {
             endpoint: Endpoint::ChatCompletions,
             provider: "openai".into(),
             model: "greeting".into(),
+            upstream_model: "greeting".into(),
             request_body: bytes::Bytes::from_static(CHAT),
             stream: false,
             status: 200,
@@ -373,6 +374,37 @@ fn audit_encoding(c: &mut Criterion) {
             gzip.finish().unwrap().len()
         })
     });
+    // Issue 14's audit throughput figure: building and serialising each
+    // record and gzipping the lines, as the writer and uploader do (at the
+    // object's level, and at gzip's fastest for comparison).
+    for (name, level) in [
+        (
+            "encode_and_gzip_1000_records",
+            flate2::Compression::default(),
+        ),
+        (
+            "encode_and_gzip_fast_1000_records",
+            flate2::Compression::fast(),
+        ),
+    ] {
+        group.bench_function(name, |b| {
+            let mut line = Vec::with_capacity(4096);
+            b.iter(|| {
+                let mut gzip = flate2::write::GzEncoder::new(Vec::with_capacity(256 << 10), level);
+                for _ in 0..1000 {
+                    line.clear();
+                    serde_json::to_writer(
+                        &mut line,
+                        &record::from_exchange(black_box(&exchange), &raw_ctx),
+                    )
+                    .unwrap();
+                    line.push(b'\n');
+                    gzip.write_all(&line).unwrap();
+                }
+                gzip.finish().unwrap().len()
+            })
+        });
+    }
     group.finish();
 }
 

@@ -30,7 +30,11 @@ require_wrk() {
   fi
 }
 
+# BIN_DIR=/path/release SKIP_BUILD=1: run binaries built elsewhere (say, an
+# earlier commit's, for a before/after table) instead of building this tree.
+bin=${BIN_DIR:-$bin}
 build_release() { # extra cargo target flags, e.g. --example bare_forwarder
+  if [ "${SKIP_BUILD:-0}" = 1 ]; then return; fi
   echo "building release binaries..." >&2
   (cd "$root" && cargo build --release --quiet --bin promptgate --bin promptgate-sim "$@")
 }

@@ -103,7 +103,7 @@ impl App {
             None => (None, None),
         };
         let sink: Arc<dyn ExchangeSink> = match &audit_log {
-            Some(log) => Arc::new(Fanout(vec![log.clone() as Arc<dyn ExchangeSink>, sink])),
+            Some(log) => Fanout::of(vec![log.clone() as Arc<dyn ExchangeSink>, sink]),
             None => sink,
         };
         let listener = bind(config.server.listen).await?;

@@ -18,6 +18,8 @@ mod disk;
 pub mod health;
 mod objects;
 pub mod record;
+#[cfg(test)]
+mod record_reference;
 pub mod s3;
 pub mod spool;
 pub mod store;

@@ -1,18 +1,25 @@
 //! One audit record per request attempt (schema v1, documented field by field
 //! in docs/audit-schema.md). Built on the writer thread, off the request path.
+//!
+//! A record is a typed view that borrows the exchange (or refusal, or
+//! feedback) and is serialised straight into the line: no map of ~40 owned
+//! keys and values is built per record. Fields are written in the order
+//! schema-v1 lines have always had (keys sorted, as a `serde_json::Map` wrote
+//! them; bodies kept as their own JSON text last), so every line is byte for
+//! byte what the map-built encoder wrote (`record_reference.rs`, the tests).
 
-use std::borrow::Cow;
+use std::fmt;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde::ser::{Error as _, Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::capture::{ExperimentTag, FinishedExchange, Outcome, Refusal};
 use crate::feedback::{Feedback, FeedbackValue};
-use promptgate_core::config::audit::{AuditConfig, PathPart, Redaction};
+use promptgate_core::config::audit::{AuditConfig, JsonPath, PathPart, Redaction};
 use promptgate_log::time::UtcTime;
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -24,41 +31,90 @@ pub struct RecordContext<'a> {
     pub unit_key: &'a [u8],
 }
 
-/// A built record. The request and response bodies, unless a redaction path
-/// reaches into them, stay the JSON text they arrived as (checked, and made
-/// one line) instead of becoming `Value` trees: parsing two bodies into maps
-/// and writing them out again was most of the writer thread's work.
-pub struct Record {
-    fields: Map<String, Value>,
-    bodies: Vec<(&'static str, Box<RawValue>)>,
+/// A built record, ready to serialise as one JSON line.
+pub enum Record<'a> {
+    Request(Box<RequestRecord<'a>>),
+    Feedback(FeedbackRecord<'a>),
 }
 
-impl From<Map<String, Value>> for Record {
-    fn from(fields: Map<String, Value>) -> Record {
-        Record {
-            fields,
-            bodies: Vec::new(),
-        }
-    }
-}
-
-impl Serialize for Record {
+impl Serialize for Record<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.fields.len() + self.bodies.len()))?;
-        for (key, value) in &self.fields {
-            map.serialize_entry(key, value)?;
+        match self {
+            Record::Request(record) => record.serialize(serializer),
+            Record::Feedback(record) => record.serialize(serializer),
         }
-        for (key, body) in &self.bodies {
-            map.serialize_entry(key, body)?;
-        }
-        map.end()
     }
+}
+
+/// A request or response body. Unless a redaction path reaches into it, it
+/// stays the JSON text it arrived as (checked, and made one line) instead of
+/// becoming a `Value` tree: parsing two bodies into maps and writing them out
+/// again was most of the writer thread's work.
+enum Body {
+    /// Written after every other field.
+    Raw(Box<RawValue>),
+    /// Written in its place among the fields (`null` included).
+    Tree(Value),
+}
+
+/// The experiment columns of a request record.
+struct Assignment<'a> {
+    tag: &'a ExperimentTag,
+    unit_key_hash: String,
+}
+
+/// A request record: a served request's or a shadow call's exchange, or a
+/// request that got no provider answer.
+pub struct RequestRecord<'a> {
+    request_id: &'a str,
+    trace_id: Option<opentelemetry::trace::TraceId>,
+    /// The request a shadow call copies; `role` is `shadow` when set.
+    shadow_of: Option<&'a str>,
+    ts_start: UtcTime,
+    ts_first_byte: Option<UtcTime>,
+    ts_end: UtcTime,
+    gateway_instance: &'a str,
+    config_version: &'a str,
+    client_id: Option<&'a str>,
+    endpoint: Option<&'static str>,
+    dialect: &'static str,
+    assignment: Option<Assignment<'a>>,
+    provider: Option<&'a str>,
+    model: Option<&'a str>,
+    upstream_model: Option<&'a str>,
+    stream: bool,
+    status: Option<u16>,
+    outcome: &'static str,
+    error_class: Option<&'static str>,
+    error_message: Option<&'a str>,
+    attempts: u32,
+    latency_ms: f64,
+    ttfb_ms: Option<f64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    cost_usd: Option<f64>,
+    bodies_logged: bool,
+    request: Body,
+    response: Body,
+    response_text: Option<&'a str>,
+    response_truncated: Option<bool>,
+    redact: &'a [JsonPath],
+    redaction: Redaction,
+}
+
+/// A feedback record (its own table: `<prefix>/feedback/v1/`). The value has
+/// typed columns so every engine infers one type: `value_number` always (a
+/// boolean as 0 or 1, so means are proportions), `value_bool` for booleans.
+pub struct FeedbackRecord<'a> {
+    feedback: &'a Feedback,
+    ts_received: UtcTime,
+    gateway_instance: &'a str,
 }
 
 /// `body` as one line of JSON, the whitespace between its tokens dropped (a
 /// pretty-printed answer would otherwise break the JSON Lines framing);
 /// `None` when it is not JSON.
-fn compact_json(body: &[u8]) -> Option<Box<RawValue>> {
+pub(super) fn compact_json(body: &[u8]) -> Option<Box<RawValue>> {
     let raw: &RawValue = serde_json::from_slice(body).ok()?;
     let mut compact = Vec::with_capacity(raw.get().len());
     let (mut in_string, mut escaped) = (false, false);
@@ -83,24 +139,11 @@ fn compact_json(body: &[u8]) -> Option<Box<RawValue>> {
     RawValue::from_string(String::from_utf8(compact).ok()?).ok()
 }
 
-/// The request's `model`, without building a tree of the whole body.
-fn upstream_model_of(request_body: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct ModelOnly<'a> {
-        #[serde(borrow)]
-        model: Option<Cow<'a, str>>,
-    }
-    serde_json::from_slice::<ModelOnly<'_>>(request_body)
-        .ok()?
-        .model
-        .map(Cow::into_owned)
-}
-
-fn millis(duration: Duration) -> f64 {
+pub(super) fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1e6).round() / 1e3
 }
 
-fn pseudonymise(key: &[u8], unit: &str) -> String {
+pub(super) fn pseudonymise(key: &[u8], unit: &str) -> String {
     // HMAC takes keys of any length, so this never fails; an empty pseudonym
     // (never the raw key) would be the answer if it did.
     let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
@@ -110,60 +153,14 @@ fn pseudonymise(key: &[u8], unit: &str) -> String {
     hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
-fn experiment_fields(
-    record: &mut Map<String, Value>,
-    tag: Option<&ExperimentTag>,
+fn assignment<'a>(
+    tag: Option<&'a ExperimentTag>,
     ctx: &RecordContext<'_>,
-) {
-    let (experiment, assigned, served, reason, version, unit, sticky, share) = match tag {
-        Some(t) => (
-            json!(&*t.experiment),
-            json!(&*t.assigned_variant),
-            json!(&*t.served_variant),
-            json!(t.reason.to_string()),
-            json!(&*t.variant_version),
-            json!(pseudonymise(ctx.unit_key, &t.unit_key)),
-            json!(t.sticky),
-            json!(t.assigned_share),
-        ),
-        None => (
-            Value::Null,
-            Value::Null,
-            Value::Null,
-            Value::Null,
-            Value::Null,
-            Value::Null,
-            Value::Null,
-            Value::Null,
-        ),
-    };
-    record.insert("experiment".into(), experiment);
-    record.insert("assigned_variant".into(), assigned);
-    record.insert("served_variant".into(), served);
-    record.insert("assignment_reason".into(), reason);
-    record.insert("variant_version".into(), version);
-    record.insert("unit_key_hash".into(), unit);
-    record.insert("assignment_sticky".into(), sticky);
-    record.insert("variant_share".into(), share);
-}
-
-/// `role` and `shadow_of`: a shadow call's tag names the served request it copies.
-fn role_fields(record: &mut Map<String, Value>, tag: Option<&ExperimentTag>) {
-    match tag.and_then(|t| t.shadow_of.as_deref()) {
-        Some(served) => {
-            record.insert("role".into(), json!("shadow"));
-            record.insert("shadow_of".into(), json!(served));
-        }
-        None => {
-            record.insert("role".into(), json!("served"));
-            record.insert("shadow_of".into(), Value::Null);
-        }
-    }
-}
-
-/// 32 lower-case hex digits, as in `traceparent` and trace backends.
-fn trace_id(id: Option<opentelemetry::trace::TraceId>) -> Value {
-    id.map_or(Value::Null, |id| json!(id.to_string()))
+) -> Option<Assignment<'a>> {
+    tag.map(|tag| Assignment {
+        tag,
+        unit_key_hash: pseudonymise(ctx.unit_key, &tag.unit_key),
+    })
 }
 
 fn cost(
@@ -171,209 +168,293 @@ fn cost(
     model: Option<&str>,
     input: Option<u64>,
     output: Option<u64>,
-) -> Value {
+) -> Option<f64> {
     model
         .and_then(|m| ctx.config.prices.get(m))
         .and_then(|price| price.cost_usd(input, output))
-        .map_or(Value::Null, |usd| json!(usd))
 }
 
-pub fn from_exchange(exchange: &FinishedExchange, ctx: &RecordContext<'_>) -> Record {
+/// Whether a redaction path starts at the record's field `field`.
+fn redacted_inside(config: &AuditConfig, field: &str) -> bool {
+    config
+        .redact
+        .iter()
+        .any(|path| matches!(path.parts.first(), Some(PathPart::Key(key)) if key == field))
+}
+
+pub fn from_exchange<'a>(exchange: &'a FinishedExchange, ctx: &RecordContext<'a>) -> Record<'a> {
     let start = &exchange.start;
-    let log_bodies =
-        ctx.config.log_bodies && start.experiment.as_ref().is_none_or(|t| t.log_bodies);
-    let started = UtcTime::from_system(start.started_at);
-    let upstream_model = upstream_model_of(&start.request_body);
+    let config = ctx.config;
+    let log_bodies = config.log_bodies && start.experiment.as_ref().is_none_or(|t| t.log_bodies);
     let captured = &exchange.captured;
-    let status = start.status;
     let error_class = exchange.error_class();
     let error_message = match (&exchange.outcome, error_class) {
-        (Outcome::UpstreamBroken(message), _) => json!(message),
-        (_, Some("stream_error")) => json!(captured.stream_error),
-        _ => Value::Null,
+        (Outcome::UpstreamBroken(message), _) => Some(message.as_str()),
+        (_, Some("stream_error")) => captured.stream_error.as_deref(),
+        _ => None,
     };
-    let mut record = Map::with_capacity(40);
-    record.insert("schema_version".into(), json!(SCHEMA_VERSION));
-    record.insert("record_type".into(), json!("request"));
-    record.insert("request_id".into(), json!(&*start.request_id));
-    record.insert("trace_id".into(), trace_id(start.trace_id));
-    role_fields(&mut record, start.experiment.as_ref());
-    record.insert("ts_start".into(), json!(started.rfc3339_millis()));
-    record.insert(
-        "ts_first_byte".into(),
-        exchange.first_byte_after.map_or(Value::Null, |d| {
-            json!(UtcTime::from_system(start.started_at + d).rfc3339_millis())
-        }),
-    );
-    record.insert(
-        "ts_end".into(),
-        json!(UtcTime::from_system(start.started_at + exchange.duration).rfc3339_millis()),
-    );
-    record.insert("gateway_instance".into(), json!(ctx.config.instance));
-    record.insert("config_version".into(), json!(&*start.config_version));
-    record.insert("client_id".into(), json!(start.client_id.as_deref()));
-    record.insert("endpoint".into(), json!(start.endpoint.label()));
-    record.insert("dialect".into(), json!(start.endpoint.dialect().label()));
-    experiment_fields(&mut record, start.experiment.as_ref(), ctx);
-    record.insert("provider".into(), json!(&*start.provider));
-    record.insert("model".into(), json!(start.model));
-    record.insert("upstream_model".into(), json!(upstream_model));
-    record.insert("stream".into(), json!(start.stream));
-    record.insert("status".into(), json!(status));
-    record.insert("outcome".into(), json!(exchange.outcome.label()));
-    record.insert("error_class".into(), json!(error_class));
-    record.insert("error_message".into(), error_message);
-    record.insert("attempts".into(), json!(start.attempts));
-    record.insert("latency_ms".into(), json!(millis(exchange.duration)));
-    record.insert(
-        "ttfb_ms".into(),
-        exchange
-            .first_byte_after
-            .map_or(Value::Null, |d| json!(millis(d))),
-    );
-    record.insert("input_tokens".into(), json!(captured.usage.input_tokens));
-    record.insert("output_tokens".into(), json!(captured.usage.output_tokens));
-    record.insert(
-        "cost_usd".into(),
-        cost(
-            ctx,
-            upstream_model.as_deref(),
-            captured.usage.input_tokens,
-            captured.usage.output_tokens,
+    // A body a redaction path reaches into is parsed so it can be edited;
+    // any other is kept as the text it was.
+    let body = |field: &str, bytes: &[u8], not_json: fn(&[u8]) -> Value| {
+        if !redacted_inside(config, field)
+            && let Some(raw) = compact_json(bytes)
+        {
+            return Body::Raw(raw);
+        }
+        Body::Tree(serde_json::from_slice(bytes).unwrap_or_else(|_| not_json(bytes)))
+    };
+    let (request, response) = match log_bodies {
+        false => (Body::Tree(Value::Null), Body::Tree(Value::Null)),
+        true => (
+            body("request", &start.request_body, |_| Value::Null),
+            match captured.body.is_empty() {
+                true => Body::Tree(Value::Null),
+                false => body("response", &captured.body, |bytes| {
+                    Value::String(String::from_utf8_lossy(bytes).into_owned())
+                }),
+            },
         ),
-    );
-    record.insert("bodies_logged".into(), json!(log_bodies));
-    let mut bodies = Vec::new();
-    if log_bodies {
-        // A body a redaction path reaches into is parsed so it can be
-        // edited; any other is kept as the text it was.
-        let redacted_inside = |field: &str| {
-            ctx.config
-                .redact
-                .iter()
-                .any(|path| matches!(path.parts.first(), Some(PathPart::Key(key)) if key == field))
-        };
-        let mut body = |field: &'static str, bytes: &[u8], not_json: fn(&[u8]) -> Value| {
-            if !redacted_inside(field)
-                && let Some(raw) = compact_json(bytes)
-            {
-                bodies.push((field, raw));
-                return;
-            }
-            let value = serde_json::from_slice(bytes).unwrap_or_else(|_| not_json(bytes));
-            record.insert(field.into(), value);
-        };
-        body("request", &start.request_body, |_| Value::Null);
-        if captured.body.is_empty() {
-            record.insert("response".into(), Value::Null);
-        } else {
-            body("response", &captured.body, |bytes| {
-                Value::String(String::from_utf8_lossy(bytes).into_owned())
-            });
-        }
-        record.insert("response_text".into(), json!(captured.text));
-        record.insert("response_truncated".into(), json!(captured.truncated));
-    } else {
-        for field in ["request", "response", "response_text", "response_truncated"] {
-            record.insert(field.into(), Value::Null);
-        }
-    }
-    redact(&mut record, ctx.config);
-    Record {
-        fields: record,
-        bodies,
-    }
-}
-
-pub fn from_refusal(refusal: &Refusal, ctx: &RecordContext<'_>) -> Record {
-    let started = UtcTime::from_system(refusal.started_at);
-    let mut record = Map::with_capacity(40);
-    record.insert("schema_version".into(), json!(SCHEMA_VERSION));
-    record.insert("record_type".into(), json!("request"));
-    record.insert("request_id".into(), json!(&*refusal.request_id));
-    record.insert("trace_id".into(), trace_id(refusal.trace_id));
-    role_fields(&mut record, refusal.experiment.as_ref());
-    record.insert("ts_start".into(), json!(started.rfc3339_millis()));
-    record.insert("ts_first_byte".into(), Value::Null);
-    record.insert(
-        "ts_end".into(),
-        json!(UtcTime::from_system(refusal.started_at + refusal.duration).rfc3339_millis()),
-    );
-    record.insert("gateway_instance".into(), json!(ctx.config.instance));
-    record.insert("config_version".into(), json!(&*refusal.config_version));
-    record.insert("client_id".into(), json!(refusal.client_id.as_deref()));
-    record.insert(
-        "endpoint".into(),
-        json!(refusal.endpoint.map(|e| e.label())),
-    );
-    record.insert("dialect".into(), json!(refusal.dialect.label()));
-    experiment_fields(&mut record, refusal.experiment.as_ref(), ctx);
-    record.insert("provider".into(), json!(refusal.provider));
-    record.insert("model".into(), json!(refusal.model));
-    record.insert("upstream_model".into(), Value::Null);
-    record.insert("stream".into(), json!(refusal.stream));
-    record.insert("status".into(), json!(refusal.status));
-    record.insert("outcome".into(), json!(refusal.kind.outcome_label()));
-    record.insert("error_class".into(), json!(refusal.kind.class_label()));
-    record.insert("error_message".into(), json!(refusal.message));
-    record.insert("attempts".into(), json!(0));
-    record.insert("latency_ms".into(), json!(millis(refusal.duration)));
-    record.insert("ttfb_ms".into(), Value::Null);
-    record.insert("input_tokens".into(), Value::Null);
-    record.insert("output_tokens".into(), Value::Null);
-    record.insert("cost_usd".into(), Value::Null);
-    record.insert("bodies_logged".into(), json!(false));
-    for field in ["request", "response", "response_text", "response_truncated"] {
-        record.insert(field.into(), Value::Null);
-    }
-    redact(&mut record, ctx.config);
-    record.into()
-}
-
-/// A feedback record (its own table: `<prefix>/feedback/v1/`). The value has
-/// typed columns so every engine infers one type: `value_number` always (a
-/// boolean as 0 or 1, so means are proportions), `value_bool` for booleans.
-pub fn from_feedback(feedback: &Feedback, ctx: &RecordContext<'_>) -> Record {
-    let (value_bool, value_number) = match feedback.value {
-        FeedbackValue::Boolean(b) => (json!(b), json!(if b { 1.0 } else { 0.0 })),
-        FeedbackValue::Number(x) => (Value::Null, json!(x)),
     };
-    let mut record = Map::with_capacity(16);
-    record.insert("schema_version".into(), json!(SCHEMA_VERSION));
-    record.insert("record_type".into(), json!("feedback"));
-    record.insert("feedback_id".into(), json!(&*feedback.feedback_id));
-    record.insert("request_id".into(), json!(feedback.request_id));
-    record.insert(
-        "ts_received".into(),
-        json!(UtcTime::from_system(feedback.received_at).rfc3339_millis()),
-    );
-    record.insert("gateway_instance".into(), json!(ctx.config.instance));
-    record.insert("config_version".into(), json!(&*feedback.config_version));
-    record.insert("client_id".into(), json!(feedback.client_id.as_deref()));
-    record.insert("metric".into(), json!(feedback.metric));
-    record.insert("value_type".into(), json!(feedback.value.kind().label()));
-    record.insert("value_bool".into(), value_bool);
-    record.insert("value_number".into(), value_number);
-    record.insert("comment".into(), json!(feedback.comment));
-    record.insert(
-        "metadata".into(),
-        feedback.metadata.clone().map_or(Value::Null, Value::Object),
-    );
-    record.into()
+    let upstream_model = Some(start.upstream_model.as_str());
+    let (input_tokens, output_tokens) = (captured.usage.input_tokens, captured.usage.output_tokens);
+    Record::Request(Box::new(RequestRecord {
+        request_id: &start.request_id,
+        trace_id: start.trace_id,
+        shadow_of: start
+            .experiment
+            .as_ref()
+            .and_then(|t| t.shadow_of.as_deref()),
+        ts_start: UtcTime::from_system(start.started_at),
+        ts_first_byte: exchange
+            .first_byte_after
+            .map(|d| UtcTime::from_system(start.started_at + d)),
+        ts_end: UtcTime::from_system(start.started_at + exchange.duration),
+        gateway_instance: &config.instance,
+        config_version: &start.config_version,
+        client_id: start.client_id.as_deref(),
+        endpoint: Some(start.endpoint.label()),
+        dialect: start.endpoint.dialect().label(),
+        assignment: assignment(start.experiment.as_ref(), ctx),
+        provider: Some(&start.provider),
+        model: Some(&start.model),
+        upstream_model,
+        stream: start.stream,
+        status: Some(start.status),
+        outcome: exchange.outcome.label(),
+        error_class,
+        error_message,
+        attempts: start.attempts,
+        latency_ms: millis(exchange.duration),
+        ttfb_ms: exchange.first_byte_after.map(millis),
+        input_tokens,
+        output_tokens,
+        cost_usd: cost(ctx, upstream_model, input_tokens, output_tokens),
+        bodies_logged: log_bodies,
+        request,
+        response,
+        response_text: log_bodies.then_some(captured.text.as_str()),
+        response_truncated: log_bodies.then_some(captured.truncated),
+        redact: &config.redact,
+        redaction: config.redaction,
+    }))
 }
 
-/// Replaces every value at the configured paths, before anything is written.
-fn redact(record: &mut Map<String, Value>, config: &AuditConfig) {
-    for path in &config.redact {
-        let mut root = Value::Object(std::mem::take(record));
-        redact_at(&mut root, &path.parts, config.redaction);
-        if let Value::Object(map) = root {
-            *record = map;
+pub fn from_refusal<'a>(refusal: &'a Refusal, ctx: &RecordContext<'a>) -> Record<'a> {
+    Record::Request(Box::new(RequestRecord {
+        request_id: &refusal.request_id,
+        trace_id: refusal.trace_id,
+        shadow_of: refusal
+            .experiment
+            .as_ref()
+            .and_then(|t| t.shadow_of.as_deref()),
+        ts_start: UtcTime::from_system(refusal.started_at),
+        ts_first_byte: None,
+        ts_end: UtcTime::from_system(refusal.started_at + refusal.duration),
+        gateway_instance: &ctx.config.instance,
+        config_version: &refusal.config_version,
+        client_id: refusal.client_id.as_deref(),
+        endpoint: refusal.endpoint.map(|e| e.label()),
+        dialect: refusal.dialect.label(),
+        assignment: assignment(refusal.experiment.as_ref(), ctx),
+        provider: refusal.provider.as_deref(),
+        model: refusal.model.as_deref(),
+        upstream_model: None,
+        stream: refusal.stream,
+        status: refusal.status,
+        outcome: refusal.kind.outcome_label(),
+        error_class: Some(refusal.kind.class_label()),
+        error_message: Some(&refusal.message),
+        attempts: 0,
+        latency_ms: millis(refusal.duration),
+        ttfb_ms: None,
+        input_tokens: None,
+        output_tokens: None,
+        cost_usd: None,
+        bodies_logged: false,
+        request: Body::Tree(Value::Null),
+        response: Body::Tree(Value::Null),
+        response_text: None,
+        response_truncated: None,
+        redact: &ctx.config.redact,
+        redaction: ctx.config.redaction,
+    }))
+}
+
+pub fn from_feedback<'a>(feedback: &'a Feedback, ctx: &RecordContext<'a>) -> Record<'a> {
+    Record::Feedback(FeedbackRecord {
+        feedback,
+        ts_received: UtcTime::from_system(feedback.received_at),
+        gateway_instance: &ctx.config.instance,
+    })
+}
+
+/// Writes a map's entries, each replaced first where a redaction path of the
+/// config reaches it (only fields such a path names take the slow way, a
+/// `Value` copy).
+struct Entries<'r, M> {
+    map: M,
+    redact: &'r [JsonPath],
+    redaction: Redaction,
+}
+
+impl<M: SerializeMap> Entries<'_, M> {
+    fn entry<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), M::Error> {
+        let mut paths = self
+            .redact
+            .iter()
+            .filter(|path| matches!(path.parts.first(), Some(PathPart::Key(k)) if k == key))
+            .peekable();
+        if paths.peek().is_none() {
+            return self.map.serialize_entry(key, value);
         }
+        let mut value = serde_json::to_value(value).map_err(M::Error::custom)?;
+        for path in paths {
+            redact_at(&mut value, &path.parts[1..], self.redaction);
+        }
+        self.map.serialize_entry(key, &value)
+    }
+
+    fn end(self) -> Result<M::Ok, M::Error> {
+        self.map.end()
     }
 }
 
-fn redact_at(value: &mut Value, parts: &[PathPart], how: Redaction) {
+/// A string written through `Display`, without a `String` in between.
+struct Displayed<T>(T);
+
+impl<T: fmt::Display> Serialize for Displayed<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&self.0)
+    }
+}
+
+/// `2026-11-26T04:27:09.123Z`
+fn timestamp(time: UtcTime) -> Displayed<UtcTime> {
+    Displayed(time)
+}
+
+impl Serialize for RequestRecord<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let tag = self.assignment.as_ref().map(|a| a.tag);
+        let mut e = Entries {
+            map: serializer.serialize_map(None)?,
+            redact: self.redact,
+            redaction: self.redaction,
+        };
+        // Keys in sorted order, as schema-v1 lines have them.
+        e.entry("assigned_variant", &tag.map(|t| &*t.assigned_variant))?;
+        e.entry("assignment_reason", &tag.map(|t| Displayed(&t.reason)))?;
+        e.entry("assignment_sticky", &tag.map(|t| t.sticky))?;
+        e.entry("attempts", &self.attempts)?;
+        e.entry("bodies_logged", &self.bodies_logged)?;
+        e.entry("client_id", &self.client_id)?;
+        e.entry("config_version", self.config_version)?;
+        e.entry("cost_usd", &self.cost_usd)?;
+        e.entry("dialect", self.dialect)?;
+        e.entry("endpoint", &self.endpoint)?;
+        e.entry("error_class", &self.error_class)?;
+        e.entry("error_message", &self.error_message)?;
+        e.entry("experiment", &tag.map(|t| &*t.experiment))?;
+        e.entry("gateway_instance", self.gateway_instance)?;
+        e.entry("input_tokens", &self.input_tokens)?;
+        e.entry("latency_ms", &self.latency_ms)?;
+        e.entry("model", &self.model)?;
+        e.entry("outcome", self.outcome)?;
+        e.entry("output_tokens", &self.output_tokens)?;
+        e.entry("provider", &self.provider)?;
+        e.entry("record_type", "request")?;
+        if let Body::Tree(request) = &self.request {
+            e.entry("request", request)?;
+        }
+        e.entry("request_id", self.request_id)?;
+        if let Body::Tree(response) = &self.response {
+            e.entry("response", response)?;
+        }
+        e.entry("response_text", &self.response_text)?;
+        e.entry("response_truncated", &self.response_truncated)?;
+        e.entry(
+            "role",
+            if self.shadow_of.is_some() {
+                "shadow"
+            } else {
+                "served"
+            },
+        )?;
+        e.entry("schema_version", &SCHEMA_VERSION)?;
+        e.entry("served_variant", &tag.map(|t| &*t.served_variant))?;
+        e.entry("shadow_of", &self.shadow_of)?;
+        e.entry("status", &self.status)?;
+        e.entry("stream", &self.stream)?;
+        // 32 lower-case hex digits, as in `traceparent` and trace backends.
+        e.entry("trace_id", &self.trace_id.map(Displayed))?;
+        e.entry("ts_end", &timestamp(self.ts_end))?;
+        e.entry("ts_first_byte", &self.ts_first_byte.map(timestamp))?;
+        e.entry("ts_start", &timestamp(self.ts_start))?;
+        e.entry("ttfb_ms", &self.ttfb_ms)?;
+        e.entry(
+            "unit_key_hash",
+            &self.assignment.as_ref().map(|a| &a.unit_key_hash),
+        )?;
+        e.entry("upstream_model", &self.upstream_model)?;
+        e.entry("variant_share", &tag.and_then(|t| t.assigned_share))?;
+        e.entry("variant_version", &tag.map(|t| &*t.variant_version))?;
+        for (key, body) in [("request", &self.request), ("response", &self.response)] {
+            if let Body::Raw(raw) = body {
+                e.entry(key, raw)?;
+            }
+        }
+        e.end()
+    }
+}
+
+impl Serialize for FeedbackRecord<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let feedback = self.feedback;
+        let (value_bool, value_number) = match feedback.value {
+            FeedbackValue::Boolean(b) => (Some(b), if b { 1.0 } else { 0.0 }),
+            FeedbackValue::Number(x) => (None, x),
+        };
+        let mut map = serializer.serialize_map(None)?;
+        // Keys in sorted order, as schema-v1 lines have them.
+        map.serialize_entry("client_id", &feedback.client_id.as_deref())?;
+        map.serialize_entry("comment", &feedback.comment)?;
+        map.serialize_entry("config_version", &*feedback.config_version)?;
+        map.serialize_entry("feedback_id", &*feedback.feedback_id)?;
+        map.serialize_entry("gateway_instance", self.gateway_instance)?;
+        map.serialize_entry("metadata", &feedback.metadata)?;
+        map.serialize_entry("metric", &feedback.metric)?;
+        map.serialize_entry("record_type", "feedback")?;
+        map.serialize_entry("request_id", &feedback.request_id)?;
+        map.serialize_entry("schema_version", &SCHEMA_VERSION)?;
+        map.serialize_entry("ts_received", &timestamp(self.ts_received))?;
+        map.serialize_entry("value_bool", &value_bool)?;
+        map.serialize_entry("value_number", &value_number)?;
+        map.serialize_entry("value_type", feedback.value.kind().label())?;
+        map.end()
+    }
+}
+
+pub(super) fn redact_at(value: &mut Value, parts: &[PathPart], how: Redaction) {
     let Some((first, rest)) = parts.split_first() else {
         if !value.is_null() {
             let replacement = match how {
@@ -414,84 +495,5 @@ fn redact_at(value: &mut Value, parts: &[PathPart], how: Redaction) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    use promptgate_core::config::audit::JsonPath;
-
-    #[test]
-    fn redaction_by_marker_and_hash() {
-        let mut value = json!({"request": {"messages": [{"role": "user", "content": "secret 1"}, {"role": "user", "content": "secret 2"}], "metadata": {"email": "a@b.c"}}});
-        let path = JsonPath::parse("request.messages[*].content").unwrap();
-        redact_at(&mut value, &path.parts, Redaction::Marker);
-        assert_eq!(value["request"]["messages"][0]["content"], REDACTED);
-        assert_eq!(value["request"]["messages"][1]["content"], REDACTED);
-        assert_eq!(value["request"]["messages"][1]["role"], "user");
-        let path = JsonPath::parse("request.metadata.email").unwrap();
-        redact_at(&mut value, &path.parts, Redaction::Hash);
-        assert_eq!(
-            value["request"]["metadata"]["email"],
-            format!("sha256:{}", hex::encode(Sha256::digest(b"a@b.c")))
-        );
-        // Paths that do not exist change nothing.
-        let before = value.clone();
-        redact_at(
-            &mut value,
-            &JsonPath::parse("request.nothing[*].x").unwrap().parts,
-            Redaction::Marker,
-        );
-        assert_eq!(value, before);
-    }
-
-    #[test]
-    fn bodies_are_kept_as_one_line_of_the_same_json() {
-        let pretty = "{\n  \"model\" : \"gpt-4o\",\n\t\"messages\": [ {\"content\": \"a  b\\n\\\"c\\\" \\\\\" , \"x\": 1.50e2} ],\r\n  \"name\": \"Zoë ✓ \\u00e9\"\n}\n";
-        let compact = compact_json(pretty.as_bytes()).expect("valid JSON");
-        assert!(
-            !compact.get().contains(['\n', '\r', '\t']),
-            "{}",
-            compact.get()
-        );
-        assert_eq!(
-            compact.get(),
-            r#"{"model":"gpt-4o","messages":[{"content":"a  b\n\"c\" \\","x":1.50e2}],"name":"Zoë ✓ \u00e9"}"#
-        );
-        let original: Value = serde_json::from_str(pretty).unwrap();
-        let kept: Value = serde_json::from_str(compact.get()).unwrap();
-        assert_eq!(kept, original);
-        assert!(compact_json(b"{\"cut\": ").is_none());
-        assert!(compact_json(b"plain text").is_none());
-
-        let mut fields = Map::new();
-        fields.insert("status".into(), json!(200));
-        let record = Record {
-            fields,
-            bodies: vec![("request", compact)],
-        };
-        let line = serde_json::to_string(&record).unwrap();
-        let parsed: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(parsed, json!({"status": 200, "request": original}));
-    }
-
-    #[test]
-    fn the_upstream_model_is_read_without_a_tree() {
-        assert_eq!(
-            upstream_model_of(br#"{"messages":[{"content":"model"}],"model":"gpt-\u00e9"}"#),
-            Some("gpt-é".to_owned())
-        );
-        assert_eq!(upstream_model_of(br#"{"model":7}"#), None);
-        assert_eq!(upstream_model_of(b"not json"), None);
-    }
-
-    #[test]
-    fn pseudonyms_are_keyed_and_stable() {
-        assert_eq!(pseudonymise(b"k1", "alice"), pseudonymise(b"k1", "alice"));
-        assert_ne!(pseudonymise(b"k1", "alice"), pseudonymise(b"k2", "alice"));
-        assert_ne!(pseudonymise(b"k1", "alice"), pseudonymise(b"k1", "bob"));
-        // RFC 4231 test case 2: HMAC-SHA256("Jefe", "what do ya want for nothing?")
-        assert_eq!(
-            pseudonymise(b"Jefe", "what do ya want for nothing?"),
-            "5bdcc146bf60754e6a042426089575c7"
-        );
-    }
-}
+#[path = "record_tests.rs"]
+mod tests;

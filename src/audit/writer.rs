@@ -170,13 +170,23 @@ impl Writer {
 
     fn take(&self, event: Event, ctx: &RecordContext<'_>, line: &mut Vec<u8>, state: &mut State) {
         line.clear();
-        let (record, ack) = match event {
-            Event::Exchange(exchange, ack) => (record::from_exchange(&exchange, ctx), ack),
-            Event::Refusal(refusal) => (record::from_refusal(&refusal, ctx), None),
-            Event::Feedback(feedback) => (record::from_feedback(&feedback, ctx), None),
+        // A record borrows its event: each is written where it is built.
+        let (written, ack) = match event {
+            Event::Exchange(exchange, ack) => (
+                serde_json::to_writer(&mut *line, &record::from_exchange(&exchange, ctx)),
+                ack,
+            ),
+            Event::Refusal(refusal) => (
+                serde_json::to_writer(&mut *line, &record::from_refusal(&refusal, ctx)),
+                None,
+            ),
+            Event::Feedback(feedback) => (
+                serde_json::to_writer(&mut *line, &record::from_feedback(&feedback, ctx)),
+                None,
+            ),
             Event::Close => return,
         };
-        if let Err(error) = serde_json::to_writer(&mut *line, &record) {
+        if let Err(error) = written {
             tracing::error!(%error, "audit record could not be serialised: record lost");
             self.metrics.dropped_io.fetch_add(1, Relaxed);
             if let Some(ack) = ack {
@@ -496,6 +506,7 @@ mod tests {
                 endpoint: Endpoint::ChatCompletions,
                 provider: "demo".into(),
                 model: "demo".into(),
+                upstream_model: "demo".into(),
                 request_body: bytes::Bytes::from_static(b"{\"model\":\"demo\"}"),
                 stream: false,
                 status: 200,

@@ -76,6 +76,10 @@ pub struct ExchangeStart {
     pub provider: Arc<str>,
     /// The model the caller named.
     pub model: String,
+    /// The model named in `request_body`, which the provider was asked for
+    /// (the audit record's `upstream_model`, its price), so nobody parses
+    /// the body again to find it.
+    pub upstream_model: String,
     /// The body as sent to the provider (after aliasing and template rendering).
     pub request_body: bytes::Bytes,
     pub stream: bool,
@@ -241,10 +245,32 @@ pub trait ExchangeSink: Send + Sync + 'static {
 
     /// Ignored by default; the request's access-log line is written anyway.
     fn record_refusal(&self, _refusal: Refusal) {}
+
+    /// True for a sink that drops everything: `Fanout::of` leaves it out, so
+    /// no exchange (request and response bodies included) is copied for it.
+    fn records_nothing(&self) -> bool {
+        false
+    }
 }
 
 /// Hands every report to several sinks (the audit log and, say, a test recorder).
-pub struct Fanout(pub Vec<Arc<dyn ExchangeSink>>);
+pub struct Fanout(Vec<Arc<dyn ExchangeSink>>);
+
+impl Fanout {
+    /// One sink for `sinks`, without those that record nothing: with one
+    /// left, that sink itself, so an exchange is moved to it, never cloned.
+    pub fn of(sinks: Vec<Arc<dyn ExchangeSink>>) -> Arc<dyn ExchangeSink> {
+        let mut sinks: Vec<_> = sinks
+            .into_iter()
+            .filter(|sink| !sink.records_nothing())
+            .collect();
+        match sinks.len() {
+            0 => Arc::new(NoSink),
+            1 => sinks.remove(0),
+            _ => Arc::new(Fanout(sinks)),
+        }
+    }
+}
 
 impl ExchangeSink for Fanout {
     fn record(&self, exchange: FinishedExchange) {
@@ -256,20 +282,28 @@ impl ExchangeSink for Fanout {
         }
     }
 
-    /// Durable as the first sink that promises durability (only the audit log does).
+    /// Durable as the first sink that promises durability (only the audit log
+    /// does). The last sink gets the exchange itself, not a copy.
     fn record_durably(
         &self,
         exchange: FinishedExchange,
     ) -> Option<tokio::sync::oneshot::Receiver<RecordAck>> {
+        let (last, others) = self.0.split_last()?;
         let mut durable = None;
-        for sink in &self.0 {
+        for sink in others {
             if durable.is_none() {
                 durable = sink.record_durably(exchange.clone());
             } else {
                 sink.record(exchange.clone());
             }
         }
-        durable
+        match durable {
+            None => last.record_durably(exchange),
+            Some(_) => {
+                last.record(exchange);
+                durable
+            }
+        }
     }
 
     fn promises_durability(&self) -> bool {
@@ -296,4 +330,71 @@ pub struct NoSink;
 
 impl ExchangeSink for NoSink {
     fn record(&self, _exchange: FinishedExchange) {}
+
+    fn records_nothing(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+
+    #[derive(Default)]
+    struct Counting(AtomicUsize);
+
+    impl ExchangeSink for Counting {
+        fn record(&self, _exchange: FinishedExchange) {
+            self.0.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn exchange() -> FinishedExchange {
+        FinishedExchange {
+            start: ExchangeStart {
+                request_id: "r".into(),
+                client_id: None,
+                config_version: "v".into(),
+                endpoint: Endpoint::ChatCompletions,
+                provider: "p".into(),
+                model: "m".into(),
+                upstream_model: "m".into(),
+                request_body: bytes::Bytes::from_static(b"{}"),
+                stream: false,
+                status: 200,
+                attempts: 1,
+                started_at: SystemTime::now(),
+                started: Instant::now(),
+                head_after: Duration::ZERO,
+                experiment: None,
+                trace_id: None,
+            },
+            first_byte_after: None,
+            duration: Duration::ZERO,
+            outcome: Outcome::Completed,
+            captured: Captured::default(),
+        }
+    }
+
+    #[test]
+    fn a_sink_that_records_nothing_is_left_out_of_the_fanout() {
+        let audit: Arc<dyn ExchangeSink> = Arc::new(Counting::default());
+        // The audit log beside the binary's NoSink: the log itself, no
+        // Fanout, so no exchange is cloned for a sink that drops it.
+        let sink = Fanout::of(vec![audit.clone(), Arc::new(NoSink)]);
+        assert!(std::ptr::addr_eq(Arc::as_ptr(&sink), Arc::as_ptr(&audit)));
+        assert!(Fanout::of(vec![Arc::new(NoSink)]).records_nothing());
+    }
+
+    #[test]
+    fn every_recording_sink_gets_each_exchange() {
+        let first = Arc::new(Counting::default());
+        let second = Arc::new(Counting::default());
+        let sink = Fanout::of(vec![first.clone(), Arc::new(NoSink), second.clone()]);
+        sink.record(exchange());
+        assert!(sink.record_durably(exchange()).is_none());
+        assert_eq!(first.0.load(Relaxed), 2);
+        assert_eq!(second.0.load(Relaxed), 2);
+    }
 }

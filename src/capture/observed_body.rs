@@ -448,6 +448,7 @@ mod tests {
             endpoint,
             provider: "demo".into(),
             model: "demo".into(),
+            upstream_model: "demo".into(),
             request_body: Bytes::new(),
             stream,
             status: 200,

@@ -473,6 +473,7 @@ fn deliver(
         endpoint: request.endpoint,
         provider: provider.name.clone(),
         model: request.model.to_owned(),
+        upstream_model: request.upstream_model.to_owned(),
         request_body: request.body.clone(),
         stream: request.stream,
         status: parts.status.as_u16(),

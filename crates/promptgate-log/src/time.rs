@@ -2,6 +2,7 @@
 //! partition keys, and the `YYYY-MM-DD` dates of partitions; the calendar is
 //! the `time` crate's.
 
+use std::fmt;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::{Date, Month, OffsetDateTime};
@@ -38,15 +39,24 @@ impl UtcTime {
 
     /// `2026-11-26T04:27:09.123Z`
     pub fn rfc3339_millis(&self) -> String {
-        format!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
-            self.year, self.month, self.day, self.hour, self.minute, self.second, self.millis
-        )
+        self.to_string()
     }
 
     /// `2026-11-26`, the `dt=` partition.
     pub fn date(&self) -> String {
         format!("{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+/// `2026-11-26T04:27:09.123Z`: written straight into an audit line, with no
+/// `String` in between.
+impl fmt::Display for UtcTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            self.year, self.month, self.day, self.hour, self.minute, self.second, self.millis
+        )
     }
 }
 
