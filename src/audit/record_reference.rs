@@ -8,10 +8,10 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
+use crate::capture::{ExperimentTag, FinishedExchange, Outcome, Refusal};
+use crate::feedback::{Feedback, FeedbackValue};
 use promptgate_core::config::audit::{AuditConfig, PathPart};
 use promptgate_log::time::UtcTime;
-use crate::capture::{FinishedExchange, ExperimentTag, Outcome, Refusal};
-use crate::feedback::{Feedback, FeedbackValue};
 
 use super::record::{RecordContext, SCHEMA_VERSION, compact_json, millis, pseudonymise, redact_at};
 
