@@ -1,7 +1,7 @@
 //! The built-in demo provider: deterministic answers in the exact shapes of the
 //! OpenAI and Anthropic APIs, JSON and SSE, with no network and no key.
 //!
-//! The same shapes back the simulated provider (`crate::simulator`) used by the
+//! The same shapes back the simulated provider (the `simulator` module) used by the
 //! tests and load tests, so there is one place that knows what a provider says.
 
 use bytes::Bytes;
