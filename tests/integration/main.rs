@@ -25,6 +25,7 @@ mod fuzz;
 mod logs;
 mod proxy;
 mod reload;
+mod replicas;
 mod robustness;
 mod sdk;
 mod shadow;
