@@ -20,7 +20,7 @@
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")"
-ROOT=$PWD/..
+ROOT=$(cd .. && pwd)
 CHART=helm/promptgate
 TOOLS=.tools
 # The chart's kubeVersion floor and the newest schemas kubernetes-validate has.
@@ -98,7 +98,7 @@ echo "--- alerting rules"
 "$PY" tools/check_rules.py "$ROOT/config/grafana/alerts.yml" || failed=1
 
 if ((failed)); then
-    echo "deploy/check.sh: FAILED (see 'invalid:' lines above)" >&2
+    echo "deploy/check.sh: FAILED (see the problems above)" >&2
     exit 1
 fi
 echo "deploy/check.sh: every value set renders and validates"
