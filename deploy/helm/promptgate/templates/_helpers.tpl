@@ -38,12 +38,6 @@ Kubernetes must not SIGKILL before the preStop sleep and both have passed.
 {{- end -}}
 {{- end -}}
 
-{{- define "promptgate.workloadValid" -}}
-{{- if not (has .Values.workload (list "Deployment" "StatefulSet")) -}}
-{{- fail (printf "workload must be Deployment or StatefulSet, not %q" .Values.workload) -}}
-{{- end -}}
-{{- end -}}
-
 {{/* The pod template, shared by the Deployment and the StatefulSet. */}}
 {{- define "promptgate.podTemplate" -}}
 metadata:
