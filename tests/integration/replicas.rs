@@ -116,7 +116,8 @@ impl SpreadLoad {
                         // consecutive replicas of the rotation.
                         let user = format!("user-{}", (n / 3 + worker * 5) % USERS);
                         let started = Instant::now();
-                        let sent = call(&client, &url, &id, &user, n.is_multiple_of(3), n as u64).await;
+                        let sent =
+                            call(&client, &url, &id, &user, n.is_multiple_of(3), n as u64).await;
                         if sent.complete_ok() {
                             answered.fetch_add(1, Ordering::Relaxed);
                         }
