@@ -58,6 +58,8 @@ enum Command {
     HashKey,
     /// Compare an experiment's variants from the audit log (see docs/analyze.md).
     Analyze(AnalyzeArgs),
+    /// Compare a current window of traffic with a baseline (see docs/drift.md); exit 1 on drift.
+    Drift(DriftArgs),
 }
 
 #[derive(clap::Args)]
@@ -120,6 +122,50 @@ struct AnalyzeArgs {
     s3_force_path_style: bool,
 }
 
+#[derive(clap::Args)]
+struct DriftArgs {
+    /// The audit log: its local directory (`local_dir`) or s3://bucket/prefix.
+    #[arg(long)]
+    source: String,
+    /// Only this experiment's requests.
+    #[arg(long, conflicts_with = "route")]
+    experiment: Option<String>,
+    /// Only requests to this model name (a route).
+    #[arg(long)]
+    route: Option<String>,
+    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    baseline_from: Option<String>,
+    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    baseline_to: Option<String>,
+    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    current_from: Option<String>,
+    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    current_to: Option<String>,
+    /// The last N days (ending --until) against the N days before.
+    #[arg(long, conflicts_with_all = ["baseline_from", "baseline_to", "current_from", "current_to"])]
+    last_days: Option<u16>,
+    /// Last day of --last-days (default: today, UTC).
+    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    until: Option<String>,
+    /// Family-wise false-alarm rate over all signals.
+    #[arg(long, default_value_t = 0.01)]
+    alpha: f64,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    format: ReportFormat,
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    #[arg(long)]
+    skip_corrupt: bool,
+    #[arg(long)]
+    s3_endpoint: Option<String>,
+    #[arg(long)]
+    s3_region: Option<String>,
+    #[arg(long)]
+    s3_force_path_style: bool,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ReportFormat {
     Table,
@@ -139,6 +185,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::HashKey => hash_key(),
         Command::Analyze(args) => analyze(args),
+        Command::Drift(args) => drift(args),
     };
     match result {
         Ok(code) => code,
@@ -281,6 +328,107 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         }
         _ => Ok(ExitCode::SUCCESS),
     }
+}
+
+fn drift(args: DriftArgs) -> anyhow::Result<ExitCode> {
+    use promptgate::analyze::drift::{self, Options, Scope};
+    use promptgate::analyze::{DateRange, S3Options, Source};
+    anyhow::ensure!(
+        args.alpha > 0.0 && args.alpha < 1.0,
+        "--alpha must be between 0 and 1"
+    );
+    let (baseline, current) = match args.last_days {
+        Some(days) => drift_windows(days, args.until.as_deref())?,
+        None => {
+            anyhow::ensure!(
+                args.baseline_to.is_some() && args.current_from.is_some(),
+                "give the windows: --baseline-to and --current-from (with optional --baseline-from, --current-to), or --last-days N"
+            );
+            (
+                DateRange {
+                    from: args.baseline_from.clone(),
+                    to: args.baseline_to.clone(),
+                },
+                DateRange {
+                    from: args.current_from.clone(),
+                    to: args.current_to.clone(),
+                },
+            )
+        }
+    };
+    let scope = match (&args.experiment, &args.route) {
+        (Some(id), _) => Scope::Experiment(id.clone()),
+        (None, Some(model)) => Scope::Route(model.clone()),
+        (None, None) => Scope::All,
+    };
+    let options = Options {
+        scope,
+        baseline,
+        current,
+        alpha: args.alpha,
+        skip_corrupt: args.skip_corrupt,
+        seed: args.seed,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = runtime.block_on(async {
+        let source = Source::open(
+            &args.source,
+            &S3Options {
+                endpoint: args.s3_endpoint.clone(),
+                region: args.s3_region.clone(),
+                force_path_style: args.s3_force_path_style,
+            },
+        )
+        .await?;
+        drift::drift(&source, &options).await
+    })?;
+    let text = match args.format {
+        ReportFormat::Table => drift::render::table(&report),
+        ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+        ReportFormat::Html => drift::render::page(&report),
+    };
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => print!("{text}"),
+    }
+    Ok(if report.drift {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `--last-days N`: the current window ends on `until` (today by default).
+fn drift_windows(
+    days: u16,
+    until: Option<&str>,
+) -> anyhow::Result<(
+    promptgate::analyze::DateRange,
+    promptgate::analyze::DateRange,
+)> {
+    use promptgate::analyze::DateRange;
+    anyhow::ensure!(days > 0, "--last-days must be at least 1");
+    let end = match until {
+        Some(text) => promptgate::audit::time::parse_date(text).context("--until")?,
+        None => time::OffsetDateTime::now_utc().date(),
+    };
+    let day = |back: i64| (end - time::Duration::days(back)).to_string();
+    let n = i64::from(days);
+    Ok((
+        DateRange {
+            from: Some(day(2 * n - 1)),
+            to: Some(day(n)),
+        },
+        DateRange {
+            from: Some(day(n - 1)),
+            to: Some(day(0)),
+        },
+    ))
 }
 
 fn hash_key() -> anyhow::Result<ExitCode> {
