@@ -185,7 +185,12 @@ fn main() -> ExitCode {
         Command::CheckConfig { config } => check_config(&config),
         Command::HashKey => hash_key(),
         Command::Analyze(args) => analyze(args),
-        Command::Drift(args) => drift(args),
+        // Exit 1 means drift, so any failure to decide (bad arguments, an
+        // unreadable log) exits 2, like clap's own usage errors.
+        Command::Drift(args) => drift(args).or_else(|error| {
+            eprintln!("error: {error:#}");
+            Ok(ExitCode::from(2))
+        }),
     };
     match result {
         Ok(code) => code,

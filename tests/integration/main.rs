@@ -18,6 +18,7 @@ mod audit_s3;
 mod cli;
 mod configmap;
 mod dashboard;
+mod drift;
 mod errors;
 mod experiments;
 mod feedback;
