@@ -168,3 +168,51 @@ fn finish_reason(body: &str) -> Option<String> {
         .find_map(|c| c.finish_reason)
         .or(parsed.stop_reason)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(json: &str) -> DriftRow {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn tags_finish_reasons_and_json_fields_become_categorical_signals() {
+        let mut window = Window::new(1);
+        window.add(&row(
+            r#"{"tags": {"doc_type": "invoice"}, "response": {"choices": [{"finish_reason": "length"}]},
+                "response_text": "{\"total\": 3, \"currency\": null}"}"#,
+        ));
+        window.add(&row(
+            r#"{"response": {"stop_reason": "end_turn"}, "response_text": "{\"total\": 4}"}"#,
+        ));
+        let counts = |signal: &str| {
+            window.categorical[signal]
+                .clone()
+                .into_iter()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(counts("tag:doc_type"), [("invoice".to_owned(), 1)]);
+        assert_eq!(
+            counts("finish_reason"),
+            [("end_turn".to_owned(), 1), ("length".to_owned(), 1)]
+        );
+        assert_eq!(counts("json:total"), [("present".to_owned(), 2)]);
+        assert_eq!(
+            counts("json:currency"),
+            [("missing".to_owned(), 1), ("null".to_owned(), 1)]
+        );
+        assert_eq!(counts("error_class"), [("none".to_owned(), 2)]);
+    }
+
+    #[test]
+    fn categories_beyond_the_cap_count_as_other() {
+        let mut window = Window::new(1);
+        for i in 0..MAX_CATEGORIES + 5 {
+            window.count("tag:user", &format!("u{i}"));
+        }
+        assert_eq!(window.categorical["tag:user"].len(), MAX_CATEGORIES + 1);
+        assert_eq!(window.categorical["tag:user"][OTHER], 5);
+    }
+}
