@@ -250,6 +250,17 @@ fn a_run_that_cannot_decide_exits_2() {
         .output()
         .unwrap();
     assert_eq!(bad_alpha.status.code(), Some(2));
+    // A window without requests: nothing to compare is not "no drift".
+    let dir = tempfile::tempdir().unwrap();
+    write_day(dir.path(), "2026-11-20", 1, 50, 300.0, 0.3);
+    let empty_current = Command::new(bin)
+        .args(["drift", "--source", dir.path().to_str().unwrap()])
+        .args(["--last-days", "1", "--until", "2026-11-21"])
+        .output()
+        .unwrap();
+    assert_eq!(empty_current.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&empty_current.stderr);
+    assert!(stderr.contains("in the current window"), "{stderr}");
 }
 
 /// 40 A/A window pairs (both days drawn from the same truth, different

@@ -17,7 +17,7 @@ use serde::Serialize;
 
 use crate::analyze::AnalyzeError;
 use crate::analyze::records::FeedbackRow;
-use crate::analyze::source::{DateRange, Source, Table};
+use crate::analyze::source::{DateRange, ObjectError, Source, Table};
 use crate::analyze::stats::ks::{KsMethod, ks_2samp};
 use crate::analyze::stats::psi::{chi_square_independence, population_stability_index};
 
@@ -117,11 +117,19 @@ impl Scope {
 pub async fn drift(source: &Source, options: &Options) -> Result<DriftReport, AnalyzeError> {
     let mut baseline = Window::new(options.seed);
     let mut current = Window::new(options.seed.wrapping_add(1));
-    for (range, window) in [
-        (&options.baseline, &mut baseline),
-        (&options.current, &mut current),
+    let mut skipped = Vec::new();
+    for (name, range, window) in [
+        ("baseline", &options.baseline, &mut baseline),
+        ("current", &options.current, &mut current),
     ] {
-        read_window(source, range, options, window).await?;
+        skipped.extend(read_window(source, range, options, window).await?);
+        // Nothing to compare is not "no drift": exit 2, not 0.
+        if window.records == 0 {
+            return Err(AnalyzeError::Source(format!(
+                "no request of the {} in the {name} window",
+                options.scope.describe()
+            )));
+        }
     }
     let mut signals = Vec::new();
     for (index, name) in NUMERIC.iter().enumerate() {
@@ -169,7 +177,10 @@ pub async fn drift(source: &Source, options: &Options) -> Result<DriftReport, An
     for signal in &mut signals {
         signal.verdict = verdict(signal.psi, signal.p_value, p_threshold);
     }
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = skipped
+        .iter()
+        .map(|error| format!("skipped {}: {}", error.object, error.reason))
+        .collect();
     if !matches!(options.scope, Scope::All) {
         notes.push("feedback signals cover every feedback event received in each window, whatever the scope".to_owned());
     }
@@ -213,7 +224,8 @@ async fn read_window(
     range: &DateRange,
     options: &Options,
     window: &mut Window,
-) -> Result<(), AnalyzeError> {
+) -> Result<Vec<ObjectError>, AnalyzeError> {
+    let mut skipped = Vec::new();
     for object in source.list(Table::Requests, range).await? {
         match source.read::<DriftRow>(&object).await {
             Ok(rows) => rows
@@ -222,7 +234,7 @@ async fn read_window(
                     r.record_type == "request" && r.role != "shadow" && options.scope.keeps(r)
                 })
                 .for_each(|r| window.add(r)),
-            Err(_) if options.skip_corrupt => {}
+            Err(error) if options.skip_corrupt => skipped.push(error),
             Err(error) => return Err(AnalyzeError::Corrupt(error)),
         }
     }
@@ -238,11 +250,11 @@ async fn read_window(
                     }
                 }
             }
-            Err(_) if options.skip_corrupt => {}
+            Err(error) if options.skip_corrupt => skipped.push(error),
             Err(error) => return Err(AnalyzeError::Corrupt(error)),
         }
     }
-    Ok(())
+    Ok(skipped)
 }
 
 fn numeric_signal(name: &str, baseline: &[f64], current: &[f64]) -> Option<Signal> {
