@@ -64,6 +64,8 @@ enum Command {
     Eval(EvalArgs),
     /// Write golden-set candidates for review from the audit log (see docs/eval.md, "Export").
     ExportDataset(ExportArgs),
+    /// Compare a current window of traffic with a baseline (see docs/drift.md); exit 1 on drift.
+    Drift(DriftArgs),
 }
 
 #[derive(clap::Args)]
@@ -114,9 +116,8 @@ enum EvalFormat {
 /// Where the audit log is read from: shared by `analyze` and `export-dataset`.
 #[derive(clap::Args)]
 struct SourceArgs {
-    /// The audit log: its local directory (`local_dir`) or s3://bucket/prefix.
-    #[arg(long)]
-    source: String,
+    #[command(flatten)]
+    log: LogArgs,
     /// First day (UTC, YYYY-MM-DD) of the `dt=` partitions to read.
     #[arg(long, value_parser = promptgate::analyze::parse_date)]
     from: Option<String>,
@@ -126,6 +127,14 @@ struct SourceArgs {
     /// Report unreadable objects and go on instead of stopping.
     #[arg(long)]
     skip_corrupt: bool,
+}
+
+/// Where the audit log is: shared by every command that reads it.
+#[derive(clap::Args)]
+struct LogArgs {
+    /// The audit log: its local directory (`local_dir`) or s3://bucket/prefix.
+    #[arg(long)]
+    source: String,
     /// S3-compatible endpoint (else AWS_ENDPOINT_URL_S3 or AWS's).
     #[arg(long)]
     s3_endpoint: Option<String>,
@@ -137,6 +146,17 @@ struct SourceArgs {
     s3_force_path_style: bool,
 }
 
+impl LogArgs {
+    async fn open(&self) -> Result<promptgate::analyze::Source, promptgate::analyze::AnalyzeError> {
+        let s3 = promptgate::analyze::S3Options {
+            endpoint: self.s3_endpoint.clone(),
+            region: self.s3_region.clone(),
+            force_path_style: self.s3_force_path_style,
+        };
+        promptgate::analyze::Source::open(&self.source, &s3).await
+    }
+}
+
 impl SourceArgs {
     fn range(&self) -> promptgate::analyze::DateRange {
         promptgate::analyze::DateRange {
@@ -146,12 +166,7 @@ impl SourceArgs {
     }
 
     async fn open(&self) -> Result<promptgate::analyze::Source, promptgate::analyze::AnalyzeError> {
-        let s3 = promptgate::analyze::S3Options {
-            endpoint: self.s3_endpoint.clone(),
-            region: self.s3_region.clone(),
-            force_path_style: self.s3_force_path_style,
-        };
-        promptgate::analyze::Source::open(&self.source, &s3).await
+        self.log.open().await
     }
 }
 
@@ -229,6 +244,44 @@ struct ExportArgs {
     out: Option<PathBuf>,
 }
 
+#[derive(clap::Args)]
+struct DriftArgs {
+    #[command(flatten)]
+    log: LogArgs,
+    /// Only this experiment's requests.
+    #[arg(long, conflicts_with = "route")]
+    experiment: Option<String>,
+    /// Only requests to this model name (a route).
+    #[arg(long)]
+    route: Option<String>,
+    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    baseline_from: Option<String>,
+    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    baseline_to: Option<String>,
+    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    current_from: Option<String>,
+    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    current_to: Option<String>,
+    /// The last N days (ending --until) against the N days before.
+    #[arg(long, conflicts_with_all = ["baseline_from", "baseline_to", "current_from", "current_to"])]
+    last_days: Option<u16>,
+    /// Last day of --last-days (default: today, UTC).
+    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    until: Option<String>,
+    /// Family-wise false-alarm rate over all signals.
+    #[arg(long, default_value_t = 0.01)]
+    alpha: f64,
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    format: ReportFormat,
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Report unreadable objects and go on instead of stopping.
+    #[arg(long)]
+    skip_corrupt: bool,
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum ReportFormat {
     Table,
@@ -250,6 +303,12 @@ fn main() -> ExitCode {
         Command::Analyze(args) => analyze(args),
         Command::Eval(args) => Ok(eval(args)),
         Command::ExportDataset(args) => export_dataset(args),
+        // Exit 1 means drift, so any failure to decide (bad arguments, an
+        // unreadable log) exits 2, like clap's own usage errors.
+        Command::Drift(args) => drift(args).or_else(|error| {
+            eprintln!("error: {error:#}");
+            Ok(ExitCode::from(2))
+        }),
     };
     match result {
         Ok(code) => code,
@@ -509,6 +568,99 @@ fn export_dataset(args: ExportArgs) -> anyhow::Result<ExitCode> {
         eprintln!("warning: no request matched the filters");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn drift(args: DriftArgs) -> anyhow::Result<ExitCode> {
+    use promptgate::analyze::DateRange;
+    use promptgate::analyze::drift::{self, Options, Scope};
+    anyhow::ensure!(
+        args.alpha > 0.0 && args.alpha < 1.0,
+        "--alpha must be between 0 and 1"
+    );
+    let (baseline, current) = match args.last_days {
+        Some(days) => drift_windows(days, args.until.as_deref())?,
+        None => {
+            anyhow::ensure!(
+                args.baseline_to.is_some() && args.current_from.is_some(),
+                "give the windows: --baseline-to and --current-from (with optional --baseline-from, --current-to), or --last-days N"
+            );
+            (
+                DateRange {
+                    from: args.baseline_from.clone(),
+                    to: args.baseline_to.clone(),
+                },
+                DateRange {
+                    from: args.current_from.clone(),
+                    to: args.current_to.clone(),
+                },
+            )
+        }
+    };
+    let scope = match (&args.experiment, &args.route) {
+        (Some(id), _) => Scope::Experiment(id.clone()),
+        (None, Some(model)) => Scope::Route(model.clone()),
+        (None, None) => Scope::All,
+    };
+    let options = Options {
+        scope,
+        baseline,
+        current,
+        alpha: args.alpha,
+        skip_corrupt: args.skip_corrupt,
+        seed: args.seed,
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = runtime.block_on(async {
+        let source = args.log.open().await?;
+        drift::drift(&source, &options).await
+    })?;
+    let text = match args.format {
+        ReportFormat::Table => drift::render::table(&report),
+        ReportFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
+        ReportFormat::Html => drift::render::page(&report),
+    };
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?
+        }
+        None => print!("{text}"),
+    }
+    Ok(if report.drift {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `--last-days N`: the current window ends on `until` (today by default).
+fn drift_windows(
+    days: u16,
+    until: Option<&str>,
+) -> anyhow::Result<(
+    promptgate::analyze::DateRange,
+    promptgate::analyze::DateRange,
+)> {
+    use promptgate::analyze::DateRange;
+    anyhow::ensure!(days > 0, "--last-days must be at least 1");
+    let end = match until {
+        Some(text) => promptgate_log::time::parse_date(text).context("--until")?,
+        None => time::OffsetDateTime::now_utc().date(),
+    };
+    let day = |back: i64| (end - time::Duration::days(back)).to_string();
+    let n = i64::from(days);
+    Ok((
+        DateRange {
+            from: Some(day(2 * n - 1)),
+            to: Some(day(n)),
+        },
+        DateRange {
+            from: Some(day(n - 1)),
+            to: Some(day(0)),
+        },
+    ))
 }
 
 fn hash_key() -> anyhow::Result<ExitCode> {

@@ -609,6 +609,41 @@ for both, only_a, only_b, neither in [
         }
     )
 
+# --- drift: two-sample KS and chi-square of independence ---------------------
+# Drawn after every other family so the earlier cases keep their inputs.
+
+ks_cases = []
+for name, a, b in [
+    ("same_normal_40_55", draw(rng.normal(0, 1, 40)), draw(rng.normal(0, 1, 55))),
+    ("shifted_normal_300_300", draw(rng.normal(0, 1, 300)), draw(rng.normal(0.3, 1, 300))),
+    ("lognormal_scale_800_1200", draw(rng.lognormal(5.7, 0.5, 800)), draw(rng.lognormal(5.9, 0.5, 1200))),
+    ("ties_integers_200_150", rng.integers(0, 8, 200).astype(float), rng.integers(1, 9, 150).astype(float)),
+    ("tiny_3_4", np.array([1.0, 2.0, 3.0]), np.array([2.5, 4.0, 5.0, 6.0])),
+]:
+    res = stats.ks_2samp(a, b, method="auto")
+    ks_cases.append(
+        {
+            "name": name,
+            "a": arr(a),
+            "b": arr(b),
+            "expected": {"statistic": float(res.statistic), "p_value": float(res.pvalue), "method": "exact"},
+        }
+    )
+
+kolmogorov = [{"lambda": x, "sf": float(stats.kstwobign.sf(x))} for x in [0.3, 0.5, 0.8, 1.0, 1.36, 1.63, 2.5]]
+
+chi2_independence = []
+for table in [
+    [[120, 80, 15], [100, 95, 30]],
+    [[500, 20], [480, 45]],
+    [[30, 0, 12, 7], [25, 3, 20, 9]],
+    [[9000, 700, 300], [8800, 900, 250]],
+]:
+    stat, p, dof, _ = stats.chi2_contingency(table, correction=False)
+    chi2_independence.append(
+        {"table": table, "expected": {"statistic": float(stat), "df": int(dof), "p_value": float(p)}}
+    )
+
 values = {
     "versions": {
         "python": sys.version.split()[0],
@@ -632,6 +667,9 @@ values = {
     "power_proportions": power_proportions,
     "power_means": power_means,
     "mcnemar": mcnemar_cases,
+    "ks_2samp": ks_cases,
+    "kolmogorov_sf": kolmogorov,
+    "chi2_independence": chi2_independence,
 }
 # One case per line: readable diffs without a line per array element.
 lines = []

@@ -44,14 +44,14 @@ pub struct Reservoir {
 }
 
 impl Reservoir {
-    fn new() -> Reservoir {
+    pub(crate) fn new() -> Reservoir {
         Reservoir {
             seen: 0,
             values: Vec::new(),
         }
     }
 
-    fn push(&mut self, x: f64, rng: &mut StdRng) {
+    pub(crate) fn push(&mut self, x: f64, rng: &mut StdRng) {
         self.seen += 1;
         if self.values.len() < RESERVOIR_SIZE {
             self.values.push(x);
@@ -84,7 +84,7 @@ impl Continuous {
         }
     }
 
-    fn push(&mut self, x: f64, rng: &mut StdRng) {
+    pub(crate) fn push(&mut self, x: f64, rng: &mut StdRng) {
         if self.moments.push(x).is_ok() {
             self.sample.push(x, rng);
         }

@@ -14,7 +14,8 @@
 //! through 64 more, by unit (`units`), so that variants are compared on unit
 //! means (randomisation is per unit) without a map of every unit.
 
-mod collect;
+pub(crate) mod collect;
+pub mod drift;
 pub mod html;
 pub mod join;
 pub mod records;

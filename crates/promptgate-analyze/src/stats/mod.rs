@@ -16,11 +16,13 @@
 //! produced (`tests/stats_reference/`).
 
 pub mod bootstrap;
+pub mod ks;
 pub mod means;
 pub mod multiple;
 pub mod paired;
 pub mod power;
 pub mod proportions;
+pub mod psi;
 pub mod rank;
 pub mod sequential;
 pub mod srm;
