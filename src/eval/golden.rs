@@ -74,7 +74,7 @@ pub fn load(file: &Path) -> Result<Vec<GoldenCase>, GoldenError> {
     })
 }
 
-const FIELDS: [&str; 7] = [
+const FIELDS: [&str; 9] = [
     "id",
     "input",
     "messages",
@@ -82,6 +82,8 @@ const FIELDS: [&str; 7] = [
     "expected",
     "tags",
     "source",
+    "review",
+    "origin",
 ];
 
 /// Every case of the text, or every problem of every line (blank lines and
@@ -263,6 +265,26 @@ fn case(
             None
         }
     };
+    // `export-dataset` writes candidates as `"review": "unreviewed"`: their
+    // expected output is what was served, not a truth, so a gate never
+    // runs on one until a person has confirmed it.
+    match object.remove("review") {
+        None => {}
+        Some(Value::String(state)) if state == "reviewed" => {}
+        Some(Value::String(state)) if state == "unreviewed" => fail(
+            "review",
+            "an unreviewed candidate: confirm or correct `expected`, then set \"reviewed\" (or remove the field)".into(),
+        ),
+        Some(_) => fail("review", "must be \"reviewed\" or \"unreviewed\"".into()),
+    }
+    if let Some(origin) = object.remove("origin")
+        && !origin.is_object()
+    {
+        fail(
+            "origin",
+            "must be an object (where the case came from)".into(),
+        );
+    }
     if bad > 0 {
         return None;
     }
@@ -350,6 +372,23 @@ not json
             ]
         );
         assert!(problems[6].message.contains("line 1"), "{:?}", problems[6]);
+    }
+
+    #[test]
+    fn exported_candidates_load_once_reviewed() {
+        let reviewed = r#"{"id": "r1", "messages": [{"role": "user", "content": "hi"}], "expected": "hello", "tags": {}, "review": "reviewed", "origin": {"request_id": "r1"}}"#;
+        let cases = parse(reviewed).expect("a reviewed candidate is a case");
+        assert_eq!(cases[0].messages[0]["content"], "hi");
+        let unreviewed = reviewed.replace("\"reviewed\"", "\"unreviewed\"");
+        let problems = parse(&unreviewed).expect_err("an unreviewed candidate is refused");
+        assert_eq!(problems.len(), 1);
+        assert_eq!(
+            (problems[0].line, problems[0].field.as_str()),
+            (1, "review")
+        );
+        let bad_origin = reviewed.replace(r#"{"request_id": "r1"}"#, "7");
+        let problems = parse(&bad_origin).expect_err("origin must be an object");
+        assert_eq!(problems[0].field, "origin");
     }
 
     #[test]

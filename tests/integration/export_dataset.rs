@@ -178,7 +178,7 @@ async fn thumbs_down_answers_become_unreviewed_candidates() {
         assert_eq!(candidate["origin"]["request_id"], candidate["id"]);
         assert!(candidate["origin"]["ts"].as_str().unwrap().ends_with('Z'));
         // The conversation as the provider got it: the variant's system prompt included.
-        let messages = candidate["request"]["messages"].as_array().unwrap();
+        let messages = candidate["messages"].as_array().unwrap();
         let user = &messages[messages.len() - 1];
         assert_eq!(user["role"], "user");
         assert!(user["content"].as_str().unwrap().starts_with("question "));
@@ -351,7 +351,7 @@ async fn redacted_values_stay_redacted() {
             .is_some_and(|s| s.starts_with("sha256:") && s.len() == 71)
     };
     assert!(marker(&candidate["expected"]), "{candidate}");
-    let messages = candidate["request"]["messages"].as_array().unwrap();
+    let messages = candidate["messages"].as_array().unwrap();
     assert!(
         messages.iter().all(|m| marker(&m["content"])),
         "{messages:?}"
@@ -411,7 +411,7 @@ async fn the_log_is_read_from_s3_with_analyze_source_flags() {
     let exported = candidates(&output);
     assert_eq!(exported.len(), 5);
     for candidate in &exported {
-        let messages = candidate["request"]["messages"].as_array().unwrap();
+        let messages = candidate["messages"].as_array().unwrap();
         let content = messages.last().unwrap()["content"].as_str().unwrap();
         assert!(content.starts_with("hi "), "{candidate}");
         assert_eq!(candidate["review"], "unreviewed");

@@ -100,7 +100,7 @@ impl ExportRow {
         }
         Some(json!({
             "id": id,
-            "request": {"messages": messages},
+            "messages": messages,
             "expected": expected,
             "tags": {},
             "review": "unreviewed",
@@ -176,7 +176,7 @@ mod tests {
             candidate,
             json!({
                 "id": "r1",
-                "request": {"messages": [{"role": "user", "content": "hi"}]},
+                "messages": [{"role": "user", "content": "hi"}],
                 "expected": "Hello!",
                 "tags": {},
                 "review": "unreviewed",
@@ -198,13 +198,10 @@ mod tests {
         let candidate = row(&request, "[redacted]").candidate("r1", None).unwrap();
         assert_eq!(candidate["expected"], "[redacted]");
         assert_eq!(
-            candidate["request"]["messages"][0],
+            candidate["messages"][0],
             json!({"role": "system", "content": "Be brief."})
         );
-        assert_eq!(
-            candidate["request"]["messages"][1]["content"],
-            hash.as_str()
-        );
+        assert_eq!(candidate["messages"][1]["content"], hash.as_str());
         assert_eq!(
             candidate["origin"]["redacted"],
             json!(["request.messages[1].content", "expected"])
