@@ -9,13 +9,13 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderMap, HeaderValue};
-use promptgate::api::{Endpoint, parse_head};
 use promptgate::capture::ResponseCapture;
-use promptgate::config::{self, LoadOptions};
-use promptgate::experiments::assign;
-use promptgate::experiments::decide::{self, RequestFacts};
-use promptgate::experiments::render::{self, Variables};
-use promptgate::experiments::template::Template;
+use promptgate_core::config::{self, LoadOptions};
+use promptgate_core::dialect::{Endpoint, parse_head};
+use promptgate_core::experiments::assign;
+use promptgate_core::experiments::decide::{self, RequestFacts};
+use promptgate_core::experiments::render::{self, Variables};
+use promptgate_core::experiments::template::Template;
 use serde_json::Value;
 
 const CHAT: &[u8] = br#"{"model":"greeting","messages":[{"role":"system","content":"You are helpful."},{"role":"user","content":"Summarise the plot of Hamlet in one sentence, please."}],"temperature":0.3,"stream":false,"promptgate":{"variables":{"audience":"students","bullets":3}}}"#;
@@ -296,7 +296,7 @@ fn audit_encoding(c: &mut Criterion) {
                 served_variant: "control".into(),
                 assigned_share: Some(0.5),
                 variant_version: "v3".into(),
-                reason: promptgate::experiments::decide::Reason::Hash,
+                reason: promptgate_core::experiments::decide::Reason::Hash,
                 unit_key: "user-12345".into(),
                 sticky: true,
                 log_bodies: true,

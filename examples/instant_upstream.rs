@@ -33,8 +33,8 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use promptgate::api::Endpoint;
 use promptgate::providers::demo::{self, DemoAnswer};
+use promptgate_core::dialect::Endpoint;
 use serde_json::json;
 use tokio::net::TcpListener;
 

@@ -7,7 +7,7 @@
 //! Experiment `exp`: `control` (thumbs up 30 %, p50 300 ms) and `treatment`
 //! (33 %, 280 ms), 50/50, every request with feedback.
 
-use promptgate::analyze::synthetic::{SyntheticLog, SyntheticVariant};
+use promptgate_analyze::synthetic::{SyntheticLog, SyntheticVariant};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -28,13 +28,3 @@ pub mod telemetry;
 /// The client listener lives in the assembled application (`app::server`);
 /// this path keeps `promptgate::server::hash_key` for the binary and tests.
 pub use app::server;
-
-// TEMPORARY: old paths, removed once the parallel branches are merged
-// (`crate::config::…`, `crate::api::…` and the others keep compiling in code
-// written against the single crate).
-pub use promptgate_analyze as analyze;
-pub use promptgate_core::{config, error, experiments, routing};
-pub mod api {
-    pub use crate::respond::{error_response, stream_error_event};
-    pub use promptgate_core::dialect::*;
-}

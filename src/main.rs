@@ -12,8 +12,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use promptgate::app::App;
 use promptgate::capture::NoSink;
-use promptgate::config::{self, LoadOptions};
 use promptgate::server;
+use promptgate_core::config::{self, LoadOptions};
 
 #[derive(Parser)]
 #[command(
@@ -119,10 +119,10 @@ struct SourceArgs {
     #[command(flatten)]
     log: LogArgs,
     /// First day (UTC, YYYY-MM-DD) of the `dt=` partitions to read.
-    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    #[arg(long, value_parser = promptgate_analyze::parse_date)]
     from: Option<String>,
     /// Last day (inclusive).
-    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    #[arg(long, value_parser = promptgate_analyze::parse_date)]
     to: Option<String>,
     /// Report unreadable objects and go on instead of stopping.
     #[arg(long)]
@@ -147,25 +147,25 @@ struct LogArgs {
 }
 
 impl LogArgs {
-    async fn open(&self) -> Result<promptgate::analyze::Source, promptgate::analyze::AnalyzeError> {
-        let s3 = promptgate::analyze::S3Options {
+    async fn open(&self) -> Result<promptgate_analyze::Source, promptgate_analyze::AnalyzeError> {
+        let s3 = promptgate_analyze::S3Options {
             endpoint: self.s3_endpoint.clone(),
             region: self.s3_region.clone(),
             force_path_style: self.s3_force_path_style,
         };
-        promptgate::analyze::Source::open(&self.source, &s3).await
+        promptgate_analyze::Source::open(&self.source, &s3).await
     }
 }
 
 impl SourceArgs {
-    fn range(&self) -> promptgate::analyze::DateRange {
-        promptgate::analyze::DateRange {
+    fn range(&self) -> promptgate_analyze::DateRange {
+        promptgate_analyze::DateRange {
             from: self.from.clone(),
             to: self.to.clone(),
         }
     }
 
-    async fn open(&self) -> Result<promptgate::analyze::Source, promptgate::analyze::AnalyzeError> {
+    async fn open(&self) -> Result<promptgate_analyze::Source, promptgate_analyze::AnalyzeError> {
         self.log.open().await
     }
 }
@@ -254,19 +254,19 @@ struct DriftArgs {
     /// Only requests to this model name (a route).
     #[arg(long)]
     route: Option<String>,
-    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    #[arg(long, value_parser = promptgate_analyze::parse_date)]
     baseline_from: Option<String>,
-    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    #[arg(long, value_parser = promptgate_analyze::parse_date)]
     baseline_to: Option<String>,
-    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    #[arg(long, value_parser = promptgate_analyze::parse_date)]
     current_from: Option<String>,
-    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    #[arg(long, value_parser = promptgate_analyze::parse_date)]
     current_to: Option<String>,
     /// The last N days (ending --until) against the N days before.
     #[arg(long, conflicts_with_all = ["baseline_from", "baseline_to", "current_from", "current_to"])]
     last_days: Option<u16>,
     /// Last day of --last-days (default: today, UTC).
-    #[arg(long, value_parser = promptgate::analyze::parse_date)]
+    #[arg(long, value_parser = promptgate_analyze::parse_date)]
     until: Option<String>,
     /// Family-wise false-alarm rate over all signals.
     #[arg(long, default_value_t = 0.01)]
@@ -353,7 +353,7 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
 }
 
 fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
-    use promptgate::analyze::{self, Options, Settings};
+    use promptgate_analyze::{self as analyze, Options, Settings};
     anyhow::ensure!(
         args.confidence > 0.0 && args.confidence < 1.0,
         "--confidence must be between 0 and 1 (e.g. 0.95)"
@@ -571,8 +571,8 @@ fn export_dataset(args: ExportArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn drift(args: DriftArgs) -> anyhow::Result<ExitCode> {
-    use promptgate::analyze::DateRange;
-    use promptgate::analyze::drift::{self, Options, Scope};
+    use promptgate_analyze::DateRange;
+    use promptgate_analyze::drift::{self, Options, Scope};
     anyhow::ensure!(
         args.alpha > 0.0 && args.alpha < 1.0,
         "--alpha must be between 0 and 1"
@@ -639,11 +639,8 @@ fn drift(args: DriftArgs) -> anyhow::Result<ExitCode> {
 fn drift_windows(
     days: u16,
     until: Option<&str>,
-) -> anyhow::Result<(
-    promptgate::analyze::DateRange,
-    promptgate::analyze::DateRange,
-)> {
-    use promptgate::analyze::DateRange;
+) -> anyhow::Result<(promptgate_analyze::DateRange, promptgate_analyze::DateRange)> {
+    use promptgate_analyze::DateRange;
     anyhow::ensure!(days > 0, "--last-days must be at least 1");
     let end = match until {
         Some(text) => promptgate_log::time::parse_date(text).context("--until")?,

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use crate::config::{self, ConfigError, LoadOptions};
 use crate::snapshot::{Snapshot, SnapshotHandle};
+use promptgate_core::config::{self, ConfigError, LoadOptions};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {

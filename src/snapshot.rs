@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{AdminConfig, AuthConfig, Config, ServerConfig};
-use crate::experiments::model::Experiment;
 use crate::providers::Upstreams;
-use crate::routing::RouteTable;
 use promptgate_core::config::feedback::FeedbackConfig;
+use promptgate_core::config::{AdminConfig, AuthConfig, Config, ServerConfig};
+use promptgate_core::experiments::model::Experiment;
+use promptgate_core::routing::RouteTable;
 
 pub struct Snapshot {
     pub version: Arc<str>,

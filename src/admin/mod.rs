@@ -24,12 +24,12 @@ use tokio::net::TcpListener;
 use crate::accept::AcceptBackoff;
 use crate::audit::AuditLog;
 use crate::body::{GatewayBody, full};
-use crate::experiments::decide;
-use crate::experiments::model::{Experiment, UnitKeySource};
 use crate::reload::{ReloadOutcome, Reloader};
 use crate::snapshot::SnapshotHandle;
 use crate::telemetry::Telemetry;
 use crate::telemetry::ready::Readiness;
+use promptgate_core::experiments::decide;
+use promptgate_core::experiments::model::{Experiment, UnitKeySource};
 
 /// What the admin listener reads and drives, shared with the client side.
 pub struct Admin {

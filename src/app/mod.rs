@@ -18,13 +18,13 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, Admin};
 use crate::audit::{AuditLog, AuditStartError, AuditTasks};
 use crate::capture::{ExchangeSink, Fanout};
-use crate::config::{self, ConfigError, LoadOptions};
 use crate::reload::Reloader;
 use crate::shadow::ShadowRunner;
 use crate::snapshot::{Snapshot, SnapshotHandle};
 use crate::telemetry::metrics::ReloadCounts;
 use crate::telemetry::ready::Readiness;
 use crate::telemetry::{Telemetry, TelemetryError};
+use promptgate_core::config::{self, ConfigError, LoadOptions};
 
 /// The assembled application, as every request shares it: the config in
 /// force and where finished exchanges go.

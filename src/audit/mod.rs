@@ -11,9 +11,6 @@
 //! The request path never waits on storage, except in strict mode for the
 //! fsync of its own record.
 
-// TEMPORARY: the old path of the audit settings (now
-// `promptgate_core::config::audit`), removed once the parallel branches are merged.
-pub use promptgate_core::config::audit as config;
 mod disk;
 pub mod health;
 mod objects;

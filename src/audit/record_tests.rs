@@ -3,14 +3,14 @@ use super::*;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::api::{Dialect, Endpoint};
-use crate::audit::config::{
-    Durability, FlushPolicy, Price, SpoolCap, SpoolFullPolicy, StoreConfig,
-};
 use crate::audit::record_reference;
 use crate::capture::{Captured, ExchangeStart, RefusalKind, SkipReason, Usage};
-use crate::error::ErrorClass;
-use crate::experiments::decide::Reason;
+use promptgate_core::config::audit::{
+    Durability, FlushPolicy, Price, SpoolCap, SpoolFullPolicy, StoreConfig,
+};
+use promptgate_core::dialect::{Dialect, Endpoint};
+use promptgate_core::error::ErrorClass;
+use promptgate_core::experiments::decide::Reason;
 
 fn config(log_bodies: bool, redact: &[&str], redaction: Redaction) -> AuditConfig {
     AuditConfig {

@@ -451,9 +451,9 @@ mod tests {
     use std::time::SystemTime;
 
     use super::*;
-    use crate::api::Endpoint;
     use crate::audit::spool::Frames;
     use crate::capture::{Captured, ExchangeStart, FinishedExchange, Outcome};
+    use promptgate_core::dialect::Endpoint;
 
     struct Running {
         sender: SyncSender<Event>,
@@ -472,7 +472,7 @@ mod tests {
             store = dir.path().join("store"),
         );
         std::fs::write(&file, text).unwrap();
-        let config = crate::config::load_file(&file, &Default::default())
+        let config = promptgate_core::config::load_file(&file, &Default::default())
             .unwrap()
             .audit
             .unwrap();

@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::api::Endpoint;
+use promptgate_core::dialect::Endpoint;
 use promptgate_core::sse::{DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SseDecoder, SseEvent};
 
 /// Upper bound on the response bytes kept for the audit log; the caller still

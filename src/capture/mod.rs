@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 pub use extract::{Captured, MAX_CAPTURED_BYTES, ResponseCapture, Usage};
 pub use observed_body::{AnswerNotDurable, ObservedBody, release};
 
-use crate::api::Endpoint;
+use promptgate_core::dialect::Endpoint;
 
 /// How an exchange ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,7 +56,7 @@ pub struct ExperimentTag {
     /// The assigned variant's share of the weights (`None` for shadow calls).
     pub assigned_share: Option<f64>,
     pub variant_version: Arc<str>,
-    pub reason: crate::experiments::decide::Reason,
+    pub reason: promptgate_core::experiments::decide::Reason,
     /// Raw; pseudonymise before writing anywhere.
     pub unit_key: String,
     pub sticky: bool,
@@ -130,7 +130,7 @@ pub struct Refusal {
     pub client_id: Option<Arc<str>>,
     pub config_version: Arc<str>,
     pub endpoint: Option<Endpoint>,
-    pub dialect: crate::api::Dialect,
+    pub dialect: promptgate_core::dialect::Dialect,
     pub model: Option<String>,
     pub stream: bool,
     pub experiment: Option<ExperimentTag>,
@@ -149,9 +149,9 @@ pub struct Refusal {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RefusalKind {
     /// A served request refused with an error of this class.
-    Refused(crate::error::ErrorClass),
+    Refused(promptgate_core::error::ErrorClass),
     /// A shadow call that failed before any answer arrived.
-    ShadowFailed(crate::error::ErrorClass),
+    ShadowFailed(promptgate_core::error::ErrorClass),
     /// A shadow call that was not made, and why.
     ShadowSkipped(SkipReason),
     /// A shadow call cancelled by shutdown before any answer arrived.

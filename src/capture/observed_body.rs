@@ -11,10 +11,10 @@ use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
 use super::{ExchangeSink, ExchangeStart, FinishedExchange, Outcome, RecordAck, ResponseCapture};
-use crate::api::stream_error_event;
 use crate::body::{BoxError, GatewayBody};
-use crate::error::GatewayError;
+use crate::respond::stream_error_event;
 use crate::telemetry::ExchangeTelemetry;
+use promptgate_core::error::GatewayError;
 use promptgate_core::sse::EventTooLarge;
 
 #[derive(Debug, thiserror::Error)]
@@ -361,7 +361,8 @@ mod tests {
     use http_body_util::{BodyExt, StreamBody};
 
     use super::*;
-    use crate::api::{Dialect, Endpoint, error_response};
+    use crate::respond::error_response;
+    use promptgate_core::dialect::{Dialect, Endpoint};
 
     /// A sink that promises durability and settles every record as told.
     struct SettlesAs(Option<RecordAck>);

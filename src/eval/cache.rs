@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::call::Answer;
-use crate::api::Endpoint;
+use promptgate_core::dialect::Endpoint;
 
 /// Bumped when the stored answer's shape or the key's recipe changes.
 const FORMAT: &str = "promptgate.eval.cache.v1";

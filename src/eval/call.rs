@@ -10,11 +10,11 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
 
-use crate::api::Endpoint;
 use crate::capture::{ExchangeSink, FinishedExchange};
-use crate::config::{ProviderKind, RouteConfig};
 use crate::providers::{self, ForwardRequest, Upstreams, WhenExhausted};
 use crate::telemetry::{Role, Telemetry};
+use promptgate_core::config::{ProviderKind, RouteConfig};
+use promptgate_core::dialect::Endpoint;
 
 /// What a call produced.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -16,10 +16,10 @@ use super::report::{
 use super::run::{self, RenderProblem, RunOptions, VariantAnswers};
 use super::score::{self, CaseScore, RatioSums};
 use super::suite::{self, Gate, Suite};
-use crate::audit::config::Price;
-use crate::config::{self, ConfigError, LoadOptions, TelemetryConfig};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Telemetry;
+use promptgate_core::config::audit::Price;
+use promptgate_core::config::{self, ConfigError, LoadOptions, TelemetryConfig};
 
 /// The name of the judge's rubric score among the scorers.
 pub const JUDGE_SCORER: &str = "judge";

@@ -9,8 +9,8 @@ use serde::Serialize;
 
 use super::score::CaseScore;
 use super::suite::Gate;
-use crate::analyze::stats::paired::{McNemar, PairedCounts, mcnemar};
-use crate::analyze::stats::rank::{WilcoxonSignedRank, wilcoxon_signed_rank};
+use promptgate_analyze::stats::paired::{McNemar, PairedCounts, mcnemar};
+use promptgate_analyze::stats::rank::{WilcoxonSignedRank, wilcoxon_signed_rank};
 
 /// One scorer's verdict on one variant.
 #[derive(Debug, Clone, PartialEq, Serialize)]

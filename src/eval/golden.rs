@@ -241,7 +241,7 @@ fn case(
         None => {}
         Some(Value::Object(map)) => {
             for (name, value) in map {
-                match crate::experiments::decide::scalar_text(&value) {
+                match promptgate_core::experiments::decide::scalar_text(&value) {
                     Some(text) => {
                         tags.insert(name, text);
                     }

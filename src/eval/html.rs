@@ -8,7 +8,7 @@ use std::fmt::Write;
 
 use super::junit::xml as escape;
 use super::report::Report;
-use crate::analyze::render::p_text;
+use promptgate_analyze::render::p_text;
 
 /// Failing cases shown side by side (the JSON report has all of them).
 const CASES_SHOWN: usize = 200;

@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use super::report::Report;
-use crate::analyze::render::p_text;
+use promptgate_analyze::render::p_text;
 
 /// Failing cases listed in the table (all of them are in JSON, HTML, JUnit).
 const FAILURES_SHOWN: usize = 20;

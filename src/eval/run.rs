@@ -14,11 +14,11 @@ use super::cache::{self, AnswerCache};
 use super::call::{self, Answer};
 use super::golden::GoldenCase;
 use super::suite::Suite;
-use crate::api::Endpoint;
-use crate::experiments::model::{Experiment, Variant};
-use crate::experiments::render::{self, GATEWAY_FIELD, Variables};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Telemetry;
+use promptgate_core::dialect::Endpoint;
+use promptgate_core::experiments::model::{Experiment, Variant};
+use promptgate_core::experiments::render::{self, GATEWAY_FIELD, Variables};
 
 /// A case that cannot be rendered for a variant (a missing template
 /// variable): found before any provider is called.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::scorers::{Scorer, ScorerSpec};
-use crate::config::{self, ConfigError, Problem};
 use crate::snapshot::Snapshot;
+use promptgate_core::config::{self, ConfigError, Problem};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::api::Endpoint;
+use promptgate_core::dialect::Endpoint;
 
 mod extraction;
 mod refusal;

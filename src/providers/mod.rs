@@ -19,17 +19,17 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::api::{Dialect, Endpoint};
 use crate::body::{BoxError, GatewayBody};
 use crate::capture::{
     self, ExchangeSink, ExchangeStart, ExperimentTag, ObservedBody, ResponseCapture,
 };
-use crate::config::{Config, HttpUpstream, ProviderConfig, ProviderKind, RouteConfig};
-use crate::error::GatewayError;
 use crate::telemetry::metrics::{RequestLabels, model_label};
 use crate::telemetry::{
     AttemptSpan, ExchangeSpans, ExchangeTelemetry, RequestMetrics, RequestTrace, Role, Telemetry,
 };
+use promptgate_core::config::{Config, HttpUpstream, ProviderConfig, ProviderKind, RouteConfig};
+use promptgate_core::dialect::{Dialect, Endpoint};
+use promptgate_core::error::GatewayError;
 use retry::{NextStep, StatusVerdict};
 
 type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderMap, StatusCode};
 use rand::RngExt;
 
-use crate::config::RetryPolicy;
+use promptgate_core::config::RetryPolicy;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusVerdict {

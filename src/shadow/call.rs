@@ -12,18 +12,18 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::limits::{InFlight, add_usd};
-use crate::api::Endpoint;
 use crate::capture::{
     ExchangeSink, ExperimentTag, FinishedExchange, Outcome, Refusal, RefusalKind,
 };
-use crate::error::{ErrorClass, GatewayError};
-use crate::experiments::model::Experiment;
-use crate::experiments::render::{self, Variables};
 use crate::providers::{self, ForwardRequest, WhenExhausted};
 use crate::snapshot::Snapshot;
 use crate::telemetry::ShadowMetrics;
 use crate::telemetry::trace::{self as telemetry, ShadowParent};
 use crate::telemetry::{AccessLog, Metrics, RequestTrace, Role, Telemetry};
+use promptgate_core::dialect::Endpoint;
+use promptgate_core::error::{ErrorClass, GatewayError};
+use promptgate_core::experiments::model::Experiment;
+use promptgate_core::experiments::render::{self, Variables};
 
 pub(super) struct ShadowCall {
     pub snapshot: Arc<Snapshot>,

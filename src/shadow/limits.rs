@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::capture::SkipReason;
-use crate::experiments::model::{DailyBudget, ShadowPolicy};
 use crate::telemetry::ShadowMetrics;
+use promptgate_core::experiments::model::{DailyBudget, ShadowPolicy};
 
 /// One experiment's shadow calls in flight and what they spent today.
 #[derive(Default)]

@@ -22,16 +22,16 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::api::Endpoint;
 use crate::capture::{ExchangeSink, ExperimentTag, RefusalKind, SkipReason};
-use crate::experiments::assign;
-use crate::experiments::decide::Reason;
-use crate::experiments::model::{Experiment, ShadowPolicy};
-use crate::experiments::render::Variables;
 use crate::snapshot::Snapshot;
 use crate::telemetry::{ShadowMetrics, Telemetry};
 use limits::ExperimentLimits;
 use promptgate_core::config::audit::Price;
+use promptgate_core::dialect::Endpoint;
+use promptgate_core::experiments::assign;
+use promptgate_core::experiments::decide::Reason;
+use promptgate_core::experiments::model::{Experiment, ShadowPolicy};
+use promptgate_core::experiments::render::Variables;
 
 /// Owns every shadow call in flight, and the limits that outlive reloads.
 pub struct ShadowRunner {
@@ -229,7 +229,7 @@ mod tests {
 
     use super::*;
     use crate::capture::NoSink;
-    use crate::config::TelemetryConfig;
+    use promptgate_core::config::TelemetryConfig;
 
     fn runner() -> ShadowRunner {
         let telemetry = Telemetry::start(&TelemetryConfig::default(), HashMap::new()).unwrap();

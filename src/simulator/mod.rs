@@ -38,9 +38,9 @@ use tokio::sync::watch;
 pub use fault::Fault;
 pub use rules::{SimJudge, WRONG_ANSWER, WrongAnswers};
 
-use crate::api::Endpoint;
 use crate::body::{BoxError, GatewayBody};
 use crate::providers::demo;
+use promptgate_core::dialect::Endpoint;
 
 /// How many received requests are kept (the oldest are forgotten first), so a
 /// long load test does not grow the simulator's memory.

@@ -25,9 +25,9 @@ use opentelemetry::trace::TraceId;
 use tracing::Level;
 
 use super::trace::Role;
-use crate::api::Endpoint;
 use crate::capture::{ExperimentTag, FinishedExchange, Outcome, Refusal, RefusalKind};
-use crate::error::ErrorClass;
+use promptgate_core::dialect::Endpoint;
+use promptgate_core::error::ErrorClass;
 
 /// The tracing target of access-log lines (`RUST_LOG=promptgate::access=debug`).
 pub const TARGET: &str = "promptgate::access";

@@ -18,7 +18,7 @@ use opentelemetry_sdk::trace::span_processor_with_async_runtime::BatchSpanProces
 use opentelemetry_sdk::trace::{BatchConfigBuilder, Sampler, SdkTracerProvider};
 
 use super::TelemetryError;
-use crate::config::TraceExport;
+use promptgate_core::config::TraceExport;
 
 const SERVICE_NAME: &str = "promptgate";
 /// One export request may take this long (connect, send, answer).

@@ -23,9 +23,9 @@ use opentelemetry_sdk::metrics::SdkMeterProvider;
 
 use crate::audit::AuditLog;
 use crate::capture::{ExperimentTag, FinishedExchange, SkipReason};
-use crate::config::{ModelPattern, RouteConfig};
 use crate::telemetry::{Role, ShadowMetrics};
 use promptgate_core::config::audit::Price;
+use promptgate_core::config::{ModelPattern, RouteConfig};
 
 /// Seconds; from a cached answer to a long generation.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -88,7 +88,8 @@ pub fn model_label(route: &RouteConfig, caller_model: &str) -> Arc<str> {
         match pattern {
             ModelPattern::Exact(name) if **name == *caller_model => return name.clone(),
             ModelPattern::Wildcard(glob)
-                if matched.is_none() && crate::routing::wildcard_match(glob, caller_model) =>
+                if matched.is_none()
+                    && promptgate_core::routing::wildcard_match(glob, caller_model) =>
             {
                 matched = Some(glob.clone());
             }

@@ -27,7 +27,7 @@ pub use shadow_counts::ShadowMetrics;
 pub use trace::{AttemptSpan, ExchangeSpans, RequestTrace, Role};
 
 use crate::capture::FinishedExchange;
-use crate::config::TelemetryConfig;
+use promptgate_core::config::TelemetryConfig;
 use promptgate_core::config::audit::Price;
 
 /// Instrumentation scope of every span.

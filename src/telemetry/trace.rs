@@ -19,9 +19,9 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracer;
 
-use crate::api::Endpoint;
 use crate::capture::{ExperimentTag, FinishedExchange};
-use crate::config::ProviderConfig;
+use promptgate_core::config::ProviderConfig;
+use promptgate_core::dialect::Endpoint;
 
 /// Attribute keys.
 pub mod attr {

@@ -12,10 +12,10 @@ use std::path::Path;
 use std::process::Command;
 
 use http::Method;
-use promptgate::analyze::stats::power::{PowerTarget, proportion_sample_size};
-use promptgate::analyze::stats::proportions::{Counts, compare_proportions};
-use promptgate::analyze::synthetic::{SyntheticLog, SyntheticVariant};
-use promptgate::analyze::{self, DateRange, Options, Report, S3Options, Source};
+use promptgate_analyze::stats::power::{PowerTarget, proportion_sample_size};
+use promptgate_analyze::stats::proportions::{Counts, compare_proportions};
+use promptgate_analyze::synthetic::{SyntheticLog, SyntheticVariant};
+use promptgate_analyze::{self as analyze, DateRange, Options, Report, S3Options, Source};
 use serde_json::Value;
 use support::analyze::options;
 

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use promptgate::analyze::report::SUSPECT_SRM;
-use promptgate::analyze::synthetic::SyntheticVariant;
-use promptgate::analyze::{self, Report, S3Options, Source};
+use promptgate_analyze::report::SUSPECT_SRM;
+use promptgate_analyze::synthetic::SyntheticVariant;
+use promptgate_analyze::{self as analyze, Report, S3Options, Source};
 use serde_json::Value;
 use support::analyze::synthetic_log as log;
 

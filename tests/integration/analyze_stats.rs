@@ -1,4 +1,4 @@
-//! `promptgate::analyze::stats` against reference values computed independently
+//! `promptgate_analyze::stats` against reference values computed independently
 //! by scipy/statsmodels (and numpy for the sequential closed forms):
 //! `tests/stats_reference/values.json`, written by `generate.py` beside it,
 //! which holds both the inputs and the expected outputs.
@@ -19,17 +19,17 @@
 
 use std::sync::OnceLock;
 
-use promptgate::analyze::stats::bootstrap::{bootstrap_quantile_difference, quantile};
-use promptgate::analyze::stats::means::{Moments, mean_interval, welch};
-use promptgate::analyze::stats::multiple::holm_adjust;
-use promptgate::analyze::stats::paired::{PairedCounts, mcnemar};
-use promptgate::analyze::stats::power::{
+use promptgate_analyze::stats::bootstrap::{bootstrap_quantile_difference, quantile};
+use promptgate_analyze::stats::means::{Moments, mean_interval, welch};
+use promptgate_analyze::stats::multiple::holm_adjust;
+use promptgate_analyze::stats::paired::{PairedCounts, mcnemar};
+use promptgate_analyze::stats::power::{
     PowerTarget, mean_mde, mean_sample_size, proportion_mde, proportion_sample_size,
 };
-use promptgate::analyze::stats::proportions::{Counts, compare_proportions, proportion_interval};
-use promptgate::analyze::stats::rank::{mann_whitney_u, wilcoxon_signed_rank};
-use promptgate::analyze::stats::sequential::{rho_for_sample_size, sequential_difference};
-use promptgate::analyze::stats::srm::sample_ratio_mismatch;
+use promptgate_analyze::stats::proportions::{Counts, compare_proportions, proportion_interval};
+use promptgate_analyze::stats::rank::{mann_whitney_u, wilcoxon_signed_rank};
+use promptgate_analyze::stats::sequential::{rho_for_sample_size, sequential_difference};
+use promptgate_analyze::stats::srm::sample_ratio_mismatch;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;

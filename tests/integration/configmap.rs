@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use promptgate::app::App;
-use promptgate::config::LoadOptions;
+use promptgate_core::config::LoadOptions;
 use support::{RecordingSink, TestClient, client, send};
 
 const CONFIG: &str = "promptgate.toml";

@@ -6,11 +6,11 @@
 use std::path::Path;
 use std::process::Command;
 
-use promptgate::analyze::drift::{self, DriftReport, Options, Scope, Verdict};
-use promptgate::analyze::stats::ks::{KsMethod, kolmogorov_sf, ks_2samp};
-use promptgate::analyze::stats::psi::{chi_square_independence, population_stability_index};
-use promptgate::analyze::synthetic::{SyntheticLog, SyntheticVariant};
-use promptgate::analyze::{DateRange, S3Options, Source};
+use promptgate_analyze::drift::{self, DriftReport, Options, Scope, Verdict};
+use promptgate_analyze::stats::ks::{KsMethod, kolmogorov_sf, ks_2samp};
+use promptgate_analyze::stats::psi::{chi_square_independence, population_stability_index};
+use promptgate_analyze::synthetic::{SyntheticLog, SyntheticVariant};
+use promptgate_analyze::{DateRange, S3Options, Source};
 use serde_json::Value;
 
 fn reference(family: &str) -> Vec<Value> {

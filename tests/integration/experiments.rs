@@ -10,10 +10,10 @@ use std::time::Duration;
 use futures_util::future::join_all;
 use http::{Method, StatusCode};
 use promptgate::capture::{ExperimentTag, FinishedExchange, Outcome};
-use promptgate::experiments::assign::{choose_variant, is_enrolled};
-use promptgate::experiments::decide::Reason;
 use promptgate::server;
 use promptgate::simulator::{Fault, SimConfig, Simulator};
+use promptgate_core::experiments::assign::{choose_variant, is_enrolled};
+use promptgate_core::experiments::decide::Reason;
 use serde_json::{Value, json};
 use support::*;
 

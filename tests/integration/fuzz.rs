@@ -13,10 +13,10 @@
 
 use std::path::{Path, PathBuf};
 
-use promptgate::api::{Endpoint, parse_head};
 use promptgate::audit::spool::{self, Frames, Segment, SpoolDirs};
 use promptgate::capture::ResponseCapture;
-use promptgate::config::{LoadOptions, load_file};
+use promptgate_core::config::{LoadOptions, load_file};
+use promptgate_core::dialect::{Endpoint, parse_head};
 use promptgate_core::sse::{SseDecoder, SseEvent};
 use proptest::prelude::*;
 use proptest::test_runner::FileFailurePersistence;
@@ -52,7 +52,7 @@ fn corpus(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     seeds
 }
 
-// ---- api::parse_head ----------------------------------------------------
+// ---- dialect::parse_head-------------------------------------------------
 
 /// When the parser accepts a body, a general JSON reader sees the same
 /// object. (It may accept more than that reader: skipped values are not

@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use http::{Method, StatusCode};
-use promptgate::experiments::assign;
 use promptgate::simulator::{Fault, SimConfig, Simulator};
+use promptgate_core::experiments::assign;
 use serde_json::Value;
 use support::metrics::Metrics;
 use support::{TestGateway, client, local_audit_records, send, wait_for_audit};

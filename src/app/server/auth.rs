@@ -8,8 +8,8 @@ use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use subtle::{Choice, ConstantTimeEq};
 
-use crate::config::AuthConfig;
-use crate::error::GatewayError;
+use promptgate_core::config::AuthConfig;
+use promptgate_core::error::GatewayError;
 
 /// The key as SDKs send it: `Authorization: Bearer …` (OpenAI, recent Anthropic
 /// SDKs) or `x-api-key` (Anthropic SDKs, curl examples).
@@ -56,8 +56,8 @@ pub fn hash_key(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::ClientKey;
     use http::HeaderValue;
+    use promptgate_core::config::ClientKey;
 
     fn keys() -> AuthConfig {
         let mut a = [0u8; 32];

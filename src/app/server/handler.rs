@@ -18,16 +18,16 @@ use super::Gateway;
 use super::auth::authenticate;
 use super::observe::{ObservedRequest, RequestContext, RequestNotes};
 use super::variant;
-use crate::api::{self, Endpoint, EndpointMismatch};
 use crate::body::{GatewayBody, full};
 use crate::capture::ExperimentTag;
-use crate::config::RouteConfig;
-use crate::error::GatewayError;
-use crate::experiments::model::Experiment;
 use crate::feedback::{self, Feedback};
 use crate::providers::{self, ForwardRequest, WhenExhausted};
 use crate::snapshot::Snapshot;
 use crate::telemetry::{RequestTrace, Role};
+use promptgate_core::config::RouteConfig;
+use promptgate_core::dialect::{self, Endpoint, EndpointMismatch};
+use promptgate_core::error::GatewayError;
+use promptgate_core::experiments::model::Experiment;
 
 pub(super) const EXPERIMENT_HEADER: HeaderName = HeaderName::from_static("x-promptgate-experiment");
 
@@ -76,7 +76,7 @@ async fn serve(
         return accept_feedback(gateway, snapshot, body, &parts.headers, client_id).await;
     }
     let body = read_body(body, &parts.headers, snapshot.server.max_body_bytes).await?;
-    let head = api::parse_head(endpoint, &body)?;
+    let head = dialect::parse_head(endpoint, &body)?;
     context.notes.note(|n| {
         n.model = Some(head.model.clone());
         n.stream = head.stream;

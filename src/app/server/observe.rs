@@ -19,13 +19,14 @@ use hyper::body::Incoming;
 use tower::{BoxError, Layer, Service};
 
 use super::Gateway;
-use crate::api::{self, Dialect, Endpoint, EndpointMismatch};
 use crate::body::GatewayBody;
 use crate::capture::{ExperimentTag, Refusal, RefusalKind};
-use crate::error::GatewayError;
+use crate::respond;
 use crate::snapshot::Snapshot;
 use crate::telemetry::access::Answered;
 use crate::telemetry::{RequestTrace, Role};
+use promptgate_core::dialect::{Dialect, Endpoint, EndpointMismatch};
+use promptgate_core::error::GatewayError;
 
 pub(super) const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const ANTHROPIC_REQUEST_ID: HeaderName = HeaderName::from_static("request-id");
@@ -221,7 +222,7 @@ fn refused(
     context: &RequestContext,
     error: GatewayError,
 ) -> Response<GatewayBody> {
-    let mut response = api::error_response(context.dialect, &error);
+    let mut response = respond::error_response(context.dialect, &error);
     let status = response.status().as_u16();
     if let Some(trace) = &context.trace {
         trace.end_here(Some(status), Some(error.class().label()));

@@ -10,13 +10,13 @@ use serde_json::Value;
 use super::handler::{EXPERIMENT_HEADER, ParsedRequest};
 use crate::body::GatewayBody;
 use crate::capture::ExperimentTag;
-use crate::error::{ErrorClass, GatewayError};
-use crate::experiments::decide::{self, RequestFacts};
-use crate::experiments::model::Experiment;
-use crate::experiments::render::{self, Variables};
 use crate::providers::WhenExhausted;
 use crate::shadow::ServedRequest;
 use crate::telemetry::trace as telemetry;
+use promptgate_core::error::{ErrorClass, GatewayError};
+use promptgate_core::experiments::decide::{self, RequestFacts};
+use promptgate_core::experiments::model::Experiment;
+use promptgate_core::experiments::render::{self, Variables};
 
 const VARIANT_HEADER: HeaderName = HeaderName::from_static("x-promptgate-variant");
 const REASON_HEADER: HeaderName = HeaderName::from_static("x-promptgate-assignment");

@@ -17,10 +17,10 @@ use std::io::Write;
 
 use serde_json::{Map, Value};
 
-use crate::analyze::join::{FeedbackJoin, Joined};
-use crate::analyze::records::FeedbackRow;
-use crate::analyze::source::{ObjectError, Table};
-use crate::analyze::{AnalyzeError, DateRange, Source};
+use promptgate_analyze::join::{FeedbackJoin, Joined};
+use promptgate_analyze::records::FeedbackRow;
+use promptgate_analyze::source::{ObjectError, Table};
+use promptgate_analyze::{AnalyzeError, DateRange, Source};
 
 pub use candidate::ExportRow;
 pub use filter::FeedbackFilter;

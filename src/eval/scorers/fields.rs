@@ -10,7 +10,7 @@ use super::ScorerError;
 use super::dates::{DateOrder, normalize_date};
 use super::normalize::squad_normalize;
 use super::numbers::{json_number_text, normalize_number};
-pub(super) use crate::experiments::decide::scalar_text;
+pub(super) use promptgate_core::experiments::decide::scalar_text;
 
 /// How a field's values are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use crate::api::{Dialect, Endpoint};
+use promptgate_core::dialect::{Dialect, Endpoint};
 
 /// Roles OpenAI's chat completions accept, in the order its message lists them.
 const OPENAI_CHAT_ROLES: &[&str] = &[

@@ -1,7 +1,7 @@
 //! What the `promptgate analyze` tests share.
 
-use promptgate::analyze::synthetic::{SyntheticLog, SyntheticVariant};
-use promptgate::analyze::{DateRange, Options, Settings};
+use promptgate_analyze::synthetic::{SyntheticLog, SyntheticVariant};
+use promptgate_analyze::{DateRange, Options, Settings};
 
 /// The command's defaults for `experiment` (intent to treat, no JSON
 /// schema), with 200 bootstrap resamples: enough for assertions that are not

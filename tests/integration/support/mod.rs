@@ -25,8 +25,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use promptgate::app::App;
 use promptgate::capture::{ExchangeSink, FinishedExchange};
-use promptgate::config::LoadOptions;
 use promptgate::server;
+use promptgate_core::config::LoadOptions;
 use tokio::task::JoinHandle;
 
 pub const CLIENT_KEY: &str = "pg-test-key";
