@@ -20,9 +20,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::body::{BoxError, GatewayBody};
-use crate::capture::{
-    self, ExchangeSink, ExchangeStart, ExperimentTag, ObservedBody, ResponseCapture,
-};
+use crate::capture::{self, ObservedBody, ResponseCapture};
+use crate::exchange::{ExchangeSink, ExchangeStart, ExperimentTag};
 use crate::telemetry::metrics::{RequestLabels, model_label};
 use crate::telemetry::{
     AttemptSpan, ExchangeSpans, ExchangeTelemetry, RequestMetrics, RequestTrace, Role, Telemetry,

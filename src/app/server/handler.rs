@@ -19,7 +19,7 @@ use super::auth::authenticate;
 use super::observe::{ObservedRequest, RequestContext, RequestNotes};
 use super::variant;
 use crate::body::{GatewayBody, full};
-use crate::capture::ExperimentTag;
+use crate::exchange::ExperimentTag;
 use crate::feedback::{self, Feedback};
 use crate::providers::{self, ForwardRequest, WhenExhausted};
 use crate::snapshot::Snapshot;

@@ -20,7 +20,7 @@ use tower::{BoxError, Layer, Service};
 
 use super::Gateway;
 use crate::body::GatewayBody;
-use crate::capture::{ExperimentTag, Refusal, RefusalKind};
+use crate::exchange::{ExperimentTag, Refusal, RefusalKind};
 use crate::respond;
 use crate::snapshot::Snapshot;
 use crate::telemetry::access::Answered;
