@@ -49,10 +49,11 @@ pub(super) struct RequestContext {
     pub notes: RequestNotes,
 }
 
-/// The request as the layers below the observation layer see it.
-pub(super) struct ObservedRequest {
+/// The request as the layers below the observation layer see it (the
+/// phases see its body with its size limit: `body_limit.rs`).
+pub(super) struct ObservedRequest<B = Incoming> {
     pub context: Arc<RequestContext>,
-    pub request: Request<Incoming>,
+    pub request: Request<B>,
 }
 
 /// What the phases learned about a request so far (its client, model,
