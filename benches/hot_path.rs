@@ -235,7 +235,7 @@ user = "Be precise."
 /// serialise it as a JSON line; and gzip lines into an object.
 fn audit_encoding(c: &mut Criterion) {
     use promptgate::audit::record::{self, RecordContext};
-    use promptgate::capture::{
+    use promptgate::exchange::{
         Captured, ExchangeStart, ExperimentTag, FinishedExchange, Outcome, Usage,
     };
     use promptgate_core::config::audit::*;

@@ -16,6 +16,7 @@ pub mod audit;
 pub mod body;
 pub mod capture;
 pub mod eval;
+pub mod exchange;
 pub mod feedback;
 pub mod providers;
 pub mod reload;

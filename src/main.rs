@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use promptgate::app::App;
-use promptgate::capture::NoSink;
+use promptgate::exchange::NoSink;
 use promptgate::server;
 use promptgate_core::config::{self, LoadOptions};
 

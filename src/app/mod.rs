@@ -17,7 +17,7 @@ use tokio::task::JoinHandle;
 
 use crate::admin::{self, Admin};
 use crate::audit::{AuditLog, AuditStartError, AuditTasks};
-use crate::capture::{ExchangeSink, Fanout};
+use crate::exchange::{ExchangeSink, Fanout};
 use crate::reload::Reloader;
 use crate::shadow::ShadowRunner;
 use crate::snapshot::{Snapshot, SnapshotHandle};

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, oneshot, watch};
 
-use crate::capture::{ExchangeSink, FinishedExchange, RecordAck, Refusal};
+use crate::exchange::{ExchangeSink, FinishedExchange, RecordAck, Refusal};
 use promptgate_core::config::audit::{
     AuditConfig, Durability, SpoolCap, SpoolFullPolicy, StoreConfig,
 };

@@ -17,7 +17,7 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::capture::{ExperimentTag, FinishedExchange, Outcome, Refusal};
+use crate::exchange::{ExperimentTag, FinishedExchange, Outcome, Refusal};
 use crate::feedback::{Feedback, FeedbackValue};
 use promptgate_core::config::audit::{AuditConfig, JsonPath, PathPart, Redaction};
 use promptgate_log::time::UtcTime;

@@ -8,7 +8,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
-use crate::capture::{ExperimentTag, FinishedExchange, Outcome, Refusal};
+use crate::exchange::{ExperimentTag, FinishedExchange, Outcome, Refusal};
 use crate::feedback::{Feedback, FeedbackValue};
 use promptgate_core::config::audit::{AuditConfig, PathPart};
 use promptgate_log::time::UtcTime;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use crate::audit::record_reference;
-use crate::capture::{Captured, ExchangeStart, RefusalKind, SkipReason, Usage};
+use crate::exchange::{Captured, ExchangeStart, RefusalKind, SkipReason, Usage};
 use promptgate_core::config::audit::{
     Durability, FlushPolicy, Price, SpoolCap, SpoolFullPolicy, StoreConfig,
 };

@@ -25,7 +25,7 @@ use super::health::{DeathWatch, Incident};
 use super::record::{self, RecordContext};
 use super::spool::{self, Leftover, Segment, SpoolDirs};
 use super::{AuditMetrics, Event};
-use crate::capture::RecordAck;
+use crate::exchange::RecordAck;
 use promptgate_core::config::audit::{AuditConfig, Durability, SpoolFullPolicy};
 
 pub(super) struct Writer {
@@ -452,7 +452,7 @@ mod tests {
 
     use super::*;
     use crate::audit::spool::Frames;
-    use crate::capture::{Captured, ExchangeStart, FinishedExchange, Outcome};
+    use crate::exchange::{Captured, ExchangeStart, FinishedExchange, Outcome};
     use promptgate_core::dialect::Endpoint;
 
     struct Running {

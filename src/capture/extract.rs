@@ -10,33 +10,11 @@ use serde_json::Value;
 use promptgate_core::dialect::Endpoint;
 use promptgate_core::sse::{DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SseDecoder, SseEvent};
 
+use crate::exchange::{Captured, Usage};
+
 /// Upper bound on the response bytes kept for the audit log; the caller still
 /// receives every byte.
 pub const MAX_CAPTURED_BYTES: usize = 4 * 1024 * 1024;
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Usage {
-    pub input_tokens: Option<u64>,
-    pub output_tokens: Option<u64>,
-}
-
-/// What was seen of one response.
-#[derive(Debug, Default, Clone)]
-pub struct Captured {
-    /// The generated text: reassembled from the deltas of a stream, or read
-    /// from the JSON body.
-    pub text: String,
-    pub usage: Usage,
-    /// The raw body of a non-streamed response (up to `MAX_CAPTURED_BYTES`).
-    pub body: Vec<u8>,
-    /// The body exceeded `MAX_CAPTURED_BYTES` and was cut in the capture.
-    pub truncated: bool,
-    /// An `error` event seen inside a stream that began with 200.
-    pub stream_error: Option<String>,
-    /// The model the provider says answered (its response's `model`, cut to
-    /// `MAX_MODEL_BYTES`): a span attribute only, never a metric label.
-    pub model: Option<String>,
-}
 
 /// A provider's model name is kept up to this many bytes.
 pub const MAX_MODEL_BYTES: usize = 256;

@@ -10,8 +10,9 @@ use pin_project_lite::pin_project;
 use tokio::sync::oneshot;
 use tokio::time::Sleep;
 
-use super::{ExchangeSink, ExchangeStart, FinishedExchange, Outcome, RecordAck, ResponseCapture};
+use super::ResponseCapture;
 use crate::body::{BoxError, GatewayBody};
+use crate::exchange::{ExchangeSink, ExchangeStart, FinishedExchange, Outcome, RecordAck};
 use crate::respond::stream_error_event;
 use crate::telemetry::ExchangeTelemetry;
 use promptgate_core::error::GatewayError;
@@ -636,7 +637,7 @@ mod tests {
             Endpoint::ChatCompletions,
             &["{\"a\":1}"],
             false,
-            Arc::new(crate::capture::NoSink),
+            Arc::new(crate::exchange::NoSink),
         );
         assert!(!response.body().holds_answer());
         let released = release(response, "demo", Duration::from_secs(1))

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue};
 use http_body_util::BodyExt;
 
-use crate::capture::{ExchangeSink, FinishedExchange};
+use crate::exchange::{ExchangeSink, FinishedExchange};
 use crate::providers::{self, ForwardRequest, Upstreams, WhenExhausted};
 use crate::telemetry::{Role, Telemetry};
 use promptgate_core::config::{ProviderKind, RouteConfig};

@@ -20,9 +20,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::body::{BoxError, GatewayBody};
-use crate::capture::{
-    self, ExchangeSink, ExchangeStart, ExperimentTag, ObservedBody, ResponseCapture,
-};
+use crate::capture::{self, ObservedBody, ResponseCapture};
+use crate::exchange::{ExchangeSink, ExchangeStart, ExperimentTag};
 use crate::telemetry::metrics::{RequestLabels, model_label};
 use crate::telemetry::{
     AttemptSpan, ExchangeSpans, ExchangeTelemetry, RequestMetrics, RequestTrace, Role, Telemetry,
@@ -143,6 +142,78 @@ enum Failure {
     Response(Response<GatewayBody>),
 }
 
+/// An attempt that got no answer the caller should have.
+enum FailedAttempt {
+    /// A retryable status (429, 5xx): this answer reaches the caller if
+    /// nothing better comes.
+    Status(Response<GatewayBody>),
+    /// The provider refused the gateway's key.
+    CredentialsRejected {
+        status: u16,
+    },
+    NoAnswer(NoAnswer),
+}
+
+impl FailedAttempt {
+    fn for_policy(&self) -> retry::AttemptFailure<'_> {
+        match self {
+            FailedAttempt::Status(response) => retry::AttemptFailure::Status(response.headers()),
+            FailedAttempt::CredentialsRejected { .. } => retry::AttemptFailure::CredentialsRejected,
+            FailedAttempt::NoAnswer(no_answer) => retry::AttemptFailure::NoAnswer {
+                dropped_after_send: no_answer.dropped_after_send,
+            },
+        }
+    }
+
+    /// The status (if any) and the `error.type` it is observed under (the audit's classes).
+    fn status_and_class(&self) -> (Option<u16>, &'static str) {
+        match self {
+            FailedAttempt::Status(response) => {
+                let status = response.status().as_u16();
+                (Some(status), status_class(status))
+            }
+            FailedAttempt::CredentialsRejected { status } => (Some(*status), "provider_auth"),
+            FailedAttempt::NoAnswer(no_answer) => (None, error_class(&no_answer.error)),
+        }
+    }
+
+    fn into_failure(self, provider: &ProviderConfig) -> Failure {
+        match self {
+            FailedAttempt::Status(response) => Failure::Response(response),
+            FailedAttempt::CredentialsRejected { .. } => {
+                Failure::Error(GatewayError::ProviderAuth {
+                    provider: provider.name.to_string(),
+                })
+            }
+            FailedAttempt::NoAnswer(no_answer) => Failure::Error(no_answer.error),
+        }
+    }
+}
+
+/// One attempt: the request built and sent, the answer classified.
+async fn send(
+    provider: &ProviderConfig,
+    client: Option<&HttpClient>,
+    request: &ForwardRequest<'_>,
+    span: Option<&AttemptSpan>,
+) -> Result<Response<GatewayBody>, FailedAttempt> {
+    let response = match (&provider.kind, client) {
+        (ProviderKind::OpenAi(upstream) | ProviderKind::Anthropic(upstream), Some(client)) => {
+            send_http(client, provider, upstream, request, span)
+                .await
+                .map_err(FailedAttempt::NoAnswer)?
+        }
+        _ => demo_response(request.endpoint, &request.body, request.stream),
+    };
+    match retry::classify(response.status()) {
+        StatusVerdict::Deliver => Ok(response),
+        StatusVerdict::Retry => Err(FailedAttempt::Status(response)),
+        StatusVerdict::CredentialsRejected => Err(FailedAttempt::CredentialsRejected {
+            status: response.status().as_u16(),
+        }),
+    }
+}
+
 pub async fn forward(
     upstreams: &Upstreams,
     route: &RouteConfig,
@@ -174,6 +245,8 @@ pub async fn forward(
     'providers: for id in candidates {
         let provider = &upstreams.providers[id];
         let client = upstreams.clients[id].as_ref();
+        let policy =
+            retry::Attempts::new(&provider.retry, request.started + provider.timeouts.total);
         for attempt in 0..=provider.retry.max_retries {
             attempts += 1;
             let attempt_started = Instant::now();
@@ -186,94 +259,26 @@ pub async fn forward(
                     attempts,
                 )
             });
-            let outcome = match (&provider.kind, client) {
-                (
-                    ProviderKind::OpenAi(upstream) | ProviderKind::Anthropic(upstream),
-                    Some(client),
-                ) => send_http(client, provider, upstream, &request, span.as_ref()).await,
-                _ => Ok(demo_response(
-                    request.endpoint,
-                    &request.body,
-                    request.stream,
-                )),
-            };
-            let retry_headers = match outcome {
-                Ok(response) => match retry::classify(response.status()) {
-                    StatusVerdict::Deliver => {
-                        let telemetry = ExchangeTelemetry {
-                            spans: ExchangeSpans {
-                                attempt: span.map(AttemptSpan::into_context),
-                                request: request.trace.and_then(|t| t.hand_off(provider)),
-                            },
-                            metrics: request_metrics(route, provider, &request),
-                        };
-                        let response = deliver(
-                            response,
-                            provider,
-                            &request,
-                            attempts,
-                            attempt_started,
-                            sink,
-                        )
-                        .map(|body| body.with_telemetry(telemetry));
-                        return release(response, provider).await;
-                    }
-                    StatusVerdict::CredentialsRejected => {
-                        let status = response.status().as_u16();
-                        attempt_failed(span, &request, provider, Some(status), "provider_auth");
-                        // The request's access-log line reports it (at WARN
-                        // when served); this is the per-attempt detail.
-                        tracing::debug!(
-                            request_id = %request.request_id,
-                            role = request.role.label(),
-                            provider = %provider.name,
-                            attempt = attempts,
-                            status,
-                            "provider rejected the gateway's credentials"
-                        );
-                        failure = Some(Failure::Error(GatewayError::ProviderAuth {
-                            provider: provider.name.to_string(),
-                        }));
-                        break;
-                    }
-                    StatusVerdict::Retry => {
-                        let status = response.status().as_u16();
-                        attempt_failed(
-                            span,
-                            &request,
-                            provider,
-                            Some(status),
-                            status_class(status),
-                        );
-                        let headers = response.headers().clone();
-                        failure = Some(Failure::Response(response));
-                        Some(headers)
-                    }
-                },
-                Err(NoAnswer {
-                    error,
-                    dropped_after_send,
-                }) => {
-                    attempt_failed(span, &request, provider, None, error_class(&error));
-                    failure = Some(Failure::Error(error));
-                    if dropped_after_send && !provider.retry.retry_on_dropped_after_send {
-                        // Neither a retry nor the next provider: either could
-                        // run the request a second time.
-                        break 'providers;
-                    }
-                    None
+            let failed = match send(provider, client, &request, span.as_ref()).await {
+                Ok(response) => {
+                    let telemetry = exchange_telemetry(span, route, provider, &request);
+                    let response = deliver(
+                        response,
+                        provider,
+                        &request,
+                        attempts,
+                        attempt_started,
+                        sink,
+                    )
+                    .map(|body| body.with_telemetry(telemetry));
+                    return release(response, provider).await;
                 }
+                Err(failed) => failed,
             };
-            // A wait past the provider's total timeout, counted from the
-            // request's start, could only end in a later timeout: move on.
-            let budget_left = (request.started + provider.timeouts.total)
-                .saturating_duration_since(Instant::now());
-            match retry::after_failed_attempt(
-                &provider.retry,
-                attempt,
-                retry_headers.as_ref(),
-                budget_left,
-            ) {
+            observe_failed_attempt(span, &request, provider, attempts, &failed);
+            let next = policy.after(attempt, failed.for_policy());
+            failure = Some(failed.into_failure(provider));
+            match next {
                 NextStep::RetryAfter(delay) => {
                     // Release the failed response's connection before waiting:
                     // the next attempt replaces it.
@@ -284,6 +289,7 @@ pub async fn forward(
                     tokio::time::sleep(delay).await;
                 }
                 NextStep::NextProvider => break,
+                NextStep::Stop => break 'providers,
             }
         }
         if id != last_candidate {
@@ -305,13 +311,7 @@ pub async fn forward(
                 WhenExhausted::PassThrough => {
                     // The attempt's span ended with its status; the request's
                     // goes with this body, which the caller gets.
-                    let telemetry = ExchangeTelemetry {
-                        spans: ExchangeSpans {
-                            attempt: None,
-                            request: request.trace.and_then(|t| t.hand_off(provider)),
-                        },
-                        metrics: request_metrics(route, provider, &request),
-                    };
+                    let telemetry = exchange_telemetry(None, route, provider, &request);
                     release(
                         response.map(|body| body.with_telemetry(telemetry)),
                         provider,
@@ -547,16 +547,18 @@ impl std::fmt::Display for ErrorChain<'_> {
     }
 }
 
-/// `error.type` of an attempt answered with a retryable status (the audit's classes).
 /// A failed attempt, observed in one place: its span ends with the status
-/// and class, and the provider's error counter counts it.
-fn attempt_failed(
+/// and class, the provider's error counter counts it, and a rejected key
+/// gets a DEBUG line (the request's access-log line reports the request, at
+/// WARN when served; this is the per-attempt detail).
+fn observe_failed_attempt(
     span: Option<AttemptSpan>,
     request: &ForwardRequest<'_>,
     provider: &ProviderConfig,
-    status: Option<u16>,
-    class: &'static str,
+    attempt: u32,
+    failed: &FailedAttempt,
 ) {
+    let (status, class) = failed.status_and_class();
     if let Some(span) = span {
         span.failed(status, class);
     }
@@ -564,8 +566,37 @@ fn attempt_failed(
         .telemetry
         .metrics()
         .provider_error(&provider.name, class, request.role);
+    if let FailedAttempt::CredentialsRejected { status } = failed {
+        tracing::debug!(
+            request_id = %request.request_id,
+            role = request.role.label(),
+            provider = %provider.name,
+            attempt,
+            status,
+            "provider rejected the gateway's credentials"
+        );
+    }
 }
 
+/// What ends with the delivered body: the attempt's span (`None` when it
+/// already ended), the request's span, and a served request's metrics and
+/// access-log line.
+fn exchange_telemetry(
+    attempt: Option<AttemptSpan>,
+    route: &RouteConfig,
+    provider: &ProviderConfig,
+    request: &ForwardRequest<'_>,
+) -> ExchangeTelemetry {
+    ExchangeTelemetry {
+        spans: ExchangeSpans {
+            attempt: attempt.map(AttemptSpan::into_context),
+            request: request.trace.and_then(|t| t.hand_off(provider)),
+        },
+        metrics: request_metrics(route, provider, request),
+    }
+}
+
+/// `error.type` of an attempt answered with a retryable status (the audit's classes).
 fn status_class(status: u16) -> &'static str {
     match status {
         429 => "rate_limited",

@@ -2,7 +2,7 @@
 //! only before anything reached the caller: the forwarder decides on the
 //! response head, never after the first body byte.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, StatusCode};
 use rand::RngExt;
@@ -36,6 +36,51 @@ pub enum NextStep {
     RetryAfter(Duration),
     /// Give up on this provider: the route's next one, if any.
     NextProvider,
+    /// Neither a retry nor the next provider: either could run the request
+    /// a second time.
+    Stop,
+}
+
+/// How a failed attempt ended, as far as the retry policy cares.
+#[derive(Debug, Clone, Copy)]
+pub enum AttemptFailure<'a> {
+    /// A retryable status (429, 5xx); its headers may ask for a pause.
+    Status(&'a HeaderMap),
+    /// The provider refused the gateway's key: every attempt would be refused.
+    CredentialsRejected,
+    /// No response head. `dropped_after_send`: the connection broke after the
+    /// request was written, so the provider may have run (and billed) it.
+    NoAnswer { dropped_after_send: bool },
+}
+
+/// One provider's retry policy for one request: what follows each failed
+/// attempt. The forwarder only carries the decision out.
+pub struct Attempts<'a> {
+    policy: &'a RetryPolicy,
+    /// The end of the provider's total timeout, counted from the request's start.
+    deadline: Instant,
+}
+
+impl<'a> Attempts<'a> {
+    pub fn new(policy: &'a RetryPolicy, deadline: Instant) -> Attempts<'a> {
+        Attempts { policy, deadline }
+    }
+
+    /// What follows failed attempt `attempt` (from 0) at this provider.
+    pub fn after(&self, attempt: u32, failure: AttemptFailure<'_>) -> NextStep {
+        let headers = match failure {
+            AttemptFailure::CredentialsRejected => return NextStep::NextProvider,
+            AttemptFailure::NoAnswer {
+                dropped_after_send: true,
+            } if !self.policy.retry_on_dropped_after_send => return NextStep::Stop,
+            AttemptFailure::NoAnswer { .. } => None,
+            AttemptFailure::Status(headers) => Some(headers),
+        };
+        // A wait past the provider's total timeout could only end in a later
+        // timeout: move on instead.
+        let budget_left = self.deadline.saturating_duration_since(Instant::now());
+        after_failed_attempt(self.policy, attempt, headers, budget_left)
+    }
 }
 
 /// The retry policy after failed attempt `attempt` (from 0): retry while
@@ -140,7 +185,7 @@ mod tests {
                 (Duration::from_millis(50)..=Duration::from_millis(100)).contains(&delay),
                 "{delay:?}"
             ),
-            NextStep::NextProvider => panic!("the first failure is retried"),
+            other => panic!("the first failure is retried, not {other:?}"),
         }
         // The last attempt failed: the route's next provider.
         assert_eq!(
@@ -256,5 +301,39 @@ mod tests {
                 "{name}: {value} gave {delay:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_rejected_key_moves_on_and_a_dropped_request_stops_unless_allowed() {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let allowed = policy();
+        let attempts = Attempts::new(&allowed, deadline);
+        assert_eq!(
+            attempts.after(0, AttemptFailure::CredentialsRejected),
+            NextStep::NextProvider
+        );
+        let dropped = AttemptFailure::NoAnswer {
+            dropped_after_send: true,
+        };
+        assert!(matches!(
+            attempts.after(0, dropped),
+            NextStep::RetryAfter(_)
+        ));
+        let forbidden = RetryPolicy {
+            retry_on_dropped_after_send: false,
+            ..policy()
+        };
+        let attempts = Attempts::new(&forbidden, deadline);
+        assert_eq!(attempts.after(0, dropped), NextStep::Stop);
+        let refused = AttemptFailure::NoAnswer {
+            dropped_after_send: false,
+        };
+        assert!(matches!(
+            attempts.after(0, refused),
+            NextStep::RetryAfter(_)
+        ));
+        // Past the deadline no pause fits: the next provider at once.
+        let spent = Attempts::new(&forbidden, Instant::now());
+        assert_eq!(spent.after(0, refused), NextStep::NextProvider);
     }
 }

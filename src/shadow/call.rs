@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
 use super::limits::{InFlight, add_usd};
-use crate::capture::{
+use crate::exchange::{
     ExchangeSink, ExperimentTag, FinishedExchange, Outcome, Refusal, RefusalKind,
 };
 use crate::providers::{self, ForwardRequest, WhenExhausted};

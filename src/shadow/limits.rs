@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::capture::SkipReason;
+use crate::exchange::SkipReason;
 use crate::telemetry::ShadowMetrics;
 use promptgate_core::experiments::model::{DailyBudget, ShadowPolicy};
 

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::capture::{ExchangeSink, ExperimentTag, RefusalKind, SkipReason};
+use crate::exchange::{ExchangeSink, ExperimentTag, RefusalKind, SkipReason};
 use crate::snapshot::Snapshot;
 use crate::telemetry::{ShadowMetrics, Telemetry};
 use limits::ExperimentLimits;
@@ -228,7 +228,7 @@ mod tests {
     use tokio::time::Instant;
 
     use super::*;
-    use crate::capture::NoSink;
+    use crate::exchange::NoSink;
     use promptgate_core::config::TelemetryConfig;
 
     fn runner() -> ShadowRunner {

@@ -25,7 +25,7 @@ use opentelemetry::trace::TraceId;
 use tracing::Level;
 
 use super::trace::Role;
-use crate::capture::{ExperimentTag, FinishedExchange, Outcome, Refusal, RefusalKind};
+use crate::exchange::{ExperimentTag, FinishedExchange, Outcome, Refusal, RefusalKind};
 use promptgate_core::dialect::Endpoint;
 use promptgate_core::error::ErrorClass;
 

@@ -22,7 +22,7 @@ use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
 use crate::audit::AuditLog;
-use crate::capture::{ExperimentTag, FinishedExchange, SkipReason};
+use crate::exchange::{ExperimentTag, FinishedExchange, SkipReason};
 use crate::telemetry::{Role, ShadowMetrics};
 use promptgate_core::config::audit::Price;
 use promptgate_core::config::{ModelPattern, RouteConfig};

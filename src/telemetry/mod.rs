@@ -26,7 +26,7 @@ pub use metrics::{Metrics, RequestLabels};
 pub use shadow_counts::ShadowMetrics;
 pub use trace::{AttemptSpan, ExchangeSpans, RequestTrace, Role};
 
-use crate::capture::FinishedExchange;
+use crate::exchange::FinishedExchange;
 use promptgate_core::config::TelemetryConfig;
 use promptgate_core::config::audit::Price;
 

@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::capture::SkipReason;
+use crate::exchange::SkipReason;
 
 #[derive(Default)]
 pub struct ShadowMetrics {

@@ -19,7 +19,7 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracer;
 
-use crate::capture::{ExperimentTag, FinishedExchange};
+use crate::exchange::{ExperimentTag, FinishedExchange};
 use promptgate_core::config::ProviderConfig;
 use promptgate_core::dialect::Endpoint;
 

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use http::Method;
-use promptgate::capture::{FinishedExchange, Outcome};
+use promptgate::exchange::{FinishedExchange, Outcome};
 use promptgate::simulator::{Fault, SimConfig, Simulator};
 use serde_json::{Value, json};
 use support::{PROVIDER_KEY, TestClient, TestGateway, client, send};

@@ -314,3 +314,55 @@ async fn a_model_served_by_a_provider_of_the_other_dialect_is_a_clear_400() {
         "the model `gpt-4o` is served by provider `sim_openai`, which does not speak the Anthropic Messages API"
     );
 }
+
+/// A body sent without `content-length` (chunked) is refused once it passes
+/// `server.max_body_bytes` while it is read (the body-limit layer), as the
+/// dialect's 413, counted once per request.
+#[tokio::test]
+async fn a_chunked_body_over_the_limit_is_a_413_counted_once_in_both_dialects() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, StreamBody};
+
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let gw = TestGateway::start(&standard_config(&sim)).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http();
+    for (path, anthropic) in [("/v1/chat/completions", false), ("/v1/messages", true)] {
+        // 70 pieces of 1,000 bytes: past the 65,536-byte limit, no length announced.
+        let pieces = std::iter::once(Bytes::from_static(br#"{"model": "gpt-4o", "pad": ""#))
+            .chain(std::iter::repeat_n(Bytes::from(vec![b'x'; 1000]), 70))
+            .map(|piece| Ok::<_, std::convert::Infallible>(http_body::Frame::data(piece)));
+        let request = http::Request::post(gw.url(path))
+            .header("authorization", format!("Bearer {CLIENT_KEY}"))
+            .header("content-type", "application/json")
+            .body(StreamBody::new(futures_util::stream::iter(pieces)).boxed())
+            .unwrap();
+        assert!(request.headers().get("content-length").is_none());
+        let response = client.request(request).await.expect("request failed");
+        assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "{path}");
+        let body: serde_json::Value =
+            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
+                .unwrap();
+        let (kind, message) = if anthropic {
+            (&body["error"]["type"], &body["error"]["message"])
+        } else {
+            (&body["error"]["code"], &body["error"]["message"])
+        };
+        assert_eq!(kind, "request_too_large", "{path}: {body}");
+        assert!(
+            message.as_str().unwrap().contains("65536 bytes"),
+            "{path}: {body}"
+        );
+    }
+    let metrics = support::metrics::Metrics::scrape(&gw.admin_url("/metrics")).await;
+    for endpoint in ["chat_completions", "messages"] {
+        assert_eq!(
+            metrics.value(
+                "promptgate_requests_total",
+                &[("endpoint", endpoint), ("outcome", "too_large")]
+            ),
+            1.0,
+            "{endpoint}"
+        );
+    }
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 use http::{Method, StatusCode};
-use promptgate::capture::{ExperimentTag, FinishedExchange, Outcome};
+use promptgate::exchange::{ExperimentTag, FinishedExchange, Outcome};
 use promptgate::server;
 use promptgate::simulator::{Fault, SimConfig, Simulator};
 use promptgate_core::experiments::assign::{choose_variant, is_enrolled};

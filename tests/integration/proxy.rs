@@ -6,7 +6,7 @@ use crate::support;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use promptgate::capture::Outcome;
+use promptgate::exchange::Outcome;
 use promptgate::simulator::{Fault, SimConfig, Simulator};
 use serde_json::json;
 use support::*;

@@ -17,7 +17,7 @@ use http_body_util::{BodyExt, StreamBody};
 use hyper::body::Frame;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use promptgate::capture::Outcome;
+use promptgate::exchange::Outcome;
 use promptgate::simulator::{SimConfig, Simulator};
 use support::*;
 

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::dialect::RequestError;
 use crate::experiments::ExperimentError;
 
 #[derive(Debug, thiserror::Error)]
@@ -165,6 +166,22 @@ impl From<ExperimentError> for GatewayError {
                 GatewayError::InvalidField { field, message }
             }
             other => GatewayError::Experiment(other),
+        }
+    }
+}
+
+/// A refused request body keeps its kind and field.
+impl From<RequestError> for GatewayError {
+    fn from(error: RequestError) -> GatewayError {
+        match error {
+            RequestError::InvalidJson(message) => GatewayError::InvalidJson(message),
+            RequestError::InvalidField { field, message } => {
+                GatewayError::InvalidField { field, message }
+            }
+            RequestError::MissingModel => GatewayError::MissingModel,
+            RequestError::MissingField { field, expected } => {
+                GatewayError::MissingField { field, expected }
+            }
         }
     }
 }

@@ -8,18 +8,17 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{Request, Response};
-use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::Gateway;
 use super::auth::authenticate;
+use super::body_limit::LimitedBody;
 use super::observe::{ObservedRequest, RequestContext, RequestNotes};
 use super::variant;
 use crate::body::{GatewayBody, full};
-use crate::capture::ExperimentTag;
+use crate::exchange::ExperimentTag;
 use crate::feedback::{self, Feedback};
 use crate::providers::{self, ForwardRequest, WhenExhausted};
 use crate::snapshot::Snapshot;
@@ -36,7 +35,7 @@ pub(super) const EXPERIMENT_HEADER: HeaderName = HeaderName::from_static("x-prom
 /// into the response and the record.
 pub(super) async fn handle(
     gateway: Arc<Gateway>,
-    observed: ObservedRequest,
+    observed: ObservedRequest<LimitedBody>,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let ObservedRequest { context, request } = observed;
     serve(&gateway, &context, request).await
@@ -45,7 +44,7 @@ pub(super) async fn handle(
 async fn serve(
     gateway: &Gateway,
     context: &RequestContext,
-    request: Request<Incoming>,
+    request: Request<LimitedBody>,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let endpoint = context.endpoint.map_err(|mismatch| match mismatch {
         EndpointMismatch::NotFound => GatewayError::NotFound {
@@ -73,9 +72,9 @@ async fn serve(
 
     let (parts, body) = request.into_parts();
     if endpoint == Endpoint::Feedback {
-        return accept_feedback(gateway, snapshot, body, &parts.headers, client_id).await;
+        return accept_feedback(gateway, snapshot, body, client_id).await;
     }
-    let body = read_body(body, &parts.headers, snapshot.server.max_body_bytes).await?;
+    let body = body.read().await?;
     let head = dialect::parse_head(endpoint, &body)?;
     context.notes.note(|n| {
         n.model = Some(head.model.clone());
@@ -125,15 +124,13 @@ async fn serve(
 async fn accept_feedback(
     gateway: &Gateway,
     snapshot: &Snapshot,
-    body: Incoming,
-    headers: &http::HeaderMap,
+    body: LimitedBody,
     client_id: Option<Arc<str>>,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     if gateway.audit.is_none() {
         return Err(GatewayError::FeedbackWithoutAudit);
     }
-    let limit = snapshot.server.max_body_bytes.min(feedback::MAX_BODY_BYTES);
-    let body = read_body(body, headers, limit).await?;
+    let body = body.read().await?;
     let posted = feedback::parse(&body, &snapshot.feedback)?;
     let feedback_id: Arc<str> = uuid::Uuid::now_v7().to_string().into();
     let answer = json!({
@@ -232,28 +229,6 @@ impl ParsedRequest<'_> {
             &self.gateway.sink,
         )
         .await
-    }
-}
-
-async fn read_body(
-    body: Incoming,
-    headers: &http::HeaderMap,
-    limit: usize,
-) -> Result<Bytes, GatewayError> {
-    // Refuse early when the caller announces an oversize body.
-    let announced = headers
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|len| len > limit as u64) {
-        return Err(GatewayError::BodyTooLarge { limit });
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            Err(GatewayError::BodyTooLarge { limit })
-        }
-        Err(error) => Err(GatewayError::BodyRead(error.to_string())),
     }
 }
 

@@ -20,7 +20,7 @@ use tower::{BoxError, Layer, Service};
 
 use super::Gateway;
 use crate::body::GatewayBody;
-use crate::capture::{ExperimentTag, Refusal, RefusalKind};
+use crate::exchange::{ExperimentTag, Refusal, RefusalKind};
 use crate::respond;
 use crate::snapshot::Snapshot;
 use crate::telemetry::access::Answered;
@@ -49,10 +49,11 @@ pub(super) struct RequestContext {
     pub notes: RequestNotes,
 }
 
-/// The request as the layers below the observation layer see it.
-pub(super) struct ObservedRequest {
+/// The request as the layers below the observation layer see it (the
+/// phases see its body with its size limit: `body_limit.rs`).
+pub(super) struct ObservedRequest<B = Incoming> {
     pub context: Arc<RequestContext>,
-    pub request: Request<Incoming>,
+    pub request: Request<B>,
 }
 
 /// What the phases learned about a request so far (its client, model,

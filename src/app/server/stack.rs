@@ -13,13 +13,14 @@ use tower::load_shed::LoadShedLayer;
 use tower::{BoxError, Service, ServiceBuilder};
 
 use super::Gateway;
+use super::body_limit::{BodyLimit, BodyLimitLayer, LimitedBody};
 use super::handler;
 use super::observe::{Observe, ObserveLayer, ObservedRequest};
 use crate::body::GatewayBody;
 
-/// The stack: observation → load shedding → concurrency limit → phases.
+/// The stack: observation → load shedding → concurrency limit → body limit → phases.
 pub(super) type RequestStack =
-    Observe<tower::load_shed::LoadShed<tower::limit::ConcurrencyLimit<Phases>>>;
+    Observe<tower::load_shed::LoadShed<tower::limit::ConcurrencyLimit<BodyLimit<Phases>>>>;
 
 pub(super) fn request_stack(gateway: Arc<Gateway>, max_concurrent_requests: usize) -> RequestStack {
     ServiceBuilder::new()
@@ -39,6 +40,9 @@ pub(super) fn request_stack(gateway: Arc<Gateway>, max_concurrent_requests: usiz
         // permit is held from admission until the response head: the body
         // reading, parsing, rendering and the wait for the provider.
         .layer(ConcurrencyLimitLayer::new(max_concurrent_requests))
+        // Binds the endpoint's size limit to the body; innermost, since the
+        // phases check endpoint, key and admission before reading the body.
+        .layer(BodyLimitLayer)
         .service(Phases { gateway })
 }
 
@@ -51,7 +55,7 @@ pub(super) struct Phases {
 type PhasesFuture =
     Pin<Box<dyn Future<Output = Result<Response<GatewayBody>, BoxError>> + Send + 'static>>;
 
-impl Service<ObservedRequest> for Phases {
+impl Service<ObservedRequest<LimitedBody>> for Phases {
     type Response = Response<GatewayBody>;
     type Error = BoxError;
     type Future = PhasesFuture;
@@ -60,7 +64,7 @@ impl Service<ObservedRequest> for Phases {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: ObservedRequest) -> Self::Future {
+    fn call(&mut self, request: ObservedRequest<LimitedBody>) -> Self::Future {
         let gateway = self.gateway.clone();
         Box::pin(async move { Ok(handler::handle(gateway, request).await?) })
     }

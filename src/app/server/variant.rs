@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use super::handler::{EXPERIMENT_HEADER, ParsedRequest};
 use crate::body::GatewayBody;
-use crate::capture::ExperimentTag;
+use crate::exchange::ExperimentTag;
 use crate::providers::WhenExhausted;
 use crate::shadow::ServedRequest;
 use crate::telemetry::trace as telemetry;

@@ -24,7 +24,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use promptgate::app::App;
-use promptgate::capture::{ExchangeSink, FinishedExchange};
+use promptgate::exchange::{ExchangeSink, FinishedExchange};
 use promptgate::server;
 use promptgate_core::config::LoadOptions;
 use tokio::task::JoinHandle;

@@ -5,7 +5,7 @@
 mod request;
 mod shape;
 
-pub use request::{RequestHead, parse_head};
+pub use request::{RequestError, RequestHead, parse_head};
 
 use http::Method;
 

@@ -7,7 +7,23 @@ use serde::de::DeserializeOwned;
 
 use super::Endpoint;
 use super::shape::{self, Body, Messages, ResponsesInput, Unchecked};
-use crate::error::GatewayError;
+
+/// Why a request body is refused, naming the field. `GatewayError` takes it
+/// over (`From` in `error.rs`), so this module needs nothing from the error one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("invalid JSON in request body: {0}")]
+    InvalidJson(String),
+    #[error("invalid value for `{field}`: {message}")]
+    InvalidField { field: String, message: String },
+    #[error("missing required field `model`")]
+    MissingModel,
+    #[error("missing required field `{field}`: expected {expected}")]
+    MissingField {
+        field: String,
+        expected: &'static str,
+    },
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestHead {
@@ -18,9 +34,9 @@ pub struct RequestHead {
 /// Parses and checks a request body for `endpoint`: a 400 naming the field
 /// (`messages[2].content`) and saying what was expected when a field the
 /// gateway reads has the wrong type or a required one is missing.
-pub fn parse_head(endpoint: Endpoint, body: &[u8]) -> Result<RequestHead, GatewayError> {
+pub fn parse_head(endpoint: Endpoint, body: &[u8]) -> Result<RequestHead, RequestError> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(GatewayError::InvalidJson(
+        return Err(RequestError::InvalidJson(
             "the request body is empty; expected a JSON object".into(),
         ));
     }
@@ -28,11 +44,11 @@ pub fn parse_head(endpoint: Endpoint, body: &[u8]) -> Result<RequestHead, Gatewa
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(
             match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-                Ok(_) => GatewayError::InvalidField {
+                Ok(_) => RequestError::InvalidField {
                     field: "body".into(),
                     message: "the request body must be a JSON object".into(),
                 },
-                Err(err) => GatewayError::InvalidJson(err.to_string()),
+                Err(err) => RequestError::InvalidJson(err.to_string()),
             },
         );
     }
@@ -53,15 +69,15 @@ pub fn parse_head(endpoint: Endpoint, body: &[u8]) -> Result<RequestHead, Gatewa
     let model = match model {
         Some(model) if !model.trim().is_empty() => model,
         Some(_) => {
-            return Err(GatewayError::InvalidField {
+            return Err(RequestError::InvalidField {
                 field: "model".into(),
                 message: "must not be empty".into(),
             });
         }
-        None => return Err(GatewayError::MissingModel),
+        None => return Err(RequestError::MissingModel),
     };
     if !has_messages {
-        return Err(GatewayError::MissingField {
+        return Err(RequestError::MissingField {
             field: "messages".into(),
             expected: shape::MESSAGES_EXPECTED,
         });
@@ -75,11 +91,11 @@ pub fn parse_head(endpoint: Endpoint, body: &[u8]) -> Result<RequestHead, Gatewa
 /// Reads `body` as `T`. The field path costs an allocation per key, so it is
 /// only worked out when the body is refused: the body is then read again,
 /// tracking the path.
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, GatewayError> {
+fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
     match read::<T>(body) {
         Ok(value) => Ok(value),
         Err(err) if err.is_syntax() || err.is_eof() => {
-            Err(GatewayError::InvalidJson(err.to_string()))
+            Err(RequestError::InvalidJson(err.to_string()))
         }
         Err(_) => Err(refusal_with_path::<T>(body)),
     }
@@ -92,14 +108,14 @@ fn read<T: DeserializeOwned>(body: &[u8]) -> serde_json::Result<T> {
     Ok(value)
 }
 
-fn refusal_with_path<T: DeserializeOwned>(body: &[u8]) -> GatewayError {
+fn refusal_with_path<T: DeserializeOwned>(body: &[u8]) -> RequestError {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let err = match serde_path_to_error::deserialize::<_, T>(&mut deserializer) {
         Ok(_) => {
             return match deserializer.end() {
-                Err(err) => GatewayError::InvalidJson(err.to_string()),
+                Err(err) => RequestError::InvalidJson(err.to_string()),
                 // Unreachable: the same bytes failed a moment ago.
-                Ok(()) => GatewayError::InvalidJson("the request body could not be read".into()),
+                Ok(()) => RequestError::InvalidJson("the request body could not be read".into()),
             };
         }
         Err(err) => err,
@@ -107,19 +123,19 @@ fn refusal_with_path<T: DeserializeOwned>(body: &[u8]) -> GatewayError {
     let path = err.path().to_string();
     let inner = err.into_inner();
     if inner.is_syntax() || inner.is_eof() {
-        return GatewayError::InvalidJson(inner.to_string());
+        return RequestError::InvalidJson(inner.to_string());
     }
     let message = strip_position(&inner.to_string());
     if let Some(name) = message
         .strip_prefix("missing field `")
         .and_then(|rest| rest.strip_suffix('`'))
     {
-        return GatewayError::MissingField {
+        return RequestError::MissingField {
             field: join_path(&path, name),
             expected: shape::expected_of(name),
         };
     }
-    GatewayError::InvalidField {
+    RequestError::InvalidField {
         field: path,
         message: plain(&message),
     }
@@ -185,24 +201,24 @@ mod tests {
     fn malformed_json_is_invalid_json() {
         let err = parse_head(CHAT, br#"{"model":"m","messages":[}"#).unwrap_err();
         assert!(
-            matches!(err, GatewayError::InvalidJson(ref m) if m.contains("line 1")),
+            matches!(err, RequestError::InvalidJson(ref m) if m.contains("line 1")),
             "{err:?}"
         );
         assert!(matches!(
             parse_head(CHAT, b"").unwrap_err(),
-            GatewayError::InvalidJson(_)
+            RequestError::InvalidJson(_)
         ));
         assert!(matches!(
             parse_head(CHAT, br#"{"model":"m","messages":[]} trailing"#).unwrap_err(),
-            GatewayError::InvalidJson(_)
+            RequestError::InvalidJson(_)
         ));
     }
 
     /// The refusal of `body` on `endpoint`, as (field, message).
     fn refused(endpoint: Endpoint, body: &str) -> (String, String) {
         match parse_head(endpoint, body.as_bytes()) {
-            Err(GatewayError::InvalidField { field, message }) => (field, message),
-            Err(GatewayError::MissingField { field, expected }) => (field, expected.to_owned()),
+            Err(RequestError::InvalidField { field, message }) => (field, message),
+            Err(RequestError::MissingField { field, expected }) => (field, expected.to_owned()),
             other => panic!("{body} on {endpoint:?}: expected a refusal, got {other:?}"),
         }
     }
@@ -398,11 +414,11 @@ mod tests {
     fn missing_or_empty_model() {
         assert!(matches!(
             parse_head(CHAT, br#"{"messages":[]}"#).unwrap_err(),
-            GatewayError::MissingModel
+            RequestError::MissingModel
         ));
         assert!(matches!(
             parse_head(CHAT, br#"{"model":" ","messages":[]}"#).unwrap_err(),
-            GatewayError::InvalidField { .. }
+            RequestError::InvalidField { .. }
         ));
     }
 }
