@@ -17,6 +17,7 @@ pub mod body;
 pub mod capture;
 pub mod eval;
 pub mod feedback;
+pub mod limits;
 pub mod providers;
 pub mod reload;
 pub mod respond;

@@ -66,6 +66,19 @@ pub enum GatewayError {
     /// Shed by the overload layer: `server.max_concurrent_requests` are in flight.
     #[error("the gateway is serving as many requests as it may at once; retry shortly")]
     Overloaded,
+    /// The client is over one of its `[limits.<client>]` (this replica's
+    /// count). The message names the limit: the audit record's
+    /// `error_message` is how a refusal tells which one.
+    #[error(
+        "rate limit `{limit}` of client `{client}` reached on this gateway replica; retry in {} s",
+        retry_after_seconds(*retry_after)
+    )]
+    RateLimited {
+        client: std::sync::Arc<str>,
+        limit: crate::config::limits::LimitName,
+        /// Until the limiter would admit the client again.
+        retry_after: Duration,
+    },
     #[error(
         "feedback is stored in the audit log, and this gateway has none: add an [audit] section to its config"
     )]
@@ -89,6 +102,7 @@ pub enum ErrorClass {
     Timeout,
     Unavailable,
     Overloaded,
+    RateLimited,
 }
 
 impl ErrorClass {
@@ -103,6 +117,7 @@ impl ErrorClass {
             ErrorClass::Timeout => "timeout",
             ErrorClass::Unavailable => "unavailable",
             ErrorClass::Overloaded => "overloaded",
+            ErrorClass::RateLimited => "rate_limited",
         }
     }
 }
@@ -152,8 +167,16 @@ impl GatewayError {
             ProviderTimeout { .. } => ErrorClass::Timeout,
             AuditBackpressure | FeedbackWithoutAudit => ErrorClass::Unavailable,
             Overloaded => ErrorClass::Overloaded,
+            RateLimited { .. } => ErrorClass::RateLimited,
         }
     }
+}
+
+/// Whole seconds a caller should wait, rounded up (`retry-after` has no
+/// fractions), and at least 1 so that a retry is not immediate.
+pub fn retry_after_seconds(wait: Duration) -> u64 {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    seconds.max(1)
 }
 
 /// The one place an experiment's error becomes a request's: a malformed
