@@ -46,8 +46,10 @@ pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response<Gatewa
                 header::RETRY_AFTER,
                 HeaderValue::from(retry_after_seconds(*retry_after)),
             );
-            let millis = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX);
-            headers.insert(RETRY_AFTER_MS, HeaderValue::from(millis.max(1)));
+            // Rounded up: a retry a millisecond early would be refused again.
+            let millis = retry_after.as_nanos().div_ceil(1_000_000);
+            let millis = u64::try_from(millis).unwrap_or(u64::MAX).max(1);
+            headers.insert(RETRY_AFTER_MS, HeaderValue::from(millis));
         }
         _ => {}
     }

@@ -47,7 +47,11 @@ impl Limits {
     /// Admits one request of `client` under the limits in force (`config`,
     /// from the request's snapshot). Unauthenticated (open mode) and
     /// unlisted clients are not limited.
-    pub fn admit(&self, config: &LimitsConfig, client: Option<&Arc<str>>) -> Result<(), GatewayError> {
+    pub fn admit(
+        &self,
+        config: &LimitsConfig,
+        client: Option<&Arc<str>>,
+    ) -> Result<(), GatewayError> {
         let Some((client, limits)) = client.and_then(|c| config.get_key_value(c)) else {
             return Ok(());
         };

@@ -9,8 +9,8 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock, Reference};
-use governor::state::{InMemoryState, NotKeyed};
 use governor::middleware::NoOpMiddleware;
+use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 use super::usage::{Nanos, UsageAccount};
@@ -225,7 +225,13 @@ mod tests {
         let (store, clock) = store();
         let both = limits(Some(2), Some(100), None);
         store.admit("a", &both).unwrap();
-        store.charge("a", Usage { tokens: 150, usd: 0.0 });
+        store.charge(
+            "a",
+            Usage {
+                tokens: 150,
+                usd: 0.0,
+            },
+        );
         let refused = store.admit("a", &both).unwrap_err();
         assert_eq!(refused.limit, LimitName::TokensPerMinute);
         // 150 outstanding at 100/min: 50 must free, 30 s.
@@ -240,7 +246,13 @@ mod tests {
         let (store, clock) = store();
         let dollar = limits(None, None, Some(1.0));
         store.admit("a", &dollar).unwrap();
-        store.charge("a", Usage { tokens: 10, usd: 1.0 });
+        store.charge(
+            "a",
+            Usage {
+                tokens: 10,
+                usd: 1.0,
+            },
+        );
         let refused = store.admit("a", &dollar).unwrap_err();
         assert_eq!(refused.limit, LimitName::UsdPerDay);
         clock.advance(Duration::from_secs(1));
@@ -253,9 +265,19 @@ mod tests {
         let two = limits(Some(2), Some(1_000), None);
         store.admit("a", &two).unwrap();
         store.admit("a", &two).unwrap();
-        store.charge("a", Usage { tokens: 600, usd: 0.0 });
+        store.charge(
+            "a",
+            Usage {
+                tokens: 600,
+                usd: 0.0,
+            },
+        );
         // A reload with the same limits (a fresh, equal value).
-        assert!(store.admit("a", &limits(Some(2), Some(1_000), None)).is_err());
+        assert!(
+            store
+                .admit("a", &limits(Some(2), Some(1_000), None))
+                .is_err()
+        );
         // Raising requests_per_minute starts a new request window at once;
         // the tokens spent stay spent.
         let raised = limits(Some(3), Some(1_000), None);
@@ -268,7 +290,13 @@ mod tests {
     #[test]
     fn a_charge_for_a_client_without_state_is_ignored() {
         let (store, _clock) = store();
-        store.charge("nobody", Usage { tokens: 5, usd: 1.0 });
+        store.charge(
+            "nobody",
+            Usage {
+                tokens: 5,
+                usd: 1.0,
+            },
+        );
         assert!(store.clients.lock().unwrap().is_empty());
     }
 }

@@ -89,7 +89,10 @@ mod tests {
         account.charge(59.0, 0);
         account.charge(120.0, 0);
         // 179 outstanding: 120 must free before fewer than 60 are.
-        assert_eq!(account.wait(0), Some(Duration::from_nanos(119 * SECOND + 1)));
+        assert_eq!(
+            account.wait(0),
+            Some(Duration::from_nanos(119 * SECOND + 1))
+        );
         assert_eq!(account.wait(119 * SECOND), Some(Duration::from_nanos(1)));
         assert_eq!(account.wait(119 * SECOND + 1), None);
     }
