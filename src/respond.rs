@@ -5,9 +5,8 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
-use promptgate_core::config::limits::LimitName;
 use promptgate_core::dialect::Dialect;
-use promptgate_core::error::{GatewayError, retry_after_seconds};
+use promptgate_core::error::{GatewayError, LimitName, retry_after_seconds};
 use promptgate_core::experiments::ExperimentError;
 
 use crate::body::{GatewayBody, full};

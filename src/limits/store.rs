@@ -14,7 +14,8 @@ use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 use super::usage::{Nanos, UsageAccount};
-use promptgate_core::config::limits::{ClientLimits, LimitName};
+use promptgate_core::config::limits::ClientLimits;
+use promptgate_core::error::LimitName;
 
 const MINUTE: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(86_400);

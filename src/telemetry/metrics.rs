@@ -25,8 +25,8 @@ use crate::audit::AuditLog;
 use crate::capture::{ExperimentTag, FinishedExchange, SkipReason};
 use crate::telemetry::{Role, ShadowMetrics};
 use promptgate_core::config::audit::Price;
-use promptgate_core::config::limits::LimitName;
 use promptgate_core::config::{ModelPattern, RouteConfig};
+use promptgate_core::error::LimitName;
 
 /// Seconds; from a cached answer to a long generation.
 const LATENCY_BUCKETS: [f64; 16] = [

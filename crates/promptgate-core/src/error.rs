@@ -75,7 +75,7 @@ pub enum GatewayError {
     )]
     RateLimited {
         client: std::sync::Arc<str>,
-        limit: crate::config::limits::LimitName,
+        limit: LimitName,
         /// Until the limiter would admit the client again.
         retry_after: Duration,
     },
@@ -88,6 +88,31 @@ pub enum GatewayError {
     /// Only ever the last event of a stream already under way.
     #[error(transparent)]
     UpstreamEventTooLarge(#[from] crate::sse::EventTooLarge),
+}
+
+/// Which of a client's `[limits.<client>]` refused a request: its config name is its metric label and
+/// what the refusal's message and audit record say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitName {
+    RequestsPerMinute,
+    TokensPerMinute,
+    UsdPerDay,
+}
+
+impl LimitName {
+    pub fn label(self) -> &'static str {
+        match self {
+            LimitName::RequestsPerMinute => "requests_per_minute",
+            LimitName::TokensPerMinute => "tokens_per_minute",
+            LimitName::UsdPerDay => "usd_per_day",
+        }
+    }
+}
+
+impl std::fmt::Display for LimitName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
 }
 
 /// What kind of failure, for metrics and audit labels (a fixed set, never user text).

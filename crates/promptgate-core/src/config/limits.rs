@@ -19,31 +19,6 @@ pub struct ClientLimits {
     pub usd_per_day: Option<f64>,
 }
 
-/// Which limit refused a request: its config name is its metric label and
-/// what the refusal's message and audit record say.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum LimitName {
-    RequestsPerMinute,
-    TokensPerMinute,
-    UsdPerDay,
-}
-
-impl LimitName {
-    pub fn label(self) -> &'static str {
-        match self {
-            LimitName::RequestsPerMinute => "requests_per_minute",
-            LimitName::TokensPerMinute => "tokens_per_minute",
-            LimitName::UsdPerDay => "usd_per_day",
-        }
-    }
-}
-
-impl std::fmt::Display for LimitName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.label())
-    }
-}
-
 /// Client id → its limits. A client not listed is not limited.
 pub type LimitsConfig = HashMap<Arc<str>, ClientLimits>;
 
