@@ -216,3 +216,21 @@ impl From<ExperimentError> for GatewayError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds_and_is_never_zero() {
+        for (wait, seconds) in [
+            (Duration::ZERO, 1),
+            (Duration::from_nanos(1), 1),
+            (Duration::from_secs(1), 1),
+            (Duration::from_millis(1_001), 2),
+            (Duration::from_secs(86_400), 86_400),
+        ] {
+            assert_eq!(retry_after_seconds(wait), seconds, "{wait:?}");
+        }
+    }
+}
