@@ -18,6 +18,7 @@ pub mod capture;
 pub mod eval;
 pub mod exchange;
 pub mod feedback;
+pub mod limits;
 pub mod providers;
 pub mod reload;
 pub mod respond;

@@ -2,11 +2,11 @@
 //! errors of the API the caller speaks so its SDK raises the right exception.
 
 use bytes::Bytes;
-use http::{HeaderValue, Response, StatusCode, header};
+use http::{HeaderName, HeaderValue, Response, StatusCode, header};
 use serde_json::json;
 
 use promptgate_core::dialect::Dialect;
-use promptgate_core::error::GatewayError;
+use promptgate_core::error::{GatewayError, LimitName, retry_after_seconds};
 use promptgate_core::experiments::ExperimentError;
 
 use crate::body::{GatewayBody, full};
@@ -14,6 +14,7 @@ use crate::body::{GatewayBody, full};
 /// A shed request's wait before retrying: requests in flight finish in
 /// about that time, and SDKs add their own jitter.
 const OVERLOADED_RETRY_AFTER_SECONDS: &str = "1";
+const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 
 pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response<GatewayBody> {
     let (status, body) = error_body(dialect, error);
@@ -35,6 +36,19 @@ pub fn error_response(dialect: Dialect, error: &GatewayError) -> Response<Gatewa
                 header::RETRY_AFTER,
                 HeaderValue::from_static(OVERLOADED_RETRY_AFTER_SECONDS),
             );
+        }
+        // Both SDKs wait `retry-after-ms` when it is there (OpenAI's
+        // header, which Anthropic's SDK reads too), else `retry-after`.
+        GatewayError::RateLimited { retry_after, .. } => {
+            let headers = response.headers_mut();
+            headers.insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_seconds(*retry_after)),
+            );
+            // Rounded up: a retry a millisecond early would be refused again.
+            let millis = retry_after.as_nanos().div_ceil(1_000_000);
+            let millis = u64::try_from(millis).unwrap_or(u64::MAX).max(1);
+            headers.insert(RETRY_AFTER_MS, HeaderValue::from(millis));
         }
         _ => {}
     }
@@ -174,6 +188,17 @@ fn error_body(dialect: Dialect, error: &GatewayError) -> (StatusCode, serde_json
             "api_error",
             "overloaded",
             "overloaded_error",
+        ),
+        // OpenAI's and Anthropic's own 429 bodies: the SDKs raise
+        // `RateLimitError` for the status, and callers read these codes.
+        RateLimited { limit, .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            match limit {
+                LimitName::RequestsPerMinute => "requests",
+                LimitName::TokensPerMinute | LimitName::UsdPerDay => "tokens",
+            },
+            "rate_limit_exceeded",
+            "rate_limit_error",
         ),
         FeedbackWithoutAudit => (
             StatusCode::SERVICE_UNAVAILABLE,

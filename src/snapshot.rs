@@ -10,6 +10,7 @@ use arc_swap::ArcSwap;
 
 use crate::providers::Upstreams;
 use promptgate_core::config::feedback::FeedbackConfig;
+use promptgate_core::config::limits::LimitsConfig;
 use promptgate_core::config::{AdminConfig, AuthConfig, Config, ServerConfig};
 use promptgate_core::experiments::model::Experiment;
 use promptgate_core::routing::RouteTable;
@@ -24,6 +25,7 @@ pub struct Snapshot {
     pub experiments: HashMap<Arc<str>, Experiment>,
     pub upstreams: Upstreams,
     pub feedback: FeedbackConfig,
+    pub limits: LimitsConfig,
 }
 
 impl Snapshot {
@@ -36,6 +38,7 @@ impl Snapshot {
             routes,
             experiments,
             feedback,
+            limits,
             version,
             startup_only_digest,
             ..
@@ -50,6 +53,7 @@ impl Snapshot {
             experiments: experiments.into_iter().map(|e| (e.id.clone(), e)).collect(),
             upstreams,
             feedback,
+            limits,
         }
     }
 }

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, Admin};
 use crate::audit::{AuditLog, AuditStartError, AuditTasks};
 use crate::exchange::{ExchangeSink, Fanout};
+use crate::limits::{Limits, LocalStore};
 use crate::reload::Reloader;
 use crate::shadow::ShadowRunner;
 use crate::snapshot::{Snapshot, SnapshotHandle};
@@ -34,6 +35,8 @@ pub struct Gateway {
     /// Also inside `sink`; kept apart for admission control and metrics.
     pub audit: Option<Arc<AuditLog>>,
     pub shadows: ShadowRunner,
+    /// `[limits]`: admission by client, charged as exchanges finish.
+    pub limits: Arc<Limits>,
     /// Traces (off unless configured) and metrics.
     pub telemetry: Telemetry,
     /// True while the client listener accepts connections (for `/readyz`).
@@ -130,10 +133,17 @@ impl App {
         let readiness = Readiness::new(config.audit.as_ref());
         let version = config.version.clone();
 
+        let limits = Limits::new(
+            Arc::new(LocalStore::default()),
+            prices.clone(),
+            telemetry.metrics().clone(),
+        );
         let gateway = Arc::new(Gateway {
             snapshots: Arc::new(SnapshotHandle::new(Snapshot::new(config))),
+            // Shadow calls spend their experiment's budgets, not the client's.
             shadows: ShadowRunner::new(sink.clone(), prices, telemetry.clone()),
-            sink,
+            sink: limits.charging(sink),
+            limits,
             audit: audit_log,
             telemetry,
             accepting: Arc::new(AtomicBool::new(false)),

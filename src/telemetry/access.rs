@@ -144,7 +144,8 @@ impl AccessLog {
                 ErrorClass::Upstream
                 | ErrorClass::Timeout
                 | ErrorClass::Unavailable
-                | ErrorClass::Overloaded,
+                | ErrorClass::Overloaded
+                | ErrorClass::RateLimited,
             )
             | RefusalKind::ShadowFailed(_)
             | RefusalKind::ShadowCancelled => Some(&refusal.message),

@@ -26,6 +26,7 @@ use crate::exchange::{ExperimentTag, FinishedExchange, SkipReason};
 use crate::telemetry::{Role, ShadowMetrics};
 use promptgate_core::config::audit::Price;
 use promptgate_core::config::{ModelPattern, RouteConfig};
+use promptgate_core::error::LimitName;
 
 /// Seconds; from a cached answer to a long generation.
 const LATENCY_BUCKETS: [f64; 16] = [
@@ -112,6 +113,7 @@ pub struct Metrics {
     retries: Counter<u64>,
     fallbacks: Counter<u64>,
     variant_fallbacks: Counter<u64>,
+    limit_refusals: Counter<u64>,
     /// USD per million tokens by the model sent upstream (`[prices]`, at start-up).
     prices: HashMap<String, Price>,
 }
@@ -179,11 +181,27 @@ impl Metrics {
                 "promptgate_variant_fallbacks_total",
                 "Requests served by the experiment's fallback variant after the assigned one failed.",
             ),
+            limit_refusals: counter(
+                "promptgate_limit_refusals_total",
+                "Requests refused by a client's [limits] on this replica, by client and limit.",
+            ),
             registry,
             provider,
             meter,
             prices,
         })
+    }
+
+    /// A request refused by one of its client's limits. Client ids come from
+    /// the config (`[limits.<client>]` names declared clients only).
+    pub fn limit_refused(&self, client: &Arc<str>, limit: LimitName) {
+        self.limit_refusals.add(
+            1,
+            &[
+                KeyValue::new("client", client.clone()),
+                KeyValue::new("limit", limit.label()),
+            ],
+        );
     }
 
     /// The price of a model as sent upstream.

@@ -67,6 +67,19 @@ pub enum GatewayError {
     /// Shed by the overload layer: `server.max_concurrent_requests` are in flight.
     #[error("the gateway is serving as many requests as it may at once; retry shortly")]
     Overloaded,
+    /// The client is over one of its `[limits.<client>]` (this replica's
+    /// count). The message names the limit: the audit record's
+    /// `error_message` is how a refusal tells which one.
+    #[error(
+        "rate limit `{limit}` of client `{client}` reached on this gateway replica; retry in {} s",
+        retry_after_seconds(*retry_after)
+    )]
+    RateLimited {
+        client: std::sync::Arc<str>,
+        limit: LimitName,
+        /// Until the limiter would admit the client again.
+        retry_after: Duration,
+    },
     #[error(
         "feedback is stored in the audit log, and this gateway has none: add an [audit] section to its config"
     )]
@@ -76,6 +89,31 @@ pub enum GatewayError {
     /// Only ever the last event of a stream already under way.
     #[error(transparent)]
     UpstreamEventTooLarge(#[from] crate::sse::EventTooLarge),
+}
+
+/// Which of a client's `[limits.<client>]` refused a request: its config name is its metric label and
+/// what the refusal's message and audit record say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitName {
+    RequestsPerMinute,
+    TokensPerMinute,
+    UsdPerDay,
+}
+
+impl LimitName {
+    pub fn label(self) -> &'static str {
+        match self {
+            LimitName::RequestsPerMinute => "requests_per_minute",
+            LimitName::TokensPerMinute => "tokens_per_minute",
+            LimitName::UsdPerDay => "usd_per_day",
+        }
+    }
+}
+
+impl std::fmt::Display for LimitName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.label())
+    }
 }
 
 /// What kind of failure, for metrics and audit labels (a fixed set, never user text).
@@ -90,6 +128,7 @@ pub enum ErrorClass {
     Timeout,
     Unavailable,
     Overloaded,
+    RateLimited,
 }
 
 impl ErrorClass {
@@ -104,6 +143,7 @@ impl ErrorClass {
             ErrorClass::Timeout => "timeout",
             ErrorClass::Unavailable => "unavailable",
             ErrorClass::Overloaded => "overloaded",
+            ErrorClass::RateLimited => "rate_limited",
         }
     }
 }
@@ -153,8 +193,16 @@ impl GatewayError {
             ProviderTimeout { .. } => ErrorClass::Timeout,
             AuditBackpressure | FeedbackWithoutAudit => ErrorClass::Unavailable,
             Overloaded => ErrorClass::Overloaded,
+            RateLimited { .. } => ErrorClass::RateLimited,
         }
     }
+}
+
+/// Whole seconds a caller should wait, rounded up (`retry-after` has no
+/// fractions), and at least 1 so that a retry is not immediate.
+pub fn retry_after_seconds(wait: Duration) -> u64 {
+    let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    seconds.max(1)
 }
 
 /// The one place an experiment's error becomes a request's: a malformed
@@ -182,6 +230,24 @@ impl From<RequestError> for GatewayError {
             RequestError::MissingField { field, expected } => {
                 GatewayError::MissingField { field, expected }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds_and_is_never_zero() {
+        for (wait, seconds) in [
+            (Duration::ZERO, 1),
+            (Duration::from_nanos(1), 1),
+            (Duration::from_secs(1), 1),
+            (Duration::from_millis(1_001), 2),
+            (Duration::from_secs(86_400), 86_400),
+        ] {
+            assert_eq!(retry_after_seconds(wait), seconds, "{wait:?}");
         }
     }
 }

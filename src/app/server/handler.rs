@@ -83,6 +83,9 @@ async fn serve(
     if let Some(trace) = &context.trace {
         trace.note_request(client_id.as_ref(), &head.model, head.stream);
     }
+    // After the parse so that a refusal's record names the model, and the
+    // connection stays usable (the body has been read).
+    gateway.limits.admit(&snapshot.limits, client_id.as_ref())?;
     let exchange = ParsedRequest {
         notes: &context.notes,
         gateway,

@@ -4,6 +4,7 @@
 pub mod audit;
 mod deserialize;
 pub mod feedback;
+pub mod limits;
 mod location;
 pub mod model;
 pub mod raw;

@@ -21,6 +21,8 @@ pub struct Config {
     pub audit: Option<crate::config::audit::AuditConfig>,
     pub feedback: crate::config::feedback::FeedbackConfig,
     pub telemetry: TelemetryConfig,
+    /// `[limits.<client id>]`, per replica.
+    pub limits: crate::config::limits::LimitsConfig,
     /// Short content hash of the config file and every prompt file it reads:
     /// the version every response and record carries.
     pub version: Arc<str>,

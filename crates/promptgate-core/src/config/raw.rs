@@ -30,6 +30,18 @@ pub struct RawConfig {
     pub feedback: RawFeedback,
     #[serde(default)]
     pub telemetry: RawTelemetry,
+    /// `[limits.<client id>]`: per-client limits, per replica.
+    #[serde(default)]
+    pub limits: BTreeMap<String, RawClientLimits>,
+}
+
+/// `[limits.<client id>]`: each limit is kept by every replica on its own.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientLimits {
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u64>,
+    pub usd_per_day: Option<f64>,
 }
 
 /// `[telemetry]`: OpenTelemetry traces and the access log. Applies at start-up only.

@@ -109,6 +109,12 @@ pub fn validate(
     let audit = validate_audit(raw.audit.as_ref(), &raw.prices, env, &mut errors);
     let feedback = validate_feedback(&raw.feedback, &mut errors);
     let telemetry = validate_telemetry(&raw.telemetry, env, &mut errors);
+    let limits = super::limits::validate_limits(
+        &raw.limits,
+        auth.as_ref(),
+        !raw.prices.is_empty(),
+        &mut errors,
+    );
     if raw.audit.is_none() && !raw.prices.is_empty() {
         errors.push(
             "prices",
@@ -127,6 +133,7 @@ pub fn validate(
             audit,
             feedback,
             telemetry,
+            limits,
             startup_only_digest: super::config_version(
                 &format!("{:?}{:?}{:?}", raw.audit, raw.prices, raw.telemetry),
                 &[],
