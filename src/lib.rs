@@ -17,6 +17,8 @@ pub mod body;
 pub mod capture;
 pub mod eval;
 pub mod feedback;
+pub mod judge;
+pub mod judge_prompts;
 pub mod providers;
 pub mod reload;
 pub mod respond;
