@@ -267,8 +267,8 @@ mod tests {
     fn position_bias_yields_ties_never_wins() {
         let mut tally = PairwiseTally::default();
         for (baseline, candidate) in [("x", "y"), ("good", "bad"), ("bad", "good")] {
-            let verdict =
-                block_on(compare(&PositionBiased, None, "q", baseline, candidate)).expect("verdict");
+            let verdict = block_on(compare(&PositionBiased, None, "q", baseline, candidate))
+                .expect("verdict");
             assert_eq!(verdict.outcome, Outcome::Tie);
             assert!(!verdict.consistent);
             tally.add(&verdict);
@@ -286,7 +286,8 @@ mod tests {
             ("good", "bad", Outcome::BaselineWins),
             ("bad", "bad", Outcome::Tie),
         ] {
-            let verdict = block_on(compare(&judge, None, "q", baseline, candidate)).expect("verdict");
+            let verdict =
+                block_on(compare(&judge, None, "q", baseline, candidate)).expect("verdict");
             assert_eq!(verdict.outcome, expected, "{baseline} vs {candidate}");
             assert!(verdict.consistent);
             tally.add(&verdict);

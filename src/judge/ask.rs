@@ -88,7 +88,10 @@ impl Budget {
     pub fn reserve(&self, estimate: f64) -> bool {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
         let (spent, reserved) = *state;
-        if self.limit.is_some_and(|limit| spent + reserved + estimate > limit) {
+        if self
+            .limit
+            .is_some_and(|limit| spent + reserved + estimate > limit)
+        {
             return false;
         }
         state.1 += estimate;

@@ -61,8 +61,14 @@ pub fn load(file: &Path, allowed: &[&str]) -> Result<HashMap<String, String>, La
                 allowed.join(", ")
             )));
         }
-        if labels.insert(parsed.request_id.clone(), parsed.label).is_some() {
-            return Err(problem(format!("`{}` is labelled twice", parsed.request_id)));
+        if labels
+            .insert(parsed.request_id.clone(), parsed.label)
+            .is_some()
+        {
+            return Err(problem(format!(
+                "`{}` is labelled twice",
+                parsed.request_id
+            )));
         }
     }
     Ok(labels)
@@ -97,8 +103,8 @@ pub fn calibrate(judge: &HashMap<String, String>, humans: &HashMap<String, Strin
             .entry(h.to_owned())
             .or_default() += 1;
     }
-    let agreement = (!pairs.is_empty())
-        .then(|| pairs.iter().filter(|(j, h)| j == h).count() as f64 / n);
+    let agreement =
+        (!pairs.is_empty()).then(|| pairs.iter().filter(|(j, h)| j == h).count() as f64 / n);
     let labels: BTreeSet<&str> = pairs.iter().flat_map(|&(j, h)| [j, h]).collect();
     let chance: f64 = labels
         .iter()
@@ -138,7 +144,13 @@ mod tests {
         assert_eq!((same.agreement, same.cohen_kappa), (Some(1.0), Some(1.0)));
         // Judge and human each say pass half the time, independently.
         let judge = map(&[("a", "pass"), ("b", "pass"), ("c", "fail"), ("d", "fail")]);
-        let humans = map(&[("a", "pass"), ("b", "fail"), ("c", "pass"), ("d", "fail"), ("e", "pass")]);
+        let humans = map(&[
+            ("a", "pass"),
+            ("b", "fail"),
+            ("c", "pass"),
+            ("d", "fail"),
+            ("e", "pass"),
+        ]);
         let found = calibrate(&judge, &humans);
         assert_eq!(found.items, 4);
         assert_eq!(found.unmatched_labels, 1);

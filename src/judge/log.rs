@@ -237,5 +237,7 @@ pub fn already_judged(item: &Item, judged: &HashMap<String, f64>) -> bool {
 /// Request ids seen twice are judged once (a caller may reuse its own ids).
 pub fn dedup(items: &mut Vec<Item>) {
     let mut seen = HashSet::new();
-    items.retain(|item| seen.insert(item.key().to_owned() + "\0" + item.request_ids().last().copied().unwrap_or("")));
+    items.retain(|item| {
+        seen.insert(item.key().to_owned() + "\0" + item.request_ids().last().copied().unwrap_or(""))
+    });
 }

@@ -155,7 +155,10 @@ fn allowed_labels(mode: Mode) -> &'static [&'static str] {
 fn judge_label(item: &Item, values: &HashMap<String, f64>, pass_score: u8) -> Option<String> {
     let label = match item {
         Item::Pair { served, shadow, .. } => {
-            match (values.get(&served.request_id)?, values.get(&shadow.request_id)?) {
+            match (
+                values.get(&served.request_id)?,
+                values.get(&shadow.request_id)?,
+            ) {
                 (s, _) if *s != 0.0 => "served",
                 (_, s) if *s != 0.0 => "shadow",
                 _ => "tie",
@@ -193,9 +196,15 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
     let snapshot = Snapshot::new(config);
     let rubric = rubric::load(&options.rubric, &snapshot)?;
     let Some(route) = snapshot.routes.resolve(&rubric.model) else {
-        return Err(JudgeRunError::Usage(format!("`{}` is not routed", rubric.model)));
+        return Err(JudgeRunError::Usage(format!(
+            "`{}` is not routed",
+            rubric.model
+        )));
     };
-    if !snapshot.experiments.contains_key(options.experiment.as_str()) {
+    if !snapshot
+        .experiments
+        .contains_key(options.experiment.as_str())
+    {
         return Err(JudgeRunError::Usage(format!(
             "no experiment `{}` in the config",
             options.experiment
@@ -215,7 +224,7 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
     let price = prices.get(&model.model);
     if options.max_usd.is_some() && price.is_none() {
         return Err(JudgeRunError::Usage(format!(
-            "--max-usd needs a price for the judge model: add [audit.prices.\"{}\"]",
+            "--max-usd needs a price for the judge model: add [prices.\"{}\"]",
             model.model
         )));
     }
@@ -318,7 +327,9 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
     if options.dry_run {
         for item in &todo {
             for (system, user) in ask::prompts(&rubric, item) {
-                report.prompts.push(format!("[system]\n{system}\n[user]\n{user}"));
+                report
+                    .prompts
+                    .push(format!("[system]\n{system}\n[user]\n{user}"));
             }
         }
         return Ok(report);
@@ -326,16 +337,18 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
 
     let Some(audit) = audit else {
         return Err(JudgeRunError::Usage(
-            "the config has no [audit]: verdicts are written as feedback records of the audit log".into(),
+            "the config has no [audit]: verdicts are written as feedback records of the audit log"
+                .into(),
         ));
     };
-    let writer = write::FeedbackWriter::start(&audit, &options.spool_dir, snapshot.version.clone()).await?;
+    let writer =
+        write::FeedbackWriter::start(&audit, &options.spool_dir, snapshot.version.clone()).await?;
     let budget = ask::Budget::new(options.max_usd);
     let bar = if options.progress {
         let bar = ProgressBar::new(todo.len() as u64);
-        if let Ok(style) =
-            ProgressStyle::with_template("{spinner} {pos}/{len} items [{wide_bar}] {elapsed} (eta {eta})")
-        {
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} {pos}/{len} items [{wide_bar}] {elapsed} (eta {eta})",
+        ) {
             bar.set_style(style);
         }
         bar
@@ -346,10 +359,13 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
     let results: Vec<(&Item, Option<Result<Verdict, questions::JudgeError>>)> =
         stream::iter(todo.iter().zip(&estimates))
             .map(|(&item, &estimate)| {
-                let (budget, rubric, model, bar, stopped) = (&budget, &rubric, &model, &bar, &stopped);
+                let (budget, rubric, model, bar, stopped) =
+                    (&budget, &rubric, &model, &bar, &stopped);
                 async move {
                     if !budget.reserve(estimate) {
-                        *stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = true;
+                        *stopped
+                            .lock()
+                            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
                         return (item, None);
                     }
                     let metered = ask::Metered {
@@ -358,7 +374,10 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
                         cost: Mutex::new(0.0),
                     };
                     let verdict = ask::judge_item(&metered, rubric, item).await;
-                    let cost = *metered.cost.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    let cost = *metered
+                        .cost
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner);
                     budget.settle(estimate, cost);
                     bar.inc(1);
                     (item, Some(verdict))
@@ -368,7 +387,9 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
             .collect()
             .await;
     bar.finish_and_clear();
-    report.stopped_by_budget = *stopped.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    report.stopped_by_budget = *stopped
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     report.spent_usd = price.map(|_| budget.spent());
 
     let mut tallies: BTreeMap<String, PairwiseTally> = BTreeMap::new();
@@ -405,7 +426,11 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
                     Outcome::Tie => (false, false),
                 };
                 if served_won || shadow_won {
-                    let (won, lost) = if served_won { (served, shadow) } else { (shadow, served) };
+                    let (won, lost) = if served_won {
+                        (served, shadow)
+                    } else {
+                        (shadow, served)
+                    };
                     winners.push(won.text.chars().count() as f64);
                     losers.push(lost.text.chars().count() as f64);
                 }
@@ -413,7 +438,13 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
                 metadata.insert("served_first".into(), json!(found.baseline_first));
                 metadata.insert("shadow_first".into(), json!(found.candidate_first));
                 for (answer, won) in [(served, served_won), (shadow, shadow_won)] {
-                    writer.write(&answer.request_id, &metric, FeedbackValue::Boolean(won), None, metadata.clone());
+                    writer.write(
+                        &answer.request_id,
+                        &metric,
+                        FeedbackValue::Boolean(won),
+                        None,
+                        metadata.clone(),
+                    );
                     values.insert(answer.request_id.clone(), f64::from(u8::from(won)));
                 }
                 report.feedback_written += 2;
@@ -423,7 +454,11 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
                 entry.0.push(f64::from(score.score));
                 entry.1 += u64::from(score.passed);
                 let length = answer.text.chars().count() as f64;
-                if score.passed { winners.push(length) } else { losers.push(length) }
+                if score.passed {
+                    winners.push(length)
+                } else {
+                    losers.push(length)
+                }
                 writer.write(
                     &answer.request_id,
                     &metric,
@@ -439,13 +474,15 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
     }
     writer.finish().await;
 
-    let total: PairwiseTally = tallies.values().fold(PairwiseTally::default(), |mut sum, t| {
-        sum.wins += t.wins;
-        sum.losses += t.losses;
-        sum.ties += t.ties;
-        sum.consistent += t.consistent;
-        sum
-    });
+    let total: PairwiseTally = tallies
+        .values()
+        .fold(PairwiseTally::default(), |mut sum, t| {
+            sum.wins += t.wins;
+            sum.losses += t.losses;
+            sum.ties += t.ties;
+            sum.consistent += t.consistent;
+            sum
+        });
     report.position_consistency = total.consistency_rate();
     report.pairwise = tallies;
     report.pointwise = scores
@@ -470,7 +507,8 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
             .items
             .iter()
             .filter_map(|item| {
-                judge_label(item, &values, rubric.rubric.pass_score).map(|l| (item.key().to_owned(), l))
+                judge_label(item, &values, rubric.rubric.pass_score)
+                    .map(|l| (item.key().to_owned(), l))
             })
             .collect();
         report.calibration = Some(calibrate::calibrate(&labels, &humans));

@@ -34,7 +34,11 @@ pub fn table(report: &JudgeReport) -> String {
         report.already_judged,
         report.sampled_out,
         report.deferred,
-        if report.stopped_by_budget { " (budget reached)" } else { "" },
+        if report.stopped_by_budget {
+            " (budget reached)"
+        } else {
+            ""
+        },
         report.errors,
         report.unusable_answers,
         report.records_read

@@ -113,7 +113,10 @@ fn parse(source: &str, file: &Path, snapshot: &Snapshot) -> Result<RubricFile, V
     if !is_label(&metric) {
         add(
             "",
-            format!("the file name gives the metric `{metric}`, which {}", config::feedback::LABEL_RULE),
+            format!(
+                "the file name gives the metric `{metric}`, which {}",
+                config::feedback::LABEL_RULE
+            ),
         );
     }
     if snapshot.routes.resolve(&raw.model).is_none() {
@@ -160,7 +163,11 @@ fn parse(source: &str, file: &Path, snapshot: &Snapshot) -> Result<RubricFile, V
                 format!(
                     "[feedback.metrics] declares `{metric}` as {}, but a {} rubric writes {}",
                     found.label(),
-                    if mode == Mode::Pairwise { "pairwise" } else { "pointwise" },
+                    if mode == Mode::Pairwise {
+                        "pairwise"
+                    } else {
+                        "pointwise"
+                    },
                     kind.label()
                 ),
             ),

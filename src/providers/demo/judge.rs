@@ -38,7 +38,16 @@ pub fn reply(system: &str, prompt: &str) -> Option<String> {
         judge::PAIRWISE_SYSTEM => {
             let (a, b) = judge::pairwise_answers(prompt)?;
             let (a, b) = (overlap(&request, a), overlap(&request, b));
-            Some(if a > b { "A" } else if b > a { "B" } else { "TIE" }.to_owned())
+            Some(
+                if a > b {
+                    "A"
+                } else if b > a {
+                    "B"
+                } else {
+                    "TIE"
+                }
+                .to_owned(),
+            )
         }
         judge::RUBRIC_SYSTEM => {
             let answer = judge::rubric_answer(prompt)?;
@@ -57,11 +66,16 @@ mod tests {
 
     #[test]
     fn the_demo_judge_ignores_positions() {
-        let first = judge::pairwise_prompt(None, "tell me about otters", "otters are great", "hello");
-        let second = judge::pairwise_prompt(None, "tell me about otters", "hello", "otters are great");
+        let first =
+            judge::pairwise_prompt(None, "tell me about otters", "otters are great", "hello");
+        let second =
+            judge::pairwise_prompt(None, "tell me about otters", "hello", "otters are great");
         assert_eq!(reply(judge::PAIRWISE_SYSTEM, &first).as_deref(), Some("A"));
         assert_eq!(reply(judge::PAIRWISE_SYSTEM, &second).as_deref(), Some("B"));
-        let rubric = judge::Rubric { criteria: "on topic".into(), pass_score: 7 };
+        let rubric = judge::Rubric {
+            criteria: "on topic".into(),
+            pass_score: 7,
+        };
         let prompt = judge::rubric_prompt(&rubric, "tell me about otters", "otters otters", None);
         let reply = reply(judge::RUBRIC_SYSTEM, &prompt).unwrap();
         // The request's words longer than two letters: tell, about, otters.
