@@ -496,3 +496,35 @@ async fn the_binary_dry_run_prints_prompts_and_estimate_and_asks_nothing() {
     assert_eq!(judge_calls(&sim), 0);
     assert!(!logged.audit.join("feedback").exists(), "nothing written");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_rubric_file_is_refused_naming_each_line_and_field() {
+    let logged = logged_traffic(SHADOW_EXPERIMENT).await;
+    let sim = judge_sim(SimJudge::PositionBias).await;
+    let config = logged.judge_config(
+        &sim,
+        SHADOW_EXPERIMENT,
+        "[feedback.metrics]\nthumbs_up = \"boolean\"\n",
+    );
+    let rubric = logged.work.path().join("quality.toml");
+    std::fs::write(
+        &rubric,
+        "model = \"judge-model\"\nmode = \"pointwise\"\npass_score = 11\ntimeout_ms = 0\n",
+    )
+    .unwrap();
+    let options = logged.options(config, rubric.clone());
+    let error = judge::judge(&logged.source().await, &options)
+        .await
+        .unwrap_err()
+        .to_string();
+    let file = rubric.display();
+    for expected in [
+        format!("{file}:3: pass_score: must be from 1 to 10"),
+        format!("{file}:4: timeout_ms: must be at least 1"),
+        "criteria: a pointwise rubric needs its criteria".to_owned(),
+        "does not declare `judge.quality`: add `\"judge.quality\" = \"float\"`".to_owned(),
+    ] {
+        assert!(error.contains(&expected), "{expected:?} not in:\n{error}");
+    }
+    assert_eq!(judge_calls(&sim), 0);
+}
