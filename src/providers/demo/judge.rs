@@ -77,9 +77,10 @@ mod tests {
             pass_score: 7,
         };
         let prompt = judge::rubric_prompt(&rubric, "tell me about otters", "otters otters", None);
-        let reply = reply(judge::RUBRIC_SYSTEM, &prompt).unwrap();
-        // The request's words longer than two letters: tell, about, otters.
-        assert!(reply.starts_with("Score: 4\n"), "{reply}");
+        let scored = reply(judge::RUBRIC_SYSTEM, &prompt).unwrap();
+        // One of the request's three words longer than two letters (tell,
+        // about, otters): 1 + 9/3.
+        assert!(scored.starts_with("Score: 4\n"), "{scored}");
         assert_eq!(reply("You are helpful.", "hi"), None);
     }
 }
