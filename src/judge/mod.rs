@@ -182,7 +182,7 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
             "--sample-rate must be above 0 and at most 1".into(),
         ));
     }
-    if options.max_usd.is_some_and(|usd| !(usd >= 0.0)) {
+    if options.max_usd.is_some_and(|usd| usd.is_nan() || usd < 0.0) {
         return Err(JudgeRunError::Usage("--max-usd must be 0 or more".into()));
     }
     let config = config::load_file(&options.config, &LoadOptions::default())?;
