@@ -528,3 +528,34 @@ async fn a_bad_rubric_file_is_refused_naming_each_line_and_field() {
     }
     assert_eq!(judge_calls(&sim), 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sample_rate_picks_the_same_items_every_run() {
+    let logged = logged_traffic(SHADOW_EXPERIMENT).await;
+    let sim = judge_sim(SimJudge::PositionBias).await;
+    let config = logged.judge_config(&sim, SHADOW_EXPERIMENT, "");
+    let half = JudgeOptions {
+        sample_rate: 0.5,
+        ..logged.options(config, logged.rubric("pairwise"))
+    };
+    let dry = logged
+        .judge(&JudgeOptions {
+            dry_run: true,
+            ..half.clone()
+        })
+        .await;
+    let first = logged.judge(&half).await;
+    assert!(first.judged > 0 && first.sampled_out > 0, "{first:#?}");
+    assert_eq!(first.judged + first.sampled_out, REQUESTS as u64);
+    assert_eq!(
+        dry.prompts.len() as u64,
+        2 * first.judged,
+        "the dry run chose the same items"
+    );
+    let again = logged.judge(&half).await;
+    assert_eq!(
+        (again.judged, again.already_judged, again.sampled_out),
+        (0, first.judged, first.sampled_out),
+        "the same items are in and out of the sample"
+    );
+}
