@@ -13,6 +13,7 @@
 mod ask;
 pub mod calibrate;
 pub mod log;
+mod outcomes;
 mod render;
 pub mod rubric;
 mod write;
@@ -20,16 +21,15 @@ mod write;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures_util::{StreamExt, stream};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use serde_json::{Map, json};
 use sha2::{Digest, Sha256};
 
 use crate::eval::call::RoutedModel;
-use crate::eval::judge::{self as questions, Outcome, PairwiseTally};
-use crate::feedback::FeedbackValue;
+use crate::eval::judge::{self as questions, PairwiseTally};
 use crate::snapshot::Snapshot;
 use crate::telemetry::Telemetry;
 use promptgate_analyze::{DateRange, Source};
@@ -355,153 +355,43 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
     } else {
         ProgressBar::hidden()
     };
-    let stopped = Mutex::new(false);
-    let results: Vec<(&Item, Option<Result<Verdict, questions::JudgeError>>)> =
-        stream::iter(todo.iter().zip(&estimates))
-            .map(|(&item, &estimate)| {
-                let (budget, rubric, model, bar, stopped) =
-                    (&budget, &rubric, &model, &bar, &stopped);
-                async move {
-                    if !budget.reserve(estimate) {
-                        *stopped
-                            .lock()
-                            .unwrap_or_else(std::sync::PoisonError::into_inner) = true;
-                        return (item, None);
-                    }
-                    let metered = ask::Metered {
-                        model,
-                        price,
-                        cost: Mutex::new(0.0),
-                    };
-                    let verdict = ask::judge_item(&metered, rubric, item).await;
-                    let cost = *metered
-                        .cost
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner);
-                    budget.settle(estimate, cost);
-                    bar.inc(1);
-                    (item, Some(verdict))
+    let stopped = AtomicBool::new(false);
+    let mut answered = stream::iter(todo.iter().zip(&estimates))
+        .map(|(&item, &estimate)| {
+            let (budget, rubric, model, bar, stopped) = (&budget, &rubric, &model, &bar, &stopped);
+            async move {
+                if !budget.reserve(estimate) {
+                    stopped.store(true, Ordering::Relaxed);
+                    return (item, None);
                 }
-            })
-            .buffer_unordered(options.concurrency.max(1))
-            .collect()
-            .await;
-    bar.finish_and_clear();
-    report.stopped_by_budget = *stopped
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    report.spent_usd = price.map(|_| budget.spent());
-
-    let mut tallies: BTreeMap<String, PairwiseTally> = BTreeMap::new();
-    let mut scores: BTreeMap<String, (Vec<f64>, u64)> = BTreeMap::new();
-    let (mut winners, mut losers) = (Vec::new(), Vec::new());
-    for (item, verdict) in results {
-        let Some(verdict) = verdict else {
-            report.deferred += 1;
-            continue;
-        };
-        let verdict = match verdict {
-            Ok(verdict) => verdict,
-            Err(error) => {
-                report.errors += 1;
-                if report.errors <= 3 {
-                    report.warnings.push(format!("{}: {error}", item.key()));
-                }
-                continue;
-            }
-        };
-        report.judged += 1;
-        let mut metadata = Map::new();
-        metadata.insert("rubric".into(), json!(rubric.name));
-        metadata.insert("judge_model".into(), json!(model.model));
-        match (item, &verdict) {
-            (Item::Pair { served, shadow, .. }, Verdict::Pairwise(found)) => {
-                let tally = tallies
-                    .entry(format!("{} → {}", served.variant, shadow.variant))
-                    .or_default();
-                tally.add(found);
-                let (served_won, shadow_won) = match found.outcome {
-                    Outcome::BaselineWins => (true, false),
-                    Outcome::CandidateWins => (false, true),
-                    Outcome::Tie => (false, false),
+                let metered = ask::Metered {
+                    model,
+                    price,
+                    cost: Mutex::new(0.0),
                 };
-                if served_won || shadow_won {
-                    let (won, lost) = if served_won {
-                        (served, shadow)
-                    } else {
-                        (shadow, served)
-                    };
-                    winners.push(won.text.chars().count() as f64);
-                    losers.push(lost.text.chars().count() as f64);
-                }
-                metadata.insert("consistent".into(), json!(found.consistent));
-                metadata.insert("served_first".into(), json!(found.baseline_first));
-                metadata.insert("shadow_first".into(), json!(found.candidate_first));
-                for (answer, won) in [(served, served_won), (shadow, shadow_won)] {
-                    writer.write(
-                        &answer.request_id,
-                        &metric,
-                        FeedbackValue::Boolean(won),
-                        None,
-                        metadata.clone(),
-                    );
-                    values.insert(answer.request_id.clone(), f64::from(u8::from(won)));
-                }
-                report.feedback_written += 2;
+                let verdict = ask::judge_item(&metered, rubric, item).await;
+                let cost = *metered
+                    .cost
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                budget.settle(estimate, cost);
+                bar.inc(1);
+                (item, Some(verdict))
             }
-            (Item::Single { answer, .. }, Verdict::Pointwise(score)) => {
-                let entry = scores.entry(answer.variant.clone()).or_default();
-                entry.0.push(f64::from(score.score));
-                entry.1 += u64::from(score.passed);
-                let length = answer.text.chars().count() as f64;
-                if score.passed {
-                    winners.push(length)
-                } else {
-                    losers.push(length)
-                }
-                writer.write(
-                    &answer.request_id,
-                    &metric,
-                    FeedbackValue::Number(f64::from(score.score)),
-                    Some(score.reason.clone()).filter(|r| !r.is_empty()),
-                    metadata,
-                );
-                values.insert(answer.request_id.clone(), f64::from(score.score));
-                report.feedback_written += 1;
-            }
-            _ => {}
-        }
+        })
+        .buffer_unordered(options.concurrency.max(1));
+    // Each verdict goes to the audit writer as it arrives, not at the end of the run.
+    let mut outcomes = outcomes::Outcomes::new(&rubric, &model.model);
+    while let Some((item, result)) = answered.next().await {
+        outcomes.add(item, result, &writer, &mut values);
     }
+    drop(answered);
+    bar.finish_and_clear();
+    report.stopped_by_budget = stopped.load(Ordering::Relaxed);
+    report.spent_usd = price.map(|_| budget.spent());
     writer.finish().await;
 
-    let total: PairwiseTally = tallies
-        .values()
-        .fold(PairwiseTally::default(), |mut sum, t| {
-            sum.wins += t.wins;
-            sum.losses += t.losses;
-            sum.ties += t.ties;
-            sum.consistent += t.consistent;
-            sum
-        });
-    report.position_consistency = total.consistency_rate();
-    report.pairwise = tallies;
-    report.pointwise = scores
-        .into_iter()
-        .map(|(variant, (values, passed))| {
-            let n = values.len() as u64;
-            let scores = VariantScores {
-                judged: n,
-                mean_score: mean(&values),
-                pass_rate: (n > 0).then(|| passed as f64 / n as f64),
-            };
-            (variant, scores)
-        })
-        .collect();
-    report.verbosity = Verbosity {
-        decided: winners.len() as u64,
-        winner_mean_chars: mean(&winners),
-        loser_mean_chars: mean(&losers),
-    };
+    outcomes.finish(&mut report);
     if let Some(humans) = humans {
         let labels: HashMap<String, String> = read
             .items
