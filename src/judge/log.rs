@@ -234,10 +234,12 @@ pub fn already_judged(item: &Item, judged: &HashMap<String, f64>) -> bool {
     item.request_ids().iter().all(|id| judged.contains_key(*id))
 }
 
-/// Request ids seen twice are judged once (a caller may reuse its own ids).
+/// An item seen twice is judged once (a caller may reuse its own request
+/// ids, and a record may be uploaded twice after a crash).
 pub fn dedup(items: &mut Vec<Item>) {
-    let mut seen = HashSet::new();
+    let mut seen: HashSet<Vec<String>> = HashSet::new();
     items.retain(|item| {
-        seen.insert(item.key().to_owned() + "\0" + item.request_ids().last().copied().unwrap_or(""))
+        let ids = item.request_ids().into_iter().map(str::to_owned).collect();
+        seen.insert(ids)
     });
 }
