@@ -559,3 +559,19 @@ async fn the_sample_rate_picks_the_same_items_every_run() {
         "the same items are in and out of the sample"
     );
 }
+
+#[test]
+fn the_quickstart_rubric_is_valid_against_the_quickstart_config() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = promptgate_core::config::load_file(
+        &root.join("config/quickstart.toml"),
+        &promptgate_core::config::LoadOptions::default(),
+    )
+    .unwrap();
+    let snapshot = promptgate::snapshot::Snapshot::new(config);
+    let rubric =
+        judge::rubric::load(&root.join("config/judges/helpful.toml"), &snapshot).unwrap();
+    assert_eq!(rubric.metric(), "judge.helpful");
+    assert_eq!(rubric.mode, judge::Mode::Pairwise);
+    assert!(snapshot.experiments["greeting"].shadow.is_some());
+}
