@@ -569,8 +569,7 @@ fn the_quickstart_rubric_is_valid_against_the_quickstart_config() {
     )
     .unwrap();
     let snapshot = promptgate::snapshot::Snapshot::new(config);
-    let rubric =
-        judge::rubric::load(&root.join("config/judges/helpful.toml"), &snapshot).unwrap();
+    let rubric = judge::rubric::load(&root.join("config/judges/helpful.toml"), &snapshot).unwrap();
     assert_eq!(rubric.metric(), "judge.helpful");
     assert_eq!(rubric.mode, judge::Mode::Pairwise);
     assert!(snapshot.experiments["greeting"].shadow.is_some());
