@@ -18,6 +18,8 @@ pub mod capture;
 pub mod eval;
 pub mod exchange;
 pub mod feedback;
+pub mod judge;
+pub mod judge_prompts;
 pub mod limits;
 pub mod providers;
 pub mod reload;

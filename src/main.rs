@@ -66,6 +66,52 @@ enum Command {
     ExportDataset(ExportArgs),
     /// Compare a current window of traffic with a baseline (see docs/drift.md); exit 1 on drift.
     Drift(DriftArgs),
+    /// Judge an experiment's logged answers with an LLM and write the verdicts as feedback (see docs/judge.md).
+    Judge(JudgeArgs),
+}
+
+#[derive(clap::Args)]
+struct JudgeArgs {
+    #[command(flatten)]
+    source: SourceArgs,
+    /// The gateway's TOML config (providers, routes, prices, [audit] the verdicts are written to).
+    #[arg(long, short)]
+    config: PathBuf,
+    /// The rubric file (config/judges/<name>.toml); its name makes the metric `judge.<name>`.
+    #[arg(long)]
+    rubric: PathBuf,
+    /// The experiment id.
+    #[arg(long)]
+    experiment: String,
+    /// Share of the items judged (0–1), the same ones on every run.
+    #[arg(long, default_value_t = 1.0)]
+    sample_rate: f64,
+    /// Judge at most N items (pairs, or answers for pointwise rubrics) in this run.
+    #[arg(long, value_name = "N")]
+    max_pairs: Option<usize>,
+    /// Stop before the judge's spend (priced by [audit.prices]) could pass this many USD.
+    #[arg(long)]
+    max_usd: Option<f64>,
+    /// Questions in flight at once.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Print the prompts and the cost estimate; ask nothing, write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Human labels (JSON Lines of request_id and label): agreement, Cohen's kappa, confusion table.
+    #[arg(long, value_name = "LABELS.jsonl")]
+    calibrate: Option<PathBuf>,
+    /// The spool of the verdicts' feedback records (not a running gateway's).
+    #[arg(long, default_value = ".promptgate/judge-spool")]
+    spool_dir: PathBuf,
+    #[arg(long, value_enum, default_value_t = JudgeFormat::Table)]
+    format: JudgeFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum JudgeFormat {
+    Table,
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -302,6 +348,7 @@ fn main() -> ExitCode {
         Command::HashKey => hash_key(),
         Command::Analyze(args) => analyze(args),
         Command::Eval(args) => Ok(eval(args)),
+        Command::Judge(args) => judge(args),
         Command::ExportDataset(args) => export_dataset(args),
         // Exit 1 means drift, so any failure to decide (bad arguments, an
         // unreadable log) exits 2, like clap's own usage errors.
@@ -503,6 +550,45 @@ fn run_eval(args: &EvalArgs) -> anyhow::Result<bool> {
         );
     }
     Ok(report.passed)
+}
+
+fn judge(args: JudgeArgs) -> anyhow::Result<ExitCode> {
+    use promptgate::judge::{self, JudgeOptions};
+    let options = JudgeOptions {
+        config: args.config.clone(),
+        rubric: args.rubric.clone(),
+        experiment: args.experiment.clone(),
+        range: args.source.range(),
+        skip_corrupt: args.source.skip_corrupt,
+        sample_rate: args.sample_rate,
+        max_items: args.max_pairs,
+        max_usd: args.max_usd,
+        concurrency: args.concurrency,
+        dry_run: args.dry_run,
+        calibrate: args.calibrate.clone(),
+        spool_dir: args.spool_dir.clone(),
+        progress: std::io::stderr().is_terminal(),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let report = runtime.block_on(async {
+        let source = args.source.open().await?;
+        judge::judge(&source, &options)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    if args.dry_run {
+        for prompt in &report.prompts {
+            eprintln!("{prompt}\n");
+        }
+    }
+    match args.format {
+        JudgeFormat::Table => print!("{}", judge::table(&report)),
+        JudgeFormat::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn export_dataset(args: ExportArgs) -> anyhow::Result<ExitCode> {

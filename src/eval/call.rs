@@ -161,8 +161,9 @@ impl RoutedModel<'_> {
     }
 }
 
-impl super::judge::JudgeModel for RoutedModel<'_> {
-    async fn ask(&self, system: &str, user: &str) -> Result<String, String> {
+impl RoutedModel<'_> {
+    /// Asks a question and keeps the whole answer (its token counts price it).
+    pub async fn answer(&self, system: &str, user: &str) -> Result<Answer, String> {
         let endpoint = endpoint_for(self.upstreams, self.route);
         let body = Bytes::from(self.body(endpoint, system, user).to_string());
         complete(
@@ -175,6 +176,11 @@ impl super::judge::JudgeModel for RoutedModel<'_> {
             self.timeout,
         )
         .await
-        .map(|answer| answer.text)
+    }
+}
+
+impl super::judge::JudgeModel for RoutedModel<'_> {
+    async fn ask(&self, system: &str, user: &str) -> Result<String, String> {
+        self.answer(system, user).await.map(|answer| answer.text)
     }
 }

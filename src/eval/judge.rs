@@ -15,6 +15,11 @@ use std::future::Future;
 
 use serde::Serialize;
 
+pub use crate::judge_prompts::{
+    PAIRWISE_SYSTEM, RUBRIC_SYSTEM, Rubric, pairwise_answers, pairwise_prompt, rubric_answer,
+    rubric_prompt,
+};
+
 /// A model the judge can ask: a system prompt and a user prompt in, the
 /// reply's text out (an error says why there is none).
 pub trait JudgeModel: Send + Sync {
@@ -32,27 +37,6 @@ pub enum JudgeError {
     },
 }
 
-/// The system prompt of a rubric question.
-pub const RUBRIC_SYSTEM: &str = "You are a strict evaluator of AI assistant answers. \
-Score the answer against the rubric. Reply with `Score: N` on the first line, N a whole \
-number from 1 (fails the rubric) to 10 (fully meets it), then one sentence saying why.";
-
-/// The system prompt of a pairwise question; the simulator recognises it.
-pub const PAIRWISE_SYSTEM: &str = "You are an impartial judge comparing two AI assistant \
-answers to the same request. Ignore the order in which they are shown and their length. \
-Reply with exactly one of: A, B, TIE.";
-
-const ANSWER: (&str, &str) = ("[Answer]\n", "\n[End of answer]");
-const ANSWER_A: (&str, &str) = ("[Answer A]\n", "\n[End of answer A]");
-const ANSWER_B: (&str, &str) = ("[Answer B]\n", "\n[End of answer B]");
-
-/// A rubric and the score (1–10) from which an answer passes.
-#[derive(Debug, Clone)]
-pub struct Rubric {
-    pub criteria: String,
-    pub pass_score: u8,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RubricScore {
     /// 1–10, as the judge said.
@@ -62,26 +46,6 @@ pub struct RubricScore {
     pub passed: bool,
     /// The judge's reply after the score line.
     pub reason: String,
-}
-
-/// The user prompt of a rubric question.
-pub fn rubric_prompt(
-    rubric: &Rubric,
-    request: &str,
-    answer: &str,
-    reference: Option<&str>,
-) -> String {
-    let mut prompt = format!(
-        "[Rubric]\n{}\n[End of rubric]\n\n[Request]\n{request}\n[End of request]\n\n",
-        rubric.criteria
-    );
-    if let Some(reference) = reference {
-        prompt.push_str(&format!(
-            "[Reference answer]\n{reference}\n[End of reference answer]\n\n"
-        ));
-    }
-    prompt.push_str(&format!("{}{answer}{}", ANSWER.0, ANSWER.1));
-    prompt
 }
 
 /// Reads `Score: N` (1–10) from a rubric reply.
@@ -128,32 +92,6 @@ pub async fn score_rubric(
         .await
         .map_err(JudgeError::NoAnswer)?;
     parse_rubric_reply(&reply, rubric.pass_score)
-}
-
-/// The user prompt of a pairwise question: `first` is shown as A.
-pub fn pairwise_prompt(request: &str, first: &str, second: &str) -> String {
-    format!(
-        "[Request]\n{request}\n[End of request]\n\n{}{first}{}\n\n{}{second}{}\n\nWhich answer is better: A, B or TIE?",
-        ANSWER_A.0, ANSWER_A.1, ANSWER_B.0, ANSWER_B.1
-    )
-}
-
-/// The text of `prompt` between the markers (the last opening one, so an
-/// answer quoting a marker cannot move it).
-fn between<'a>(prompt: &'a str, (open, close): (&str, &str)) -> Option<&'a str> {
-    let start = prompt.rfind(open)? + open.len();
-    let end = start + prompt[start..].find(close)?;
-    Some(&prompt[start..end])
-}
-
-/// The two answers of a pairwise prompt (A, B), for a simulated judge.
-pub fn pairwise_answers(prompt: &str) -> Option<(&str, &str)> {
-    Some((between(prompt, ANSWER_A)?, between(prompt, ANSWER_B)?))
-}
-
-/// The answer of a rubric prompt, for a simulated judge.
-pub fn rubric_answer(prompt: &str) -> Option<&str> {
-    between(prompt, ANSWER)
 }
 
 /// Which position a judge preferred in one order.
@@ -220,15 +158,17 @@ pub fn verdict(baseline_first: Preference, candidate_first: Preference) -> Pairw
     }
 }
 
-/// Asks `model` which of two answers to `request` is better, in both orders.
+/// Asks `model` which of two answers to `request` is better (by `criteria`
+/// when given), in both orders.
 pub async fn compare(
     model: &impl JudgeModel,
+    criteria: Option<&str>,
     request: &str,
     baseline: &str,
     candidate: &str,
 ) -> Result<PairwiseVerdict, JudgeError> {
     let ask = |first: &str, second: &str| {
-        let prompt = pairwise_prompt(request, first, second);
+        let prompt = pairwise_prompt(criteria, request, first, second);
         async move {
             let reply = model
                 .ask(PAIRWISE_SYSTEM, &prompt)
@@ -327,8 +267,8 @@ mod tests {
     fn position_bias_yields_ties_never_wins() {
         let mut tally = PairwiseTally::default();
         for (baseline, candidate) in [("x", "y"), ("good", "bad"), ("bad", "good")] {
-            let verdict =
-                block_on(compare(&PositionBiased, "q", baseline, candidate)).expect("verdict");
+            let verdict = block_on(compare(&PositionBiased, None, "q", baseline, candidate))
+                .expect("verdict");
             assert_eq!(verdict.outcome, Outcome::Tie);
             assert!(!verdict.consistent);
             tally.add(&verdict);
@@ -346,7 +286,8 @@ mod tests {
             ("good", "bad", Outcome::BaselineWins),
             ("bad", "bad", Outcome::Tie),
         ] {
-            let verdict = block_on(compare(&judge, "q", baseline, candidate)).expect("verdict");
+            let verdict =
+                block_on(compare(&judge, None, "q", baseline, candidate)).expect("verdict");
             assert_eq!(verdict.outcome, expected, "{baseline} vs {candidate}");
             assert!(verdict.consistent);
             tally.add(&verdict);
@@ -372,7 +313,7 @@ mod tests {
 
     #[test]
     fn the_prompt_round_trips_its_answers() {
-        let prompt = pairwise_prompt("q", "first\nline", "second");
+        let prompt = pairwise_prompt(Some("c"), "q", "first\nline", "second");
         assert_eq!(pairwise_answers(&prompt), Some(("first\nline", "second")));
         let rubric = Rubric {
             criteria: "names the model".into(),

@@ -162,7 +162,9 @@ pub async fn pairwise_verdicts(
             ) else {
                 return None;
             };
-            judge::compare(model, &request_text(case), a, b).await.ok()
+            judge::compare(model, None, &request_text(case), a, b)
+                .await
+                .ok()
         })
         .buffered(concurrency.max(1))
         .collect()

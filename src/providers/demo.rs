@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 use promptgate_core::dialect::Endpoint;
 
 mod extraction;
+mod judge;
 mod refusal;
 
 /// Reads a request body as the real API would: the request, or the error body
@@ -51,6 +52,9 @@ pub fn answer(endpoint: Endpoint, request: &Value) -> DemoAnswer {
     let said: String = last_user_text(request).chars().take(200).collect();
     let text = match (endpoint, system) {
         (Endpoint::Embeddings, _) => String::new(),
+        (_, Some(system)) if let Some(verdict) = judge::reply(system, &last_user_text(request)) => {
+            verdict
+        }
         (_, Some(system))
             if let Some(fields) = extraction::extract(system, &last_user_text(request)) =>
         {

@@ -25,6 +25,7 @@ mod experiments;
 mod export_dataset;
 mod feedback;
 mod fuzz;
+mod judge;
 mod limits;
 mod logs;
 mod overload;

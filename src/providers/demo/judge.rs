@@ -1,0 +1,86 @@
+//! The demo provider as an LLM judge, so `promptgate judge` and `eval`'s
+//! judge run in the quickstart with no key. Not a judgement: a fixed,
+//! position-independent stand-in — the answer sharing more words with the
+//! request wins (a tie when equal), and a rubric score grows with that share.
+
+use std::collections::HashSet;
+
+use crate::judge_prompts as judge;
+
+fn words(text: &str) -> HashSet<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| w.len() > 2)
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// The share of the request's words an answer uses.
+fn overlap(request: &HashSet<String>, answer: &str) -> f64 {
+    if request.is_empty() {
+        return 0.0;
+    }
+    let answer = words(answer);
+    request.iter().filter(|w| answer.contains(*w)).count() as f64 / request.len() as f64
+}
+
+/// The text between `[Request]` and its end marker.
+fn request_of(prompt: &str) -> &str {
+    prompt
+        .split_once("[Request]\n")
+        .and_then(|(_, rest)| rest.split_once("\n[End of request]"))
+        .map_or("", |(request, _)| request)
+}
+
+/// The demo judge's reply to a judge prompt, `None` for any other request.
+pub fn reply(system: &str, prompt: &str) -> Option<String> {
+    let request = words(request_of(prompt));
+    match system {
+        judge::PAIRWISE_SYSTEM => {
+            let (a, b) = judge::pairwise_answers(prompt)?;
+            let (a, b) = (overlap(&request, a), overlap(&request, b));
+            Some(
+                if a > b {
+                    "A"
+                } else if b > a {
+                    "B"
+                } else {
+                    "TIE"
+                }
+                .to_owned(),
+            )
+        }
+        judge::RUBRIC_SYSTEM => {
+            let answer = judge::rubric_answer(prompt)?;
+            let score = 1 + (overlap(&request, answer) * 9.0).round() as u8;
+            Some(format!(
+                "Score: {score}\nThe demo judge scores by the share of the request's words the answer uses."
+            ))
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_demo_judge_ignores_positions() {
+        let first =
+            judge::pairwise_prompt(None, "tell me about otters", "otters are great", "hello");
+        let second =
+            judge::pairwise_prompt(None, "tell me about otters", "hello", "otters are great");
+        assert_eq!(reply(judge::PAIRWISE_SYSTEM, &first).as_deref(), Some("A"));
+        assert_eq!(reply(judge::PAIRWISE_SYSTEM, &second).as_deref(), Some("B"));
+        let rubric = judge::Rubric {
+            criteria: "on topic".into(),
+            pass_score: 7,
+        };
+        let prompt = judge::rubric_prompt(&rubric, "tell me about otters", "otters otters", None);
+        let scored = reply(judge::RUBRIC_SYSTEM, &prompt).unwrap();
+        // One of the request's three words longer than two letters (tell,
+        // about, otters): 1 + 9/3.
+        assert!(scored.starts_with("Score: 4\n"), "{scored}");
+        assert_eq!(reply("You are helpful.", "hi"), None);
+    }
+}
