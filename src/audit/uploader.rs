@@ -67,14 +67,19 @@ impl StagingThread {
             .spawn(move || {
                 lower_this_threads_priority();
                 for job in queue {
-                    job();
+                    // A job that panics fails its own upload attempt (its
+                    // result is never sent) and the thread goes on with the
+                    // next, as tokio's blocking pool did.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                        tracing::error!("staging an audit segment panicked; will retry");
+                    }
                 }
             })?;
         Ok(StagingThread { jobs })
     }
 
-    /// Runs `work` on the staging thread; `None` if that thread is gone (a
-    /// job panicked), which the caller treats as a failed attempt.
+    /// Runs `work` on the staging thread; `None` if it panicked (or the
+    /// thread is gone), which the caller treats as a failed attempt.
     async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
         let (done, result) = oneshot::channel();
         self.jobs
