@@ -232,7 +232,8 @@ user = "Be precise."
 }
 
 /// Audit records per second on one core: build the record from an exchange,
-/// serialise it as a JSON line; and gzip lines into an object.
+/// serialise it as a JSON line; and compress lines into an object (gzip at
+/// levels 6 and 1, zstd at 3).
 fn audit_encoding(c: &mut Criterion) {
     use promptgate::audit::record::{self, RecordContext};
     use promptgate::exchange::{
@@ -270,6 +271,7 @@ fn audit_encoding(c: &mut Criterion) {
             },
         )]
         .into(),
+        compression: ObjectCompression::Gzip,
     };
     let text = "Hamlet, Prince of Denmark, seeks revenge on his uncle Claudius, who murdered Hamlet's father to seize the throne.";
     let response = serde_json::json!({"choices": [{"message": {"role": "assistant", "content": text}}], "usage": {"prompt_tokens": 27, "completion_tokens": 34}});
@@ -318,21 +320,16 @@ fn audit_encoding(c: &mut Criterion) {
             model: Some("gpt-4o-mini-2024-07-18".into()),
         },
     };
-    let ctx = RecordContext {
-        config: &config,
-        unit_key: b"secret",
-    };
+    let ctx = RecordContext::new(&config, b"secret");
     let mut group = c.benchmark_group("audit");
     group.throughput(criterion::Throughput::Elements(1));
     group.bench_function("record_build_and_serialise", |b| {
         let mut line = Vec::with_capacity(4096);
         b.iter(|| {
             line.clear();
-            serde_json::to_writer(
-                &mut line,
-                &record::from_exchange(black_box(&exchange), &ctx),
-            )
-            .unwrap();
+            record::from_exchange(black_box(&exchange), &ctx)
+                .write_line(&mut line)
+                .unwrap();
             line.len()
         })
     });
@@ -342,70 +339,121 @@ fn audit_encoding(c: &mut Criterion) {
         redact: vec![JsonPath::parse("response_text").unwrap()],
         ..config.clone()
     };
-    let raw_ctx = RecordContext {
-        config: &raw_config,
-        unit_key: b"secret",
-    };
+    let raw_ctx = RecordContext::new(&raw_config, b"secret");
     group.bench_function("record_build_and_serialise_bodies_kept_raw", |b| {
         let mut line = Vec::with_capacity(4096);
         b.iter(|| {
             line.clear();
-            serde_json::to_writer(
-                &mut line,
-                &record::from_exchange(black_box(&exchange), &raw_ctx),
-            )
-            .unwrap();
+            record::from_exchange(black_box(&exchange), &raw_ctx)
+                .write_line(&mut line)
+                .unwrap();
             line.len()
         })
     });
-    let mut line = Vec::new();
-    serde_json::to_writer(&mut line, &record::from_exchange(&exchange, &ctx)).unwrap();
     group.throughput(criterion::Throughput::Elements(1000));
-    group.bench_function("gzip_1000_records", |b| {
-        b.iter(|| {
-            let mut gzip = flate2::write::GzEncoder::new(
+    // Issue 14's audit throughput figure: building and serialising each
+    // record and compressing the lines, as the writer and uploader do, over
+    // 1,000 records that differ as traffic does (ids, unit keys, timings,
+    // answers), so the compressors see realistic repetition.
+    let batch: Vec<FinishedExchange> = (0..1000u32)
+        .map(|i| {
+            let mut e = exchange.clone();
+            e.start.request_id = format!(
+                "01a21648-f871-71a7-{i:04x}-{:012x}",
+                u64::from(i) * 0x9e37_79b9
+            )
+            .into();
+            if let Some(tag) = e.start.experiment.as_mut() {
+                tag.unit_key = format!("user-{}", i * 7919 % 100_000);
+            }
+            e.start.started_at += Duration::from_micros(u64::from(i) * 1733);
+            e.duration = Duration::from_micros(300_000 + u64::from(i * 7717 % 90_000));
+            e.captured.text = format!("{text} (answer {i})");
+            e
+        })
+        .collect();
+    let encode_batch = |line: &mut Vec<u8>, out: &mut dyn Write| {
+        for exchange in &batch {
+            line.clear();
+            record::from_exchange(black_box(exchange), &raw_ctx)
+                .write_line(line)
+                .unwrap();
+            line.push(b'\n');
+            out.write_all(line).unwrap();
+        }
+    };
+    type Compressor = fn() -> Box<dyn CompressTo>;
+    let compressors: [(&str, Compressor); 3] = [
+        ("gzip_6", || {
+            Box::new(flate2::write::GzEncoder::new(
                 Vec::with_capacity(256 << 10),
                 flate2::Compression::default(),
-            );
-            for _ in 0..1000 {
-                gzip.write_all(&line).unwrap();
-                gzip.write_all(b"\n").unwrap();
-            }
-            gzip.finish().unwrap().len()
-        })
-    });
-    // Issue 14's audit throughput figure: building and serialising each
-    // record and gzipping the lines, as the writer and uploader do (at the
-    // object's level, and at gzip's fastest for comparison).
-    for (name, level) in [
-        (
-            "encode_and_gzip_1000_records",
-            flate2::Compression::default(),
-        ),
-        (
-            "encode_and_gzip_fast_1000_records",
-            flate2::Compression::fast(),
-        ),
-    ] {
-        group.bench_function(name, |b| {
+            ))
+        }),
+        ("gzip_1", || {
+            Box::new(flate2::write::GzEncoder::new(
+                Vec::with_capacity(256 << 10),
+                flate2::Compression::fast(),
+            ))
+        }),
+        ("zstd_3", || {
+            Box::new(zstd::Encoder::new(Vec::with_capacity(256 << 10), 3).unwrap())
+        }),
+    ];
+    let mut plain = Vec::new();
+    encode_batch(&mut Vec::new(), &mut plain);
+    for (name, compressor) in compressors {
+        // The object size each compression gives these 1,000 lines (printed
+        // once: a size is not a timing).
+        let mut object = compressor();
+        object.write_all(&plain).unwrap();
+        eprintln!(
+            "audit object of 1000 records: {} bytes of JSON Lines, {name} {} bytes",
+            plain.len(),
+            object.finish_len()
+        );
+        group.bench_function(format!("encode_and_{name}_1000_records"), |b| {
             let mut line = Vec::with_capacity(4096);
             b.iter(|| {
-                let mut gzip = flate2::write::GzEncoder::new(Vec::with_capacity(256 << 10), level);
-                for _ in 0..1000 {
-                    line.clear();
-                    serde_json::to_writer(
-                        &mut line,
-                        &record::from_exchange(black_box(&exchange), &raw_ctx),
-                    )
-                    .unwrap();
-                    line.push(b'\n');
-                    gzip.write_all(&line).unwrap();
-                }
-                gzip.finish().unwrap().len()
+                let mut object = compressor();
+                encode_batch(&mut line, &mut *object);
+                object.finish_len()
+            })
+        });
+        group.bench_function(format!("{name}_only_1000_records"), |b| {
+            b.iter(|| {
+                let mut object = compressor();
+                object.write_all(black_box(&plain)).unwrap();
+                object.finish_len()
             })
         });
     }
+    group.bench_function("encode_only_1000_records", |b| {
+        let (mut line, mut out) = (Vec::with_capacity(4096), Vec::with_capacity(plain.len()));
+        b.iter(|| {
+            out.clear();
+            encode_batch(&mut line, &mut out);
+            out.len()
+        })
+    });
     group.finish();
+}
+
+/// A compressing writer whose compressed length the benchmark keeps.
+trait CompressTo: std::io::Write {
+    fn finish_len(self: Box<Self>) -> usize;
+}
+
+impl CompressTo for flate2::write::GzEncoder<Vec<u8>> {
+    fn finish_len(self: Box<Self>) -> usize {
+        self.finish().unwrap().len()
+    }
+}
+
+impl CompressTo for zstd::Encoder<'static, Vec<u8>> {
+    fn finish_len(self: Box<Self>) -> usize {
+        self.finish().unwrap().len()
+    }
 }
 
 criterion_group!(

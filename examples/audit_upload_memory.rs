@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use promptgate::audit::spool::{Segment, SpoolDirs};
 use promptgate_core::config::audit::{
-    AuditConfig, Durability, FlushPolicy, Redaction, SpoolCap, SpoolFullPolicy, StoreConfig,
+    AuditConfig, Durability, FlushPolicy, ObjectCompression, Redaction, SpoolCap, SpoolFullPolicy,
+    StoreConfig,
 };
 
 const WORDS: &[&str] = &[
@@ -129,6 +130,7 @@ fn config(dir: &Path) -> AuditConfig {
         redact: Vec::new(),
         redaction: Redaction::Marker,
         prices: HashMap::new(),
+        compression: ObjectCompression::Gzip,
     }
 }
 

@@ -13,6 +13,7 @@
 
 mod disk;
 pub mod health;
+mod json_line;
 mod objects;
 pub mod record;
 #[cfg(test)]
@@ -197,8 +198,10 @@ pub async fn start(config: &AuditConfig) -> Result<(Arc<AuditLog>, AuditTasks), 
         dirs,
         key_prefix,
         instance: config.instance.clone(),
+        compression: config.compression,
         metrics: metrics.clone(),
         sealed: sealed.clone(),
+        staging_thread: uploader::StagingThread::start().map_err(spool_error)?,
     };
     // Segments recovered or left over from the last run go first.
     sealed.notify_one();

@@ -2,21 +2,22 @@
 //! in docs/audit-schema.md). Built on the writer thread, off the request path.
 //!
 //! A record is a typed view that borrows the exchange (or refusal, or
-//! feedback) and is serialised straight into the line: no map of ~40 owned
-//! keys and values is built per record. Fields are written in the order
-//! schema-v1 lines have always had (keys sorted, as a `serde_json::Map` wrote
-//! them; bodies kept as their own JSON text last), so every line is byte for
-//! byte what the map-built encoder wrote (`record_reference.rs`, the tests).
+//! feedback) and is written straight into the line (`json_line.rs`): no map
+//! of ~40 owned keys and values is built per record, and no body is copied
+//! before it is written. Fields are written in the order schema-v1 lines
+//! have always had (keys sorted, as a `serde_json::Map` wrote them; bodies
+//! kept as their own JSON text last), so every line is byte for byte what
+//! the map-built encoder wrote (`record_reference.rs`, the tests).
 
-use std::fmt;
 use std::time::Duration;
 
 use hmac::{Hmac, Mac};
-use serde::ser::{Error as _, Serialize, SerializeMap, Serializer};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use super::json_line::{CompactRaw, Displayed, JsonValue, Timestamp};
 use crate::exchange::{ExperimentTag, FinishedExchange, Outcome, Refusal};
 use crate::feedback::{Feedback, FeedbackValue};
 use promptgate_core::config::audit::{AuditConfig, JsonPath, PathPart, Redaction};
@@ -28,7 +29,72 @@ const REDACTED: &str = "[redacted]";
 /// Everything the record builder needs besides the event.
 pub struct RecordContext<'a> {
     pub config: &'a AuditConfig,
+    /// The HMAC key of unit-key pseudonyms.
     pub unit_key: &'a [u8],
+    pseudonyms: Pseudonymiser,
+}
+
+impl<'a> RecordContext<'a> {
+    pub fn new(config: &'a AuditConfig, unit_key: &'a [u8]) -> RecordContext<'a> {
+        RecordContext {
+            config,
+            unit_key,
+            pseudonyms: Pseudonymiser::new(unit_key),
+        }
+    }
+}
+
+/// HMAC-SHA256 keyed once: each pseudonym then hashes its unit key only, not
+/// the key's two padded blocks again (half the hashing of a record).
+pub(super) struct Pseudonymiser(Option<Hmac<Sha256>>);
+
+impl Pseudonymiser {
+    pub(super) fn new(key: &[u8]) -> Pseudonymiser {
+        // HMAC takes keys of any length, so this is always `Some`; an empty
+        // pseudonym (never the raw key) would be the answer if it were not.
+        Pseudonymiser(<Hmac<Sha256> as Mac>::new_from_slice(key).ok())
+    }
+
+    /// The first 16 bytes of the HMAC of `unit`, as 32 hex digits.
+    pub(super) fn of(&self, unit: &str) -> Pseudonym {
+        let mut pseudonym = Pseudonym {
+            hex: [0; 32],
+            len: 0,
+        };
+        if let Some(keyed) = &self.0 {
+            let mut mac = keyed.clone();
+            mac.update(unit.as_bytes());
+            if hex::encode_to_slice(&mac.finalize().into_bytes()[..16], &mut pseudonym.hex).is_ok()
+            {
+                pseudonym.len = pseudonym.hex.len();
+            }
+        }
+        pseudonym
+    }
+}
+
+/// A pseudonym's hex digits, kept on the stack.
+pub(super) struct Pseudonym {
+    hex: [u8; 32],
+    len: usize,
+}
+
+impl Pseudonym {
+    pub(super) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.hex[..self.len]).unwrap_or_default()
+    }
+}
+
+impl Serialize for Pseudonym {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl JsonValue for Pseudonym {
+    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        self.as_str().write_json(out)
+    }
 }
 
 /// A built record, ready to serialise as one JSON line.
@@ -37,11 +103,12 @@ pub enum Record<'a> {
     Feedback(FeedbackRecord<'a>),
 }
 
-impl Serialize for Record<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl Record<'_> {
+    /// Appends the record as one JSON line, without its newline.
+    pub fn write_line(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         match self {
-            Record::Request(record) => record.serialize(serializer),
-            Record::Feedback(record) => record.serialize(serializer),
+            Record::Request(record) => record.write_line(out),
+            Record::Feedback(record) => serde_json::to_writer(out, record),
         }
     }
 }
@@ -50,9 +117,10 @@ impl Serialize for Record<'_> {
 /// stays the JSON text it arrived as (checked, and made one line) instead of
 /// becoming a `Value` tree: parsing two bodies into maps and writing them out
 /// again was most of the writer thread's work.
-enum Body {
-    /// Written after every other field.
-    Raw(Box<RawValue>),
+enum Body<'a> {
+    /// Checked, borrowed from the exchange, made one line as it is written;
+    /// written after every other field.
+    Raw(&'a RawValue),
     /// Written in its place among the fields (`null` included).
     Tree(Value),
 }
@@ -60,7 +128,7 @@ enum Body {
 /// The experiment columns of a request record.
 struct Assignment<'a> {
     tag: &'a ExperimentTag,
-    unit_key_hash: String,
+    unit_key_hash: Pseudonym,
 }
 
 /// A request record: a served request's or a shadow call's exchange, or a
@@ -94,8 +162,8 @@ pub struct RequestRecord<'a> {
     output_tokens: Option<u64>,
     cost_usd: Option<f64>,
     bodies_logged: bool,
-    request: Body,
-    response: Body,
+    request: Body<'a>,
+    response: Body<'a>,
     response_text: Option<&'a str>,
     response_truncated: Option<bool>,
     redact: &'a [JsonPath],
@@ -111,46 +179,8 @@ pub struct FeedbackRecord<'a> {
     gateway_instance: &'a str,
 }
 
-/// `body` as one line of JSON, the whitespace between its tokens dropped (a
-/// pretty-printed answer would otherwise break the JSON Lines framing);
-/// `None` when it is not JSON.
-pub(super) fn compact_json(body: &[u8]) -> Option<Box<RawValue>> {
-    let raw: &RawValue = serde_json::from_slice(body).ok()?;
-    let mut compact = Vec::with_capacity(raw.get().len());
-    let (mut in_string, mut escaped) = (false, false);
-    // Bytes, not chars: no byte of a multi-byte UTF-8 character is ASCII, so
-    // whitespace and quotes are found exactly.
-    for &byte in raw.get().as_bytes() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if byte == b'\\' {
-                escaped = true;
-            } else if byte == b'"' {
-                in_string = false;
-            }
-        } else if byte == b'"' {
-            in_string = true;
-        } else if matches!(byte, b' ' | b'\n' | b'\r' | b'\t') {
-            continue;
-        }
-        compact.push(byte);
-    }
-    RawValue::from_string(String::from_utf8(compact).ok()?).ok()
-}
-
 pub(super) fn millis(duration: Duration) -> f64 {
     (duration.as_secs_f64() * 1e6).round() / 1e3
-}
-
-pub(super) fn pseudonymise(key: &[u8], unit: &str) -> String {
-    // HMAC takes keys of any length, so this never fails; an empty pseudonym
-    // (never the raw key) would be the answer if it did.
-    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
-        return String::new();
-    };
-    mac.update(unit.as_bytes());
-    hex::encode(&mac.finalize().into_bytes()[..16])
 }
 
 fn assignment<'a>(
@@ -159,7 +189,7 @@ fn assignment<'a>(
 ) -> Option<Assignment<'a>> {
     tag.map(|tag| Assignment {
         tag,
-        unit_key_hash: pseudonymise(ctx.unit_key, &tag.unit_key),
+        unit_key_hash: ctx.pseudonyms.of(&tag.unit_key),
     })
 }
 
@@ -195,9 +225,9 @@ pub fn from_exchange<'a>(exchange: &'a FinishedExchange, ctx: &RecordContext<'a>
     };
     // A body a redaction path reaches into is parsed so it can be edited;
     // any other is kept as the text it was.
-    let body = |field: &str, bytes: &[u8], not_json: fn(&[u8]) -> Value| {
+    let body = |field: &str, bytes: &'a [u8], not_json: fn(&[u8]) -> Value| {
         if !redacted_inside(config, field)
-            && let Some(raw) = compact_json(bytes)
+            && let Ok(raw) = serde_json::from_slice::<&RawValue>(bytes)
         {
             return Body::Raw(raw);
         }
@@ -308,58 +338,70 @@ pub fn from_feedback<'a>(feedback: &'a Feedback, ctx: &RecordContext<'a>) -> Rec
     })
 }
 
-/// Writes a map's entries, each replaced first where a redaction path of the
-/// config reaches it (only fields such a path names take the slow way, a
-/// `Value` copy).
-struct Entries<'r, M> {
-    map: M,
+/// Writes an object's entries into a line, each replaced first where a
+/// redaction path of the config reaches it (only fields such a path names
+/// take the slow way, a `Value` copy).
+struct Fields<'o, 'r> {
+    out: &'o mut Vec<u8>,
     redact: &'r [JsonPath],
     redaction: Redaction,
+    written: bool,
 }
 
-impl<M: SerializeMap> Entries<'_, M> {
-    fn entry<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) -> Result<(), M::Error> {
+impl Fields<'_, '_> {
+    fn key(&mut self, key: &str) {
+        self.out.push(if self.written { b',' } else { b'{' });
+        self.written = true;
+        self.out.push(b'"');
+        self.out.extend_from_slice(key.as_bytes());
+        self.out.extend_from_slice(b"\":");
+    }
+
+    fn entry<T: JsonValue + Serialize + ?Sized>(
+        &mut self,
+        key: &str,
+        value: &T,
+    ) -> serde_json::Result<()> {
+        self.key(key);
         let mut paths = self
             .redact
             .iter()
             .filter(|path| matches!(path.parts.first(), Some(PathPart::Key(k)) if k == key))
             .peekable();
         if paths.peek().is_none() {
-            return self.map.serialize_entry(key, value);
+            return value.write_json(self.out);
         }
-        let mut value = serde_json::to_value(value).map_err(M::Error::custom)?;
+        let mut value = serde_json::to_value(value)?;
         for path in paths {
             redact_at(&mut value, &path.parts[1..], self.redaction);
         }
-        self.map.serialize_entry(key, &value)
+        serde_json::to_writer(&mut *self.out, &value)
     }
 
-    fn end(self) -> Result<M::Ok, M::Error> {
-        self.map.end()
+    /// A body kept as its text: no redaction path reaches into it.
+    fn raw_entry(&mut self, key: &str, raw: &RawValue) -> serde_json::Result<()> {
+        self.key(key);
+        CompactRaw(raw).write_json(self.out)
     }
-}
 
-/// A string written through `Display`, without a `String` in between.
-struct Displayed<T>(T);
-
-impl<T: fmt::Display> Serialize for Displayed<T> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(&self.0)
+    fn end(self) {
+        self.out
+            .extend_from_slice(if self.written { b"}" } else { b"{}" });
     }
 }
 
-/// `2026-11-26T04:27:09.123Z`
-fn timestamp(time: UtcTime) -> Displayed<UtcTime> {
-    Displayed(time)
+fn timestamp(time: UtcTime) -> Timestamp {
+    Timestamp(time)
 }
 
-impl Serialize for RequestRecord<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+impl RequestRecord<'_> {
+    fn write_line(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
         let tag = self.assignment.as_ref().map(|a| a.tag);
-        let mut e = Entries {
-            map: serializer.serialize_map(None)?,
+        let mut e = Fields {
+            out,
             redact: self.redact,
             redaction: self.redaction,
+            written: false,
         };
         // Keys in sorted order, as schema-v1 lines have them.
         e.entry("assigned_variant", &tag.map(|t| &*t.assigned_variant))?;
@@ -420,10 +462,11 @@ impl Serialize for RequestRecord<'_> {
         e.entry("variant_version", &tag.map(|t| &*t.variant_version))?;
         for (key, body) in [("request", &self.request), ("response", &self.response)] {
             if let Body::Raw(raw) = body {
-                e.entry(key, raw)?;
+                e.raw_entry(key, raw)?;
             }
         }
-        e.end()
+        e.end();
+        Ok(())
     }
 }
 

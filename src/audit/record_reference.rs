@@ -13,7 +13,10 @@ use crate::feedback::{Feedback, FeedbackValue};
 use promptgate_core::config::audit::{AuditConfig, PathPart};
 use promptgate_log::time::UtcTime;
 
-use super::record::{RecordContext, SCHEMA_VERSION, compact_json, millis, pseudonymise, redact_at};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::record::{RecordContext, SCHEMA_VERSION, millis, redact_at};
 
 /// A built record. The request and response bodies, unless a redaction path
 /// reaches into them, stay the JSON text they arrived as (checked, and made
@@ -320,4 +323,42 @@ fn redact(record: &mut Map<String, Value>, config: &AuditConfig) {
             *record = map;
         }
     }
+}
+
+/// `body` as one line of JSON, the whitespace between its tokens dropped (a
+/// pretty-printed answer would otherwise break the JSON Lines framing);
+/// `None` when it is not JSON.
+pub(super) fn compact_json(body: &[u8]) -> Option<Box<RawValue>> {
+    let raw: &RawValue = serde_json::from_slice(body).ok()?;
+    let mut compact = Vec::with_capacity(raw.get().len());
+    let (mut in_string, mut escaped) = (false, false);
+    // Bytes, not chars: no byte of a multi-byte UTF-8 character is ASCII, so
+    // whitespace and quotes are found exactly.
+    for &byte in raw.get().as_bytes() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if byte == b'\\' {
+                escaped = true;
+            } else if byte == b'"' {
+                in_string = false;
+            }
+        } else if byte == b'"' {
+            in_string = true;
+        } else if matches!(byte, b' ' | b'\n' | b'\r' | b'\t') {
+            continue;
+        }
+        compact.push(byte);
+    }
+    RawValue::from_string(String::from_utf8(compact).ok()?).ok()
+}
+
+fn pseudonymise(key: &[u8], unit: &str) -> String {
+    // HMAC takes keys of any length, so this never fails; an empty pseudonym
+    // (never the raw key) would be the answer if it did.
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        return String::new();
+    };
+    mac.update(unit.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..16])
 }

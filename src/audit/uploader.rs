@@ -4,13 +4,21 @@
 //! segment only when every object is stored. Object keys are derived from the
 //! segment, so an upload repeated after a crash finds its objects already
 //! there: each record lands exactly once.
+//!
+//! Reading and compressing a segment is the uploader's only CPU-heavy work;
+//! it runs on a thread of its own at a lower scheduling priority
+//! (`StagingThread`), so on a busy machine the request threads go first and
+//! a burst of uploads does not show in the served tail latency.
 
+use std::io;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, oneshot, watch};
+
+use promptgate_core::config::audit::ObjectCompression;
 
 use super::AuditMetrics;
 use super::objects::{self, Naming};
@@ -28,9 +36,77 @@ pub(super) struct Uploader {
     /// `""` or `"some/prefix/"`.
     pub key_prefix: String,
     pub instance: String,
+    pub compression: ObjectCompression,
     pub metrics: Arc<AuditMetrics>,
     pub sealed: Arc<Notify>,
+    pub staging_thread: StagingThread,
 }
+
+/// How much lower than the gateway's the staging thread's priority is (a
+/// nice value: +10 gives it about a tenth of a core's share against a busy
+/// request thread, and the whole of an idle one).
+const STAGING_NICENESS: i32 = 10;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The thread that turns segments into compressed objects, one job at a
+/// time. It ends when its handle is dropped (with the uploader), after the
+/// job it is running. Its own thread rather than tokio's blocking pool: a
+/// pool thread's priority cannot be lowered for one job and raised again
+/// (an unprivileged process may only lower it), and the pool runs the local
+/// store's file work too.
+pub(super) struct StagingThread {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl StagingThread {
+    pub fn start() -> io::Result<StagingThread> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("audit-compress".into())
+            .spawn(move || {
+                lower_this_threads_priority();
+                for job in queue {
+                    // A job that panics fails its own upload attempt (its
+                    // result is never sent) and the thread goes on with the
+                    // next, as tokio's blocking pool did.
+                    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(job)).is_err() {
+                        tracing::error!("staging an audit segment panicked; will retry");
+                    }
+                }
+            })?;
+        Ok(StagingThread { jobs })
+    }
+
+    /// Runs `work` on the staging thread; `None` if it panicked (or the
+    /// thread is gone), which the caller treats as a failed attempt.
+    async fn run<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+        let (done, result) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = done.send(work());
+            }))
+            .ok()?;
+        result.await.ok()
+    }
+}
+
+/// Linux: a thread is a task with its own nice value (`setpriority` on its
+/// thread id). Elsewhere the same call would renice the whole process, so the
+/// thread keeps the gateway's priority there.
+#[cfg(target_os = "linux")]
+fn lower_this_threads_priority() {
+    use rustix::process::{getpriority_process, setpriority_process};
+    let thread = Some(rustix::thread::gettid());
+    let lowered = getpriority_process(thread)
+        .and_then(|nice| setpriority_process(thread, (nice + STAGING_NICENESS).min(19)));
+    if let Err(error) = lowered {
+        tracing::warn!(%error, "cannot lower the audit compression thread's priority; it competes with request threads as an equal");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_this_threads_priority() {}
 
 impl Uploader {
     /// Uploads sealed segments until `shutdown` is set; then makes a last pass
@@ -103,25 +179,29 @@ impl Uploader {
             path.to_owned(),
         );
         let (staging, quarantine) = (self.dirs.staging.clone(), self.dirs.quarantine.clone());
-        let built = tokio::task::spawn_blocking(move || {
-            let naming = Naming {
-                key_prefix: &prefix,
-                instance: &instance,
-                segment: &name,
-            };
-            objects::stage_segment(&owned_path, &staging, &quarantine, &naming)
-        })
-        .await;
+        let compression = self.compression;
+        let built = self
+            .staging_thread
+            .run(move || {
+                let naming = Naming {
+                    key_prefix: &prefix,
+                    instance: &instance,
+                    segment: &name,
+                    compression,
+                };
+                objects::stage_segment(&owned_path, &staging, &quarantine, &naming)
+            })
+            .await;
         let staged = match built {
-            Ok(Ok(staged)) => staged,
-            Ok(Err(error)) => {
+            Some(Ok(staged)) => staged,
+            Some(Err(error)) => {
                 // A full spool disk (no room to stage) is an upload failure
                 // like any other: retried, the segment stays.
                 self.metrics.upload_failures.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%error, segment = %path.display(), "cannot read an audit spool segment or stage its objects; will retry");
                 return Err(());
             }
-            Err(_) => return Err(()),
+            None => return Err(()),
         };
         for object in &staged.objects {
             let key = &object.key;

@@ -82,10 +82,7 @@ impl Writer {
             next_disk_check: now + disk::CHECK_EVERY,
             cap_warned: self.cap_warned,
         };
-        let ctx = RecordContext {
-            config: &self.config,
-            unit_key: &self.unit_key,
-        };
+        let ctx = RecordContext::new(&self.config, &self.unit_key);
         let mut line = Vec::with_capacity(4096);
         loop {
             let wait = self.next_wakeup(&state);
@@ -172,18 +169,13 @@ impl Writer {
         line.clear();
         // A record borrows its event: each is written where it is built.
         let (written, ack) = match event {
-            Event::Exchange(exchange, ack) => (
-                serde_json::to_writer(&mut *line, &record::from_exchange(&exchange, ctx)),
-                ack,
-            ),
-            Event::Refusal(refusal) => (
-                serde_json::to_writer(&mut *line, &record::from_refusal(&refusal, ctx)),
-                None,
-            ),
-            Event::Feedback(feedback) => (
-                serde_json::to_writer(&mut *line, &record::from_feedback(&feedback, ctx)),
-                None,
-            ),
+            Event::Exchange(exchange, ack) => {
+                (record::from_exchange(&exchange, ctx).write_line(line), ack)
+            }
+            Event::Refusal(refusal) => (record::from_refusal(&refusal, ctx).write_line(line), None),
+            Event::Feedback(feedback) => {
+                (record::from_feedback(&feedback, ctx).write_line(line), None)
+            }
             Event::Close => return,
         };
         if let Err(error) = written {

@@ -131,7 +131,7 @@ impl Source {
                             read_dir_sorted(&hour)?
                                 .into_iter()
                                 .map(|p| p.display().to_string())
-                                .filter(|p| p.ends_with(".jsonl.gz")),
+                                .filter(|p| is_audit_object(p)),
                         );
                     }
                 }
@@ -139,7 +139,7 @@ impl Source {
                     list_s3(client, bucket, partition, None)
                         .await?
                         .into_iter()
-                        .filter(|k| k.ends_with(".jsonl.gz")),
+                        .filter(|k| is_audit_object(k)),
                 ),
             }
         }
@@ -358,14 +358,29 @@ pub struct ObjectError {
     pub reason: String,
 }
 
+/// A gzip or zstd JSON Lines object (`[audit] compression`), by its suffix.
+fn is_audit_object(name: &str) -> bool {
+    name.ends_with(".jsonl.gz") || name.ends_with(".jsonl.zst")
+}
+
 fn decode<T: DeserializeOwned>(object: &str, compressed: &[u8]) -> Result<Vec<T>, ObjectError> {
     let mut text = String::with_capacity(compressed.len() * 8);
-    flate2::read::GzDecoder::new(compressed)
-        .read_to_string(&mut text)
-        .map_err(|e| ObjectError {
-            object: object.to_owned(),
-            reason: format!("not gzip JSON Lines: {e}"),
-        })?;
+    let (read, format) = if object.ends_with(".zst") {
+        (
+            zstd::Decoder::with_buffer(compressed)
+                .and_then(|mut zstd| zstd.read_to_string(&mut text)),
+            "zstd",
+        )
+    } else {
+        (
+            flate2::read::GzDecoder::new(compressed).read_to_string(&mut text),
+            "gzip",
+        )
+    };
+    read.map_err(|e| ObjectError {
+        object: object.to_owned(),
+        reason: format!("not {format} JSON Lines: {e}"),
+    })?;
     text.lines()
         .enumerate()
         .filter(|(_, line)| !line.trim().is_empty())
@@ -482,5 +497,24 @@ mod tests {
         std::io::Write::write_all(&mut gz, b"{\"a\":1}\n{\"a\":\n").unwrap();
         let error = decode::<serde_json::Value>("y", &gz.finish().unwrap()).unwrap_err();
         assert!(error.reason.starts_with("line 2:"), "{}", error.reason);
+        let error = decode::<serde_json::Value>("x.jsonl.zst", b"not zstd").unwrap_err();
+        assert!(error.reason.contains("not zstd"), "{}", error.reason);
+    }
+
+    /// `compression = "zstd"` objects are listed and read like gzip ones.
+    #[test]
+    fn zstd_objects_are_listed_and_decoded() {
+        assert!(is_audit_object(
+            "v1/dt=2026-11-26/hour=04/gw-1-s-0.jsonl.zst"
+        ));
+        assert!(is_audit_object("gw-1-s-0.jsonl.gz"));
+        assert!(!is_audit_object("gw-1-s-0.jsonl.zst.tmp"));
+        let lines = b"{\"a\":1}\n{\"a\":2}\n";
+        let compressed = zstd::encode_all(&lines[..], 3).unwrap();
+        let records = decode::<serde_json::Value>("x.jsonl.zst", &compressed).unwrap();
+        assert_eq!(
+            records,
+            vec![serde_json::json!({"a": 1}), serde_json::json!({"a": 2})]
+        );
     }
 }

@@ -118,6 +118,13 @@ pub enum RawDurability {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
+pub enum RawCompression {
+    Gzip,
+    Zstd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RawRedaction {
     Marker,
     Hash,
@@ -162,6 +169,8 @@ pub struct RawAudit {
     #[serde(default)]
     pub redact_json_paths: Vec<String>,
     pub redaction: Option<RawRedaction>,
+    /// Of the uploaded objects: `gzip` (default) or `zstd`.
+    pub compression: Option<RawCompression>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -184,6 +184,10 @@ pub(super) fn validate_audit(
             RawRedaction::Hash => Redaction::Hash,
         },
         prices: price_table,
+        compression: match raw.compression.unwrap_or(RawCompression::Gzip) {
+            RawCompression::Gzip => ObjectCompression::Gzip,
+            RawCompression::Zstd => ObjectCompression::Zstd,
+        },
     })
 }
 
@@ -227,11 +231,12 @@ mod tests {
 
     use super::super::validate::Environment;
     use super::super::{Problem, parse};
-    use crate::config::audit::SpoolCap;
+    use crate::config::audit::{AuditConfig, ObjectCompression, SpoolCap};
 
-    fn spool_cap(value: &str) -> Result<SpoolCap, Vec<Problem>> {
+    /// The `[audit]` section of a config whose audit table ends with `setting`.
+    fn audit(setting: &str) -> Result<AuditConfig, Vec<Problem>> {
         let source = format!(
-            "[auth]\nopen = true\n[providers.demo]\nkind = \"demo\"\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"demo\"]\n[audit]\nunit_key_secret_env = \"K\"\nspool_max_bytes = {value}\n"
+            "[auth]\nopen = true\n[providers.demo]\nkind = \"demo\"\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"demo\"]\n[audit]\nunit_key_secret_env = \"K\"\n{setting}\n"
         );
         let read_env = |name: &str| (name == "K").then(|| "secret".to_owned());
         let env = Environment {
@@ -240,7 +245,26 @@ mod tests {
             admin_listen_override: None,
             read_env: &read_env,
         };
-        parse(&source, &env).map(|config| config.audit.expect("audit").spool_max)
+        parse(&source, &env).map(|config| config.audit.expect("audit"))
+    }
+
+    fn spool_cap(value: &str) -> Result<SpoolCap, Vec<Problem>> {
+        audit(&format!("spool_max_bytes = {value}")).map(|audit| audit.spool_max)
+    }
+
+    #[test]
+    fn compression_is_gzip_unless_zstd_is_asked_for() {
+        assert_eq!(audit("").unwrap().compression, ObjectCompression::Gzip);
+        let zstd = audit("compression = \"zstd\"").unwrap();
+        assert_eq!(zstd.compression, ObjectCompression::Zstd);
+        let problems = audit("compression = \"brotli\"").unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].path, "audit.compression");
+        assert_eq!(
+            problems[0].message,
+            "unknown value `brotli`, expected `gzip` or `zstd`"
+        );
+        assert_eq!(problems[0].line, Some(10));
     }
 
     #[test]
