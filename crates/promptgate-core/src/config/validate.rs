@@ -108,6 +108,7 @@ pub fn validate(
 
     let audit = validate_audit(raw.audit.as_ref(), &raw.prices, env, &mut errors);
     let feedback = validate_feedback(&raw.feedback, &mut errors);
+    let tags = super::validate_tags::validate_tags(&raw.tags, &mut errors);
     let telemetry = validate_telemetry(&raw.telemetry, env, &mut errors);
     if raw.audit.is_none() && !raw.prices.is_empty() {
         errors.push(
@@ -126,6 +127,7 @@ pub fn validate(
             experiments,
             audit,
             feedback,
+            tags,
             telemetry,
             startup_only_digest: super::config_version(
                 &format!("{:?}{:?}{:?}", raw.audit, raw.prices, raw.telemetry),
