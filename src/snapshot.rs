@@ -24,6 +24,7 @@ pub struct Snapshot {
     pub experiments: HashMap<Arc<str>, Experiment>,
     pub upstreams: Upstreams,
     pub feedback: FeedbackConfig,
+    pub tags: promptgate_core::tags::TagsConfig,
 }
 
 impl Snapshot {
@@ -36,6 +37,7 @@ impl Snapshot {
             routes,
             experiments,
             feedback,
+            tags,
             version,
             startup_only_digest,
             ..
@@ -50,6 +52,7 @@ impl Snapshot {
             experiments: experiments.into_iter().map(|e| (e.id.clone(), e)).collect(),
             upstreams,
             feedback,
+            tags,
         }
     }
 }

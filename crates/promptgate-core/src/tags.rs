@@ -90,7 +90,9 @@ pub enum TagsError {
     Duplicate(String),
     #[error("the value of tag `{key}` is longer than {limit} bytes")]
     TooLong { key: String, limit: usize },
-    #[error("the value of tag `{key}` contains a character other than letters, digits, `_`, `-`, `.`, `:` or `/`")]
+    #[error(
+        "the value of tag `{key}` contains a character other than letters, digits, `_`, `-`, `.`, `:` or `/`"
+    )]
     BadValue { key: String },
     #[error("`{value}` is not a declared value of tag `{key}`")]
     UndeclaredValue { key: String, value: String },
@@ -204,7 +206,10 @@ mod tests {
     #[test]
     fn spaces_are_trimmed_and_keys_sorted() {
         let tags = parse_lines(&[" doc_type = invoice ,channel=email,"]).unwrap();
-        assert_eq!(pairs(&tags), [("channel", "email"), ("doc_type", "invoice")]);
+        assert_eq!(
+            pairs(&tags),
+            [("channel", "email"), ("doc_type", "invoice")]
+        );
         assert_eq!(
             serde_json::to_string(&tags).unwrap(),
             r#"{"channel":"email","doc_type":"invoice"}"#
@@ -230,7 +235,10 @@ mod tests {
             (&["doc_type"], TagsError::Malformed("doc_type".into())),
             (&["doc_type="], TagsError::Malformed("doc_type=".into())),
             (&["=x"], TagsError::Malformed("=x".into())),
-            (&["doc_typ=invoice"], TagsError::Undeclared("doc_typ".into())),
+            (
+                &["doc_typ=invoice"],
+                TagsError::Undeclared("doc_typ".into()),
+            ),
             (
                 &["doc_type=a", "doc_type=b"],
                 TagsError::Duplicate("doc_type".into()),
