@@ -34,5 +34,6 @@ mod robustness;
 mod scorers;
 mod sdk;
 mod shadow;
+mod tags;
 mod telemetry;
 mod validation;

@@ -1,0 +1,196 @@
+//! Request tags (`x-promptgate-tags`): accepted when declared, refused with a
+//! 400 naming the key in the caller's dialect otherwise, and carried on the
+//! exchange of the served request and of its shadow calls. The audit record's
+//! `tags` field and its DuckDB reading are checked in `audit_queries`.
+
+use crate::support;
+
+use http::{Method, StatusCode};
+use promptgate::simulator::{SimConfig, Simulator};
+use serde_json::{Value, json};
+use support::*;
+
+const TAGS: &str = r#"
+[tags]
+max_value_bytes = 12
+[tags.keys.doc_type]
+[tags.keys.channel]
+values = ["email", "web"]
+"#;
+
+fn tags_of(exchange: &promptgate::capture::FinishedExchange) -> Value {
+    serde_json::to_value(&exchange.start.tags).unwrap()
+}
+
+async fn send_tagged(
+    gw: &TestGateway,
+    path: &str,
+    model: &str,
+    tag_lines: &[&str],
+) -> support::Reply {
+    let body = json!({
+        "model": model,
+        "max_tokens": 16,
+        "messages": [{"role": "user", "content": "tag me"}],
+    })
+    .to_string();
+    let auth = format!("Bearer {CLIENT_KEY}");
+    let mut headers = vec![
+        ("content-type", "application/json"),
+        ("authorization", auth.as_str()),
+        ("anthropic-version", "2023-06-01"),
+    ];
+    headers.extend(tag_lines.iter().map(|line| ("x-promptgate-tags", *line)));
+    send(&client(), Method::POST, &gw.url(path), &headers, body).await
+}
+
+#[tokio::test]
+async fn declared_tags_are_accepted_and_bad_ones_refused_naming_the_key_in_both_dialects() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let gw = TestGateway::start(&format!("{}{TAGS}", standard_config(&sim))).await;
+    let dialects = [
+        ("/v1/chat/completions", "gpt-4o-mini"),
+        ("/v1/messages", "claude-3-haiku"),
+    ];
+    // Accepted: spaces around keys and values, a second header line, an
+    // empty header (no tags at all).
+    let accepted: [(&[&str], Value); 3] = [
+        (
+            &[" doc_type = invoice ,channel=email"],
+            json!({"channel": "email", "doc_type": "invoice"}),
+        ),
+        (
+            &["doc_type=receipt", "channel=web"],
+            json!({"channel": "web", "doc_type": "receipt"}),
+        ),
+        (&[""], Value::Null),
+    ];
+    let mut served = 0;
+    for (path, model) in dialects {
+        for (lines, expected) in &accepted {
+            let reply = send_tagged(&gw, path, model, lines).await;
+            assert_eq!(
+                reply.status,
+                StatusCode::OK,
+                "{path} {lines:?}: {}",
+                reply.text()
+            );
+            served += 1;
+            let exchanges = gw.sink.wait_for(served).await;
+            let exchange = exchanges
+                .iter()
+                .find(|e| *e.start.request_id == *reply.headers["x-request-id"].to_str().unwrap())
+                .expect("the exchange of the request");
+            assert_eq!(&tags_of(exchange), expected, "{path} {lines:?}");
+        }
+    }
+    // Refused, each naming the key at fault.
+    let refused: [(&[&str], &str); 6] = [
+        (&["doc_typ=invoice"], "`doc_typ` is not declared"),
+        (
+            &["doc_type=a, doc_type=b"],
+            "`doc_type` appears more than once",
+        ),
+        (
+            &["doc_type=a", "doc_type=a"],
+            "`doc_type` appears more than once",
+        ),
+        (
+            &["doc_type=a-very-long-value"],
+            "`doc_type` is longer than 12 bytes",
+        ),
+        (&["doc_type="], "`doc_type=` is not `key=value`"),
+        (
+            &["channel=fax"],
+            "`fax` is not a declared value of tag `channel`",
+        ),
+    ];
+    for (path, model) in dialects {
+        for (lines, message) in refused {
+            let reply = send_tagged(&gw, path, model, lines).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{path} {lines:?}");
+            let body = reply.json();
+            let error = &body["error"];
+            assert!(
+                error["message"].as_str().unwrap().contains(message),
+                "{path} {lines:?}: {body}"
+            );
+            assert_eq!(error["type"], "invalid_request_error", "{body}");
+            if path == "/v1/messages" {
+                assert_eq!(body["type"], "error", "{body}");
+            } else {
+                assert_eq!(error["code"], "invalid_tags", "{body}");
+                assert_eq!(error["param"], "x-promptgate-tags", "{body}");
+            }
+        }
+    }
+    // Refused before any provider call: nothing more reached the sink.
+    assert_eq!(gw.sink.all().len(), served);
+}
+
+#[tokio::test]
+async fn shadow_calls_carry_the_served_requests_tags() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let config = format!(
+        r#"
+[server]
+shutdown_grace_ms = 300
+[auth]
+open = true
+[providers.sim]
+kind = "openai"
+base_url = "{base}"
+max_retries = 0
+[[routes]]
+models = ["*"]
+providers = ["sim"]
+[experiments.summarize]
+unit_key = {{ header = "x-user-id" }}
+[[experiments.summarize.variants]]
+name = "control"
+weight = 1
+model = "model-control"
+providers = ["sim"]
+[[experiments.summarize.variants]]
+name = "candidate"
+weight = 0
+model = "model-candidate"
+providers = ["sim"]
+[experiments.summarize.shadow]
+variants = ["candidate"]
+sample_percent = 100
+{TAGS}"#,
+        base = sim.openai_base_url(),
+    );
+    let gw = TestGateway::start(&config).await;
+    let reply = send(
+        &client(),
+        Method::POST,
+        &gw.url("/v1/chat/completions"),
+        &[
+            ("content-type", "application/json"),
+            ("x-promptgate-tags", "doc_type=invoice"),
+        ],
+        r#"{"model":"summarize","messages":[{"role":"user","content":"Shadow me"}]}"#,
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    let exchanges = gw.sink.wait_for(2).await;
+    let roles: Vec<(Option<&str>, Value)> = exchanges
+        .iter()
+        .map(|e| {
+            let shadow_of = e
+                .start
+                .experiment
+                .as_ref()
+                .and_then(|t| t.shadow_of.as_deref());
+            (shadow_of, tags_of(e))
+        })
+        .collect();
+    let request_id = reply.headers["x-request-id"].to_str().unwrap();
+    assert!(
+        roles.contains(&(None, json!({"doc_type": "invoice"})))
+            && roles.contains(&(Some(request_id), json!({"doc_type": "invoice"}))),
+        "served and shadow exchanges both tagged: {roles:?}"
+    );
+}
