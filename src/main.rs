@@ -224,6 +224,9 @@ struct ExportArgs {
     /// Only requests whose latest feedback meets METRIC=VALUE (also != < <= > >=), e.g. thumbs_up=false; repeat to require several.
     #[arg(long)]
     feedback: Vec<promptgate::eval::export::FeedbackFilter>,
+    /// Only requests tagged KEY=VALUE (`x-promptgate-tags`), e.g. doc_type=invoice; repeat to require several.
+    #[arg(long)]
+    tag: Vec<promptgate::eval::export::TagFilter>,
     /// Only requests with these error classes (`none`: succeeded), e.g. none or stream_error,timeout.
     #[arg(long, value_delimiter = ',')]
     error_class: Vec<String>,
@@ -524,6 +527,7 @@ fn export_dataset(args: ExportArgs) -> anyhow::Result<ExitCode> {
         variants: args.variant,
         error_classes: args.error_class,
         feedback: args.feedback,
+        tags: args.tag,
         sampling,
         seed: args.seed,
         skip_corrupt: args.source.skip_corrupt,

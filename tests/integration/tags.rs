@@ -194,3 +194,104 @@ sample_percent = 100
         "served and shadow exchanges both tagged: {roles:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_dataset_keeps_only_the_requests_with_every_tag_asked_for() {
+    let mut gw = TestGateway::start(&format!(
+        r#"
+[auth]
+open = true
+[providers.demo]
+kind = "demo"
+[[routes]]
+models = ["*"]
+providers = ["demo"]
+[audit]
+sink = "local"
+local_dir = "{{dir}}/audit"
+spool_dir = "{{dir}}/spool"
+flush_interval_ms = 100
+{TAGS}"#
+    ))
+    .await;
+    let http = client();
+    let header_of = |i: usize| match i % 3 {
+        0 if i % 2 == 0 => Some("doc_type=invoice, channel=email"),
+        0 => Some("doc_type=invoice"),
+        1 => Some("doc_type=receipt, channel=email"),
+        _ => None,
+    };
+    let mut ids_by_header: Vec<(Option<&str>, String)> = Vec::new();
+    for i in 0..12 {
+        let mut headers = vec![("content-type", "application/json")];
+        headers.extend(header_of(i).map(|h| ("x-promptgate-tags", h)));
+        let body =
+            format!(r#"{{"model":"demo-a","messages":[{{"role":"user","content":"q{i}"}}]}}"#);
+        let reply = send(
+            &http,
+            Method::POST,
+            &gw.url("/v1/chat/completions"),
+            &headers,
+            body,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        let id = reply.headers["x-request-id"].to_str().unwrap().to_owned();
+        ids_by_header.push((header_of(i), id));
+    }
+    gw.begin_shutdown().await.unwrap();
+    let audit = gw.dir.path().join("audit");
+    let exported = |tags: &[&str]| -> std::collections::BTreeSet<String> {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_promptgate"));
+        command.args(["export-dataset", "--source", audit.to_str().unwrap()]);
+        for tag in tags {
+            command.args(["--tag", tag]);
+        }
+        let output = command.output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout)
+            .unwrap()
+            .lines()
+            .map(|line| {
+                let candidate: Value = serde_json::from_str(line).unwrap();
+                candidate["origin"]["request_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let wanted = |keep: &dyn Fn(&str) -> bool| -> std::collections::BTreeSet<String> {
+        ids_by_header
+            .iter()
+            .filter(|(header, _)| header.is_some_and(keep))
+            .map(|(_, id)| id.clone())
+            .collect()
+    };
+    let invoices = wanted(&|h| h.contains("doc_type=invoice"));
+    assert_eq!(invoices.len(), 4);
+    assert_eq!(exported(&["doc_type=invoice"]), invoices);
+    let invoices_by_email = wanted(&|h| h.contains("invoice") && h.contains("email"));
+    assert_eq!(invoices_by_email.len(), 2);
+    assert_eq!(
+        exported(&["doc_type=invoice", "channel=email"]),
+        invoices_by_email
+    );
+    assert!(exported(&["doc_type=memo"]).is_empty());
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .args([
+            "export-dataset",
+            "--source",
+            audit.to_str().unwrap(),
+            "--tag",
+            "doc_type",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected KEY=VALUE"));
+}
