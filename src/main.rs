@@ -206,6 +206,9 @@ struct AnalyzeArgs {
     /// A JSON Schema file: the share of answers valid against it is compared too.
     #[arg(long)]
     json_schema: Option<PathBuf>,
+    /// Also compare within each slice: tag:KEY (a request tag), model, variant_version or client_id; Holm's correction spans every slice.
+    #[arg(long, value_name = "SLICE")]
+    by: Option<promptgate_analyze::slices::SliceBy>,
     /// Exit with status 3 when the sample-ratio check fails (for CI gates).
     #[arg(long)]
     fail_on_srm: bool,
@@ -387,6 +390,7 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         skip_corrupt: args.source.skip_corrupt,
         progress: std::io::stderr().is_terminal(),
         json_schema,
+        by: args.by.clone(),
         settings: Settings {
             confidence: args.confidence,
             baseline: args.baseline.clone(),

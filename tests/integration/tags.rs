@@ -295,3 +295,136 @@ flush_interval_ms = 100
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected KEY=VALUE"));
 }
+
+/// Two slices of `exp` by `doc_type`: on invoices `candidate` gets more
+/// thumbs up (0.5 → 0.65), on receipts both variants are alike; memos are
+/// too few to say anything.
+fn sliced_log(root: &std::path::Path) {
+    use promptgate_analyze::synthetic::SyntheticVariant;
+    let variants = |candidate_rate: f64| {
+        ["control", "candidate"]
+            .into_iter()
+            .zip([0.5, candidate_rate])
+            .map(|(name, rate)| SyntheticVariant {
+                name: name.into(),
+                weight: 1.0,
+                thumbs_up_rate: rate,
+                latency_median_ms: 200.0,
+                lost_share: 0.0,
+            })
+            .collect::<Vec<_>>()
+    };
+    for (seed, date, doc_type, candidate_rate, units) in [
+        (11, "2026-11-20", "invoice", 0.65, 800),
+        (12, "2026-11-21", "receipt", 0.5, 800),
+        (13, "2026-11-22", "memo", 0.65, 16),
+    ] {
+        support::analyze::synthetic_log(seed, date, variants(candidate_rate), units)
+            .write_tagged(root, &json!({"doc_type": doc_type}))
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn analyze_by_tag_finds_the_effect_in_its_slice_with_holm_over_slices() {
+    let dir = tempfile::tempdir().unwrap();
+    sliced_log(dir.path());
+    let source = promptgate_analyze::Source::Directory(dir.path().to_owned());
+    let mut options = support::analyze::options("exp");
+    options.by = Some("tag:doc_type".parse().unwrap());
+    let report = promptgate_analyze::analyze(&source, &options)
+        .await
+        .unwrap();
+    let slices = report.slices.as_ref().expect("slices asked for");
+    assert_eq!(slices.by, "tag:doc_type");
+    let slice = |value: &str| {
+        slices
+            .slices
+            .iter()
+            .find(|s| s.value == value)
+            .unwrap_or_else(|| panic!("no slice {value}: {slices:#?}"))
+    };
+    let thumbs = |value: &str| {
+        slice(value)
+            .comparisons
+            .iter()
+            .find(|c| c.metric == "thumbs_up")
+            .cloned()
+            .unwrap_or_else(|| panic!("no thumbs_up comparison in {value}"))
+    };
+    let invoice = thumbs("invoice");
+    assert!(
+        invoice.significant && invoice.difference > 0.0,
+        "{invoice:#?}"
+    );
+    let receipt = thumbs("receipt");
+    assert!(!receipt.significant, "{receipt:#?}");
+    // Holm over every comparison of every slice: the adjusted p-values
+    // are those of one family, not of each slice alone.
+    let all: Vec<&promptgate_analyze::report::Comparison> =
+        slices.slices.iter().flat_map(|s| &s.comparisons).collect();
+    let raw: Vec<f64> = all.iter().map(|c| c.p_value).collect();
+    let family = promptgate_analyze::stats::multiple::holm_adjust(&raw).unwrap();
+    for (c, adjusted) in all.iter().zip(family) {
+        assert!((c.p_adjusted - adjusted).abs() < 1e-12, "{}", c.metric);
+    }
+    assert!(slice("invoice").too_small.is_none());
+    let memo = slice("memo");
+    assert!(
+        memo.too_small.as_deref().is_some_and(|n| n.contains("too")),
+        "{memo:#?}"
+    );
+    // The whole experiment is still analysed as before.
+    assert_eq!(
+        report.population.analysed_requests,
+        slices.slices.iter().map(|s| s.requests).sum::<u64>()
+    );
+}
+
+#[test]
+fn analyze_by_writes_the_slices_in_json_table_and_html() {
+    let dir = tempfile::tempdir().unwrap();
+    sliced_log(dir.path());
+    let run = |format: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_promptgate"))
+            .args(["analyze", "--source", dir.path().to_str().unwrap()])
+            .args([
+                "--experiment",
+                "exp",
+                "--by",
+                "tag:doc_type",
+                "--format",
+                format,
+            ])
+            .args(["--bootstrap-resamples", "200"])
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let json: Value = serde_json::from_str(&run("json")).unwrap();
+    assert_eq!(json["format"], "promptgate.analyze.v1");
+    let values: Vec<&str> = json["slices"]["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["invoice", "memo", "receipt"]);
+    let table = run("table");
+    assert!(table.contains("By tag:doc_type (3 slices"), "{table}");
+    let html = run("html");
+    assert!(html.contains(r#"<table class="slices">"#), "{html}");
+    assert!(html.contains("<td>invoice</td>") && html.contains(r#"class="too-small""#));
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_promptgate"))
+        .args(["analyze", "--source", dir.path().to_str().unwrap()])
+        .args(["--experiment", "exp", "--by", "doc_type"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("expected tag:KEY"));
+}
