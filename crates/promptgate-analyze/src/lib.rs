@@ -93,11 +93,6 @@ pub async fn analyze(source: &Source, options: &Options) -> Result<Report, Analy
     };
     let mut read = ReadSummary::default();
 
-    let spill = |e: std::io::Error| {
-        AnalyzeError::Source(format!(
-            "spilling the feedback join to a temporary directory: {e}"
-        ))
-    };
     let mut collector = new_collector(options)?;
     let mut slicer = options.by.clone().map(|by| {
         let options = options.clone();
@@ -184,6 +179,12 @@ pub async fn analyze(source: &Source, options: &Options) -> Result<Report, Analy
     Ok(report)
 }
 
+fn spill(e: std::io::Error) -> AnalyzeError {
+    AnalyzeError::Source(format!(
+        "spilling the feedback join to a temporary directory: {e}"
+    ))
+}
+
 /// A collector for the whole experiment or one slice of it.
 fn new_collector(options: &Options) -> Result<Collector, AnalyzeError> {
     let mut collector = Collector::new(
@@ -191,11 +192,7 @@ fn new_collector(options: &Options) -> Result<Collector, AnalyzeError> {
         options.assignment_reasons.clone(),
         options.settings.seed,
     )
-    .map_err(|e| {
-        AnalyzeError::Source(format!(
-            "spilling the feedback join to a temporary directory: {e}"
-        ))
-    })?;
+    .map_err(spill)?;
     if let Some(schema) = &options.json_schema {
         collector.schema = Some(
             jsonschema::validator_for(schema).map_err(|e| AnalyzeError::Schema(e.to_string()))?,
