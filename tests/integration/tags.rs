@@ -428,3 +428,55 @@ fn analyze_by_writes_the_slices_in_json_table_and_html() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected tag:KEY"));
 }
+
+#[tokio::test]
+async fn drift_reports_a_shift_in_a_tags_mix() {
+    use promptgate_analyze::drift::{self, Options, Scope, Verdict};
+    use promptgate_analyze::synthetic::SyntheticVariant;
+    let dir = tempfile::tempdir().unwrap();
+    let variants = vec![SyntheticVariant {
+        name: "control".into(),
+        weight: 1.0,
+        thumbs_up_rate: 0.5,
+        latency_median_ms: 200.0,
+        lost_share: 0.0,
+    }];
+    // Baseline: three invoices to one receipt; current: the reverse.
+    for (seed, date, doc_type, units) in [
+        (21, "2026-11-20", "invoice", 600),
+        (22, "2026-11-21", "receipt", 200),
+        (23, "2026-11-22", "invoice", 200),
+        (24, "2026-11-23", "receipt", 600),
+    ] {
+        support::analyze::synthetic_log(seed, date, variants.clone(), units)
+            .write_tagged(dir.path(), &json!({"doc_type": doc_type}))
+            .unwrap();
+    }
+    let range = |from: &str, to: &str| promptgate_analyze::DateRange {
+        from: Some(from.into()),
+        to: Some(to.into()),
+    };
+    let source = promptgate_analyze::Source::Directory(dir.path().to_owned());
+    let options = Options {
+        scope: Scope::All,
+        baseline: range("2026-11-20", "2026-11-21"),
+        current: range("2026-11-22", "2026-11-23"),
+        alpha: 0.01,
+        skip_corrupt: false,
+        seed: 1,
+    };
+    let report = drift::drift(&source, &options).await.unwrap();
+    let tag = report
+        .signals
+        .iter()
+        .find(|s| s.name == "tag:doc_type")
+        .unwrap_or_else(|| panic!("no tag signal: {:#?}", report.signals));
+    assert_eq!(tag.kind, "categorical");
+    assert_eq!(tag.bins, ["invoice", "receipt"]);
+    assert_eq!(tag.baseline_shares, [0.75, 0.25]);
+    assert_eq!(tag.current_shares, [0.25, 0.75]);
+    // PSI = Σ (c − b) ln(c / b) = 2 · 0.5 · ln 3.
+    assert!((tag.psi - 3f64.ln()).abs() < 1e-9, "{}", tag.psi);
+    assert_eq!(tag.verdict, Verdict::Drift);
+    assert!(report.drift);
+}
