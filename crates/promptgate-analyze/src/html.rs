@@ -543,6 +543,9 @@ pub fn page(report: &Report) -> String {
     }
     let _ = write!(out, "<h2>Verdicts</h2>");
     verdicts(&mut out, report);
+    if let Some(slices) = &report.slices {
+        slice_table(&mut out, slices);
+    }
     let _ = write!(
         out,
         "<h2>Confidence intervals (difference against the baseline)</h2>"
@@ -560,9 +563,6 @@ pub fn page(report: &Report) -> String {
             .filter(|c| c.metric == metric)
             .collect();
         forest(&mut out, metric, &rows);
-    }
-    if let Some(slices) = &report.slices {
-        slice_table(&mut out, slices);
     }
     latency(&mut out, report);
     over_time(&mut out, report);
