@@ -216,7 +216,7 @@ flush_interval_ms = 100
     .await;
     let http = client();
     let header_of = |i: usize| match i % 3 {
-        0 if i % 2 == 0 => Some("doc_type=invoice, channel=email"),
+        0 if i.is_multiple_of(2) => Some("doc_type=invoice, channel=email"),
         0 => Some("doc_type=invoice"),
         1 => Some("doc_type=receipt, channel=email"),
         _ => None,

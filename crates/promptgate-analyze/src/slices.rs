@@ -5,6 +5,7 @@
 //! collector of its own, exactly as a whole experiment is.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 
 use serde::Serialize;
 
@@ -91,14 +92,10 @@ impl Slicer {
         } else {
             OTHER_SLICE
         };
-        if !self.collectors.contains_key(key) {
-            self.collectors.insert(key.to_owned(), (self.make)()?);
-        }
-        // Inserted just above when missing.
-        Ok(self
-            .collectors
-            .get_mut(key)
-            .ok_or_else(|| std::io::Error::other("slice vanished"))?)
+        Ok(match self.collectors.entry(key.to_owned()) {
+            Entry::Occupied(slice) => slice.into_mut(),
+            Entry::Vacant(slice) => slice.insert((self.make)()?),
+        })
     }
 
     pub fn add(&mut self, row: &RequestRow) -> std::io::Result<()> {
@@ -109,9 +106,12 @@ impl Slicer {
     /// As `Collector::end_partition`, for every slice: true when any needs
     /// the partition again.
     pub fn end_partition(&mut self) -> bool {
-        self.collectors
-            .values_mut()
-            .fold(false, |again, c| c.end_partition() || again)
+        // Every slice must end its partition, whatever the others say.
+        let mut again = false;
+        for collector in self.collectors.values_mut() {
+            again |= collector.end_partition();
+        }
+        again
     }
 
     pub fn rematch(&mut self, row: &RequestRow) -> std::io::Result<()> {

@@ -43,7 +43,10 @@ pub struct TagKey {
 /// A request's tags, sorted by key. No tags (the common case) is `None`
 /// inside, so carrying or cloning them allocates nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Tags(Option<Arc<[(Box<str>, Box<str>)]>>);
+pub struct Tags(Option<Arc<[Tag]>>);
+
+/// One `key=value` pair.
+type Tag = (Box<str>, Box<str>);
 
 impl Tags {
     pub fn is_empty(&self) -> bool {
@@ -105,7 +108,7 @@ pub fn parse(headers: &http::HeaderMap, config: &TagsConfig) -> Result<Tags, Tag
     if lines.peek().is_none() {
         return Ok(Tags::default());
     }
-    let mut tags: Vec<(Box<str>, Box<str>)> = Vec::new();
+    let mut tags: Vec<Tag> = Vec::new();
     for line in lines {
         let line = line.to_str().map_err(|_| TagsError::NotText)?;
         for item in line.split(',').map(str::trim).filter(|i| !i.is_empty()) {
