@@ -279,6 +279,7 @@ fn audit_encoding(c: &mut Criterion) {
         start: ExchangeStart {
             request_id: "01a21648-f871-71a7-bfde-2d62a4068256".into(),
             client_id: Some("checkout".into()),
+            tags: Default::default(),
             config_version: "2ee8446f3446".into(),
             endpoint: Endpoint::ChatCompletions,
             provider: "openai".into(),
@@ -456,8 +457,40 @@ impl CompressTo for zstd::Encoder<'static, Vec<u8>> {
     }
 }
 
+/// `x-promptgate-tags` on every request: absent (the common case, which
+/// must cost a header lookup and nothing else) and with two tags.
+fn request_tags(c: &mut Criterion) {
+    use promptgate_core::tags::{TAGS_HEADER, TagKey, TagsConfig, parse};
+    let mut config = TagsConfig::default();
+    for key in ["doc_type", "channel"] {
+        config.keys.insert(key.into(), TagKey::default());
+    }
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert(
+        http::header::AUTHORIZATION,
+        http::HeaderValue::from_static("Bearer pg-key"),
+    );
+    let mut group = c.benchmark_group("request_tags");
+    group.bench_function("absent", |b| {
+        b.iter(|| parse(black_box(&headers), &config).unwrap())
+    });
+    headers.insert(
+        TAGS_HEADER,
+        http::HeaderValue::from_static("doc_type=invoice, channel=email"),
+    );
+    group.bench_function("two_tags", |b| {
+        b.iter(|| parse(black_box(&headers), &config).unwrap())
+    });
+    group.finish();
+}
+
 criterion_group!(
     benches,
+    request_tags,
     assignment,
     templates,
     request_head,

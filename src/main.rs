@@ -252,6 +252,9 @@ struct AnalyzeArgs {
     /// A JSON Schema file: the share of answers valid against it is compared too.
     #[arg(long)]
     json_schema: Option<PathBuf>,
+    /// Also compare within each slice: tag:KEY (a request tag), model, variant_version or client_id; Holm's correction spans every slice.
+    #[arg(long, value_name = "SLICE")]
+    by: Option<promptgate_analyze::slices::SliceBy>,
     /// Exit with status 3 when the sample-ratio check fails (for CI gates).
     #[arg(long)]
     fail_on_srm: bool,
@@ -270,6 +273,9 @@ struct ExportArgs {
     /// Only requests whose latest feedback meets METRIC=VALUE (also != < <= > >=), e.g. thumbs_up=false; repeat to require several.
     #[arg(long)]
     feedback: Vec<promptgate::eval::export::FeedbackFilter>,
+    /// Only requests tagged KEY=VALUE (`x-promptgate-tags`), e.g. doc_type=invoice; repeat to require several.
+    #[arg(long)]
+    tag: Vec<promptgate::eval::export::TagFilter>,
     /// Only requests with these error classes (`none`: succeeded), e.g. none or stream_error,timeout.
     #[arg(long, value_delimiter = ',')]
     error_class: Vec<String>,
@@ -431,6 +437,7 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         skip_corrupt: args.source.skip_corrupt,
         progress: std::io::stderr().is_terminal(),
         json_schema,
+        by: args.by.clone(),
         settings: Settings {
             confidence: args.confidence,
             baseline: args.baseline.clone(),
@@ -610,6 +617,7 @@ fn export_dataset(args: ExportArgs) -> anyhow::Result<ExitCode> {
         variants: args.variant,
         error_classes: args.error_class,
         feedback: args.feedback,
+        tags: args.tag,
         sampling,
         seed: args.seed,
         skip_corrupt: args.source.skip_corrupt,

@@ -81,6 +81,12 @@ fn error_body(dialect: Dialect, error: &GatewayError) -> (StatusCode, serde_json
             "invalid_value",
             "invalid_request_error",
         ),
+        InvalidTags(_) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "invalid_tags",
+            "invalid_request_error",
+        ),
         MissingModel => (
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
@@ -255,6 +261,7 @@ fn param_of(error: &GatewayError) -> Option<&str> {
             Some(field)
         }
         GatewayError::MissingModel | GatewayError::UnknownModel(_) => Some("model"),
+        GatewayError::InvalidTags(_) => Some("x-promptgate-tags"),
         _ => None,
     }
 }

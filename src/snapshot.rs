@@ -26,6 +26,7 @@ pub struct Snapshot {
     pub upstreams: Upstreams,
     pub feedback: FeedbackConfig,
     pub limits: LimitsConfig,
+    pub tags: promptgate_core::tags::TagsConfig,
 }
 
 impl Snapshot {
@@ -39,6 +40,7 @@ impl Snapshot {
             experiments,
             feedback,
             limits,
+            tags,
             version,
             startup_only_digest,
             ..
@@ -54,6 +56,7 @@ impl Snapshot {
             upstreams,
             feedback,
             limits,
+            tags,
         }
     }
 }

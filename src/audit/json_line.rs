@@ -82,6 +82,27 @@ impl JsonValue for Value {
     }
 }
 
+/// A request's tags: an object with the keys in order, `null` when none.
+impl JsonValue for promptgate_core::tags::Tags {
+    fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+        if self.is_empty() {
+            out.extend_from_slice(b"null");
+            return Ok(());
+        }
+        out.push(b'{');
+        for (index, (key, value)) in self.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            write_str(out, key);
+            out.push(b':');
+            write_str(out, value);
+        }
+        out.push(b'}');
+        Ok(())
+    }
+}
+
 /// A string written through `Display`, escaped on the way, without a
 /// `String` in between.
 pub(super) struct Displayed<T>(pub T);

@@ -144,6 +144,7 @@ pub struct RequestRecord<'a> {
     gateway_instance: &'a str,
     config_version: &'a str,
     client_id: Option<&'a str>,
+    tags: &'a promptgate_core::tags::Tags,
     endpoint: Option<&'static str>,
     dialect: &'static str,
     assignment: Option<Assignment<'a>>,
@@ -262,6 +263,7 @@ pub fn from_exchange<'a>(exchange: &'a FinishedExchange, ctx: &RecordContext<'a>
         gateway_instance: &config.instance,
         config_version: &start.config_version,
         client_id: start.client_id.as_deref(),
+        tags: &start.tags,
         endpoint: Some(start.endpoint.label()),
         dialect: start.endpoint.dialect().label(),
         assignment: assignment(start.experiment.as_ref(), ctx),
@@ -303,6 +305,7 @@ pub fn from_refusal<'a>(refusal: &'a Refusal, ctx: &RecordContext<'a>) -> Record
         gateway_instance: &ctx.config.instance,
         config_version: &refusal.config_version,
         client_id: refusal.client_id.as_deref(),
+        tags: &refusal.tags,
         endpoint: refusal.endpoint.map(|e| e.label()),
         dialect: refusal.dialect.label(),
         assignment: assignment(refusal.experiment.as_ref(), ctx),
@@ -447,6 +450,7 @@ impl RequestRecord<'_> {
         e.entry("shadow_of", &self.shadow_of)?;
         e.entry("status", &self.status)?;
         e.entry("stream", &self.stream)?;
+        e.entry("tags", self.tags)?;
         // 32 lower-case hex digits, as in `traceparent` and trace backends.
         e.entry("trace_id", &self.trace_id.map(Displayed))?;
         e.entry("ts_end", &timestamp(self.ts_end))?;

@@ -164,6 +164,7 @@ pub fn from_exchange(exchange: &FinishedExchange, ctx: &RecordContext<'_>) -> Re
     record.insert("gateway_instance".into(), json!(ctx.config.instance));
     record.insert("config_version".into(), json!(&*start.config_version));
     record.insert("client_id".into(), json!(start.client_id.as_deref()));
+    record.insert("tags".into(), json!(start.tags));
     record.insert("endpoint".into(), json!(start.endpoint.label()));
     record.insert("dialect".into(), json!(start.endpoint.dialect().label()));
     experiment_fields(&mut record, start.experiment.as_ref(), ctx);
@@ -254,6 +255,7 @@ pub fn from_refusal(refusal: &Refusal, ctx: &RecordContext<'_>) -> Record {
     record.insert("gateway_instance".into(), json!(ctx.config.instance));
     record.insert("config_version".into(), json!(&*refusal.config_version));
     record.insert("client_id".into(), json!(refusal.client_id.as_deref()));
+    record.insert("tags".into(), json!(refusal.tags));
     record.insert(
         "endpoint".into(),
         json!(refusal.endpoint.map(|e| e.label())),

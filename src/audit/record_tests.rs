@@ -102,6 +102,7 @@ fn exchanges() -> Vec<FinishedExchange> {
         start: ExchangeStart {
             request_id: "01a21648-f871-71a7-bfde-2d62a4068256".into(),
             client_id: Some("checkout".into()),
+            tags: tags("doc_type=invoice, channel=email"),
             config_version: "2ee8446f3446".into(),
             endpoint: Endpoint::ChatCompletions,
             provider: "openai".into(),
@@ -141,6 +142,7 @@ fn exchanges() -> Vec<FinishedExchange> {
     vary(&|e| {
         e.start.experiment = None;
         e.start.client_id = None;
+        e.start.tags = Default::default();
         e.start.trace_id = Some(
             opentelemetry::trace::TraceId::from_hex("0af7651916cd43dd8448eb211c80319c").unwrap(),
         );
@@ -184,10 +186,25 @@ fn exchanges() -> Vec<FinishedExchange> {
     all
 }
 
+/// Tags as the gateway parses them from a header.
+fn tags(header: &str) -> promptgate_core::tags::Tags {
+    let mut config = promptgate_core::tags::TagsConfig::default();
+    for key in ["doc_type", "channel"] {
+        config.keys.insert(key.into(), Default::default());
+    }
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        promptgate_core::tags::TAGS_HEADER,
+        http::HeaderValue::from_str(header).unwrap(),
+    );
+    promptgate_core::tags::parse(&headers, &config).unwrap()
+}
+
 fn refusals() -> Vec<Refusal> {
     let base = Refusal {
         request_id: "r-1".into(),
         client_id: Some("mobile".into()),
+        tags: tags("channel=web"),
         config_version: "v9".into(),
         endpoint: Some(Endpoint::ChatCompletions),
         dialect: Dialect::OpenAi,
@@ -213,6 +230,7 @@ fn refusals() -> Vec<Refusal> {
         r.dialect = Dialect::Anthropic;
         r.model = None;
         r.client_id = None;
+        r.tags = Default::default();
         r.kind = RefusalKind::Refused(ErrorClass::NotFound);
     });
     vary(&|r| {

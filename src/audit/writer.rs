@@ -494,6 +494,7 @@ mod tests {
             start: ExchangeStart {
                 request_id: id.into(),
                 client_id: None,
+                tags: Default::default(),
                 config_version: "test".into(),
                 endpoint: Endpoint::ChatCompletions,
                 provider: "demo".into(),

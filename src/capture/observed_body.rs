@@ -446,6 +446,7 @@ mod tests {
         ExchangeStart {
             request_id: "req-1".into(),
             client_id: None,
+            tags: Default::default(),
             config_version: "test".into(),
             endpoint,
             provider: "demo".into(),

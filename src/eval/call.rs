@@ -82,6 +82,7 @@ pub async fn complete(
                 request_id: &request_id,
                 request_id_header: &request_id_header,
                 client_id: None,
+                tags: Default::default(),
                 config_version: Arc::from("eval"),
                 started,
                 started_at: SystemTime::now(),

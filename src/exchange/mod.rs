@@ -69,6 +69,8 @@ pub struct ExperimentTag {
 pub struct ExchangeStart {
     pub request_id: Arc<str>,
     pub client_id: Option<Arc<str>>,
+    /// The served request's `x-promptgate-tags` (shadow calls carry them too).
+    pub tags: promptgate_core::tags::Tags,
     pub config_version: Arc<str>,
     pub endpoint: Endpoint,
     pub provider: Arc<str>,
@@ -126,6 +128,7 @@ impl FinishedExchange {
 pub struct Refusal {
     pub request_id: Arc<str>,
     pub client_id: Option<Arc<str>>,
+    pub tags: promptgate_core::tags::Tags,
     pub config_version: Arc<str>,
     pub endpoint: Option<Endpoint>,
     pub dialect: promptgate_core::dialect::Dialect,

@@ -157,6 +157,7 @@ mod tests {
             start: ExchangeStart {
                 request_id: "r".into(),
                 client_id: None,
+                tags: Default::default(),
                 config_version: "v".into(),
                 endpoint: Endpoint::ChatCompletions,
                 provider: "p".into(),

@@ -88,6 +88,7 @@ pub struct ForwardRequest<'a> {
     pub request_id: &'a Arc<str>,
     pub request_id_header: &'a HeaderValue,
     pub client_id: Option<Arc<str>>,
+    pub tags: promptgate_core::tags::Tags,
     pub config_version: Arc<str>,
     pub started: Instant,
     pub started_at: SystemTime,
@@ -469,6 +470,7 @@ fn deliver(
     let start = ExchangeStart {
         request_id: request.request_id.clone(),
         client_id: request.client_id.clone(),
+        tags: request.tags.clone(),
         config_version: request.config_version.clone(),
         endpoint: request.endpoint,
         provider: provider.name.clone(),

@@ -35,6 +35,8 @@ pub(super) struct ShadowCall {
     pub headers: HeaderMap,
     pub request_id: Arc<str>,
     pub client_id: Option<Arc<str>>,
+    /// The served request's tags: a shadow is analysed in the same slices.
+    pub tags: promptgate_core::tags::Tags,
     /// The served request's start: the shadow's latency is measured from the
     /// same instant, and its record lands in the same partition.
     pub started: Instant,
@@ -150,6 +152,7 @@ impl ShadowCall {
                         request_id: &self.request_id,
                         request_id_header: &request_id_header,
                         client_id: self.client_id.clone(),
+                        tags: self.tags.clone(),
                         config_version: self.snapshot.version.clone(),
                         started: self.started,
                         started_at: self.started_at,
@@ -214,6 +217,7 @@ impl ShadowCall {
         Refusal {
             request_id: self.request_id.clone(),
             client_id: self.client_id.clone(),
+            tags: self.tags.clone(),
             config_version: self.snapshot.version.clone(),
             endpoint: Some(self.endpoint),
             dialect: self.endpoint.dialect(),

@@ -60,6 +60,7 @@ pub struct ServedRequest<'a> {
     pub headers: &'a HeaderMap,
     pub request_id: &'a Arc<str>,
     pub client_id: Option<&'a Arc<str>>,
+    pub tags: &'a promptgate_core::tags::Tags,
     pub started: Instant,
     pub started_at: SystemTime,
     /// The caller's body before any variant was rendered into it.
@@ -136,6 +137,7 @@ impl ShadowRunner {
             headers: served.headers.clone(),
             request_id: uuid::Uuid::now_v7().to_string().into(),
             client_id: served.client_id.cloned(),
+            tags: served.tags.clone(),
             started: served.started,
             started_at: served.started_at,
             source: served.body.clone(),

@@ -65,6 +65,7 @@ CHECKED = {
     "duckdb-shadow-pairs",
     "duckdb-shadow-answers",
     "duckdb-quick-look",
+    "duckdb-requests-by-tag",
     "duckdb-create-feedback-view",
     "duckdb-feedback-by-variant",
 }
@@ -385,6 +386,7 @@ def test_records_say_what_the_traffic_did(records, expected, expect):
         "experiment", "assigned_variant", "served_variant", "assignment_reason",
         "assignment_sticky", "endpoint", "dialect", "model", "upstream_model", "provider",
         "stream", "status", "outcome", "error_class", "input_tokens", "output_tokens",
+        "tags",
     ]
     for wanted in expected:
         record = by_key[raw_key(wanted)]
@@ -693,6 +695,16 @@ def test_shadow_answers(results, expected, records):
     assert {r["request_id"] for r in rows} <= {s["shadow_of"] for s in shadows(expected)}
     for row in rows:
         assert row["served_variant"] == served_variant[row["request_id"]], row
+
+
+def test_requests_by_tag(results, expected):
+    rows = rows_of(results, "duckdb-requests-by-tag")
+    got = {(r["doc_type"], r["role"]): (r["records"], r["refused"]) for r in rows}
+    tagged = [e for e in expected if (e["tags"] or {}).get("doc_type")]
+    want = Counter((e["tags"]["doc_type"], e["role"]) for e in tagged)
+    refused = Counter((e["tags"]["doc_type"], e["role"]) for e in tagged if e["outcome"] == "refused")
+    assert got == {key: (n, refused[key]) for key, n in want.items()}
+    assert ("invoice", "shadow") in got, "shadow records carry their served request's tags"
 
 
 def test_quick_look(results, expected):

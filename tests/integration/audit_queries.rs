@@ -178,6 +178,10 @@ redaction = "hash"
 thumbs_up = "boolean"
 rating = "float"
 
+[tags.keys.doc_type]
+[tags.keys.channel]
+values = ["email", "web"]
+
 {prices}"#,
         sim = sim.openai_base_url(),
     )
@@ -206,6 +210,8 @@ struct Expected {
     status: u16,
     outcome: &'static str,
     error_class: Option<&'static str>,
+    /// The `tags` object the record must hold (`null`: none).
+    tags: Value,
 }
 
 impl Expected {
@@ -236,6 +242,7 @@ impl Expected {
             status: 200,
             outcome: "completed",
             error_class: None,
+            tags: Value::Null,
         }
     }
 
@@ -330,6 +337,7 @@ impl Expected {
             "status": self.status,
             "outcome": self.outcome,
             "error_class": self.error_class,
+            "tags": self.tags,
             "input_tokens": input,
             "output_tokens": output,
             "cost_usd": cost,
@@ -390,6 +398,15 @@ impl Call {
     fn header(mut self, name: &'static str, value: &str) -> Call {
         self.headers.push((name, value.to_owned()));
         self
+    }
+
+    /// Sends `x-promptgate-tags: header`; every record of the call (its
+    /// shadows' too) must carry `tags`.
+    fn tagged(mut self, header: &str, tags: Value) -> Call {
+        for record in &mut self.records {
+            record.tags = tags.clone();
+        }
+        self.header("x-promptgate-tags", header)
     }
 }
 
@@ -530,14 +547,20 @@ fn summarize() -> Vec<Call> {
             "override",
             None,
         );
-        calls.push(
-            Call::new(
-                expected,
-                OPENAI_CHAT,
-                chat("summarize", "summarise this text for me please", None),
-            )
-            .header("x-promptgate-variant", "primary"),
-        );
+        // Two of three tagged: their shadows carry the same tags.
+        let call = Call::new(
+            expected,
+            OPENAI_CHAT,
+            chat("summarize", "summarise this text for me please", None),
+        )
+        .header("x-promptgate-variant", "primary");
+        calls.push(match n {
+            3 => call,
+            _ => call.tagged(
+                "doc_type=invoice, channel=email",
+                json!({"channel": "email", "doc_type": "invoice"}),
+            ),
+        });
     }
     // summarize/primary answers 503: an abandoned attempt, then the
     // fallback variant serves (two records, one request id).
@@ -622,11 +645,17 @@ fn summarize() -> Vec<Call> {
 /// answer being the provider's own 500, passed through.
 fn plain() -> Vec<Call> {
     let mut calls = Vec::new();
-    calls.push(Call::new(
-        Expected::served("p-demo-1", OPENAI_CHAT, "demo-x", false),
-        OPENAI_CHAT,
-        chat("demo-x", "plain request", None),
-    ));
+    calls.push(
+        Call::new(
+            Expected::served("p-demo-1", OPENAI_CHAT, "demo-x", false),
+            OPENAI_CHAT,
+            chat("demo-x", "plain request", None),
+        )
+        .tagged(
+            " channel = web ,doc_type=receipt",
+            json!({"channel": "web", "doc_type": "receipt"}),
+        ),
+    );
     calls.push(Call::new(
         Expected::served("p-demo-2", OPENAI_CHAT, "demo-x", true),
         OPENAI_CHAT,
@@ -672,11 +701,28 @@ fn refusals() -> Vec<Call> {
     {
         let mut unknown = Expected::refused("x-model-1", OPENAI_CHAT, 404, "not_found");
         unknown.model = Some("no-such-model");
-        calls.push(Call::new(
-            unknown,
-            OPENAI_CHAT,
-            chat("no-such-model", "anyone there?", None),
-        ));
+        // Refused after the tags were read: the refusal carries them.
+        calls.push(
+            Call::new(
+                unknown,
+                OPENAI_CHAT,
+                chat("no-such-model", "anyone there?", None),
+            )
+            .tagged("doc_type=receipt", json!({"doc_type": "receipt"})),
+        );
+    }
+    {
+        // An undeclared tag key: refused, and the record has no tags.
+        let mut untagged = Expected::refused("x-tags-1", ANTHROPIC_MESSAGES, 400, "bad_request");
+        untagged.model = None;
+        calls.push(
+            Call::new(
+                untagged,
+                ANTHROPIC_MESSAGES,
+                messages("demo-x", "tagged wrongly", false),
+            )
+            .header("x-promptgate-tags", "doc_typ=invoice"),
+        );
     }
     {
         let mut dead = Expected::refused("x-dead-1", OPENAI_CHAT, 502, "upstream");

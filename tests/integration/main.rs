@@ -37,5 +37,6 @@ mod robustness;
 mod scorers;
 mod sdk;
 mod shadow;
+mod tags;
 mod telemetry;
 mod validation;

@@ -26,6 +26,7 @@ pre{background:#f6f6f6;padding:1em;overflow-x:auto;font-size:12px}\
 .better{color:#1b7a2e}.worse{color:#c62828}.changed{color:#1f5fa8}.none{color:#666}\
 .badge.better{background:#1b7a2e;color:#fff}.badge.worse{background:#c62828;color:#fff}.badge.changed{background:#1f5fa8;color:#fff}.badge.suspect{background:#7a4b00;color:#fff}\
 li.significant{font-weight:bold;margin:.3em 0}li.suspect{color:#7a4b00}\
+table.slices{border-collapse:collapse}table.slices td,table.slices th{padding:2px .5em;border-top:1px solid #eee;text-align:left}table.slices tr.too-small td{color:#777}\
 table.forest{border-collapse:collapse}table.forest td{padding:0 .5em;vertical-align:middle}\
 table.forest td.plot{padding:0;line-height:0}\
 table.forest tr+tr td{border-top:1px solid #eee}\
@@ -237,6 +238,42 @@ fn verdicts(out: &mut String, report: &Report) {
         nothing.into_iter().for_each(|c| item(out, c));
         let _ = write!(out, "</ul>");
     }
+}
+
+/// `--by`: one row per slice and comparison, with its verdict.
+fn slice_table(out: &mut String, slices: &crate::slices::Slices) {
+    let _ = write!(
+        out,
+        r#"<h2>By <code>{}</code> ({})</h2><table class="slices"><tr><th>slice</th><th>requests</th><th>metric</th><th>variant</th><th>estimate</th><th>p (Holm)</th><th>verdict</th></tr>"#,
+        escape(&slices.by),
+        escape(slices.correction)
+    );
+    for slice in &slices.slices {
+        let value = escape(&slice.value);
+        if let Some(note) = &slice.too_small {
+            let _ = write!(
+                out,
+                r#"<tr class="too-small"><td>{value}</td><td>{}</td><td colspan="5">{}</td></tr>"#,
+                slice.requests,
+                escape(note)
+            );
+        }
+        for c in &slice.comparisons {
+            let significant = if c.significant { " significant" } else { "" };
+            let _ = write!(
+                out,
+                r#"<tr class="{}{significant}"><td>{value}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+                class(c),
+                slice.requests,
+                escape(&c.metric),
+                escape(&c.variant),
+                escape(&estimate_text(c)),
+                p_text(c.p_adjusted),
+                escape(&c.verdict)
+            );
+        }
+    }
+    let _ = write!(out, "</table>");
 }
 
 /// The interval a comparison is plotted on: relative lift in % when there
@@ -506,6 +543,9 @@ pub fn page(report: &Report) -> String {
     }
     let _ = write!(out, "<h2>Verdicts</h2>");
     verdicts(&mut out, report);
+    if let Some(slices) = &report.slices {
+        slice_table(&mut out, slices);
+    }
     let _ = write!(
         out,
         "<h2>Confidence intervals (difference against the baseline)</h2>"

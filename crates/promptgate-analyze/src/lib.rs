@@ -22,6 +22,7 @@ pub mod records;
 pub mod render;
 pub mod report;
 mod sample_ratio;
+pub mod slices;
 pub mod source;
 pub mod stats;
 pub mod synthetic;
@@ -64,6 +65,8 @@ pub struct Options {
     /// JSON answers are checked against it (schema compliance).
     pub json_schema: Option<serde_json::Value>,
     pub settings: Settings,
+    /// `--by`: also analyse each slice of the population.
+    pub by: Option<slices::SliceBy>,
 }
 
 pub async fn analyze(source: &Source, options: &Options) -> Result<Report, AnalyzeError> {
@@ -90,22 +93,16 @@ pub async fn analyze(source: &Source, options: &Options) -> Result<Report, Analy
     };
     let mut read = ReadSummary::default();
 
-    let spill = |e: std::io::Error| {
-        AnalyzeError::Source(format!(
-            "spilling the feedback join to a temporary directory: {e}"
-        ))
-    };
-    let mut collector = Collector::new(
-        &options.experiment,
-        options.assignment_reasons.clone(),
-        options.settings.seed,
-    )
-    .map_err(spill)?;
-    if let Some(schema) = &options.json_schema {
-        collector.schema = Some(
-            jsonschema::validator_for(schema).map_err(|e| AnalyzeError::Schema(e.to_string()))?,
-        );
-    }
+    let mut collector = new_collector(options)?;
+    let mut slicer = options.by.clone().map(|by| {
+        let options = options.clone();
+        slices::Slicer::new(
+            by,
+            Box::new(move || {
+                new_collector(&options).map_err(|e| std::io::Error::other(e.to_string()))
+            }),
+        )
+    });
     // Objects come in partition order; a partition ends where the folder changes.
     let partitions = request_objects.chunk_by(|a, b| parent(a) == parent(b));
     for objects in partitions {
@@ -114,22 +111,42 @@ pub async fn analyze(source: &Source, options: &Options) -> Result<Report, Analy
                 read_object::<RequestRow>(source, object, options, &mut read).await?
             {
                 read.request_records += rows.len() as u64;
+                if let Some(slicer) = &mut slicer {
+                    for row in &rows {
+                        slicer.add(row).map_err(spill)?;
+                    }
+                }
                 rows.into_iter().for_each(|row| collector.add(row));
             }
             progress.inc(1);
             progress.set_message(format!("{} records", read.request_records));
         }
-        if collector.end_partition() {
+        let whole_again = collector.end_partition();
+        let slices_again = slicer.as_mut().is_some_and(|s| s.end_partition());
+        if whole_again || slices_again {
             for object in objects {
                 if let Ok(rows) = source.read::<RequestRow>(object).await {
-                    rows.into_iter().for_each(|row| collector.rematch(row));
+                    if let (true, Some(slicer)) = (slices_again, &mut slicer) {
+                        for row in &rows {
+                            slicer.rematch(row).map_err(spill)?;
+                        }
+                    }
+                    if whole_again {
+                        rows.into_iter().for_each(|row| collector.rematch(row));
+                    }
                 }
             }
             collector.end_second_sweep();
+            if let Some(slicer) = &mut slicer {
+                slicer.end_second_sweep();
+            }
         }
     }
     for object in &feedback_objects {
         if let Some(rows) = read_object::<FeedbackRow>(source, object, options, &mut read).await? {
+            if let Some(slicer) = &mut slicer {
+                rows.iter().for_each(|row| slicer.add_feedback(row));
+            }
             rows.into_iter().for_each(|row| collector.add_feedback(row));
         }
         progress.inc(1);
@@ -142,18 +159,46 @@ pub async fn analyze(source: &Source, options: &Options) -> Result<Report, Analy
     if collector.variants.is_empty() {
         return Err(AnalyzeError::NoData(options.experiment.clone()));
     }
-    Ok(report::build(
-        Header {
-            experiment: options.experiment.clone(),
-            source: source.describe(),
-            from: options.range.from.clone(),
-            to: options.range.to.clone(),
-            assignment_reasons: options.assignment_reasons.clone(),
-            read,
-        },
-        &collector,
-        &options.settings,
+    let header = Header {
+        experiment: options.experiment.clone(),
+        source: source.describe(),
+        from: options.range.from.clone(),
+        to: options.range.to.clone(),
+        assignment_reasons: options.assignment_reasons.clone(),
+        read,
+    };
+    let slices = match &mut slicer {
+        Some(slicer) => {
+            slicer.finish().map_err(spill)?;
+            Some(slicer.report(&header, &options.settings))
+        }
+        None => None,
+    };
+    let mut report = report::build(header, &collector, &options.settings);
+    report.slices = slices;
+    Ok(report)
+}
+
+fn spill(e: std::io::Error) -> AnalyzeError {
+    AnalyzeError::Source(format!(
+        "spilling the feedback join to a temporary directory: {e}"
     ))
+}
+
+/// A collector for the whole experiment or one slice of it.
+fn new_collector(options: &Options) -> Result<Collector, AnalyzeError> {
+    let mut collector = Collector::new(
+        &options.experiment,
+        options.assignment_reasons.clone(),
+        options.settings.seed,
+    )
+    .map_err(spill)?;
+    if let Some(schema) = &options.json_schema {
+        collector.schema = Some(
+            jsonschema::validator_for(schema).map_err(|e| AnalyzeError::Schema(e.to_string()))?,
+        );
+    }
+    Ok(collector)
 }
 
 fn parent(object: &str) -> &str {

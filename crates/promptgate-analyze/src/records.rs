@@ -28,6 +28,11 @@ pub struct RequestRow {
     pub output_tokens: Option<u64>,
     pub cost_usd: Option<f64>,
     pub response_text: Option<String>,
+    /// Read for `--by`: the caller's model, tags, variant version, client.
+    pub model: Option<String>,
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
+    pub variant_version: Option<String>,
+    pub client_id: Option<String>,
 }
 
 impl RequestRow {

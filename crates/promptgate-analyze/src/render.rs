@@ -116,6 +116,37 @@ fn dist(d: &Distribution) -> String {
     )
 }
 
+/// `--by`: each slice's verdicts, Holm-adjusted over every slice.
+fn slices_text(out: &mut String, slices: &crate::slices::Slices) {
+    let tests: usize = slices.slices.iter().map(|s| s.comparisons.len()).sum();
+    let _ = writeln!(
+        out,
+        "\nBy {} ({} slices, Holm-adjusted over {tests} tests across slices):",
+        slices.by,
+        slices.slices.len()
+    );
+    for slice in &slices.slices {
+        let srm = if slice.sample_ratio_mismatch {
+            "; SAMPLE RATIO MISMATCH"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "  {} ({} requests{srm})", slice.value, slice.requests);
+        for c in &slice.comparisons {
+            let _ = writeln!(
+                out,
+                "    {} [p = {}, adjusted {}]",
+                c.verdict,
+                p_text(c.p_value),
+                p_text(c.p_adjusted)
+            );
+        }
+        if let Some(note) = &slice.too_small {
+            let _ = writeln!(out, "    note: {note}");
+        }
+    }
+}
+
 pub fn table(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -280,6 +311,9 @@ pub fn table(report: &Report) -> String {
                 p_text(c.p_value)
             );
         }
+    }
+    if let Some(slices) = &report.slices {
+        slices_text(&mut out, slices);
     }
     for s in &report.shadows {
         let _ = writeln!(

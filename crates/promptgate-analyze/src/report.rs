@@ -59,6 +59,8 @@ pub struct Report {
     pub warnings: Vec<String>,
     /// Lower edges of the latency histogram's bins, then the last upper edge.
     pub latency_bins_ms: Vec<f64>,
+    /// With `--by`: every comparison per slice; `null` without.
+    pub slices: Option<super::slices::Slices>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -587,6 +589,7 @@ fn shadow_report((served, shadow): &(String, String), p: &ShadowPairs) -> Shadow
     }
 }
 
+#[derive(Clone)]
 pub struct Header {
     pub experiment: String,
     pub source: String,
@@ -764,5 +767,6 @@ pub fn build(header: Header, collector: &Collector, settings: &Settings) -> Repo
             .collect(),
         warnings,
         latency_bins_ms,
+        slices: None,
     }
 }

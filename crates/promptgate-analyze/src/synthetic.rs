@@ -108,6 +108,22 @@ impl SyntheticLog {
     /// the log is exactly `write`'s. (A method rather than a field, so that
     /// struct literals of `SyntheticLog` written before it keep compiling.)
     pub fn write_with_unit_effect(&self, root: &Path, unit_effect_sd: f64) -> std::io::Result<u64> {
+        self.write_records(root, unit_effect_sd, &serde_json::Value::Null)
+    }
+
+    /// As `write`, every record carrying `tags` (an object, as the gateway
+    /// writes `x-promptgate-tags`). Unit keys then include the seed, so logs
+    /// of different seeds and dates can share a root as separate slices.
+    pub fn write_tagged(&self, root: &Path, tags: &serde_json::Value) -> std::io::Result<u64> {
+        self.write_records(root, 0.0, tags)
+    }
+
+    fn write_records(
+        &self,
+        root: &Path,
+        unit_effect_sd: f64,
+        tags: &serde_json::Value,
+    ) -> std::io::Result<u64> {
         let mut rng = StdRng::seed_from_u64(self.seed);
         let total: f64 = self.variants.iter().map(|v| v.weight).sum();
         let mut requests = ObjectWriter {
@@ -127,7 +143,10 @@ impl SyntheticLog {
         let salt = format!("{}-salt-{}", self.experiment, self.seed);
         let mut records = 0;
         for unit in 0..self.units {
-            let unit_key = format!("unit-{unit}");
+            let unit_key = match tags {
+                serde_json::Value::Null => format!("unit-{unit}"),
+                _ => format!("unit-{}-{unit}", self.seed),
+            };
             let chosen = assign::choose_variant(
                 &salt,
                 &unit_key,
@@ -161,7 +180,7 @@ impl SyntheticLog {
                     "outcome": "completed", "error_class": null,
                     "latency_ms": (latency * 1000.0).round() / 1000.0, "ttfb_ms": null,
                     "input_tokens": 20, "output_tokens": 40, "cost_usd": 0.00006,
-                    "response_text": "synthetic answer",
+                    "response_text": "synthetic answer", "tags": tags,
                 });
                 requests.push(record.to_string(), hour)?;
                 records += 1;

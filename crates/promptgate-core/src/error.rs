@@ -34,6 +34,9 @@ pub enum GatewayError {
     },
     #[error("no experiment named `{0}`")]
     UnknownExperiment(String),
+    /// A bad `x-promptgate-tags` header (the message names the key).
+    #[error(transparent)]
+    InvalidTags(#[from] crate::tags::TagsError),
     /// An experiment refused the request (its own error, mapped here).
     #[error(transparent)]
     Experiment(ExperimentError),
@@ -181,6 +184,7 @@ impl GatewayError {
             | DialectNotSupported { .. }
             | BodyRead(_)
             | MethodNotAllowed { .. }
+            | InvalidTags(_)
             | Experiment(_) => ErrorClass::BadRequest,
             MissingKey | InvalidKey => ErrorClass::Auth,
             UnknownModel(_) | UnknownExperiment(_) | NotFound { .. } => ErrorClass::NotFound,

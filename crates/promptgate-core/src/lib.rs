@@ -15,3 +15,4 @@ pub mod error;
 pub mod experiments;
 pub mod routing;
 pub mod sse;
+pub mod tags;

@@ -74,6 +74,10 @@ async fn serve(
     if endpoint == Endpoint::Feedback {
         return accept_feedback(gateway, snapshot, body, client_id).await;
     }
+    let tags = promptgate_core::tags::parse(&parts.headers, &snapshot.tags)?;
+    if !tags.is_empty() {
+        context.notes.note(|n| n.tags = tags.clone());
+    }
     let body = body.read().await?;
     let head = dialect::parse_head(endpoint, &body)?;
     context.notes.note(|n| {
@@ -97,6 +101,7 @@ async fn serve(
         request_id: &context.request_id,
         request_id_header: &context.request_id_header,
         client_id,
+        tags,
         started: context.started,
         started_at: context.started_at,
         trace: context.trace.as_ref(),
@@ -192,6 +197,7 @@ pub(super) struct ParsedRequest<'a> {
     pub request_id: &'a Arc<str>,
     pub request_id_header: &'a HeaderValue,
     pub client_id: Option<Arc<str>>,
+    pub tags: promptgate_core::tags::Tags,
     pub started: Instant,
     pub started_at: SystemTime,
     pub trace: Option<&'a RequestTrace>,
@@ -220,6 +226,7 @@ impl ParsedRequest<'_> {
                 request_id: self.request_id,
                 request_id_header: self.request_id_header,
                 client_id: self.client_id.clone(),
+                tags: self.tags.clone(),
                 config_version: self.snapshot.version.clone(),
                 started: self.started,
                 started_at: self.started_at,

@@ -64,6 +64,7 @@ pub(super) struct RequestNotes(Mutex<Noted>);
 #[derive(Default)]
 pub(super) struct Noted {
     pub client_id: Option<Arc<str>>,
+    pub tags: promptgate_core::tags::Tags,
     pub model: Option<String>,
     pub stream: bool,
     pub experiment: Option<ExperimentTag>,
@@ -242,6 +243,7 @@ fn refused(
     let refusal = Refusal {
         request_id: context.request_id.clone(),
         client_id: notes.client_id,
+        tags: notes.tags,
         config_version: context.snapshot.version.clone(),
         endpoint,
         dialect: context.dialect,

@@ -109,6 +109,7 @@ pub(super) async fn serve(
             headers: exchange.headers,
             request_id: exchange.request_id,
             client_id: exchange.client_id.as_ref(),
+            tags: &exchange.tags,
             started: exchange.started,
             started_at: exchange.started_at,
             body: &body,

@@ -23,6 +23,9 @@ pub struct ExportRow {
     pub outcome: Option<String>,
     pub error_class: Option<String>,
     pub endpoint: Option<String>,
+    /// The request's tags (`null` in the log: none).
+    #[serde(default)]
+    pub tags: Option<std::collections::BTreeMap<String, String>>,
     /// Kept as text until the record is sampled: most records never are.
     pub request: Option<Box<RawValue>>,
     pub response_text: Option<String>,

@@ -1,4 +1,5 @@
-//! `--feedback` conditions: `thumbs_up=false`, `rating<3`, `rating>=4.5`.
+//! `--feedback` conditions (`thumbs_up=false`, `rating<3`, `rating>=4.5`)
+//! and `--tag` conditions (`doc_type=invoice`).
 
 use std::fmt;
 
@@ -95,6 +96,35 @@ impl fmt::Display for FeedbackFilter {
     }
 }
 
+/// `--tag KEY=VALUE`: the record's tag `KEY` is `VALUE` exactly. A record
+/// without the tag does not meet it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagFilter {
+    pub key: String,
+    pub value: String,
+}
+
+impl TagFilter {
+    pub fn meets(&self, tags: Option<&std::collections::BTreeMap<String, String>>) -> bool {
+        tags.and_then(|tags| tags.get(&self.key)) == Some(&self.value)
+    }
+}
+
+impl std::str::FromStr for TagFilter {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<TagFilter, String> {
+        text.split_once('=')
+            .map(|(key, value)| (key.trim(), value.trim()))
+            .filter(|(key, value)| !key.is_empty() && !value.is_empty())
+            .map(|(key, value)| TagFilter {
+                key: key.to_owned(),
+                value: value.to_owned(),
+            })
+            .ok_or_else(|| format!("`{text}`: expected KEY=VALUE, e.g. doc_type=invoice"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +145,25 @@ mod tests {
         assert!(filter("rating>4").meets(5.0));
         assert!(filter("rating!=3").meets(2.0) && !filter("rating!=3").meets(3.0));
         assert_eq!(filter("rating<=3").to_string(), "rating<=3");
+    }
+
+    #[test]
+    fn a_tag_condition_needs_the_exact_value() {
+        let wanted: TagFilter = " doc_type = invoice".parse().unwrap();
+        let tags = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<std::collections::BTreeMap<_, _>>()
+        };
+        assert!(wanted.meets(Some(&tags(&[("doc_type", "invoice"), ("channel", "web")]))));
+        assert!(!wanted.meets(Some(&tags(&[("doc_type", "receipt")]))));
+        assert!(!wanted.meets(Some(&tags(&[("channel", "web")]))));
+        assert!(!wanted.meets(None));
+        for text in ["doc_type", "=invoice", "doc_type="] {
+            let error = text.parse::<TagFilter>().unwrap_err();
+            assert!(error.starts_with(&format!("`{text}`")), "{error}");
+        }
     }
 
     #[test]

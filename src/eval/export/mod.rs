@@ -23,7 +23,7 @@ use promptgate_analyze::source::{ObjectError, Table};
 use promptgate_analyze::{AnalyzeError, DateRange, Source};
 
 pub use candidate::ExportRow;
-pub use filter::FeedbackFilter;
+pub use filter::{FeedbackFilter, TagFilter};
 
 use candidate::Unusable;
 use sample::{Sampler, allocate};
@@ -84,6 +84,8 @@ pub struct ExportOptions {
     pub error_classes: Vec<String>,
     /// All must hold, each on the latest value of its metric.
     pub feedback: Vec<FeedbackFilter>,
+    /// All must hold: the record's tag equals the value.
+    pub tags: Vec<TagFilter>,
     pub sampling: Sampling,
     pub seed: u64,
     pub skip_corrupt: bool,
@@ -198,7 +200,11 @@ fn selected(row: &ExportRow, options: &ExportOptions) -> bool {
             .error_classes
             .iter()
             .any(|wanted| row.error_class.as_deref().unwrap_or("none") == wanted);
-    experiment && variant && error_class
+    let tags = options
+        .tags
+        .iter()
+        .all(|wanted| wanted.meets(row.tags.as_ref()));
+    experiment && variant && error_class && tags
 }
 
 /// The positions of the selected records whose feedback meets every

@@ -20,6 +20,7 @@ pub struct Config {
     /// `None`: no audit log.
     pub audit: Option<crate::config::audit::AuditConfig>,
     pub feedback: crate::config::feedback::FeedbackConfig,
+    pub tags: crate::tags::TagsConfig,
     pub telemetry: TelemetryConfig,
     /// `[limits.<client id>]`, per replica.
     pub limits: crate::config::limits::LimitsConfig,

@@ -29,6 +29,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub feedback: RawFeedback,
     #[serde(default)]
+    pub tags: RawTags,
+    #[serde(default)]
     pub telemetry: RawTelemetry,
     /// `[limits.<client id>]`: per-client limits, per replica.
     #[serde(default)]
@@ -70,6 +72,24 @@ pub struct RawFeedback {
     /// Metric name → `"boolean"` or `"float"`. Empty: any plain metric name.
     #[serde(default)]
     pub metrics: BTreeMap<String, RawMetricKind>,
+}
+
+/// `[tags]`: the keys applications may send in `x-promptgate-tags`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTags {
+    /// Longest value accepted, in bytes (1–256, default 64).
+    pub max_value_bytes: Option<usize>,
+    /// Key → its declaration. A key not here is refused with a 400.
+    #[serde(default)]
+    pub keys: BTreeMap<String, RawTagKey>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTagKey {
+    /// The only values accepted; absent: any value.
+    pub values: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

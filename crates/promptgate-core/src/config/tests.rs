@@ -508,3 +508,35 @@ fn stream_and_retry_limits_of_a_provider_are_checked() {
     assert!(defaults.providers[0].retry.retry_on_dropped_after_send);
     assert_eq!(defaults.providers[0].max_sse_event_bytes, 4 << 20);
 }
+
+#[test]
+fn tag_keys_and_values_are_declared_and_checked() {
+    let config = parse_with_env(
+        &format!(
+            "{OPEN_DEMO}[tags]\nmax_value_bytes = 16\n[tags.keys.doc_type]\n[tags.keys.channel]\nvalues = [\"email\", \"web\"]\n"
+        ),
+        &[],
+        None,
+    )
+    .unwrap();
+    assert_eq!(config.tags.max_value_bytes, 16);
+    assert!(config.tags.keys["doc_type"].values.is_none());
+    assert_eq!(
+        config.tags.keys["channel"].values.as_deref(),
+        Some(&["email".to_owned(), "web".to_owned()][..])
+    );
+    let found = problems(&format!(
+        "{OPEN_DEMO}[tags]\nmax_value_bytes = 0\n[tags.keys.\"doc type\"]\n[tags.keys.channel]\nvalues = [\"e mail\"]\n[tags.keys.empty]\nvalues = []\n"
+    ));
+    let paths: Vec<&str> = found.iter().map(|(_, path, _)| path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "tags.max_value_bytes",
+            "tags.keys.doc type",
+            "tags.keys.channel.values[0]",
+            "tags.keys.empty.values"
+        ],
+        "{found:?}"
+    );
+}

@@ -108,6 +108,7 @@ pub fn validate(
 
     let audit = validate_audit(raw.audit.as_ref(), &raw.prices, env, &mut errors);
     let feedback = validate_feedback(&raw.feedback, &mut errors);
+    let tags = super::validate_tags::validate_tags(&raw.tags, &mut errors);
     let telemetry = validate_telemetry(&raw.telemetry, env, &mut errors);
     let limits = super::limits::validate_limits(
         &raw.limits,
@@ -132,6 +133,7 @@ pub fn validate(
             experiments,
             audit,
             feedback,
+            tags,
             telemetry,
             limits,
             startup_only_digest: super::config_version(
