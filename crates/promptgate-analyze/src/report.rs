@@ -188,6 +188,16 @@ pub struct Comparison {
     pub verdict: String,
 }
 
+impl Comparison {
+    /// Its place among the tests corrected together: the Holm-adjusted p,
+    /// whether that is significant at `alpha`, and the verdict in words.
+    pub fn settle(&mut self, p_adjusted: f64, alpha: f64) {
+        self.p_adjusted = p_adjusted;
+        self.significant = p_adjusted < alpha;
+        self.verdict = super::render::verdict(self);
+    }
+}
+
 /// What makes every comparison of a report suspect: the groups were not
 /// split as randomised.
 pub const SUSPECT_SRM: &str = "sample ratio mismatch";
@@ -735,10 +745,8 @@ pub fn build(header: Header, collector: &Collector, settings: &Settings) -> Repo
         .into_iter()
         .zip(adjusted)
         .map(|(mut c, p_adjusted)| {
-            c.p_adjusted = p_adjusted;
-            c.significant = p_adjusted < alpha;
             c.suspect = mismatch.then_some(SUSPECT_SRM);
-            c.verdict = super::render::verdict(&c);
+            c.settle(p_adjusted, alpha);
             c
         })
         .collect();

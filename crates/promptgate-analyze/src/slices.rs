@@ -169,9 +169,7 @@ impl Slicer {
         let alpha = 1.0 - settings.confidence;
         for slice in &mut slices {
             for c in &mut slice.comparisons {
-                c.p_adjusted = adjusted.next().unwrap_or(1.0);
-                c.significant = c.p_adjusted < alpha;
-                c.verdict = crate::render::verdict(c);
+                c.settle(adjusted.next().unwrap_or(1.0), alpha);
             }
             slice.too_small = too_small(&slice.comparisons, settings.target_lift);
         }
