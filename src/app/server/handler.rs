@@ -15,7 +15,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::Gateway;
-use super::auth::authenticate;
+use super::auth::authenticate_peer;
 use super::observe::{ObservedRequest, RequestContext, RequestNotes};
 use super::variant;
 use crate::body::{GatewayBody, full};
@@ -24,6 +24,7 @@ use crate::feedback::{self, Feedback};
 use crate::providers::{self, ForwardRequest, WhenExhausted};
 use crate::snapshot::Snapshot;
 use crate::telemetry::{RequestTrace, Role};
+use crate::tls::PeerIdentity;
 use promptgate_core::config::RouteConfig;
 use promptgate_core::dialect::{self, Endpoint, EndpointMismatch};
 use promptgate_core::error::GatewayError;
@@ -58,7 +59,15 @@ async fn serve(
         },
     })?;
     let snapshot = &context.snapshot;
-    let client_id = authenticate(&snapshot.auth, request.headers())?;
+    let client_id = authenticate_peer(
+        &snapshot.auth,
+        &snapshot.server.clients_by_certificate_name,
+        request.headers(),
+        request
+            .extensions()
+            .get::<Arc<PeerIdentity>>()
+            .map(|peer| &**peer),
+    )?;
     context.notes.note(|n| n.client_id = client_id.clone());
     if gateway
         .audit

@@ -11,6 +11,7 @@ mod validate;
 mod validate_audit;
 mod validate_experiments;
 mod validate_shadow;
+mod validate_tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
