@@ -35,4 +35,5 @@ mod scorers;
 mod sdk;
 mod shadow;
 mod telemetry;
+mod tls;
 mod validation;
