@@ -577,3 +577,24 @@ async fn a_bad_certificate_at_start_up_is_an_error_naming_the_file() {
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdks_trust_a_custom_ca_and_tls_1_1_is_refused() {
+    let tls = start(None).await;
+    support::pytest::run(
+        "sdk_tls",
+        "the pinned openai/anthropic/pytest packages",
+        vec![
+            (
+                "PROMPTGATE_TLS_URL",
+                format!("https://localhost:{}", tls.gateway.addr.port()),
+            ),
+            (
+                "PROMPTGATE_CA_FILE",
+                tls.files.join("ca.pem").display().to_string(),
+            ),
+            ("PROMPTGATE_CLIENT_KEY", CLIENT_KEY.to_owned()),
+        ],
+    )
+    .await;
+}
