@@ -142,7 +142,10 @@ pub fn validate(
             feedback,
             telemetry,
             startup_only_digest: super::config_version(
-                &format!("{:?}{:?}{:?}", raw.audit, raw.prices, raw.telemetry),
+                &format!(
+                    "{:?}{:?}{:?}{:?}{:?}",
+                    raw.audit, raw.prices, raw.telemetry, raw.server.tls, raw.admin.tls
+                ),
                 &[],
             ),
             version: super::config_version(source, &files),
