@@ -47,9 +47,9 @@ def test_anthropic_sdk_over_https_with_a_custom_ca() -> None:
 
 def test_the_sdk_refuses_the_gateway_without_the_ca() -> None:
     """The certificate is really checked: the system roots do not know our CA."""
-    client = openai.OpenAI(api_key=CLIENT_KEY, base_url=f"{BASE_URL}/v1", max_retries=0)
-    with pytest.raises(openai.APIConnectionError):
-        client.models.list()
+    with openai.OpenAI(api_key=CLIENT_KEY, base_url=f"{BASE_URL}/v1", max_retries=0) as client:
+        with pytest.raises(openai.APIConnectionError):
+            client.models.list()
 
 
 def _handshake(maximum: ssl.TLSVersion) -> str:
