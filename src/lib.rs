@@ -28,6 +28,7 @@ pub mod shadow;
 pub mod simulator;
 pub mod snapshot;
 pub mod telemetry;
+pub mod tls;
 
 /// The client listener lives in the assembled application (`app::server`);
 /// this path keeps `promptgate::server::hash_key` for the binary and tests.

@@ -124,7 +124,7 @@ impl Reloader {
         }
         if current.startup_only_digest != config.startup_only_digest {
             tracing::warn!(
-                "[audit], [prices] or [telemetry] changed: those sections take effect only after a restart"
+                "[audit], [prices], [telemetry] or a [*.tls] table changed: those sections take effect only after a restart (certificate files are re-read without one)"
             );
         }
         self.snapshots.replace(Snapshot::new(config));

@@ -28,6 +28,7 @@ use crate::reload::{ReloadOutcome, Reloader};
 use crate::snapshot::SnapshotHandle;
 use crate::telemetry::Telemetry;
 use crate::telemetry::ready::Readiness;
+use crate::tls::TlsListener;
 use promptgate_core::experiments::decide;
 use promptgate_core::experiments::model::{Experiment, UnitKeySource};
 
@@ -42,27 +43,47 @@ pub struct Admin {
     pub readiness: Readiness,
 }
 
-/// Serves until `shutdown` resolves. Admin requests are short: no drain.
-pub async fn serve(listener: TcpListener, admin: Arc<Admin>, shutdown: impl Future<Output = ()>) {
+/// Serves until `shutdown` resolves, over TLS when `[admin.tls]` is set.
+/// Admin requests are short: no drain.
+pub async fn serve(
+    listener: TcpListener,
+    tls: Option<Arc<TlsListener>>,
+    admin: Arc<Admin>,
+    shutdown: impl Future<Output = ()>,
+) {
     tokio::pin!(shutdown);
     let mut backoff = AcceptBackoff::default();
     loop {
         tokio::select! {
-            (stream, _) = backoff.next_connection(&listener, "admin") => {
-                let admin = admin.clone();
+            (stream, peer) = backoff.next_connection(&listener, "admin") => {
+                let (admin, tls) = (admin.clone(), tls.clone());
                 tokio::spawn(async move {
-                    let service = service_fn(move |request| {
-                        let admin = admin.clone();
-                        async move { Ok::<_, Infallible>(handle(&admin, request).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    match tls {
+                        None => serve_connection(TokioIo::new(stream), admin).await,
+                        Some(tls) => {
+                            if let Some((stream, _)) = tls.handshake(stream, peer).await {
+                                serve_connection(TokioIo::new(stream), admin).await;
+                            }
+                        }
+                    }
                 });
             }
             () = &mut shutdown => return,
         }
     }
+}
+
+async fn serve_connection<I>(io: I, admin: Arc<Admin>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let admin = admin.clone();
+        async move { Ok::<_, Infallible>(handle(&admin, request).await) }
+    });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .serve_connection(io, service)
+        .await;
 }
 
 fn json_response(status: StatusCode, value: Value) -> Response<GatewayBody> {

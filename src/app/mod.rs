@@ -25,6 +25,7 @@ use crate::snapshot::{Snapshot, SnapshotHandle};
 use crate::telemetry::metrics::ReloadCounts;
 use crate::telemetry::ready::Readiness;
 use crate::telemetry::{Telemetry, TelemetryError};
+use crate::tls::{ListenerName, TlsError, TlsListener};
 use promptgate_core::config::{self, ConfigError, LoadOptions};
 
 /// The assembled application, as every request shares it: the config in
@@ -53,6 +54,11 @@ pub enum StartError {
     Telemetry(#[from] TelemetryError),
     #[error("cannot listen for SIGHUP: {source}")]
     Signal { source: std::io::Error },
+    #[error("TLS on the {} listener: {source}", listener.label())]
+    Tls {
+        listener: ListenerName,
+        source: TlsError,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
@@ -109,6 +115,9 @@ impl App {
             Some(log) => Fanout::of(vec![log.clone() as Arc<dyn ExchangeSink>, sink]),
             None => sink,
         };
+        // Before binding: a bad certificate is a start-up error naming its file.
+        let tls = load_tls(config.server.tls.as_ref(), ListenerName::Client)?;
+        let admin_tls = load_tls(config.admin.tls.as_ref(), ListenerName::Admin)?;
         let listener = bind(config.server.listen).await?;
         let admin_listener = bind(config.admin.listen).await?;
         let addr = listener.local_addr().map_err(|source| StartError::Bind {
@@ -159,8 +168,20 @@ impl App {
         let (stop_background, stopped) = watch::channel(false);
         let (stop_serving, serving_stopped) = tokio::sync::oneshot::channel::<()>();
 
+        let mut background = Vec::new();
+        // Certificate files are watched as often as the config file.
+        if let Some(every) = poll {
+            for tls in tls.iter().chain(admin_tls.iter()) {
+                background.push(tokio::spawn(tls.certificate().watch(
+                    every,
+                    gateway.telemetry.metrics().clone(),
+                    stopped.clone(),
+                )));
+            }
+        }
         let server = tokio::spawn(server::serve(
             listener,
+            tls,
             gateway.clone(),
             grace,
             max_concurrent_requests,
@@ -168,7 +189,6 @@ impl App {
                 let _ = serving_stopped.await;
             },
         ));
-        let mut background = Vec::new();
         let admin = Arc::new(Admin {
             snapshots: gateway.snapshots.clone(),
             telemetry: gateway.telemetry.clone(),
@@ -180,6 +200,7 @@ impl App {
         let mut admin_stopped = stopped.clone();
         background.push(tokio::spawn(admin::serve(
             admin_listener,
+            admin_tls,
             admin,
             async move {
                 let _ = admin_stopped.changed().await;
@@ -243,6 +264,16 @@ impl App {
             let _ = stop.send(());
         }
     }
+}
+
+fn load_tls(
+    files: Option<&config::TlsFiles>,
+    listener: ListenerName,
+) -> Result<Option<Arc<TlsListener>>, StartError> {
+    files
+        .map(|files| TlsListener::load(files, listener).map(Arc::new))
+        .transpose()
+        .map_err(|source| StartError::Tls { listener, source })
 }
 
 /// Registers what the metrics read at each scrape from state kept elsewhere:

@@ -114,6 +114,7 @@ pub struct Metrics {
     fallbacks: Counter<u64>,
     variant_fallbacks: Counter<u64>,
     limit_refusals: Counter<u64>,
+    tls_certificate_reloads: Counter<u64>,
     /// USD per million tokens by the model sent upstream (`[prices]`, at start-up).
     prices: HashMap<String, Price>,
 }
@@ -184,6 +185,10 @@ impl Metrics {
             limit_refusals: counter(
                 "promptgate_limit_refusals_total",
                 "Requests refused by a client's [limits] on this replica, by client and limit.",
+            ),
+            tls_certificate_reloads: counter(
+                "promptgate_tls_certificate_reloads_total",
+                "Changed TLS certificate files read, by listener (client, admin) and outcome (ok, failed: the previous certificate stays).",
             ),
             registry,
             provider,
@@ -316,6 +321,18 @@ impl Metrics {
             &[
                 KeyValue::new("experiment", experiment.clone()),
                 KeyValue::new("variant", variant.clone()),
+            ],
+        );
+    }
+
+    /// A listener's TLS certificate files changed and were read (`outcome`:
+    /// ok, or failed and the previous certificate stays).
+    pub fn tls_certificate_reload(&self, listener: &'static str, outcome: &'static str) {
+        self.tls_certificate_reloads.add(
+            1,
+            &[
+                KeyValue::new("listener", listener),
+                KeyValue::new("outcome", outcome),
             ],
         );
     }

@@ -39,4 +39,5 @@ mod sdk;
 mod shadow;
 mod tags;
 mod telemetry;
+mod tls;
 mod validation;

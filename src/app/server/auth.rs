@@ -2,6 +2,7 @@
 //! time with every declared digest, so neither a match nor its position leaks
 //! through timing.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use http::HeaderMap;
@@ -10,6 +11,8 @@ use subtle::{Choice, ConstantTimeEq};
 
 use promptgate_core::config::AuthConfig;
 use promptgate_core::error::GatewayError;
+
+use crate::tls::PeerIdentity;
 
 /// The key as SDKs send it: `Authorization: Bearer …` (OpenAI, recent Anthropic
 /// SDKs) or `x-api-key` (Anthropic SDKs, curl examples).
@@ -46,6 +49,33 @@ pub fn authenticate(
         }
     }
     found.cloned().map(Some).ok_or(GatewayError::InvalidKey)
+}
+
+/// The client of a request that may come with a verified client certificate
+/// (`peer`, mutual TLS). A certificate whose names map to a client (the first
+/// of its names that does) is that client without a key; a key sent as well
+/// must be that same client's, or the request is refused (401). Without a
+/// mapped certificate, the key decides as in [`authenticate`].
+pub fn authenticate_peer(
+    auth: &AuthConfig,
+    clients_by_certificate_name: &HashMap<String, Arc<str>>,
+    headers: &HeaderMap,
+    peer: Option<&PeerIdentity>,
+) -> Result<Option<Arc<str>>, GatewayError> {
+    let by_certificate = peer.and_then(|peer| {
+        peer.names()
+            .find_map(|name| clients_by_certificate_name.get(name))
+    });
+    let Some(certified) = by_certificate else {
+        return authenticate(auth, headers);
+    };
+    if presented_key(headers).is_none() {
+        return Ok(Some(certified.clone()));
+    }
+    match authenticate(auth, headers)? {
+        Some(by_key) if by_key == *certified => Ok(Some(by_key)),
+        _ => Err(GatewayError::InvalidKey),
+    }
 }
 
 /// Hex SHA-256 of a client key, as written in `auth.clients[].key_sha256`.

@@ -13,7 +13,7 @@ use http::{Request, Response};
 use serde_json::{Value, json};
 
 use super::Gateway;
-use super::auth::authenticate;
+use super::auth::authenticate_peer;
 use super::body_limit::LimitedBody;
 use super::observe::{ObservedRequest, RequestContext, RequestNotes};
 use super::variant;
@@ -23,6 +23,7 @@ use crate::feedback::{self, Feedback};
 use crate::providers::{self, ForwardRequest, WhenExhausted};
 use crate::snapshot::Snapshot;
 use crate::telemetry::{RequestTrace, Role};
+use crate::tls::PeerIdentity;
 use promptgate_core::config::RouteConfig;
 use promptgate_core::dialect::{self, Endpoint, EndpointMismatch};
 use promptgate_core::error::GatewayError;
@@ -57,7 +58,15 @@ async fn serve(
         },
     })?;
     let snapshot = &context.snapshot;
-    let client_id = authenticate(&snapshot.auth, request.headers())?;
+    let client_id = authenticate_peer(
+        &snapshot.auth,
+        &snapshot.server.clients_by_certificate_name,
+        request.headers(),
+        request
+            .extensions()
+            .get::<Arc<PeerIdentity>>()
+            .map(|peer| &**peer),
+    )?;
     context.notes.note(|n| n.client_id = client_id.clone());
     if gateway
         .audit

@@ -1,5 +1,5 @@
 //! The client-facing listener: accepts connections (with `TCP_NODELAY`), serves
-//! HTTP/1.1 on each, and on shutdown stops accepting, lets in-flight requests
+//! HTTP/1.1 on each (over TLS when `[server.tls]` is set), and on shutdown stops accepting, lets in-flight requests
 //! and streams finish within the grace period, then returns.
 
 mod auth;
@@ -24,6 +24,7 @@ pub use auth::hash_key;
 
 use super::Gateway;
 use crate::accept::AcceptBackoff;
+use crate::tls::{TlsListener, WithPeer};
 
 /// Slowloris guard: a client gets this long to send its request head.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,6 +33,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// most `max_concurrent_requests` are served at once; more are refused.
 pub async fn serve(
     listener: TcpListener,
+    tls: Option<Arc<TlsListener>>,
     gateway: Arc<Gateway>,
     grace: Duration,
     max_concurrent_requests: usize,
@@ -52,10 +54,26 @@ pub async fn serve(
                 if let Err(error) = stream.set_nodelay(true) {
                     tracing::debug!(%peer, %error, "could not set TCP_NODELAY");
                 }
-                let service = TowerToHyperService::new(stack.clone());
-                let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-                // Tracked by `graceful`, which waits for it on shutdown.
+                let Some(tls) = &tls else {
+                    let service = TowerToHyperService::new(stack.clone());
+                    let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                    // Tracked by `graceful`, which waits for it on shutdown.
+                    tokio::spawn(async move {
+                        if let Err(error) = connection.await {
+                            tracing::debug!(%peer, %error, "connection ended with an error");
+                        }
+                    });
+                    continue;
+                };
+                // The handshake runs on the connection's task, not the accept
+                // loop's; the watcher makes shutdown wait for it too.
+                let (tls, http, stack, watcher) = (tls.clone(), http.clone(), stack.clone(), graceful.watcher());
                 tokio::spawn(async move {
+                    let Some((stream, identity)) = tls.handshake(stream, peer).await else {
+                        return;
+                    };
+                    let service = TowerToHyperService::new(WithPeer::new(stack, identity));
+                    let connection = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
                     if let Err(error) = connection.await {
                         tracing::debug!(%peer, %error, "connection ended with an error");
                     }

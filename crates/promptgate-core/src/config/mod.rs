@@ -13,6 +13,7 @@ mod validate_audit;
 mod validate_experiments;
 mod validate_shadow;
 mod validate_tags;
+mod validate_tls;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -1,8 +1,10 @@
 //! The validated configuration. Every value here has been checked: a `Config`
 //! that exists can be served.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +65,22 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     /// `None`: the files are not watched.
     pub config_poll: Option<Duration>,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
+    /// Client id of each `certificate_names` entry (mutual TLS); empty without it.
+    pub clients_by_certificate_name: HashMap<String, Arc<str>>,
+}
+
+/// A listener's TLS files (paths resolved against the config file's
+/// directory), read at start-up and again whenever they change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Client certificates are verified against this bundle (client listener only).
+    pub client_ca_file: Option<PathBuf>,
+    /// Only with `client_ca_file`: a handshake without a client certificate fails.
+    pub require_client_cert: bool,
 }
 
 #[derive(Clone)]
@@ -72,6 +90,8 @@ pub struct AdminConfig {
     pub token_sha256: Option<[u8; 32]>,
     /// How long audit uploads may fail before `/readyz` says not ready.
     pub readiness_audit_failure: Duration,
+    /// `None`: plain HTTP.
+    pub tls: Option<TlsFiles>,
 }
 
 impl fmt::Debug for AdminConfig {
@@ -80,6 +100,7 @@ impl fmt::Debug for AdminConfig {
             .field("listen", &self.listen)
             .field("token", &self.token_sha256.map(|_| "[redacted]"))
             .field("readiness_audit_failure", &self.readiness_audit_failure)
+            .field("tls", &self.tls)
             .finish()
     }
 }

@@ -204,6 +204,22 @@ pub struct RawServer {
     /// How often the config and prompt files are checked for changes (0: never;
     /// SIGHUP and the admin endpoint still reload).
     pub config_poll_ms: Option<u64>,
+    /// HTTPS on the client listener (and mutual TLS with `client_ca_file`).
+    pub tls: Option<RawTls>,
+}
+
+/// `[server.tls]` and `[admin.tls]`: PEM files, paths relative to the config
+/// file, re-read when they change (certificate rotation without restart).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    /// CA bundle that client certificates must chain to (client listener only).
+    pub client_ca_file: Option<String>,
+    /// Refuse the handshake without a client certificate (needs `client_ca_file`).
+    #[serde(default)]
+    pub require_client_cert: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -218,6 +234,8 @@ pub struct RawAdmin {
     /// `/readyz` answers 503 once audit uploads have failed, with segments
     /// waiting and nothing stored, for this long (default 60000).
     pub readiness_audit_failure_ms: Option<u64>,
+    /// HTTPS on the admin listener (`cert_file` and `key_file` only).
+    pub tls: Option<RawTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -240,6 +258,10 @@ pub struct RawClient {
     /// whose config is baked into the image).
     pub key_sha256_env: Option<String>,
     pub key_sha256_file: Option<String>,
+    /// Subject CN or SAN (DNS name or URI) of client certificates that
+    /// authenticate as this client over mutual TLS, instead of a key.
+    #[serde(default)]
+    pub certificate_names: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -540,3 +540,60 @@ fn tag_keys_and_values_are_declared_and_checked() {
         "{found:?}"
     );
 }
+
+#[test]
+fn tls_tables_and_certificate_names_are_checked_with_their_line() {
+    let source = "[server.tls]\ncert_file = \"missing.crt\"\nrequire_client_cert = true\n\
+[admin.tls]\ncert_file = \"a.crt\"\nkey_file = \"a.key\"\nclient_ca_file = \"ca.pem\"\n\
+[[auth.clients]]\nid = \"a\"\ncertificate_names = [\"svc.example\"]\n\
+[[auth.clients]]\nid = \"b\"\ncertificate_names = [\"svc.example\"]\n\
+[providers.demo]\nkind = \"demo\"\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"demo\"]\n";
+    let found = problems(source);
+    let has = |line: usize, path: &str, text: &str| {
+        found
+            .iter()
+            .any(|(l, p, m)| *l == Some(line) && p == path && m.contains(text))
+    };
+    assert!(
+        has(
+            2,
+            "server.tls.cert_file",
+            "cannot read /nonexistent/missing.crt"
+        ),
+        "{found:#?}"
+    );
+    assert!(has(1, "server.tls.key_file", "is required"), "{found:#?}");
+    assert!(
+        has(3, "server.tls.require_client_cert", "needs client_ca_file"),
+        "{found:#?}"
+    );
+    assert!(
+        has(
+            7,
+            "admin.tls.client_ca_file",
+            "only offered on the client listener"
+        ),
+        "{found:#?}"
+    );
+    assert!(
+        has(
+            10,
+            "auth.clients[0].certificate_names",
+            "set server.tls.client_ca_file"
+        ),
+        "{found:#?}"
+    );
+    assert!(
+        has(
+            13,
+            "auth.clients[1].certificate_names",
+            "already a certificate name of auth.clients[0]"
+        ),
+        "{found:#?}"
+    );
+    // A client with certificate names needs no key; one without either still does.
+    assert!(
+        !found.iter().any(|(_, p, _)| p == "auth.clients[0]"),
+        "{found:#?}"
+    );
+}

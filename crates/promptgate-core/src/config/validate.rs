@@ -15,6 +15,7 @@ use super::model::*;
 use super::raw::*;
 use super::validate_audit::validate_audit;
 use super::validate_experiments::{Context, validate_experiments};
+use super::validate_tls::{Listener, clients_by_certificate_name, validate_tls};
 use crate::config::feedback::{FeedbackConfig, LABEL_RULE, MetricKind, is_label};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -67,7 +68,20 @@ pub fn validate(
     env: &Environment<'_>,
 ) -> Result<Config, Vec<FieldError>> {
     let mut errors = Errors::default();
-    let server = validate_server(&raw.server, env.listen_override, &mut errors);
+    let mut server = validate_server(&raw.server, env.listen_override, &mut errors);
+    let server_tls = validate_tls(
+        "server.tls",
+        raw.server.tls.as_ref(),
+        Listener::Client,
+        env,
+        &mut errors,
+    );
+    let certificate_clients =
+        clients_by_certificate_name(&raw.auth.clients, raw.server.tls.as_ref(), &mut errors);
+    if let Some(server) = &mut server {
+        server.tls = server_tls;
+        server.clients_by_certificate_name = certificate_clients;
+    }
     let auth = validate_auth(
         &raw.auth,
         server.as_ref().map(|s| s.listen),
@@ -137,7 +151,10 @@ pub fn validate(
             telemetry,
             limits,
             startup_only_digest: super::config_version(
-                &format!("{:?}{:?}{:?}", raw.audit, raw.prices, raw.telemetry),
+                &format!(
+                    "{:?}{:?}{:?}{:?}{:?}",
+                    raw.audit, raw.prices, raw.telemetry, raw.server.tls, raw.admin.tls
+                ),
                 &[],
             ),
             version: super::config_version(source, &files),
@@ -307,6 +324,8 @@ fn validate_server(
             raw.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
         ),
         config_poll: (poll > 0).then(|| Duration::from_millis(poll)),
+        tls: None,
+        clients_by_certificate_name: HashMap::new(),
     })
 }
 
@@ -350,6 +369,7 @@ fn validate_admin(
         listen,
         token_sha256: token.map(|t| sha2::Sha256::digest(t.as_bytes()).into()),
         readiness_audit_failure: Duration::from_millis(tolerated),
+        tls: validate_tls("admin.tls", raw.tls.as_ref(), Listener::Admin, env, errors),
     })
 }
 
@@ -398,6 +418,12 @@ fn validate_auth(
                 format!("{path}.id"),
                 format!("`{}` is already the id of auth.clients[{first}]", client.id),
             );
+        }
+        let has_key = client.key_sha256.is_some()
+            || client.key_sha256_env.is_some()
+            || client.key_sha256_file.is_some();
+        if !has_key && !client.certificate_names.is_empty() {
+            continue; // authenticates by its certificate only (mutual TLS)
         }
         let Some((field, digest)) = client_digest(&path, client, env, errors) else {
             continue;
