@@ -112,6 +112,7 @@ pub struct Metrics {
     retries: Counter<u64>,
     fallbacks: Counter<u64>,
     variant_fallbacks: Counter<u64>,
+    auth_failures: Counter<u64>,
     /// USD per million tokens by the model sent upstream (`[prices]`, at start-up).
     prices: HashMap<String, Price>,
 }
@@ -178,6 +179,10 @@ impl Metrics {
             variant_fallbacks: counter(
                 "promptgate_variant_fallbacks_total",
                 "Requests served by the experiment's fallback variant after the assigned one failed.",
+            ),
+            auth_failures: counter(
+                "promptgate_auth_failures_total",
+                "Requests refused by authentication or endpoint authorization, by reason (missing, unknown, expired, forbidden); never labelled with a key or its digest.",
             ),
             registry,
             provider,
@@ -289,6 +294,12 @@ impl Metrics {
                 KeyValue::new("role", role.label()),
             ],
         );
+    }
+
+    /// A request refused before its phases: `reason` is a fixed label.
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures
+            .add(1, &[KeyValue::new("reason", reason)]);
     }
 
     /// The assigned `variant` of `experiment` failed and the fallback variant served.

@@ -40,6 +40,13 @@ pub enum GatewayError {
     MissingKey,
     #[error("invalid API key")]
     InvalidKey,
+    /// The key matched, but its `not_after` time has passed.
+    #[error("this API key has expired; use the client's current key")]
+    ExpiredKey,
+    /// The client is authenticated but its allow-list leaves this out; the
+    /// message names what was refused, never what the client may call.
+    #[error("this client is not allowed to call {0}")]
+    Forbidden(String),
     #[error("no such endpoint: {method} {path}")]
     NotFound { method: String, path: String },
     #[error("method not allowed on {path}; use {allowed}")]
@@ -132,7 +139,9 @@ impl GatewayError {
     pub fn class(&self) -> ErrorClass {
         use GatewayError::*;
         match self {
-            Experiment(ExperimentError::OverrideForbidden { .. }) => ErrorClass::Forbidden,
+            Experiment(ExperimentError::OverrideForbidden { .. }) | Forbidden(_) => {
+                ErrorClass::Forbidden
+            }
             InvalidJson(_)
             | InvalidField { .. }
             | MissingModel
@@ -141,7 +150,7 @@ impl GatewayError {
             | BodyRead(_)
             | MethodNotAllowed { .. }
             | Experiment(_) => ErrorClass::BadRequest,
-            MissingKey | InvalidKey => ErrorClass::Auth,
+            MissingKey | InvalidKey | ExpiredKey => ErrorClass::Auth,
             UnknownModel(_) | UnknownExperiment(_) | NotFound { .. } => ErrorClass::NotFound,
             BodyTooLarge { .. } => ErrorClass::TooLarge,
             ProviderUnreachable { .. }

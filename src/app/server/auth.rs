@@ -1,51 +1,122 @@
 //! Client authentication: the caller's key is hashed and compared in constant
-//! time with every declared digest, so neither a match nor its position leaks
-//! through timing.
+//! time with every declared digest (every key of every client, rotated ones
+//! included), so neither a match nor its position leaks through timing. What
+//! it establishes — the `Caller` — travels to the phases as a request
+//! extension (`auth_layer.rs`).
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use http::HeaderMap;
 use sha2::{Digest, Sha256};
-use subtle::{Choice, ConstantTimeEq};
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
-use promptgate_core::config::AuthConfig;
+use promptgate_core::config::{AuthConfig, ClientKey, Permissions};
 use promptgate_core::error::GatewayError;
 
-/// The key as SDKs send it: `Authorization: Bearer …` (OpenAI, recent Anthropic
-/// SDKs) or `x-api-key` (Anthropic SDKs, curl examples).
-fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
+/// The permissions of a caller in open mode or of a client without `allow`.
+static UNRESTRICTED: Permissions = Permissions::UNRESTRICTED;
+
+/// Who a request is from, as authentication established it.
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// `None` in open mode.
+    pub client_id: Option<Arc<str>>,
+    /// `None`: unrestricted.
+    permissions: Option<Arc<Permissions>>,
+}
+
+impl Caller {
+    pub fn permissions(&self) -> &Permissions {
+        self.permissions.as_deref().unwrap_or(&UNRESTRICTED)
+    }
+}
+
+/// How a caller proves who it is. A key today; a peer certificate (mTLS)
+/// is a second way to name a client and maps to the same `Caller`.
+enum Credential<'a> {
+    Key(&'a [u8]),
+}
+
+/// Why a caller was not authenticated: a fixed label for metrics, never
+/// anything of the key itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    Missing,
+    Unknown,
+    Expired,
+}
+
+impl AuthFailure {
+    pub fn label(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "missing",
+            AuthFailure::Unknown => "unknown",
+            AuthFailure::Expired => "expired",
+        }
+    }
+}
+
+impl From<AuthFailure> for GatewayError {
+    fn from(failure: AuthFailure) -> GatewayError {
+        match failure {
+            AuthFailure::Missing => GatewayError::MissingKey,
+            AuthFailure::Unknown => GatewayError::InvalidKey,
+            AuthFailure::Expired => GatewayError::ExpiredKey,
+        }
+    }
+}
+
+/// The credential as SDKs send it: `Authorization: Bearer …` (OpenAI, recent
+/// Anthropic SDKs) or `x-api-key` (Anthropic SDKs, curl examples).
+fn credential(headers: &HeaderMap) -> Option<Credential<'_>> {
     if let Some(value) = headers.get(http::header::AUTHORIZATION) {
         let bytes = value.as_bytes();
         if bytes.len() > 7 && bytes[..7].eq_ignore_ascii_case(b"bearer ") {
-            return Some(bytes[7..].trim_ascii());
+            return Some(Credential::Key(bytes[7..].trim_ascii()));
         }
     }
     headers
         .get("x-api-key")
         .map(|v| v.as_bytes().trim_ascii())
         .filter(|k| !k.is_empty())
+        .map(Credential::Key)
 }
 
-/// The id of the authenticated client, or `None` in open mode.
+/// The caller of a request at `now`; in open mode an anonymous one.
 pub fn authenticate(
     auth: &AuthConfig,
     headers: &HeaderMap,
-) -> Result<Option<Arc<str>>, GatewayError> {
+    now: SystemTime,
+) -> Result<Caller, AuthFailure> {
     let keys = match auth {
-        AuthConfig::Open => return Ok(None),
+        AuthConfig::Open => return Ok(Caller::default()),
         AuthConfig::Keys(keys) => keys,
     };
-    let presented = presented_key(headers).ok_or(GatewayError::MissingKey)?;
-    let digest: [u8; 32] = Sha256::digest(presented).into();
-    let mut found: Option<&Arc<str>> = None;
-    for key in keys {
-        let matched: Choice = key.sha256.ct_eq(&digest);
-        // Every key is compared; the branch below only picks the result.
-        if bool::from(matched) {
-            found = Some(&key.id);
-        }
+    match credential(headers).ok_or(AuthFailure::Missing)? {
+        Credential::Key(presented) => by_key(keys, presented, now),
     }
-    found.cloned().map(Some).ok_or(GatewayError::InvalidKey)
+}
+
+fn by_key(keys: &[ClientKey], presented: &[u8], now: SystemTime) -> Result<Caller, AuthFailure> {
+    let digest: [u8; 32] = Sha256::digest(presented).into();
+    // Every key is compared and the match is selected without a branch; a
+    // digest belongs to one client (validation), so at most one matches.
+    let mut found = u32::MAX;
+    for (index, key) in keys.iter().enumerate() {
+        let index = u32::try_from(index).unwrap_or(u32::MAX);
+        found.conditional_assign(&index, key.sha256.ct_eq(&digest));
+    }
+    let key = keys
+        .get(usize::try_from(found).unwrap_or(usize::MAX))
+        .ok_or(AuthFailure::Unknown)?;
+    if key.not_after.is_some_and(|not_after| now > not_after) {
+        return Err(AuthFailure::Expired);
+    }
+    Ok(Caller {
+        client_id: Some(key.id.clone()),
+        permissions: Some(key.permissions.clone()),
+    })
 }
 
 /// Hex SHA-256 of a client key, as written in `auth.clients[].key_sha256`.
@@ -57,23 +128,26 @@ pub fn hash_key(key: &str) -> String {
 mod tests {
     use super::*;
     use http::HeaderValue;
-    use promptgate_core::config::ClientKey;
+    use std::time::Duration;
+
+    fn key(id: &str, secret: &str, not_after: Option<SystemTime>) -> ClientKey {
+        ClientKey {
+            id: id.into(),
+            sha256: Sha256::digest(secret.as_bytes()).into(),
+            not_after,
+            permissions: Arc::new(Permissions::UNRESTRICTED),
+        }
+    }
 
     fn keys() -> AuthConfig {
-        let mut a = [0u8; 32];
-        hex::decode_to_slice(hash_key("pg-alpha"), &mut a).unwrap();
-        let mut b = [0u8; 32];
-        hex::decode_to_slice(hash_key("pg-beta"), &mut b).unwrap();
         AuthConfig::Keys(vec![
-            ClientKey {
-                id: "alpha".into(),
-                sha256: a,
-            },
-            ClientKey {
-                id: "beta".into(),
-                sha256: b,
-            },
+            key("alpha", "pg-alpha", None),
+            key("beta", "pg-beta", None),
         ])
+    }
+
+    fn client_of(auth: &AuthConfig, headers: &HeaderMap) -> Result<Option<Arc<str>>, AuthFailure> {
+        authenticate(auth, headers, SystemTime::now()).map(|caller| caller.client_id)
     }
 
     fn headers(name: &'static str, value: &'static str) -> HeaderMap {
@@ -86,19 +160,19 @@ mod tests {
     fn bearer_and_x_api_key_both_work() {
         let auth = keys();
         assert_eq!(
-            authenticate(&auth, &headers("authorization", "Bearer pg-beta"))
+            client_of(&auth, &headers("authorization", "Bearer pg-beta"))
                 .unwrap()
                 .as_deref(),
             Some("beta")
         );
         assert_eq!(
-            authenticate(&auth, &headers("authorization", "bearer pg-alpha"))
+            client_of(&auth, &headers("authorization", "bearer pg-alpha"))
                 .unwrap()
                 .as_deref(),
             Some("alpha")
         );
         assert_eq!(
-            authenticate(&auth, &headers("x-api-key", "pg-alpha"))
+            client_of(&auth, &headers("x-api-key", "pg-alpha"))
                 .unwrap()
                 .as_deref(),
             Some("alpha")
@@ -109,24 +183,52 @@ mod tests {
     fn wrong_or_missing_keys_are_refused() {
         let auth = keys();
         assert!(matches!(
-            authenticate(&auth, &HeaderMap::new()),
-            Err(GatewayError::MissingKey)
+            client_of(&auth, &HeaderMap::new()),
+            Err(AuthFailure::Missing)
         ));
         assert!(matches!(
-            authenticate(&auth, &headers("x-api-key", "pg-gamma")),
-            Err(GatewayError::InvalidKey)
+            client_of(&auth, &headers("x-api-key", "pg-gamma")),
+            Err(AuthFailure::Unknown)
         ));
         assert!(matches!(
-            authenticate(&auth, &headers("authorization", "Basic cGc=")),
-            Err(GatewayError::MissingKey)
+            client_of(&auth, &headers("authorization", "Basic cGc=")),
+            Err(AuthFailure::Missing)
         ));
     }
 
     #[test]
     fn open_mode_accepts_anyone_without_an_id() {
         assert_eq!(
-            authenticate(&AuthConfig::Open, &HeaderMap::new()).unwrap(),
+            client_of(&AuthConfig::Open, &HeaderMap::new()).unwrap(),
             None
+        );
+    }
+
+    #[test]
+    fn rotated_keys_both_work_until_the_old_one_expires() {
+        let now = SystemTime::now();
+        let auth = AuthConfig::Keys(vec![
+            key("alpha", "pg-old", Some(now + Duration::from_secs(60))),
+            key("alpha", "pg-new", None),
+            key("beta", "pg-gone", Some(now - Duration::from_secs(1))),
+        ]);
+        for secret in ["pg-old", "pg-new"] {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-api-key", HeaderValue::from_str(secret).unwrap());
+            assert_eq!(
+                client_of(&auth, &headers).unwrap().as_deref(),
+                Some("alpha")
+            );
+        }
+        let mut old = HeaderMap::new();
+        old.insert("x-api-key", HeaderValue::from_static("pg-old"));
+        assert_eq!(
+            authenticate(&auth, &old, now + Duration::from_secs(61)).map(|c| c.client_id),
+            Err(AuthFailure::Expired)
+        );
+        assert_eq!(
+            client_of(&auth, &headers("x-api-key", "pg-gone")),
+            Err(AuthFailure::Expired)
         );
     }
 

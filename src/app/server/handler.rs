@@ -1,5 +1,7 @@
-//! One request, in phases: match endpoint → authenticate → audit admission →
-//! read body → parse → route (or the experiment phase) → forward. Every
+//! One request, in phases: match endpoint → audit admission → read body →
+//! parse → authorize the model or experiment → route (or the experiment
+//! phase) → forward. The caller was authenticated, and its endpoint
+//! authorized, by the layer above (`auth_layer.rs`). Every
 //! failure returns a `GatewayError`, turned into a response by the
 //! observation layer (`observe.rs`) in the caller's dialect; nothing here
 //! writes an error response by hand.
@@ -15,7 +17,8 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 
 use super::Gateway;
-use super::auth::authenticate;
+use super::auth::Caller;
+use super::auth_layer::caller_of;
 use super::observe::{ObservedRequest, RequestContext, RequestNotes};
 use super::variant;
 use crate::body::{GatewayBody, full};
@@ -58,8 +61,8 @@ async fn serve(
         },
     })?;
     let snapshot = &context.snapshot;
-    let client_id = authenticate(&snapshot.auth, request.headers())?;
-    context.notes.note(|n| n.client_id = client_id.clone());
+    let caller = caller_of(&request)?;
+    let client_id = caller.client_id.clone();
     if gateway
         .audit
         .as_ref()
@@ -68,7 +71,7 @@ async fn serve(
         return Err(GatewayError::AuditBackpressure);
     }
     if endpoint == Endpoint::Models {
-        return Ok(list_models(snapshot));
+        return Ok(list_models(snapshot, &caller));
     }
 
     let (parts, body) = request.into_parts();
@@ -100,8 +103,10 @@ async fn serve(
         trace: context.trace.as_ref(),
     };
     if let Some(experiment) = experiment_of(snapshot, &parts.headers, &head.model)? {
+        caller.permissions().experiment(&experiment.id)?;
         return variant::serve(&exchange, experiment, body).await;
     }
+    caller.permissions().model(&head.model)?;
     let route = snapshot
         .routes
         .resolve(&head.model)
@@ -269,11 +274,12 @@ fn rewrite_model(body: &[u8], upstream_model: &str) -> Result<Bytes, GatewayErro
         .map_err(|e| GatewayError::InvalidJson(e.to_string()))
 }
 
-/// `GET /v1/models`: the names callers can use, in OpenAI's list shape.
-fn list_models(snapshot: &Snapshot) -> Response<GatewayBody> {
+/// `GET /v1/models`: the names this caller can use, in OpenAI's list shape.
+fn list_models(snapshot: &Snapshot, caller: &Caller) -> Response<GatewayBody> {
     let data: Vec<Value> = snapshot
         .routes
         .listable_models()
+        .filter(|(model, _)| caller.permissions().model(model).is_ok())
         .map(|(model, route)| {
             let owner = route
                 .providers

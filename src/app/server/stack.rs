@@ -13,13 +13,15 @@ use tower::load_shed::LoadShedLayer;
 use tower::{BoxError, Service, ServiceBuilder};
 
 use super::Gateway;
+use super::auth_layer::{Auth, AuthLayer};
 use super::handler;
 use super::observe::{Observe, ObserveLayer, ObservedRequest};
 use crate::body::GatewayBody;
 
-/// The stack: observation → load shedding → concurrency limit → phases.
+/// The stack: observation → load shedding → concurrency limit →
+/// authentication → phases.
 pub(super) type RequestStack =
-    Observe<tower::load_shed::LoadShed<tower::limit::ConcurrencyLimit<Phases>>>;
+    Observe<tower::load_shed::LoadShed<tower::limit::ConcurrencyLimit<Auth<Phases>>>>;
 
 pub(super) fn request_stack(gateway: Arc<Gateway>, max_concurrent_requests: usize) -> RequestStack {
     ServiceBuilder::new()
@@ -39,6 +41,13 @@ pub(super) fn request_stack(gateway: Arc<Gateway>, max_concurrent_requests: usiz
         // permit is held from admission until the response head: the body
         // reading, parsing, rendering and the wait for the provider.
         .layer(ConcurrencyLimitLayer::new(max_concurrent_requests))
+        // Below the limit, because a layer that refuses must not hold a
+        // readiness it was granted without calling through (the permit is
+        // taken in `poll_ready`); a refusal returns its permit at once. Its
+        // refusals reach the observation layer as any phase's do.
+        .layer(AuthLayer {
+            gateway: gateway.clone(),
+        })
         .service(Phases { gateway })
 }
 

@@ -6,9 +6,11 @@ mod deserialize;
 pub mod feedback;
 mod location;
 pub mod model;
+pub mod permissions;
 pub mod raw;
 mod validate;
 mod validate_audit;
+mod validate_auth;
 mod validate_experiments;
 mod validate_shadow;
 
@@ -19,6 +21,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 pub use model::*;
+pub use permissions::Permissions;
 pub use validate::FieldError;
 
 /// A config problem located in its file.

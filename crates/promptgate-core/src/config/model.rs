@@ -88,16 +88,23 @@ pub enum AuthConfig {
     Keys(Vec<ClientKey>),
 }
 
+/// One accepted key; a client with several keys (rotation) has one entry
+/// per key, sharing its id and permissions.
 #[derive(Clone)]
 pub struct ClientKey {
     pub id: Arc<str>,
     pub sha256: [u8; 32],
+    /// After this the key is refused as expired.
+    pub not_after: Option<std::time::SystemTime>,
+    pub permissions: Arc<super::permissions::Permissions>,
 }
 
 impl fmt::Debug for ClientKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientKey")
             .field("id", &self.id)
+            .field("not_after", &self.not_after)
+            .field("permissions", &self.permissions)
             .finish_non_exhaustive()
     }
 }
