@@ -15,6 +15,7 @@ mod audit_durability;
 mod audit_faults;
 mod audit_queries;
 mod audit_s3;
+mod authz;
 mod cli;
 mod configmap;
 mod dashboard;

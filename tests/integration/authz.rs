@@ -1,0 +1,407 @@
+//! Authorization as a matrix, through real HTTP in both dialects: every
+//! endpoint × client permission × credential state, with the expected status
+//! and error shape; then model and experiment allow-lists, and the
+//! `promptgate_auth_failures_total` count per reason.
+
+use crate::support;
+
+use http::{Method, StatusCode};
+use promptgate::server::hash_key;
+use serde_json::Value;
+use support::metrics::Metrics;
+use support::{TestGateway, client, send};
+
+/// Each client has one key in the single `key_sha256` form, a rotated-out
+/// key still valid until next year, its new key, and an expired key.
+const CLIENTS: [Client; 2] = [
+    Client {
+        id: "unrestricted",
+        allow: "",
+    },
+    Client {
+        id: "chat-only",
+        allow: r#"
+[auth.clients.allow]
+endpoints = ["chat_completions", "models"]
+models = ["demo-allowed*"]
+experiments = []
+"#,
+    },
+];
+
+struct Client {
+    id: &'static str,
+    allow: &'static str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Credential {
+    None,
+    Wrong,
+    Expired,
+    RotatedOld,
+    RotatedNew,
+    Valid,
+}
+
+const CREDENTIALS: [Credential; 6] = [
+    Credential::None,
+    Credential::Wrong,
+    Credential::Expired,
+    Credential::RotatedOld,
+    Credential::RotatedNew,
+    Credential::Valid,
+];
+
+impl Credential {
+    fn key(self, client: &str) -> Option<String> {
+        match self {
+            Credential::None => None,
+            Credential::Wrong => Some("pg-nobody".to_owned()),
+            Credential::Expired => Some(format!("pg-{client}-expired")),
+            Credential::RotatedOld => Some(format!("pg-{client}-old")),
+            Credential::RotatedNew => Some(format!("pg-{client}-new")),
+            Credential::Valid => Some(format!("pg-{client}")),
+        }
+    }
+
+    /// The reason label a refused credential is counted under.
+    fn failure(self) -> Option<&'static str> {
+        match self {
+            Credential::None => Some("missing"),
+            Credential::Wrong => Some("unknown"),
+            Credential::Expired => Some("expired"),
+            _ => None,
+        }
+    }
+}
+
+struct EndpointCase {
+    label: &'static str,
+    method: Method,
+    path: &'static str,
+    body: &'static str,
+    ok: StatusCode,
+}
+
+fn endpoints() -> Vec<EndpointCase> {
+    let post = |label, path, body, ok| EndpointCase {
+        label,
+        method: Method::POST,
+        path,
+        body,
+        ok,
+    };
+    vec![
+        post(
+            "chat_completions",
+            "/v1/chat/completions",
+            r#"{"model":"demo-allowed","messages":[{"role":"user","content":"hi"}]}"#,
+            StatusCode::OK,
+        ),
+        post(
+            "responses",
+            "/v1/responses",
+            r#"{"model":"demo-allowed","input":"hi"}"#,
+            StatusCode::OK,
+        ),
+        post(
+            "embeddings",
+            "/v1/embeddings",
+            r#"{"model":"demo-allowed","input":"hi"}"#,
+            StatusCode::OK,
+        ),
+        post(
+            "messages",
+            "/v1/messages",
+            r#"{"model":"demo-allowed","max_tokens":16,"messages":[{"role":"user","content":"hi"}]}"#,
+            StatusCode::OK,
+        ),
+        post(
+            "count_tokens",
+            "/v1/messages/count_tokens",
+            r#"{"model":"demo-allowed","messages":[{"role":"user","content":"hi"}]}"#,
+            StatusCode::OK,
+        ),
+        post(
+            "feedback",
+            "/v1/feedback",
+            r#"{"request_id":"req-1","metric":"thumbs_up","value":true}"#,
+            StatusCode::ACCEPTED,
+        ),
+        EndpointCase {
+            label: "models",
+            method: Method::GET,
+            path: "/v1/models",
+            body: "",
+            ok: StatusCode::OK,
+        },
+    ]
+}
+
+fn config() -> String {
+    let mut text = String::from(
+        r#"
+[providers.demo]
+kind = "demo"
+
+[[routes]]
+models = ["demo-allowed", "demo-other"]
+providers = ["demo"]
+
+[[routes]]
+models = ["demo-*"]
+providers = ["demo"]
+
+[experiments.tone]
+unit_key = { header = "x-user-id" }
+
+[[experiments.tone.variants]]
+name = "a"
+weight = 50
+model = "demo-allowed"
+providers = ["demo"]
+
+[[experiments.tone.variants]]
+name = "b"
+weight = 50
+model = "demo-other"
+providers = ["demo"]
+
+[feedback.metrics]
+thumbs_up = "boolean"
+
+[audit]
+sink = "local"
+local_dir = "{dir}/audit"
+spool_dir = "{dir}/spool"
+flush_interval_ms = 100
+
+[auth]
+"#,
+    );
+    for client in CLIENTS {
+        let id = client.id;
+        text.push_str(&format!(
+            r#"
+[[auth.clients]]
+id = "{id}"
+key_sha256 = "{valid}"
+
+[[auth.clients.keys]]
+sha256 = "{old}"
+not_after = "2099-01-01T00:00:00Z"
+
+[[auth.clients.keys]]
+sha256 = "{new}"
+
+[[auth.clients.keys]]
+sha256 = "{expired}"
+not_after = "2020-01-01T00:00:00+01:00"
+{allow}"#,
+            valid = hash_key(&format!("pg-{id}")),
+            old = hash_key(&format!("pg-{id}-old")),
+            new = hash_key(&format!("pg-{id}-new")),
+            expired = hash_key(&format!("pg-{id}-expired")),
+            allow = client.allow,
+        ));
+    }
+    text
+}
+
+/// `(type, message)` of an error body in the dialect of `path`.
+fn error_of(path: &str, body: &Value) -> (String, String) {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    if path.starts_with("/v1/messages") {
+        assert_eq!(body["type"], "error", "{body}");
+        (
+            text(&body["error"]["type"]),
+            text(&body["error"]["message"]),
+        )
+    } else {
+        (
+            text(&body["error"]["type"]),
+            text(&body["error"]["message"]),
+        )
+    }
+}
+
+async fn call(
+    gw: &TestGateway,
+    method: Method,
+    path: &str,
+    key: Option<&str>,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> support::Reply {
+    let auth = key.map(|key| format!("Bearer {key}"));
+    let mut all = vec![("content-type", "application/json")];
+    if let Some(auth) = &auth {
+        all.push(("authorization", auth.as_str()));
+    }
+    all.extend_from_slice(headers);
+    send(&client(), method, &gw.url(path), &all, body.to_owned()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_by_permission_and_credential_state() {
+    let gw = TestGateway::start(&config()).await;
+    let mut cases = 0;
+    let mut refused = std::collections::BTreeMap::<&str, f64>::new();
+    for endpoint in endpoints() {
+        for client in CLIENTS {
+            let allowed =
+                client.allow.is_empty() || matches!(endpoint.label, "chat_completions" | "models");
+            for credential in CREDENTIALS {
+                cases += 1;
+                let key = credential.key(client.id);
+                let reply = call(
+                    &gw,
+                    endpoint.method.clone(),
+                    endpoint.path,
+                    key.as_deref(),
+                    &[],
+                    endpoint.body,
+                )
+                .await;
+                let case = format!(
+                    "{} × {} × {credential:?}: {}",
+                    endpoint.label,
+                    client.id,
+                    reply.text()
+                );
+                let (status, kind) = match (credential.failure(), allowed) {
+                    (Some(reason), _) => {
+                        *refused.entry(reason).or_default() += 1.0;
+                        (StatusCode::UNAUTHORIZED, "authentication_error")
+                    }
+                    (None, false) => {
+                        *refused.entry("forbidden").or_default() += 1.0;
+                        (StatusCode::FORBIDDEN, "permission_error")
+                    }
+                    (None, true) => (endpoint.ok, ""),
+                };
+                assert_eq!(reply.status, status, "{case}");
+                if kind.is_empty() {
+                    continue;
+                }
+                let (error_type, message) = error_of(endpoint.path, &reply.json());
+                assert_eq!(error_type, kind, "{case}");
+                match credential {
+                    Credential::Expired => assert!(message.contains("expired"), "{case}"),
+                    Credential::None => assert!(message.contains("missing API key"), "{case}"),
+                    Credential::Wrong => assert_eq!(message, "invalid API key", "{case}"),
+                    _ => {
+                        assert!(
+                            message.contains(&format!("the `{}` endpoint", endpoint.label)),
+                            "{case}"
+                        );
+                        // What was refused, never what is allowed instead.
+                        assert!(!message.contains("chat_completions"), "{case}");
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(cases, 7 * 2 * 6);
+    let metrics = Metrics::scrape(&gw.admin_url("/metrics")).await;
+    for (reason, count) in refused {
+        assert_eq!(
+            metrics.value("promptgate_auth_failures_total", &[("reason", reason)]),
+            count,
+            "{reason}"
+        );
+    }
+    let text = support::send(
+        &client(),
+        Method::GET,
+        &gw.admin_url("/metrics"),
+        &[],
+        Vec::new(),
+    )
+    .await
+    .text();
+    assert!(
+        !text.contains("pg-nobody") && !text.contains(&hash_key("pg-nobody")),
+        "a presented key or its digest must never reach /metrics"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_and_experiments_outside_the_allow_list_are_refused_by_name() {
+    let gw = TestGateway::start(&config()).await;
+    let chat = |model: &str| {
+        format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"hi"}}]}}"#)
+    };
+    // (client, model, experiment header, expected status, refused name)
+    let cases: [(&str, &str, Option<&str>, StatusCode, &str); 6] = [
+        ("chat-only", "demo-allowed-2", None, StatusCode::OK, ""),
+        (
+            "chat-only",
+            "demo-other",
+            None,
+            StatusCode::FORBIDDEN,
+            "the model `demo-other`",
+        ),
+        (
+            "chat-only",
+            "demo-allowed",
+            Some("tone"),
+            StatusCode::FORBIDDEN,
+            "the experiment `tone`",
+        ),
+        (
+            "chat-only",
+            "tone",
+            None,
+            StatusCode::FORBIDDEN,
+            "the experiment `tone`",
+        ),
+        ("unrestricted", "demo-other", None, StatusCode::OK, ""),
+        ("unrestricted", "tone", None, StatusCode::OK, ""),
+    ];
+    for (id, model, experiment, status, refused) in cases {
+        let key = format!("pg-{id}");
+        let mut headers = vec![("x-user-id", "u1")];
+        if let Some(experiment) = experiment {
+            headers.push(("x-promptgate-experiment", experiment));
+        }
+        let reply = call(
+            &gw,
+            Method::POST,
+            "/v1/chat/completions",
+            Some(&key),
+            &headers,
+            &chat(model),
+        )
+        .await;
+        let case = format!("{id} {model} {experiment:?}: {}", reply.text());
+        assert_eq!(reply.status, status, "{case}");
+        if status == StatusCode::FORBIDDEN {
+            let (kind, message) = error_of("/v1/chat/completions", &reply.json());
+            assert_eq!(kind, "permission_error", "{case}");
+            assert_eq!(
+                message,
+                format!("this client is not allowed to call {refused}")
+            );
+        }
+    }
+    // The model list shows a restricted client only what it may call.
+    let listed = call(
+        &gw,
+        Method::GET,
+        "/v1/models",
+        Some("pg-chat-only"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(listed.status, StatusCode::OK, "{}", listed.text());
+    let names: Vec<String> = listed.json()["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["demo-allowed"]);
+}
