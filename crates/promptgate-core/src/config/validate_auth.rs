@@ -270,6 +270,47 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 mod tests {
     use super::*;
 
+    const ROUTES: &str = "[providers.demo]\nkind = \"demo\"\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"demo\"]\n";
+    const DIGEST_A: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+    const DIGEST_B: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
+
+    fn problems(auth: &str) -> Vec<(String, String)> {
+        let read_env = |_: &str| None;
+        let source = format!("{ROUTES}{auth}");
+        let env = Environment {
+            base_dir: std::path::Path::new("/nonexistent"),
+            listen_override: None,
+            admin_listen_override: None,
+            read_env: &read_env,
+        };
+        match super::super::parse(&source, &env) {
+            Ok(_) => Vec::new(),
+            Err(problems) => problems.into_iter().map(|p| (p.path, p.message)).collect(),
+        }
+    }
+
+    #[test]
+    fn rotation_keys_allow_lists_and_trusted_reporters_are_checked() {
+        let valid = format!(
+            "[feedback]\ntrusted_clients = [\"a\"]\n[auth]\n[[auth.clients]]\nid = \"a\"\nkey_sha256 = \"{DIGEST_A}\"\n[[auth.clients.keys]]\nsha256 = \"{DIGEST_B}\"\nnot_after = \"2027-01-31T00:00:00Z\"\n[auth.clients.allow]\nendpoints = [\"chat_completions\"]\n"
+        );
+        assert_eq!(problems(&valid), Vec::new());
+        let invalid = format!(
+            "[feedback]\ntrusted_clients = [\"ghost\"]\n[auth]\n[[auth.clients]]\nid = \"a\"\n[[auth.clients.keys]]\nsha256 = \"{DIGEST_A}\"\nnot_after = \"next week\"\n[auth.clients.allow]\nendpoints = [\"chat\"]\n[[auth.clients]]\nid = \"b\"\nkey_sha256 = \"{DIGEST_A}\"\n[[auth.clients]]\nid = \"c\"\n"
+        );
+        let paths: Vec<String> = problems(&invalid).into_iter().map(|(path, _)| path).collect();
+        assert_eq!(
+            paths,
+            [
+                "feedback.trusted_clients[0]",
+                "auth.clients[0].keys[0].not_after",
+                "auth.clients[0].allow.endpoints[0]",
+                "auth.clients[1].key_sha256",
+                "auth.clients[2]",
+            ]
+        );
+    }
+
     #[test]
     fn rfc3339_times_become_unix_seconds() {
         let at = |text| {
