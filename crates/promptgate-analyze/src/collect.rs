@@ -13,7 +13,7 @@ use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use super::join::{FeedbackJoin, Joined};
+use super::join::{FeedbackJoin, JoinSummary, Joined};
 use super::records::{FeedbackRow, RequestRow};
 use super::stats::means::Moments;
 use super::stats::proportions::Counts;
@@ -170,6 +170,7 @@ struct Side {
     tokens: Option<f64>,
     cost_usd: Option<f64>,
     request_id: String,
+    client_id: Option<String>,
 }
 
 /// Paired served/shadow outcomes of one (served variant, shadow variant).
@@ -318,7 +319,9 @@ impl Collector {
             |key| xxh3_64(key.as_bytes()),
         );
         self.requests_without_unit_key += u64::from(row.unit_key_hash.is_none());
-        let spilled = self.join.request(&row.request_id, index, unit);
+        let spilled = self
+            .join
+            .request(&row.request_id, row.client_id.as_deref(), index, unit);
         self.spilled(spilled);
         let data = self
             .variants
@@ -399,15 +402,15 @@ impl Collector {
     }
 
     /// Feedback rows, once every request was added.
-    pub fn add_feedback(&mut self, row: FeedbackRow) {
-        let spilled = self.join.feedback(row);
+    pub fn add_feedback(&mut self, row: FeedbackRow, trusted: bool) {
+        let spilled = self.join.feedback(row, trusted);
         self.spilled(spilled);
     }
 
     /// Joins the feedback to the analysed requests and pairs; returns how
     /// many feedback records were read and how many requests with feedback
     /// were not analysed.
-    pub fn finish(&mut self) -> std::io::Result<(u64, u64)> {
+    pub fn finish(&mut self) -> std::io::Result<(u64, JoinSummary)> {
         if let Some(error) = self.spill_error.take() {
             return Err(error);
         }
@@ -421,7 +424,7 @@ impl Collector {
             &self.pair_keys,
             &mut self.shadows,
         );
-        let unmatched = join.join(|joined| match joined {
+        let summary = join.join(|joined| match joined {
             Joined::Value {
                 variant,
                 unit,
@@ -477,7 +480,7 @@ impl Collector {
                 data.unit_level.insert(metric, summary);
             }
         }
-        Ok((records, unmatched))
+        Ok((records, summary))
     }
 
     /// Keeps the distinct-unit sets under `UNIT_SAMPLE_CAP` by halving the
@@ -547,9 +550,12 @@ impl Collector {
             }
         };
         tally(self.shadows.entry(key).or_default(), served, shadow);
-        let spilled = self
-            .join
-            .pair(&served.request_id, &shadow.request_id, index as u32);
+        let spilled = self.join.pair(
+            &served.request_id,
+            &shadow.request_id,
+            served.client_id.as_deref(),
+            index as u32,
+        );
         self.spilled(spilled);
     }
 
@@ -664,6 +670,7 @@ fn side_of(row: &RequestRow) -> Side {
         },
         cost_usd: row.cost_usd,
         request_id: row.request_id.clone(),
+        client_id: row.client_id.clone(),
     }
 }
 
@@ -715,15 +722,20 @@ mod tests {
             ("1", 1.0, "2026-11-26T10:00:03"),
             ("nobody", 1.0, "2026-11-26T10:00:03"),
         ] {
-            collector.add_feedback(FeedbackRow {
-                request_id: id.into(),
-                ts_received: ts.into(),
-                metric: "thumbs".into(),
-                value_type: "boolean".into(),
-                value_number: Some(value),
-            });
+            collector.add_feedback(
+                FeedbackRow {
+                    request_id: id.into(),
+                    ts_received: ts.into(),
+                    metric: "thumbs".into(),
+                    value_type: "boolean".into(),
+                    value_number: Some(value),
+                    ..FeedbackRow::default()
+                },
+                false,
+            );
         }
-        assert_eq!(collector.finish().unwrap(), (3, 1));
+        let (records, joined) = collector.finish().unwrap();
+        assert_eq!((records, joined.unmatched), (3, 1));
         let thumbs = &collector.variants["a"].feedback["thumbs"];
         assert_eq!((thumbs.counts.successes, thumbs.counts.trials), (1, 1));
     }

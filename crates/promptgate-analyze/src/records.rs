@@ -8,6 +8,8 @@ use serde::Deserialize;
 pub struct RequestRow {
     pub record_type: String,
     pub request_id: String,
+    /// The authenticated client; with `request_id`, what feedback joins on.
+    pub client_id: Option<String>,
     pub role: String,
     pub shadow_of: Option<String>,
     pub ts_start: String,
@@ -51,6 +53,8 @@ impl RequestRow {
 #[serde(default)]
 pub struct FeedbackRow {
     pub request_id: String,
+    /// The client that posted the feedback.
+    pub client_id: Option<String>,
     pub ts_received: String,
     pub metric: String,
     pub value_type: String,

@@ -14,6 +14,7 @@ pub fn options(experiment: &str) -> Options {
         skip_corrupt: false,
         progress: false,
         json_schema: None,
+        trusted_clients: Vec::new(),
         settings: Settings {
             confidence: 0.95,
             baseline: None,

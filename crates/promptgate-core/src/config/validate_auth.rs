@@ -270,7 +270,8 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
 mod tests {
     use super::*;
 
-    const ROUTES: &str = "[providers.demo]\nkind = \"demo\"\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"demo\"]\n";
+    const ROUTES: &str =
+        "[providers.demo]\nkind = \"demo\"\n[[routes]]\nmodels = [\"*\"]\nproviders = [\"demo\"]\n";
     const DIGEST_A: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
     const DIGEST_B: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 
@@ -298,7 +299,10 @@ mod tests {
         let invalid = format!(
             "[feedback]\ntrusted_clients = [\"ghost\"]\n[auth]\n[[auth.clients]]\nid = \"a\"\n[[auth.clients.keys]]\nsha256 = \"{DIGEST_A}\"\nnot_after = \"next week\"\n[auth.clients.allow]\nendpoints = [\"chat\"]\n[[auth.clients]]\nid = \"b\"\nkey_sha256 = \"{DIGEST_A}\"\n[[auth.clients]]\nid = \"c\"\n"
         );
-        let paths: Vec<String> = problems(&invalid).into_iter().map(|(path, _)| path).collect();
+        let paths: Vec<String> = problems(&invalid)
+            .into_iter()
+            .map(|(path, _)| path)
+            .collect();
         assert_eq!(
             paths,
             [
