@@ -405,3 +405,139 @@ async fn models_and_experiments_outside_the_allow_list_are_refused_by_name() {
         .collect();
     assert_eq!(names, ["demo-allowed"]);
 }
+
+/// Clients `a` and `b` both send `x-request-id`s `r1` and `r2`; `a` also
+/// sends `r3` and `r4`. Feedback from `b` on `a`'s `r3` (poisoning) and from
+/// the trusted reporter on the shared `r1` (ambiguous) must not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feedback_from_another_client_is_excluded_and_shared_request_ids_stay_apart() {
+    let mut config = String::from(
+        r#"
+[providers.demo]
+kind = "demo"
+[[routes]]
+models = ["demo-*"]
+providers = ["demo"]
+[experiments.exp]
+unit_key = { header = "x-user-id" }
+[[experiments.exp.variants]]
+name = "control"
+weight = 1
+model = "demo-a"
+providers = ["demo"]
+[[experiments.exp.variants]]
+name = "other"
+weight = 0
+model = "demo-b"
+providers = ["demo"]
+[feedback]
+trusted_clients = ["reporter"]
+[feedback.metrics]
+thumbs_up = "boolean"
+[audit]
+sink = "local"
+local_dir = "{dir}/audit"
+spool_dir = "{dir}/spool"
+flush_interval_ms = 100
+[auth]
+"#,
+    );
+    for id in ["a", "b", "reporter"] {
+        config.push_str(&format!(
+            "[[auth.clients]]\nid = \"{id}\"\nkey_sha256 = \"{}\"\n",
+            hash_key(&format!("pg-{id}"))
+        ));
+    }
+    let mut gw = TestGateway::start(&config).await;
+    let requests = [
+        ("a", "r1"),
+        ("a", "r2"),
+        ("a", "r3"),
+        ("a", "r4"),
+        ("b", "r1"),
+        ("b", "r2"),
+    ];
+    for (client_id, request_id) in requests {
+        let reply = call(
+            &gw,
+            Method::POST,
+            "/v1/chat/completions",
+            Some(&format!("pg-{client_id}")),
+            &[("x-request-id", request_id), ("x-user-id", client_id)],
+            r#"{"model":"exp","messages":[{"role":"user","content":"hi"}]}"#,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+        assert_eq!(reply.headers["x-request-id"], request_id);
+    }
+    let feedback = [
+        ("a", "r1", true),
+        ("a", "r2", true),
+        ("b", "r1", false),
+        ("b", "r3", false),
+        ("reporter", "r4", true),
+        ("reporter", "r1", true),
+    ];
+    for (client_id, request_id, value) in feedback {
+        let reply = call(
+            &gw,
+            Method::POST,
+            "/v1/feedback",
+            Some(&format!("pg-{client_id}")),
+            &[],
+            &format!(r#"{{"request_id":"{request_id}","metric":"thumbs_up","value":{value}}}"#),
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::ACCEPTED, "{}", reply.text());
+    }
+    let audit = gw.dir.path().join("audit");
+    gw.begin_shutdown().await.unwrap();
+
+    // Both clients' `r1` are in the log, each with its own client.
+    let mut r1_clients: Vec<String> = support::local_audit_records(&audit)
+        .iter()
+        .filter(|r| r["record_type"] == "request" && r["request_id"] == "r1")
+        .map(|r| r["client_id"].as_str().unwrap().to_owned())
+        .collect();
+    r1_clients.sort();
+    assert_eq!(r1_clients, ["a", "b"]);
+
+    let source = promptgate_analyze::Source::open(
+        audit.to_str().unwrap(),
+        &promptgate_analyze::S3Options::default(),
+    )
+    .await
+    .unwrap();
+    let mut options = support::analyze::options("exp");
+    options.trusted_clients = vec!["reporter".into()];
+    let report = promptgate_analyze::analyze(&source, &options)
+        .await
+        .unwrap();
+    let control = report
+        .variants
+        .iter()
+        .find(|v| v.name == "control")
+        .unwrap();
+    assert_eq!(control.requests, 6);
+    let thumbs = &control.feedback["thumbs_up"];
+    // a/r1 true, a/r2 true, b/r1 false (b's own), a/r4 true (reporter).
+    assert_eq!((thumbs.n, thumbs.estimate), (4, 0.75), "{thumbs:?}");
+    assert_eq!(
+        report.read.feedback_excluded,
+        promptgate_analyze::join::Excluded {
+            foreign_client: 1,
+            ambiguous_request_id: 1
+        }
+    );
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["read"]["feedback_excluded"]["foreign_client"], 1);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("feedback excluded: 1 event(s)")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(promptgate_analyze::html::page(&report).contains("feedback excluded"));
+}
