@@ -325,6 +325,31 @@ async fn every_endpoint_by_permission_and_credential_state() {
         !text.contains("pg-nobody") && !text.contains(&hash_key("pg-nobody")),
         "a presented key or its digest must never reach /metrics"
     );
+
+    // The config view shows each client's keys by fingerprint and expiry,
+    // and its allow-list; never a whole digest.
+    let view = send(
+        &client(),
+        Method::GET,
+        &gw.admin_url("/admin/config"),
+        &[],
+        Vec::new(),
+    )
+    .await;
+    let view_text = view.text();
+    let chat_only = &view.json()["auth"]["clients"][0];
+    assert_eq!(chat_only["id"], "chat-only", "{view_text}");
+    assert_eq!(chat_only["allow"]["models"][0], "demo-allowed*");
+    let keys = chat_only["keys"].as_array().unwrap();
+    let expired: Vec<bool> = keys
+        .iter()
+        .map(|k| k["expired"].as_bool().unwrap())
+        .collect();
+    assert_eq!(expired, [false, false, false, true]);
+    assert_eq!(keys[3]["not_after"], "2019-12-31T23:00:00.000Z");
+    let digest = hash_key("pg-chat-only");
+    assert_eq!(keys[0]["sha256_prefix"], &digest[..12]);
+    assert!(!view_text.contains(&digest), "{view_text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
