@@ -100,6 +100,9 @@ fn ts_key(ts: &str) -> u64 {
 /// A pair's key and the boolean feedback of its served and shadow sides.
 type PairHalves = (u32, Option<bool>, Option<bool>);
 
+/// A metric's latest value on one request: (metric, value, time received).
+type LatestValue = (u16, f64, u64);
+
 /// Which client a request or feedback event came from, as a hash (0: none,
 /// in open mode).
 fn scope_of(client_id: Option<&str>) -> u64 {
@@ -280,7 +283,7 @@ impl FeedbackJoin {
             let wanted: HashSet<u64> = feedback.iter().map(|r| u64_at(r, 0)).collect();
             let owners = self.owners(bucket, &wanted)?;
             // Latest value per (request id, client, metric).
-            let mut latest: HashMap<(u64, u64), Vec<(u16, f64, u64)>> = HashMap::new();
+            let mut latest: HashMap<(u64, u64), Vec<LatestValue>> = HashMap::new();
             for record in feedback {
                 let (hash, poster) = (u64_at(&record, 0), u64_at(&record, 8));
                 let scope = match owners.get(&hash).map(Vec::as_slice) {
