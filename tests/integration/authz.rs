@@ -565,4 +565,32 @@ flush_interval_ms = 100
         report.warnings
     );
     assert!(promptgate_analyze::html::page(&report).contains("feedback excluded"));
+
+    // As an analyst runs it: the trusted reporters from the gateway's config
+    // file (whose provider secrets the analyst does not need), or none.
+    let command = |extra: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_promptgate"))
+            .args(["analyze", "--source", audit.to_str().unwrap()])
+            .args(["--experiment", "exp", "--format", "json"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+        json["read"]["feedback_excluded"].clone()
+    };
+    let config_path = gw.config_path.to_str().unwrap();
+    assert_eq!(
+        command(&["--config", config_path]),
+        serde_json::json!({"foreign_client": 1, "ambiguous_request_id": 1})
+    );
+    // Without the reporter trusted, both of its events are foreign.
+    assert_eq!(
+        command(&[]),
+        serde_json::json!({"foreign_client": 3, "ambiguous_request_id": 0})
+    );
 }
