@@ -281,6 +281,8 @@ impl Collector {
         if row.role == "shadow" {
             if let Some(of) = row.shadow_of.take() {
                 let side = side_of(&row);
+                // A shadow record carries its served request's client.
+                let of = scoped_id(row.client_id.as_deref(), &of);
                 self.partition_shadows.push((of, side));
                 self.shadows_seen = true;
             }
@@ -299,7 +301,8 @@ impl Collector {
         };
         if self.shadows_seen && self.partition_served.len() < SERVED_PER_PARTITION {
             let side = side_of(&row);
-            self.partition_served.insert(row.request_id.clone(), side);
+            self.partition_served
+                .insert(scoped_id(row.client_id.as_deref(), &row.request_id), side);
         } else {
             self.partition_missed = true;
         }
@@ -530,9 +533,10 @@ impl Collector {
         if row.role != "served" || !self.counts(&row) || !self.in_population(&row) {
             return;
         }
+        let id = scoped_id(row.client_id.as_deref(), &row.request_id);
         let (matching, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.partition_shadows)
             .into_iter()
-            .partition(|(of, _)| *of == row.request_id);
+            .partition(|(of, _)| *of == id);
         self.partition_shadows = rest;
         let served = side_of(&row);
         for (_, shadow) in matching {
@@ -672,6 +676,12 @@ fn side_of(row: &RequestRow) -> Side {
         request_id: row.request_id.clone(),
         client_id: row.client_id.clone(),
     }
+}
+
+/// A request id as unique as the log makes it: per client, since callers
+/// choose their own `x-request-id` (docs/audit-schema.md).
+fn scoped_id(client_id: Option<&str>, request_id: &str) -> String {
+    format!("{}\0{request_id}", client_id.unwrap_or_default())
 }
 
 #[cfg(test)]
