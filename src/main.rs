@@ -258,6 +258,15 @@ struct AnalyzeArgs {
     /// Exit with status 3 when the sample-ratio check fails (for CI gates).
     #[arg(long)]
     fail_on_srm: bool,
+    /// A client whose feedback counts on any client's request (an outcome
+    /// reporter; comma-separated or repeated). Other clients' feedback counts
+    /// only on their own requests.
+    #[arg(long, value_delimiter = ',')]
+    trusted_client: Vec<String>,
+    /// The gateway's config file: its `[feedback] trusted_clients` are
+    /// added to --trusted-client (nothing else is read, no secret needed).
+    #[arg(long)]
+    config: Option<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -405,6 +414,34 @@ fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `--trusted-client` and, with `--config`, the file's
+/// `[feedback] trusted_clients`.
+fn trusted_clients(args: &AnalyzeArgs) -> anyhow::Result<Vec<String>> {
+    let mut trusted = args.trusted_client.clone();
+    if let Some(path) = &args.config {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let config: toml::Table =
+            toml::from_str(&text).with_context(|| format!("{} is not TOML", path.display()))?;
+        let listed = config
+            .get("feedback")
+            .and_then(|feedback| feedback.get("trusted_clients"))
+            .and_then(toml::Value::as_array)
+            .into_iter()
+            .flatten();
+        for id in listed {
+            let id = id.as_str().with_context(|| {
+                format!(
+                    "{}: feedback.trusted_clients must list client ids",
+                    path.display()
+                )
+            })?;
+            trusted.push(id.to_owned());
+        }
+    }
+    Ok(trusted)
+}
+
 fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     use promptgate_analyze::{self as analyze, Options, Settings};
     anyhow::ensure!(
@@ -438,6 +475,7 @@ fn analyze(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         progress: std::io::stderr().is_terminal(),
         json_schema,
         by: args.by.clone(),
+        trusted_clients: trusted_clients(&args)?,
         settings: Settings {
             confidence: args.confidence,
             baseline: args.baseline.clone(),

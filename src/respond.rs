@@ -165,7 +165,13 @@ fn error_body(dialect: Dialect, error: &GatewayError) -> (StatusCode, serde_json
             "method_not_allowed",
             "invalid_request_error",
         ),
-        MissingKey | InvalidKey => (
+        Forbidden(_) => (
+            StatusCode::FORBIDDEN,
+            "permission_error",
+            "permission_denied",
+            "permission_error",
+        ),
+        MissingKey | InvalidKey | ExpiredKey => (
             StatusCode::UNAUTHORIZED,
             "authentication_error",
             "invalid_api_key",

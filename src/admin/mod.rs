@@ -1,7 +1,8 @@
 //! The admin listener (loopback by default, bearer token otherwise): health
 //! and readiness for Kubernetes probes, `/metrics` (the OTel meter as
 //! Prometheus text, see `telemetry::metrics`), the active config version and reload
-//! status, `POST /admin/reload`, and experiment views for product owners and
+//! status with the clients' permissions and key fingerprints (`clients.rs`),
+//! `POST /admin/reload`, and experiment views for product owners and
 //! support ("which variant does user X see?").
 
 use std::convert::Infallible;
@@ -30,6 +31,8 @@ use crate::telemetry::Telemetry;
 use crate::telemetry::ready::Readiness;
 use crate::tls::TlsListener;
 use promptgate_core::experiments::decide;
+
+mod clients;
 use promptgate_core::experiments::model::{Experiment, UnitKeySource};
 
 /// What the admin listener reads and drives, shared with the client side.
@@ -134,6 +137,7 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<GatewayBo
                     "reloads_ok": status.reloads_ok,
                     "reloads_failed": status.reloads_failed,
                     "last_error": status.last_error,
+                    "auth": clients::clients_view(&admin.snapshots.load().auth, std::time::SystemTime::now()),
                 }),
             )
         }

@@ -183,6 +183,7 @@ mod tests {
                 ("rating".to_owned(), MetricKind::Float),
             ]
             .into(),
+            ..FeedbackConfig::default()
         }
     }
 

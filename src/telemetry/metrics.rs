@@ -115,6 +115,7 @@ pub struct Metrics {
     variant_fallbacks: Counter<u64>,
     limit_refusals: Counter<u64>,
     tls_certificate_reloads: Counter<u64>,
+    auth_failures: Counter<u64>,
     /// USD per million tokens by the model sent upstream (`[prices]`, at start-up).
     prices: HashMap<String, Price>,
 }
@@ -189,6 +190,10 @@ impl Metrics {
             tls_certificate_reloads: counter(
                 "promptgate_tls_certificate_reloads_total",
                 "Changed TLS certificate files read, by listener (client, admin) and outcome (ok, failed: the previous certificate stays).",
+            ),
+            auth_failures: counter(
+                "promptgate_auth_failures_total",
+                "Requests refused by authentication or endpoint authorization, by reason (missing, unknown, expired, forbidden); never labelled with a key or its digest.",
             ),
             registry,
             provider,
@@ -312,6 +317,12 @@ impl Metrics {
                 KeyValue::new("role", role.label()),
             ],
         );
+    }
+
+    /// A request refused before its phases: `reason` is a fixed label.
+    pub fn auth_failure(&self, reason: &'static str) {
+        self.auth_failures
+            .add(1, &[KeyValue::new("reason", reason)]);
     }
 
     /// The assigned `variant` of `experiment` failed and the fallback variant served.

@@ -16,6 +16,7 @@ mod audit_faults;
 mod audit_queries;
 mod audit_s3;
 mod audit_zstd;
+mod authz;
 mod cli;
 mod configmap;
 mod dashboard;

@@ -11,6 +11,8 @@ use crate::support;
 use promptgate::simulator::{SimConfig, Simulator};
 use support::{CLIENT_KEY, PROVIDER_KEY, TestGateway, standard_config};
 
+const RESTRICTED_KEY: &str = "pg-restricted-key";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdks_work_through_the_gateway() {
     let sim = Simulator::start(SimConfig {
@@ -19,7 +21,14 @@ async fn official_sdks_work_through_the_gateway() {
     })
     .await
     .unwrap();
-    let gateway = TestGateway::start(&standard_config(&sim)).await;
+    // A client allowed only chat completions of `gpt-*` models, for the
+    // 403s the SDKs must raise as `PermissionDeniedError`.
+    let restricted = format!(
+        "{}\n[[auth.clients]]\nid = \"restricted\"\nkey_sha256 = \"{}\"\n[auth.clients.allow]\nendpoints = [\"chat_completions\"]\nmodels = [\"gpt-*\"]\n",
+        standard_config(&sim),
+        promptgate::server::hash_key(RESTRICTED_KEY),
+    );
+    let gateway = TestGateway::start(&restricted).await;
     support::pytest::run(
         "sdk",
         "the pinned openai/anthropic/pytest packages",
@@ -27,6 +36,7 @@ async fn official_sdks_work_through_the_gateway() {
             ("PROMPTGATE_BASE_URL", format!("http://{}", gateway.addr)),
             ("PROMPTGATE_CLIENT_KEY", CLIENT_KEY.to_owned()),
             ("PROMPTGATE_PROVIDER_KEY", PROVIDER_KEY.to_owned()),
+            ("PROMPTGATE_RESTRICTED_KEY", RESTRICTED_KEY.to_owned()),
             ("PROMPTGATE_SIM_URL", format!("http://{}", sim.addr())),
         ],
     )

@@ -6,6 +6,8 @@ runs pytest here with:
 - PROMPTGATE_BASE_URL: the gateway root (no /v1)
 - PROMPTGATE_CLIENT_KEY: the key callers present to the gateway
 - PROMPTGATE_PROVIDER_KEY: the key the gateway must inject toward the provider
+- PROMPTGATE_RESTRICTED_KEY: the key of a client allowed only chat
+  completions of `gpt-*` models
 - PROMPTGATE_SIM_URL: the simulated provider; GET /_sim/requests lists every
   request it received, oldest first
 
@@ -37,6 +39,7 @@ def _env(name: str) -> str:
 BASE_URL = _env("PROMPTGATE_BASE_URL").rstrip("/")
 CLIENT_KEY = _env("PROMPTGATE_CLIENT_KEY")
 PROVIDER_KEY = _env("PROMPTGATE_PROVIDER_KEY")
+RESTRICTED_KEY = _env("PROMPTGATE_RESTRICTED_KEY")
 SIM_URL = _env("PROMPTGATE_SIM_URL").rstrip("/")
 
 # Generous enough for the slow fault cases (a hanging provider costs the

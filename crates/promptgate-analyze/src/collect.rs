@@ -13,7 +13,7 @@ use rand::{RngExt, SeedableRng};
 use serde_json::Value;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
-use super::join::{FeedbackJoin, Joined};
+use super::join::{FeedbackJoin, JoinSummary, Joined};
 use super::records::{FeedbackRow, RequestRow};
 use super::stats::means::Moments;
 use super::stats::proportions::Counts;
@@ -170,6 +170,7 @@ struct Side {
     tokens: Option<f64>,
     cost_usd: Option<f64>,
     request_id: String,
+    client_id: Option<String>,
 }
 
 /// Paired served/shadow outcomes of one (served variant, shadow variant).
@@ -280,6 +281,8 @@ impl Collector {
         if row.role == "shadow" {
             if let Some(of) = row.shadow_of.take() {
                 let side = side_of(&row);
+                // A shadow record carries its served request's client.
+                let of = scoped_id(row.client_id.as_deref(), &of);
                 self.partition_shadows.push((of, side));
                 self.shadows_seen = true;
             }
@@ -298,7 +301,8 @@ impl Collector {
         };
         if self.shadows_seen && self.partition_served.len() < SERVED_PER_PARTITION {
             let side = side_of(&row);
-            self.partition_served.insert(row.request_id.clone(), side);
+            self.partition_served
+                .insert(scoped_id(row.client_id.as_deref(), &row.request_id), side);
         } else {
             self.partition_missed = true;
         }
@@ -318,7 +322,9 @@ impl Collector {
             |key| xxh3_64(key.as_bytes()),
         );
         self.requests_without_unit_key += u64::from(row.unit_key_hash.is_none());
-        let spilled = self.join.request(&row.request_id, index, unit);
+        let spilled = self
+            .join
+            .request(&row.request_id, row.client_id.as_deref(), index, unit);
         self.spilled(spilled);
         let data = self
             .variants
@@ -399,15 +405,15 @@ impl Collector {
     }
 
     /// Feedback rows, once every request was added.
-    pub fn add_feedback(&mut self, row: FeedbackRow) {
-        let spilled = self.join.feedback(row);
+    pub fn add_feedback(&mut self, row: FeedbackRow, trusted: bool) {
+        let spilled = self.join.feedback(row, trusted);
         self.spilled(spilled);
     }
 
     /// Joins the feedback to the analysed requests and pairs; returns how
     /// many feedback records were read and how many requests with feedback
     /// were not analysed.
-    pub fn finish(&mut self) -> std::io::Result<(u64, u64)> {
+    pub fn finish(&mut self) -> std::io::Result<(u64, JoinSummary)> {
         if let Some(error) = self.spill_error.take() {
             return Err(error);
         }
@@ -421,7 +427,7 @@ impl Collector {
             &self.pair_keys,
             &mut self.shadows,
         );
-        let unmatched = join.join(|joined| match joined {
+        let summary = join.join(|joined| match joined {
             Joined::Value {
                 variant,
                 unit,
@@ -477,7 +483,7 @@ impl Collector {
                 data.unit_level.insert(metric, summary);
             }
         }
-        Ok((records, unmatched))
+        Ok((records, summary))
     }
 
     /// Keeps the distinct-unit sets under `UNIT_SAMPLE_CAP` by halving the
@@ -527,9 +533,10 @@ impl Collector {
         if row.role != "served" || !self.counts(&row) || !self.in_population(&row) {
             return;
         }
+        let id = scoped_id(row.client_id.as_deref(), &row.request_id);
         let (matching, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.partition_shadows)
             .into_iter()
-            .partition(|(of, _)| *of == row.request_id);
+            .partition(|(of, _)| *of == id);
         self.partition_shadows = rest;
         let served = side_of(&row);
         for (_, shadow) in matching {
@@ -547,9 +554,12 @@ impl Collector {
             }
         };
         tally(self.shadows.entry(key).or_default(), served, shadow);
-        let spilled = self
-            .join
-            .pair(&served.request_id, &shadow.request_id, index as u32);
+        let spilled = self.join.pair(
+            &served.request_id,
+            &shadow.request_id,
+            served.client_id.as_deref(),
+            index as u32,
+        );
         self.spilled(spilled);
     }
 
@@ -664,7 +674,14 @@ fn side_of(row: &RequestRow) -> Side {
         },
         cost_usd: row.cost_usd,
         request_id: row.request_id.clone(),
+        client_id: row.client_id.clone(),
     }
+}
+
+/// A request id as unique as the log makes it: per client, since callers
+/// choose their own `x-request-id` (docs/audit-schema.md).
+fn scoped_id(client_id: Option<&str>, request_id: &str) -> String {
+    format!("{}\0{request_id}", client_id.unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -715,15 +732,20 @@ mod tests {
             ("1", 1.0, "2026-11-26T10:00:03"),
             ("nobody", 1.0, "2026-11-26T10:00:03"),
         ] {
-            collector.add_feedback(FeedbackRow {
-                request_id: id.into(),
-                ts_received: ts.into(),
-                metric: "thumbs".into(),
-                value_type: "boolean".into(),
-                value_number: Some(value),
-            });
+            collector.add_feedback(
+                FeedbackRow {
+                    request_id: id.into(),
+                    ts_received: ts.into(),
+                    metric: "thumbs".into(),
+                    value_type: "boolean".into(),
+                    value_number: Some(value),
+                    ..FeedbackRow::default()
+                },
+                false,
+            );
         }
-        assert_eq!(collector.finish().unwrap(), (3, 1));
+        let (records, joined) = collector.finish().unwrap();
+        assert_eq!((records, joined.unmatched), (3, 1));
         let thumbs = &collector.variants["a"].feedback["thumbs"];
         assert_eq!((thumbs.counts.successes, thumbs.counts.trials), (1, 1));
     }

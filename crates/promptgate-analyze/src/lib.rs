@@ -64,6 +64,8 @@ pub struct Options {
     pub progress: bool,
     /// JSON answers are checked against it (schema compliance).
     pub json_schema: Option<serde_json::Value>,
+    /// Clients whose feedback counts on any client's request.
+    pub trusted_clients: Vec<String>,
     pub settings: Settings,
     /// `--by`: also analyse each slice of the population.
     pub by: Option<slices::SliceBy>,
@@ -144,17 +146,24 @@ pub async fn analyze(source: &Source, options: &Options) -> Result<Report, Analy
     }
     for object in &feedback_objects {
         if let Some(rows) = read_object::<FeedbackRow>(source, object, options, &mut read).await? {
-            if let Some(slicer) = &mut slicer {
-                rows.iter().for_each(|row| slicer.add_feedback(row));
+            for row in rows {
+                let trusted = row
+                    .client_id
+                    .as_ref()
+                    .is_some_and(|id| options.trusted_clients.contains(id));
+                if let Some(slicer) = &mut slicer {
+                    slicer.add_feedback(&row, trusted);
+                }
+                collector.add_feedback(row, trusted);
             }
-            rows.into_iter().for_each(|row| collector.add_feedback(row));
         }
         progress.inc(1);
     }
     progress.finish_and_clear();
-    let (feedback_records, unmatched) = collector.finish().map_err(spill)?;
+    let (feedback_records, joined) = collector.finish().map_err(spill)?;
     read.feedback_records = feedback_records;
-    read.feedback_unmatched = unmatched;
+    read.feedback_unmatched = joined.unmatched;
+    read.feedback_excluded = joined.excluded;
     read.unpaired_shadows = collector.unpaired_shadows;
     if collector.variants.is_empty() {
         return Err(AnalyzeError::NoData(options.experiment.clone()));

@@ -8,6 +8,8 @@ use serde::Deserialize;
 pub struct RequestRow {
     pub record_type: String,
     pub request_id: String,
+    /// The authenticated client; with `request_id`, what feedback joins on.
+    pub client_id: Option<String>,
     pub role: String,
     pub shadow_of: Option<String>,
     pub ts_start: String,
@@ -28,11 +30,11 @@ pub struct RequestRow {
     pub output_tokens: Option<u64>,
     pub cost_usd: Option<f64>,
     pub response_text: Option<String>,
-    /// Read for `--by`: the caller's model, tags, variant version, client.
+    /// Read for `--by`: the caller's model, tags, variant version (and
+    /// `client_id` above).
     pub model: Option<String>,
     pub tags: Option<std::collections::BTreeMap<String, String>>,
     pub variant_version: Option<String>,
-    pub client_id: Option<String>,
 }
 
 impl RequestRow {
@@ -56,6 +58,8 @@ impl RequestRow {
 #[serde(default)]
 pub struct FeedbackRow {
     pub request_id: String,
+    /// The client that posted the feedback.
+    pub client_id: Option<String>,
     pub ts_received: String,
     pub metric: String,
     pub value_type: String,

@@ -70,6 +70,9 @@ pub struct ReadSummary {
     pub feedback_records: u64,
     /// Feedback whose request is not in the analysed population.
     pub feedback_unmatched: u64,
+    /// Feedback events not counted because of who posted them
+    /// (docs/security.md, "Feedback integrity").
+    pub feedback_excluded: crate::join::Excluded,
     /// Shadow records whose served request could not be paired (outside the
     /// population, or not remembered: see docs/analyze.md).
     pub unpaired_shadows: u64,
@@ -731,6 +734,13 @@ pub fn build(header: Header, collector: &Collector, settings: &Settings) -> Repo
         warnings.push(format!(
             "the population includes non-random assignments ({}): variants are no longer comparable by randomisation, and the sample-ratio check is expected to fail",
             header.assignment_reasons.iter().filter(|r| *r != "hash").cloned().collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let excluded = header.read.feedback_excluded;
+    if excluded.foreign_client + excluded.ambiguous_request_id > 0 {
+        warnings.push(format!(
+            "feedback excluded: {} event(s) posted by a client that neither made the request nor is a trusted reporter, {} by a trusted reporter on a request id that several clients used (read.feedback_excluded)",
+            excluded.foreign_client, excluded.ambiguous_request_id
         ));
     }
     let srm = super::sample_ratio::check(collector, &mut warnings);

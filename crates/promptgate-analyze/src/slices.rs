@@ -127,9 +127,9 @@ impl Slicer {
 
     /// Feedback joins by request id, so every slice sees every event and
     /// keeps those of its own requests.
-    pub fn add_feedback(&mut self, row: &FeedbackRow) {
+    pub fn add_feedback(&mut self, row: &FeedbackRow, trusted: bool) {
         for collector in self.collectors.values_mut() {
-            collector.add_feedback(row.clone());
+            collector.add_feedback(row.clone(), trusted);
         }
     }
 

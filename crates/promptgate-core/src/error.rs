@@ -44,6 +44,13 @@ pub enum GatewayError {
     MissingKey,
     #[error("invalid API key")]
     InvalidKey,
+    /// The key matched, but its `not_after` time has passed.
+    #[error("this API key has expired; use the client's current key")]
+    ExpiredKey,
+    /// The client is authenticated but its allow-list leaves this out; the
+    /// message names what was refused, never what the client may call.
+    #[error("this client is not allowed to call {0}")]
+    Forbidden(String),
     #[error("no such endpoint: {method} {path}")]
     NotFound { method: String, path: String },
     #[error("method not allowed on {path}; use {allowed}")]
@@ -176,7 +183,9 @@ impl GatewayError {
     pub fn class(&self) -> ErrorClass {
         use GatewayError::*;
         match self {
-            Experiment(ExperimentError::OverrideForbidden { .. }) => ErrorClass::Forbidden,
+            Experiment(ExperimentError::OverrideForbidden { .. }) | Forbidden(_) => {
+                ErrorClass::Forbidden
+            }
             InvalidJson(_)
             | InvalidField { .. }
             | MissingModel
@@ -186,7 +195,7 @@ impl GatewayError {
             | MethodNotAllowed { .. }
             | InvalidTags(_)
             | Experiment(_) => ErrorClass::BadRequest,
-            MissingKey | InvalidKey => ErrorClass::Auth,
+            MissingKey | InvalidKey | ExpiredKey => ErrorClass::Auth,
             UnknownModel(_) | UnknownExperiment(_) | NotFound { .. } => ErrorClass::NotFound,
             BodyTooLarge { .. } => ErrorClass::TooLarge,
             ProviderUnreachable { .. }

@@ -1,5 +1,7 @@
-//! One request, in phases: match endpoint → authenticate → audit admission →
-//! read body → parse → route (or the experiment phase) → forward. Every
+//! One request, in phases: match endpoint → audit admission → read body →
+//! parse → authorize the model or experiment → route (or the experiment
+//! phase) → forward. The caller was authenticated, and its endpoint
+//! authorized, by the layer above (`auth_layer.rs`). Every
 //! failure returns a `GatewayError`, turned into a response by the
 //! observation layer (`observe.rs`) in the caller's dialect; nothing here
 //! writes an error response by hand.
@@ -13,7 +15,8 @@ use http::{Request, Response};
 use serde_json::{Value, json};
 
 use super::Gateway;
-use super::auth::authenticate_peer;
+use super::auth::Caller;
+use super::auth_layer::caller_of;
 use super::body_limit::LimitedBody;
 use super::observe::{ObservedRequest, RequestContext, RequestNotes};
 use super::variant;
@@ -23,7 +26,6 @@ use crate::feedback::{self, Feedback};
 use crate::providers::{self, ForwardRequest, WhenExhausted};
 use crate::snapshot::Snapshot;
 use crate::telemetry::{RequestTrace, Role};
-use crate::tls::PeerIdentity;
 use promptgate_core::config::RouteConfig;
 use promptgate_core::dialect::{self, Endpoint, EndpointMismatch};
 use promptgate_core::error::GatewayError;
@@ -58,16 +60,8 @@ async fn serve(
         },
     })?;
     let snapshot = &context.snapshot;
-    let client_id = authenticate_peer(
-        &snapshot.auth,
-        &snapshot.server.clients_by_certificate_name,
-        request.headers(),
-        request
-            .extensions()
-            .get::<Arc<PeerIdentity>>()
-            .map(|peer| &**peer),
-    )?;
-    context.notes.note(|n| n.client_id = client_id.clone());
+    let caller = caller_of(&request)?;
+    let client_id = caller.client_id.clone();
     if gateway
         .audit
         .as_ref()
@@ -76,7 +70,7 @@ async fn serve(
         return Err(GatewayError::AuditBackpressure);
     }
     if endpoint == Endpoint::Models {
-        return Ok(list_models(snapshot));
+        return Ok(list_models(snapshot, &caller));
     }
 
     let (parts, body) = request.into_parts();
@@ -116,8 +110,10 @@ async fn serve(
         trace: context.trace.as_ref(),
     };
     if let Some(experiment) = experiment_of(snapshot, &parts.headers, &head.model)? {
+        caller.permissions().experiment(&experiment.id)?;
         return variant::serve(&exchange, experiment, body).await;
     }
+    caller.permissions().model(&head.model)?;
     let route = snapshot
         .routes
         .resolve(&head.model)
@@ -263,11 +259,12 @@ fn rewrite_model(body: &[u8], upstream_model: &str) -> Result<Bytes, GatewayErro
         .map_err(|e| GatewayError::InvalidJson(e.to_string()))
 }
 
-/// `GET /v1/models`: the names callers can use, in OpenAI's list shape.
-fn list_models(snapshot: &Snapshot) -> Response<GatewayBody> {
+/// `GET /v1/models`: the names this caller can use, in OpenAI's list shape.
+fn list_models(snapshot: &Snapshot, caller: &Caller) -> Response<GatewayBody> {
     let data: Vec<Value> = snapshot
         .routes
         .listable_models()
+        .filter(|(model, _)| caller.permissions().model(model).is_ok())
         .map(|(model, route)| {
             let owner = route
                 .providers

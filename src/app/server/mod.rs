@@ -3,6 +3,7 @@
 //! and streams finish within the grace period, then returns.
 
 mod auth;
+mod auth_layer;
 mod body_limit;
 mod handler;
 mod observe;

@@ -302,6 +302,8 @@ fn refused_before_reading_the_body(error: &GatewayError) -> bool {
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::MissingKey
             | GatewayError::InvalidKey
+            | GatewayError::ExpiredKey
+            | GatewayError::Forbidden(_)
             | GatewayError::BodyTooLarge { .. }
             | GatewayError::BodyRead(_)
             | GatewayError::AuditBackpressure

@@ -13,14 +13,17 @@ use tower::load_shed::LoadShedLayer;
 use tower::{BoxError, Service, ServiceBuilder};
 
 use super::Gateway;
+use super::auth_layer::{Auth, AuthLayer};
 use super::body_limit::{BodyLimit, BodyLimitLayer, LimitedBody};
 use super::handler;
 use super::observe::{Observe, ObserveLayer, ObservedRequest};
 use crate::body::GatewayBody;
 
-/// The stack: observation → load shedding → concurrency limit → body limit → phases.
-pub(super) type RequestStack =
-    Observe<tower::load_shed::LoadShed<tower::limit::ConcurrencyLimit<BodyLimit<Phases>>>>;
+/// The stack: observation → load shedding → concurrency limit →
+/// authentication → body limit → phases.
+pub(super) type RequestStack = Observe<
+    tower::load_shed::LoadShed<tower::limit::ConcurrencyLimit<Auth<BodyLimit<Phases>>>>,
+>;
 
 pub(super) fn request_stack(gateway: Arc<Gateway>, max_concurrent_requests: usize) -> RequestStack {
     ServiceBuilder::new()
@@ -40,8 +43,15 @@ pub(super) fn request_stack(gateway: Arc<Gateway>, max_concurrent_requests: usiz
         // permit is held from admission until the response head: the body
         // reading, parsing, rendering and the wait for the provider.
         .layer(ConcurrencyLimitLayer::new(max_concurrent_requests))
-        // Binds the endpoint's size limit to the body; innermost, since the
-        // phases check endpoint, key and admission before reading the body.
+        // Below the limit, because a layer that refuses must not hold a
+        // readiness it was granted without calling through (the permit is
+        // taken in `poll_ready`); a refusal returns its permit at once. Its
+        // refusals reach the observation layer as any phase's do.
+        .layer(AuthLayer {
+            gateway: gateway.clone(),
+        })
+        // Binds the endpoint's size limit to the body; innermost, since
+        // authentication and the phases' admission come before the body is read.
         .layer(BodyLimitLayer)
         .service(Phases { gateway })
 }

@@ -16,6 +16,8 @@ use serde_json::{Map, Value, json};
 #[serde(default)]
 pub struct ExportRow {
     pub request_id: String,
+    /// With `request_id`, what feedback joins on.
+    pub client_id: Option<String>,
     pub role: String,
     pub ts_start: String,
     pub experiment: Option<String>,

@@ -224,8 +224,13 @@ async fn join_feedback(
             if row.usable().is_ok() && selected(row, options) {
                 // The join carries a variant and a unit per request; the
                 // unit slot carries the record's position instead.
-                join.request(&row.request_id, 0, position(index, line))
-                    .map_err(ExportError::Spill)?;
+                join.request(
+                    &row.request_id,
+                    row.client_id.as_deref(),
+                    0,
+                    position(index, line),
+                )
+                .map_err(ExportError::Spill)?;
             }
         }
     }
@@ -239,7 +244,9 @@ async fn join_feedback(
             continue;
         };
         for row in rows {
-            join.feedback(row).map_err(ExportError::Spill)?;
+            // Only the requesting client's own feedback selects a request:
+            // export-dataset has no trusted-reporter list (docs/security.md).
+            join.feedback(row, false).map_err(ExportError::Spill)?;
         }
     }
     let mut met: HashMap<u64, Map<String, Value>> = HashMap::new();

@@ -15,6 +15,7 @@ pub fn options(experiment: &str) -> Options {
         progress: false,
         json_schema: None,
         by: None,
+        trusted_clients: Vec::new(),
         settings: Settings {
             confidence: 0.95,
             baseline: None,

@@ -43,4 +43,6 @@ impl MetricKind {
 #[derive(Debug, Clone, Default)]
 pub struct FeedbackConfig {
     pub metrics: BTreeMap<String, MetricKind>,
+    /// `trusted_clients`: whose feedback analyze joins to any client's request.
+    pub trusted_clients: Vec<String>,
 }

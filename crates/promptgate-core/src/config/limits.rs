@@ -36,11 +36,10 @@ pub(super) fn validate_limits(
                 &path,
                 "limits apply to authenticated clients, and `auth.open = true` has none: declare [[auth.clients]]",
             ),
-            Some(AuthConfig::Keys(keys)) if !keys.iter().any(|key| &*key.id == client) => errors
-                .push(
-                    &path,
-                    format!("no client `{client}` is declared under [[auth.clients]]"),
-                ),
+            Some(auth @ AuthConfig::Keys { .. }) if !auth.declares(client) => errors.push(
+                &path,
+                format!("no client `{client}` is declared under [[auth.clients]]"),
+            ),
             _ => {}
         }
         if raw.requests_per_minute.is_none()

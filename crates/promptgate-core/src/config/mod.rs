@@ -7,9 +7,11 @@ pub mod feedback;
 pub mod limits;
 mod location;
 pub mod model;
+pub mod permissions;
 pub mod raw;
 mod validate;
 mod validate_audit;
+mod validate_auth;
 mod validate_experiments;
 mod validate_shadow;
 mod validate_tags;
@@ -22,6 +24,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 
 pub use model::*;
+pub use permissions::Permissions;
 pub use validate::FieldError;
 
 /// A config problem located in its file.

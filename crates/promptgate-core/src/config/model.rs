@@ -67,8 +67,6 @@ pub struct ServerConfig {
     pub config_poll: Option<Duration>,
     /// `None`: plain HTTP.
     pub tls: Option<TlsFiles>,
-    /// Client id of each `certificate_names` entry (mutual TLS); empty without it.
-    pub clients_by_certificate_name: HashMap<String, Arc<str>>,
 }
 
 /// A listener's TLS files (paths resolved against the config file's
@@ -109,19 +107,54 @@ impl fmt::Debug for AdminConfig {
 pub enum AuthConfig {
     /// Any caller is accepted; validation guarantees the listener is loopback.
     Open,
-    Keys(Vec<ClientKey>),
+    Keys {
+        keys: Vec<ClientKey>,
+        /// The client each `certificate_names` entry authenticates over
+        /// mutual TLS; empty without it.
+        by_certificate_name: HashMap<String, CertifiedClient>,
+    },
 }
 
+impl AuthConfig {
+    /// Whether `id` is a declared client (by a key or a certificate name).
+    pub fn declares(&self, id: &str) -> bool {
+        match self {
+            AuthConfig::Open => false,
+            AuthConfig::Keys {
+                keys,
+                by_certificate_name,
+            } => {
+                keys.iter().any(|key| &*key.id == id)
+                    || by_certificate_name.values().any(|client| &*client.id == id)
+            }
+        }
+    }
+}
+
+/// The client a verified certificate name stands for.
+#[derive(Debug, Clone)]
+pub struct CertifiedClient {
+    pub id: Arc<str>,
+    pub permissions: Arc<super::permissions::Permissions>,
+}
+
+/// One accepted key; a client with several keys (rotation) has one entry
+/// per key, sharing its id and permissions.
 #[derive(Clone)]
 pub struct ClientKey {
     pub id: Arc<str>,
     pub sha256: [u8; 32],
+    /// After this the key is refused as expired.
+    pub not_after: Option<std::time::SystemTime>,
+    pub permissions: Arc<super::permissions::Permissions>,
 }
 
 impl fmt::Debug for ClientKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientKey")
             .field("id", &self.id)
+            .field("not_after", &self.not_after)
+            .field("permissions", &self.permissions)
             .finish_non_exhaustive()
     }
 }

@@ -72,6 +72,10 @@ pub struct RawFeedback {
     /// Metric name → `"boolean"` or `"float"`. Empty: any plain metric name.
     #[serde(default)]
     pub metrics: BTreeMap<String, RawMetricKind>,
+    /// Clients whose feedback `promptgate analyze` counts on any client's
+    /// request (outcome reporters); others count only on their own.
+    #[serde(default)]
+    pub trusted_clients: Vec<String>,
 }
 
 /// `[tags]`: the keys applications may send in `x-promptgate-tags`.
@@ -262,6 +266,37 @@ pub struct RawClient {
     /// authenticate as this client over mutual TLS, instead of a key.
     #[serde(default)]
     pub certificate_names: Vec<String>,
+    /// Several keys at once, for rotation without downtime (besides or
+    /// instead of the single `key_sha256` forms above).
+    #[serde(default)]
+    pub keys: Vec<RawClientKey>,
+    /// What the client may call; absent: everything.
+    pub allow: Option<RawAllow>,
+}
+
+/// One of a client's keys in `[[auth.clients.keys]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClientKey {
+    pub sha256: Option<String>,
+    pub sha256_env: Option<String>,
+    pub sha256_file: Option<String>,
+    /// RFC 3339 time after which the key is refused (`2027-01-31T00:00:00Z`).
+    pub not_after: Option<String>,
+}
+
+/// `[auth.clients.allow]`: an omitted list does not restrict, an empty one
+/// allows nothing of its kind.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAllow {
+    /// Endpoint labels: `chat_completions`, `completions`, `embeddings`,
+    /// `responses`, `models`, `messages`, `count_tokens`, `feedback`.
+    pub endpoints: Option<Vec<String>>,
+    /// Model names or `*` patterns (the name the caller sends).
+    pub models: Option<Vec<String>>,
+    /// Experiment ids or `*` patterns.
+    pub experiments: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

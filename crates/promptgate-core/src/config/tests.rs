@@ -54,7 +54,7 @@ fn the_shipped_configs_are_valid() {
     .unwrap();
     assert_eq!(config.providers.len(), 4);
     assert_eq!(config.routes.len(), 4);
-    let AuthConfig::Keys(keys) = &config.auth else {
+    let AuthConfig::Keys { keys, .. } = &config.auth else {
         panic!("example declares keys")
     };
     assert_eq!(&*keys[0].id, "checkout-service");
@@ -436,7 +436,7 @@ fn client_key_digests_and_the_audit_bucket_may_come_from_the_environment() {
         None,
     )
     .unwrap();
-    let AuthConfig::Keys(keys) = &config.auth else {
+    let AuthConfig::Keys { keys, .. } = &config.auth else {
         panic!("keys declared")
     };
     assert_eq!(hex::encode(keys[0].sha256), digest);

@@ -14,8 +14,9 @@ use sha2::Digest;
 use super::model::*;
 use super::raw::*;
 use super::validate_audit::validate_audit;
+use super::validate_auth::validate_auth;
 use super::validate_experiments::{Context, validate_experiments};
-use super::validate_tls::{Listener, clients_by_certificate_name, validate_tls};
+use super::validate_tls::{Listener, validate_tls};
 use crate::config::feedback::{FeedbackConfig, LABEL_RULE, MetricKind, is_label};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -76,19 +77,18 @@ pub fn validate(
         env,
         &mut errors,
     );
-    let certificate_clients =
-        clients_by_certificate_name(&raw.auth.clients, raw.server.tls.as_ref(), &mut errors);
     if let Some(server) = &mut server {
         server.tls = server_tls;
-        server.clients_by_certificate_name = certificate_clients;
     }
     let auth = validate_auth(
         &raw.auth,
         server.as_ref().map(|s| s.listen),
+        raw.server.tls.as_ref(),
         env,
         &mut errors,
     );
     let admin = validate_admin(&raw.admin, env, &mut errors);
+    super::validate_auth::validate_trusted_clients(&raw.auth, &raw.feedback, &mut errors);
 
     let mut providers = Vec::with_capacity(raw.providers.len());
     let mut provider_ids = HashMap::new();
@@ -179,7 +179,10 @@ fn validate_feedback(raw: &RawFeedback, errors: &mut Errors) -> FeedbackConfig {
         };
         metrics.insert(name.clone(), kind);
     }
-    FeedbackConfig { metrics }
+    FeedbackConfig {
+        metrics,
+        trusted_clients: raw.trusted_clients.clone(),
+    }
 }
 
 const DEFAULT_EXPORT_INTERVAL_MS: u64 = 5_000;
@@ -325,7 +328,6 @@ fn validate_server(
         ),
         config_poll: (poll > 0).then(|| Duration::from_millis(poll)),
         tls: None,
-        clients_by_certificate_name: HashMap::new(),
     })
 }
 
@@ -371,112 +373,6 @@ fn validate_admin(
         readiness_audit_failure: Duration::from_millis(tolerated),
         tls: validate_tls("admin.tls", raw.tls.as_ref(), Listener::Admin, env, errors),
     })
-}
-
-fn validate_auth(
-    raw: &RawAuth,
-    listen: Option<SocketAddr>,
-    env: &Environment<'_>,
-    errors: &mut Errors,
-) -> Option<AuthConfig> {
-    if raw.open {
-        if !raw.clients.is_empty() {
-            errors.push(
-                "auth.clients",
-                "client keys are ignored when `auth.open = true`: remove one of the two",
-            );
-        }
-        return match listen {
-            Some(addr) if addr.ip().is_loopback() => Some(AuthConfig::Open),
-            Some(addr) => {
-                errors.push(
-                    "auth.open",
-                    format!(
-                        "open mode is only allowed on a loopback address, but the gateway listens on {addr}; declare client keys under [[auth.clients]]"
-                    ),
-                );
-                None
-            }
-            None => None,
-        };
-    }
-    if raw.clients.is_empty() {
-        errors.push(
-            "auth.clients",
-            "no client keys declared: add [[auth.clients]] entries, or set `auth.open = true` on a loopback listener",
-        );
-        return None;
-    }
-    let mut keys = Vec::with_capacity(raw.clients.len());
-    let mut seen = HashMap::new();
-    for (index, client) in raw.clients.iter().enumerate() {
-        let path = format!("auth.clients[{index}]");
-        if client.id.trim().is_empty() {
-            errors.push(format!("{path}.id"), "must not be empty");
-        } else if let Some(first) = seen.insert(client.id.as_str(), index) {
-            errors.push(
-                format!("{path}.id"),
-                format!("`{}` is already the id of auth.clients[{first}]", client.id),
-            );
-        }
-        let has_key = client.key_sha256.is_some()
-            || client.key_sha256_env.is_some()
-            || client.key_sha256_file.is_some();
-        if !has_key && !client.certificate_names.is_empty() {
-            continue; // authenticates by its certificate only (mutual TLS)
-        }
-        let Some((field, digest)) = client_digest(&path, client, env, errors) else {
-            continue;
-        };
-        let mut sha256 = [0u8; 32];
-        match hex::decode_to_slice(digest.trim(), &mut sha256) {
-            Ok(()) => keys.push(ClientKey {
-                id: client.id.as_str().into(),
-                sha256,
-            }),
-            Err(_) => errors.push(
-                format!("{path}.{field}"),
-                "must be 64 hexadecimal characters (the SHA-256 of the key; see `promptgate hash-key`)",
-            ),
-        }
-    }
-    Some(AuthConfig::Keys(keys))
-}
-
-/// A client's key digest, written in the file or read from the environment
-/// or a file, with the field it came from. `None`: an error was recorded.
-fn client_digest(
-    path: &str,
-    client: &RawClient,
-    env: &Environment<'_>,
-    errors: &mut Errors,
-) -> Option<(&'static str, String)> {
-    let elsewhere = read_secret(
-        path,
-        ("key_sha256_env", client.key_sha256_env.as_deref()),
-        ("key_sha256_file", client.key_sha256_file.as_deref()),
-        env,
-        errors,
-    )?;
-    match (&client.key_sha256, elsewhere) {
-        (Some(_), Some(_)) => {
-            errors.push(
-                format!("{path}.key_sha256"),
-                "set one of key_sha256, key_sha256_env or key_sha256_file",
-            );
-            None
-        }
-        (Some(digest), None) => Some(("key_sha256", digest.clone())),
-        (None, Some(digest)) if client.key_sha256_env.is_some() => Some(("key_sha256_env", digest)),
-        (None, Some(digest)) => Some(("key_sha256_file", digest)),
-        (None, None) => {
-            errors.push(
-                path,
-                "no key digest: set key_sha256 (or key_sha256_env / key_sha256_file)",
-            );
-            None
-        }
-    }
 }
 
 fn validate_provider(

@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::model::TlsFiles;
+use super::model::{CertifiedClient, TlsFiles};
+use super::permissions::Permissions;
 use super::raw::{RawClient, RawTls};
 use super::validate::{Environment, Errors};
 
@@ -75,15 +76,17 @@ pub(super) fn validate_tls(
 
 /// The client of each certificate name. A name may belong to one client only,
 /// and names are only usable when client certificates are verified.
-pub(super) fn clients_by_certificate_name(
+pub(super) fn certified_clients(
     clients: &[RawClient],
     server_tls: Option<&RawTls>,
+    permissions: &[Arc<Permissions>],
     errors: &mut Errors,
-) -> HashMap<String, Arc<str>> {
-    let mut names: HashMap<String, Arc<str>> = HashMap::new();
+) -> HashMap<String, CertifiedClient> {
+    let mut names: HashMap<String, CertifiedClient> = HashMap::new();
     let mut first_owner: HashMap<&str, usize> = HashMap::new();
     let verifies_clients = server_tls.is_some_and(|tls| tls.client_ca_file.is_some());
-    for (index, client) in clients.iter().enumerate() {
+    // `permissions[i]` is `clients[i]`'s.
+    for (index, (client, permissions)) in clients.iter().zip(permissions).enumerate() {
         let path = format!("auth.clients[{index}].certificate_names");
         if !client.certificate_names.is_empty() && !verifies_clients {
             errors.push(
@@ -91,7 +94,10 @@ pub(super) fn clients_by_certificate_name(
                 "certificate names need mutual TLS: set server.tls.client_ca_file",
             );
         }
-        let id: Arc<str> = client.id.as_str().into();
+        let certified = CertifiedClient {
+            id: client.id.as_str().into(),
+            permissions: permissions.clone(),
+        };
         for name in &client.certificate_names {
             if name.trim().is_empty() {
                 errors.push(&path, "a certificate name must not be empty");
@@ -102,7 +108,7 @@ pub(super) fn clients_by_certificate_name(
                 );
             } else {
                 first_owner.insert(name, index);
-                names.insert(name.clone(), id.clone());
+                names.insert(name.clone(), certified.clone());
             }
         }
     }
