@@ -25,8 +25,9 @@ use crate::exchange::ExchangeSink;
 use crate::feedback::{Feedback, FeedbackValue};
 use promptgate_core::config::audit::AuditConfig;
 
-/// The client id judge feedback is recorded under.
-pub const CLIENT_ID: &str = "judge";
+/// The client id judge feedback is recorded under (reserved: no
+/// `[[auth.clients]]` may take it, and analyze trusts it).
+pub use promptgate_core::config::feedback::JUDGE_CLIENT_ID as CLIENT_ID;
 
 /// How long the uploader may take at the end of a run; what it could not
 /// upload stays in the spool and goes up at the next run's start.
@@ -58,7 +59,7 @@ impl FeedbackWriter {
     ) -> Result<FeedbackWriter, AuditStartError> {
         let mut config = config.clone();
         config.spool_dir = spool_dir.to_owned();
-        config.instance = format!("{}-{CLIENT_ID}", config.instance);
+        config.instance = format!("{}-judge", config.instance);
         let (log, tasks) = audit::start(&config).await?;
         Ok(FeedbackWriter {
             log,

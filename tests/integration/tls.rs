@@ -102,8 +102,9 @@ struct TlsGateway {
 }
 
 /// `mutual`: `Some(required)` verifies client certificates against the CA,
-/// maps `svc-a.example` to client `svc-a` (which has no key) and a SPIFFE id
-/// to `test-app` (which also has `CLIENT_KEY`).
+/// maps `svc-a.example` to client `svc-a` (which has no key), `svc-b.example`
+/// to `svc-b` (no key, allowed only `other-*` models) and a SPIFFE id to
+/// `test-app` (which also has `CLIENT_KEY`).
 async fn start(mutual: Option<bool>) -> TlsGateway {
     let sim = Simulator::start(SimConfig::default()).await.unwrap();
     let ca = Ca::new();
@@ -119,7 +120,9 @@ async fn start(mutual: Option<bool>) -> TlsGateway {
         config = config.replace(
             "id = \"test-app\"\n",
             "id = \"test-app\"\ncertificate_names = [\"spiffe://example.org/ns/prod/sa/test-app\"]\n",
-        ) + "\n[[auth.clients]]\nid = \"svc-a\"\ncertificate_names = [\"svc-a.example\"]\n";
+        ) + "\n[[auth.clients]]\nid = \"svc-a\"\ncertificate_names = [\"svc-a.example\"]\n\
+            \n[[auth.clients]]\nid = \"svc-b\"\ncertificate_names = [\"svc-b.example\"]\n\
+            [auth.clients.allow]\nmodels = [\"other-*\"]\n";
         server_tls = format!(
             "client_ca_file = \"{}\"\nrequire_client_cert = {required}\n",
             files.join("ca.pem").display()
@@ -461,6 +464,26 @@ async fn a_mapped_client_certificate_is_that_client_without_a_key() {
     assert_eq!(
         chat(&mut stranger, Some(CLIENT_KEY)).await.0,
         StatusCode::OK
+    );
+
+    // A certificate's client has that client's allow-list.
+    let by_svc_b = tls.ca.issue("svc-b.example", &[]);
+    let mut svc_b = connect(
+        tls.gateway.addr,
+        client_config(&tls.ca, MODERN, Some(&by_svc_b)),
+    )
+    .await
+    .unwrap();
+    let (status, body) = chat(&mut svc_b, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["type"], "permission_error", "{body}");
+    let metrics = support::metrics::Metrics::parse(&admin_metrics(&tls).await);
+    assert_eq!(
+        metrics.value(
+            "promptgate_auth_failures_total",
+            &[("reason", "certificate_mismatch")]
+        ),
+        1.0
     );
 
     let clients: Vec<Option<String>> = tls

@@ -22,6 +22,17 @@ use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::records::FeedbackRow;
 
+/// Whether feedback from `client_id` is an outcome reporter's, joined to the
+/// request of its id whoever made it: a client listed in `trusted`
+/// (`[feedback] trusted_clients`, `--trusted-client`), or `promptgate judge`,
+/// whose id no caller of the gateway can hold.
+pub fn trusted_reporter(client_id: Option<&str>, trusted: &[String]) -> bool {
+    client_id.is_some_and(|id| {
+        id == promptgate_core::config::feedback::JUDGE_CLIENT_ID
+            || trusted.iter().any(|listed| listed == id)
+    })
+}
+
 pub(super) const BUCKETS: usize = 64;
 
 /// One spill file per bucket, written once and read once.

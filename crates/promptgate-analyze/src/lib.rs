@@ -147,10 +147,8 @@ pub async fn analyze(source: &Source, options: &Options) -> Result<Report, Analy
     for object in &feedback_objects {
         if let Some(rows) = read_object::<FeedbackRow>(source, object, options, &mut read).await? {
             for row in rows {
-                let trusted = row
-                    .client_id
-                    .as_ref()
-                    .is_some_and(|id| options.trusted_clients.contains(id));
+                let trusted =
+                    join::trusted_reporter(row.client_id.as_deref(), &options.trusted_clients);
                 if let Some(slicer) = &mut slicer {
                     slicer.add_feedback(&row, trusted);
                 }

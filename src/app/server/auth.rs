@@ -148,8 +148,8 @@ pub fn hash_key(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
     use http::HeaderValue;
+    use std::collections::HashMap;
     use std::time::Duration;
 
     fn key(id: &str, secret: &str, not_after: Option<SystemTime>) -> ClientKey {

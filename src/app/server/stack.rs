@@ -21,9 +21,8 @@ use crate::body::GatewayBody;
 
 /// The stack: observation → load shedding → concurrency limit →
 /// authentication → body limit → phases.
-pub(super) type RequestStack = Observe<
-    tower::load_shed::LoadShed<tower::limit::ConcurrencyLimit<Auth<BodyLimit<Phases>>>>,
->;
+pub(super) type RequestStack =
+    Observe<tower::load_shed::LoadShed<tower::limit::ConcurrencyLimit<Auth<BodyLimit<Phases>>>>>;
 
 pub(super) fn request_stack(gateway: Arc<Gateway>, max_concurrent_requests: usize) -> RequestStack {
     ServiceBuilder::new()

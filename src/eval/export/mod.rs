@@ -17,7 +17,7 @@ use std::io::Write;
 
 use serde_json::{Map, Value};
 
-use promptgate_analyze::join::{FeedbackJoin, Joined};
+use promptgate_analyze::join::{FeedbackJoin, Joined, trusted_reporter};
 use promptgate_analyze::records::FeedbackRow;
 use promptgate_analyze::source::{ObjectError, Table};
 use promptgate_analyze::{AnalyzeError, DateRange, Source};
@@ -244,9 +244,11 @@ async fn join_feedback(
             continue;
         };
         for row in rows {
-            // Only the requesting client's own feedback selects a request:
-            // export-dataset has no trusted-reporter list (docs/security.md).
-            join.feedback(row, false).map_err(ExportError::Spill)?;
+            // The requesting client's own feedback selects a request, and
+            // the judge's; export-dataset has no trusted-reporter list
+            // (docs/security.md).
+            let trusted = trusted_reporter(row.client_id.as_deref(), &[]);
+            join.feedback(row, trusted).map_err(ExportError::Spill)?;
         }
     }
     let mut met: HashMap<u64, Map<String, Value>> = HashMap::new();

@@ -38,6 +38,12 @@ impl MetricKind {
     }
 }
 
+/// The client id of the feedback `promptgate judge` writes. No
+/// `[[auth.clients]]` entry may take it (validation), so no caller of the
+/// gateway can post feedback under it; analyze and export-dataset trust it
+/// as an outcome reporter without it being listed in `trusted_clients`.
+pub const JUDGE_CLIENT_ID: &str = "promptgate.judge";
+
 /// `[feedback]`: the metrics applications may post. Empty: any metric whose
 /// name is a plain label, typed by its first value's JSON type.
 #[derive(Debug, Clone, Default)]

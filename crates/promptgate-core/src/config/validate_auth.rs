@@ -7,11 +7,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::feedback::JUDGE_CLIENT_ID;
 use super::model::{AuthConfig, ClientKey};
-use super::validate_tls::certified_clients;
 use super::permissions::{Permissions, endpoint_named};
 use super::raw::{RawAllow, RawAuth, RawClient, RawFeedback, RawTls};
 use super::validate::{Environment, Errors, read_secret};
+use super::validate_tls::certified_clients;
 
 pub(super) fn validate_auth(
     raw: &RawAuth,
@@ -58,6 +59,11 @@ pub(super) fn validate_auth(
         let path = format!("auth.clients[{index}]");
         if client.id.trim().is_empty() {
             errors.push(format!("{path}.id"), "must not be empty");
+        } else if client.id == JUDGE_CLIENT_ID {
+            errors.push(
+                format!("{path}.id"),
+                format!("`{JUDGE_CLIENT_ID}` is reserved for the feedback of `promptgate judge`"),
+            );
         } else if let Some(first) = seen.insert(client.id.as_str(), index) {
             errors.push(
                 format!("{path}.id"),
@@ -324,6 +330,17 @@ mod tests {
                 "auth.clients[2]",
             ]
         );
+    }
+
+    #[test]
+    fn the_judge_client_id_is_reserved() {
+        let source = format!(
+            "[auth]\n[[auth.clients]]\nid = \"{JUDGE_CLIENT_ID}\"\nkey_sha256 = \"{DIGEST_A}\"\n"
+        );
+        let found = problems(&source);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "auth.clients[0].id");
+        assert!(found[0].1.contains("reserved"), "{found:?}");
     }
 
     #[test]
