@@ -8,7 +8,6 @@
 pub mod server;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -18,13 +17,13 @@ use tokio::task::JoinHandle;
 use crate::admin::{self, Admin};
 use crate::audit::{AuditLog, AuditStartError, AuditTasks};
 use crate::capture::{ExchangeSink, Fanout};
-use crate::reload::Reloader;
+use crate::reload::{ConfigSource, Reloader};
 use crate::shadow::ShadowRunner;
 use crate::snapshot::{Snapshot, SnapshotHandle};
 use crate::telemetry::metrics::ReloadCounts;
 use crate::telemetry::ready::Readiness;
 use crate::telemetry::{Telemetry, TelemetryError};
-use promptgate_core::config::{self, ConfigError, LoadOptions};
+use promptgate_core::config::{ConfigError, LoadOptions};
 
 /// The assembled application, as every request shares it: the config in
 /// force and where finished exchanges go.
@@ -48,6 +47,8 @@ pub enum StartError {
     Audit(#[from] AuditStartError),
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
+    #[error("the config loading task failed")]
+    LoadTask,
     #[error("cannot listen for SIGHUP: {source}")]
     Signal { source: std::io::Error },
     #[error("cannot listen on {addr}: {source}")]
@@ -79,11 +80,21 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
 impl App {
     /// `sink` receives every exchange besides the audit log (when configured).
     pub async fn start(
-        config_path: PathBuf,
+        source: impl Into<ConfigSource>,
         options: LoadOptions,
         sink: Arc<dyn ExchangeSink>,
     ) -> Result<App, StartError> {
-        let config = config::load_file(&config_path, &options)?;
+        // Blocking reads (files, or S3 driven from a blocking thread).
+        let (source, options, loaded) = tokio::task::spawn_blocking({
+            let source = source.into();
+            move || {
+                let loaded = Reloader::load_initial(&source, &options);
+                (source, options, loaded)
+            }
+        })
+        .await
+        .map_err(|_| StartError::LoadTask)?;
+        let (config, watch) = loaded?;
         let telemetry = Telemetry::start(
             &config.telemetry,
             config
@@ -126,7 +137,6 @@ impl App {
             .map(|audit| audit.prices.clone())
             .unwrap_or_default();
         let poll = config.server.config_poll;
-        let prompt_files = config.prompt_files.clone();
         let readiness = Readiness::new(config.audit.as_ref());
         let version = config.version.clone();
 
@@ -139,10 +149,10 @@ impl App {
             accepting: Arc::new(AtomicBool::new(false)),
         });
         let reloader = Arc::new(Reloader::new(
-            config_path,
+            source,
             options,
             gateway.snapshots.clone(),
-            prompt_files,
+            watch,
             version,
         ));
         observe_at_scrape_time(&gateway, &reloader);
@@ -247,6 +257,8 @@ fn observe_at_scrape_time(gateway: &Arc<Gateway>, reloader: &Arc<Reloader>) {
             ok: status.reloads_ok,
             failed: status.reloads_failed,
             version: status.version,
+            source_errors: status.source.errors,
+            source_last_success: status.source.last_success,
         })
     });
     // No audit series at all without an audit log.
