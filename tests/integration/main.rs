@@ -16,6 +16,7 @@ mod audit_faults;
 mod audit_queries;
 mod audit_s3;
 mod cli;
+mod config_s3;
 mod configmap;
 mod dashboard;
 mod drift;
