@@ -109,6 +109,18 @@ async fn admin_json(gw: &Gateway, path: &str) -> (u16, Value) {
     (reply.status.as_u16(), reply.json())
 }
 
+async fn admin_post(gw: &Gateway, path: &str) -> Value {
+    support::send(
+        &support::client(),
+        Method::POST,
+        &gw.admin_url(path),
+        &[],
+        "",
+    )
+    .await
+    .json()
+}
+
 async fn versions(replicas: &[Gateway]) -> Vec<String> {
     let mut out = Vec::new();
     for gw in replicas {
@@ -232,6 +244,10 @@ async fn three_replicas_follow_one_config_in_s3_without_a_failed_request() {
     let (fixed, _) = wait_all_on(&replicas, &prompted, 2 * POLL).await;
     load.wait_answered(60).await;
     let routed = load.finish().await;
+    eprintln!(
+        "config_s3: {}",
+        support::load::summary(&routed.iter().map(|r| r.sent.clone()).collect::<Vec<_>>())
+    );
     let failed: Vec<_> = routed.iter().filter(|r| !r.sent.complete_ok()).collect();
     assert!(
         failed.is_empty(),
@@ -253,9 +269,35 @@ async fn three_replicas_follow_one_config_in_s3_without_a_failed_request() {
         );
     }
 
+    let reply = admin_post(&replicas[0], "/admin/reload").await;
+    assert_eq!(reply["status"], "unchanged", "{reply}");
+    assert_eq!(reply["config_version"], fixed.as_str());
+
     // S3 goes away: every replica keeps serving its config, stays ready, and
     // says in /readyz and the metrics that its config source fails.
     s3.stop();
+    let reply = admin_post(&replicas[0], "/admin/reload").await;
+    assert_eq!(reply["status"], "failed", "{reply}");
+    assert_eq!(reply["config_version"], fixed.as_str());
+    assert!(
+        reply["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("cannot read s3://gateway-config/team/gateway.toml")),
+        "{reply}"
+    );
+    // SIGHUP reads S3 the same way: one more failed reload.
+    let failed_before = reloads(&replicas[1], "failed").await;
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &replicas[1].pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    support::wait::eventually(
+        "the SIGHUP reload to fail while S3 is gone",
+        Duration::from_secs(30),
+        async || (reloads(&replicas[1], "failed").await > failed_before).then_some(()),
+    )
+    .await;
     for gw in &replicas {
         support::wait::eventually(
             "the replica to report its config source failing",

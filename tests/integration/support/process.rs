@@ -152,6 +152,11 @@ impl Gateway {
         format!("http://{}{}", self.admin_addr, path)
     }
 
+    /// For signals other than the stop (SIGHUP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Log lines written after start-up.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.workdir.join("gateway.log")).unwrap_or_default()
