@@ -60,6 +60,11 @@ pub struct Reloader {
     /// The snapshot in force, which a reload replaces.
     snapshots: Arc<SnapshotHandle>,
     state: Mutex<State>,
+    /// Held through a whole reload, so reloads happen one after the other,
+    /// while `state` is locked only briefly: `/metrics` and `/readyz` read it
+    /// on the runtime's workers, which must never wait for a reload's S3
+    /// calls (those are driven by the same workers).
+    reloading: Mutex<()>,
 }
 
 impl Reloader {
@@ -92,6 +97,7 @@ impl Reloader {
             source,
             options,
             snapshots,
+            reloading: Mutex::new(()),
         }
     }
 
@@ -115,9 +121,12 @@ impl Reloader {
 
     /// Reloads now. Blocking (file reads, parsing): call from a blocking context.
     pub fn reload(&self) -> Result<ReloadOutcome, ConfigError> {
-        // Held throughout, so concurrent reloads happen one after the other.
-        let mut state = self.lock();
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let (loaded, watch) = self.source.load(&self.options);
+        let mut state = self.lock();
         // Later polls retry only when what was read changes again (or, when
         // the source could not be read, as soon as it can).
         state.watch = watch;
