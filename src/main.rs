@@ -12,8 +12,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use promptgate::app::App;
 use promptgate::exchange::NoSink;
+use promptgate::reload::ConfigSource;
 use promptgate::server;
-use promptgate_core::config::{self, LoadOptions};
+use promptgate_core::config::LoadOptions;
 
 #[derive(Parser)]
 #[command(
@@ -39,9 +40,12 @@ enum LogFormat {
 enum Command {
     /// Run the gateway.
     Serve {
-        /// The TOML config file.
+        /// The TOML config: a file, or `s3://bucket/key.toml` (prompt files
+        /// under the same prefix; the S3 client reads
+        /// PROMPTGATE_CONFIG_S3_ENDPOINT, PROMPTGATE_CONFIG_S3_REGION,
+        /// PROMPTGATE_CONFIG_S3_FORCE_PATH_STYLE and the AWS_* chain).
         #[arg(long, short)]
-        config: PathBuf,
+        config: String,
         /// Listen on this address instead of `server.listen` (port 0 picks a free port).
         #[arg(long)]
         listen: Option<SocketAddr>,
@@ -51,8 +55,8 @@ enum Command {
     },
     /// Validate a config file: exit 0 when valid, else list every problem as file:line: field: message.
     CheckConfig {
-        /// The TOML config file.
-        config: PathBuf,
+        /// The TOML config: a file or `s3://bucket/key.toml` (as for `serve`).
+        config: String,
     },
     /// Print the SHA-256 to put in `auth.clients[].key_sha256` for a client key read from standard input.
     HashKey,
@@ -395,15 +399,25 @@ fn init_logging(format: LogFormat) {
     }
 }
 
-fn check_config(path: &Path) -> anyhow::Result<ExitCode> {
-    match config::load_file(path, &LoadOptions::default()) {
-        Ok(config) => {
+fn check_config(config: &str) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let loaded = runtime.block_on(async {
+        let source = ConfigSource::open(config).await?;
+        let (loaded, _) = tokio::task::spawn_blocking(move || source.load(&LoadOptions::default()))
+            .await
+            .context("the config loading task failed")?;
+        anyhow::Ok(loaded)
+    })?;
+    match loaded {
+        Ok(loaded) => {
             println!(
-                "{}: valid (version {}, {} providers, {} routes)",
-                path.display(),
-                config.version,
-                config.providers.len(),
-                config.routes.len()
+                "{config}: valid (version {}, {} providers, {} routes)",
+                loaded.version,
+                loaded.providers.len(),
+                loaded.routes.len()
             );
             Ok(ExitCode::SUCCESS)
         }
@@ -804,7 +818,7 @@ fn hash_key() -> anyhow::Result<ExitCode> {
 }
 
 fn serve(
-    config_path: PathBuf,
+    config: String,
     listen: Option<SocketAddr>,
     admin_listen: Option<SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
@@ -815,9 +829,10 @@ fn serve(
     runtime.block_on(async move {
         let shutdown = shutdown_signal()?;
         let options = LoadOptions { listen_override: listen, admin_listen_override: admin_listen };
-        let app = App::start(config_path.clone(), options, Arc::new(NoSink)).await?;
+        let source = ConfigSource::open(&config).await?;
+        let app = App::start(source, options, Arc::new(NoSink)).await?;
         let version = app.reloader.status().version;
-        tracing::info!(local = %app.addr, admin = %app.admin_addr, config = %config_path.display(), %version, "promptgate listening");
+        tracing::info!(local = %app.addr, admin = %app.admin_addr, %config, %version, "promptgate listening");
         shutdown.await;
         app.shutdown().await;
         tracing::info!("stopped");

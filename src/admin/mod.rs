@@ -25,7 +25,7 @@ use tokio::net::TcpListener;
 use crate::accept::AcceptBackoff;
 use crate::audit::AuditLog;
 use crate::body::{GatewayBody, full};
-use crate::reload::{ReloadOutcome, Reloader};
+use crate::reload::{ReloadOutcome, Reloader, SourceStatus};
 use crate::snapshot::SnapshotHandle;
 use crate::telemetry::Telemetry;
 use crate::telemetry::ready::Readiness;
@@ -138,6 +138,7 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<GatewayBo
                     "reloads_failed": status.reloads_failed,
                     "last_error": status.last_error,
                     "auth": clients::clients_view(&admin.snapshots.load().auth, std::time::SystemTime::now()),
+                    "config_source": source_detail(&status.source),
                 }),
             )
         }
@@ -243,16 +244,31 @@ fn readyz(admin: &Admin) -> Response<GatewayBody> {
         admin.audit.as_ref().map(|audit| audit.metrics()),
         snapshot.admin.readiness_audit_failure,
     );
+    // A config source that cannot be read leaves the replica ready (the
+    // config in force serves requests as well as before) but is named here.
+    let source = source_detail(&admin.reloader.status().source);
     match verdict {
         Ok(()) => json_response(
             StatusCode::OK,
-            json!({"status": "ready", "config_version": &*snapshot.version}),
+            json!({"status": "ready", "config_version": &*snapshot.version, "config_source": source}),
         ),
         Err(reason) => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            json!({"status": "not_ready", "reason": reason, "config_version": &*snapshot.version}),
+            json!({"status": "not_ready", "reason": reason, "config_version": &*snapshot.version, "config_source": source}),
         ),
     }
+}
+
+/// The config source's name, whether it can be read now (and why not), how
+/// many reads failed and when one last succeeded.
+fn source_detail(source: &SourceStatus) -> Value {
+    json!({
+        "name": &*source.name,
+        "status": if source.failing.is_some() { "failing" } else { "ok" },
+        "error": source.failing,
+        "errors": source.errors,
+        "last_success_unix": source.last_success.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+    })
 }
 
 fn describe(experiment: &Experiment, version: &str) -> Value {

@@ -8,7 +8,6 @@
 pub mod server;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
@@ -19,7 +18,7 @@ use crate::admin::{self, Admin};
 use crate::audit::{AuditLog, AuditStartError, AuditTasks};
 use crate::exchange::{ExchangeSink, Fanout};
 use crate::limits::{Limits, LocalStore};
-use crate::reload::Reloader;
+use crate::reload::{ConfigSource, Reloader};
 use crate::shadow::ShadowRunner;
 use crate::snapshot::{Snapshot, SnapshotHandle};
 use crate::telemetry::metrics::ReloadCounts;
@@ -52,6 +51,8 @@ pub enum StartError {
     Audit(#[from] AuditStartError),
     #[error(transparent)]
     Telemetry(#[from] TelemetryError),
+    #[error("the config loading task failed")]
+    LoadTask,
     #[error("cannot listen for SIGHUP: {source}")]
     Signal { source: std::io::Error },
     #[error("TLS on the {} listener: {source}", listener.label())]
@@ -88,11 +89,21 @@ async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener, StartError> {
 impl App {
     /// `sink` receives every exchange besides the audit log (when configured).
     pub async fn start(
-        config_path: PathBuf,
+        source: impl Into<ConfigSource>,
         options: LoadOptions,
         sink: Arc<dyn ExchangeSink>,
     ) -> Result<App, StartError> {
-        let config = config::load_file(&config_path, &options)?;
+        // Blocking reads (files, or S3 driven from a blocking thread).
+        let (source, options, loaded) = tokio::task::spawn_blocking({
+            let source = source.into();
+            move || {
+                let loaded = Reloader::load_initial(&source, &options);
+                (source, options, loaded)
+            }
+        })
+        .await
+        .map_err(|_| StartError::LoadTask)?;
+        let (config, watch) = loaded?;
         let telemetry = Telemetry::start(
             &config.telemetry,
             config
@@ -138,7 +149,6 @@ impl App {
             .map(|audit| audit.prices.clone())
             .unwrap_or_default();
         let poll = config.server.config_poll;
-        let prompt_files = config.prompt_files.clone();
         let readiness = Readiness::new(config.audit.as_ref());
         let version = config.version.clone();
 
@@ -158,10 +168,10 @@ impl App {
             accepting: Arc::new(AtomicBool::new(false)),
         });
         let reloader = Arc::new(Reloader::new(
-            config_path,
+            source,
             options,
             gateway.snapshots.clone(),
-            prompt_files,
+            watch,
             version,
         ));
         observe_at_scrape_time(&gateway, &reloader);
@@ -288,6 +298,8 @@ fn observe_at_scrape_time(gateway: &Arc<Gateway>, reloader: &Arc<Reloader>) {
             ok: status.reloads_ok,
             failed: status.reloads_failed,
             version: status.version,
+            source_errors: status.source.errors,
+            source_last_success: status.source.last_success,
         })
     });
     // No audit series at all without an audit log.

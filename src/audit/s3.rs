@@ -24,7 +24,9 @@ pub struct S3Store {
     bucket: String,
 }
 
-fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(error: &SdkError<E>) -> String {
+pub(crate) fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    error: &SdkError<E>,
+) -> String {
     let status = error.raw_response().map(|r| r.status().as_u16());
     match (status, error.code()) {
         (Some(status), Some(code)) => format!(

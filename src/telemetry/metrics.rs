@@ -390,6 +390,10 @@ pub struct ReloadCounts {
     pub failed: u64,
     /// The config version in force.
     pub version: Arc<str>,
+    /// Failed reads of the config source (file or S3).
+    pub source_errors: u64,
+    /// When the config source was last read.
+    pub source_last_success: std::time::SystemTime,
 }
 
 type ReadReloads = Arc<dyn Fn() -> Option<ReloadCounts> + Send + Sync>;
@@ -410,9 +414,36 @@ fn observe_reloads(meter: &Meter, read: ReadReloads) {
     meter
         .u64_observable_gauge("promptgate_config_info")
         .with_description("The config version in force (always 1).")
+        .with_callback({
+            let read = read.clone();
+            move |observer| {
+                if let Some(counts) = read() {
+                    observer.observe(1, &[KeyValue::new("version", counts.version)]);
+                }
+            }
+        })
+        .build();
+    let errors = read.clone();
+    meter
+        .u64_observable_counter("promptgate_config_source_errors_total")
+        .with_description("Failed reads (loads and polls) of the config file or S3 object.")
+        .with_callback(move |observer| {
+            if let Some(counts) = errors() {
+                observer.observe(counts.source_errors, &[]);
+            }
+        })
+        .build();
+    meter
+        .f64_observable_gauge("promptgate_config_source_last_success_timestamp_seconds")
+        .with_description("When the config source was last read (Unix time).")
         .with_callback(move |observer| {
             if let Some(counts) = read() {
-                observer.observe(1, &[KeyValue::new("version", counts.version)]);
+                let at = counts
+                    .source_last_success
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|since| since.as_secs_f64())
+                    .unwrap_or(0.0);
+                observer.observe(at, &[]);
             }
         })
         .build();

@@ -1,6 +1,8 @@
 //! `/readyz`: ready while the client listener accepts and the audit log is not
 //! failing beyond what the operator tolerates. (A config is always loaded once
-//! the gateway runs: a failed reload leaves the previous one serving.)
+//! the gateway runs: a failed reload leaves the previous one serving, and a
+//! config source that cannot be read — an S3 outage — leaves the replica
+//! ready: `/readyz` names the failing source in its `config_source` detail.)
 //!
 //! The audit log is unready when its writer thread died, when the spool's
 //! disk refuses writes (full, failing, read-only, directory gone: whatever

@@ -18,6 +18,7 @@ mod audit_s3;
 mod audit_zstd;
 mod authz;
 mod cli;
+mod config_s3;
 mod configmap;
 mod dashboard;
 mod drift;

@@ -71,16 +71,16 @@ instance = "replica-{replica}"
 }
 
 /// One request as the spreading client sent it: which replica, and when.
-struct Routed {
-    sent: Sent,
-    replica: usize,
-    started: Instant,
+pub(crate) struct Routed {
+    pub sent: Sent,
+    pub replica: usize,
+    pub started: Instant,
 }
 
 /// Clients spreading requests round-robin over the replicas in rotation
 /// (the Service's endpoints), each request with its own id and one of
 /// `USERS` user ids, every third one streamed.
-struct SpreadLoad {
+pub(crate) struct SpreadLoad {
     stop: Arc<AtomicBool>,
     answered: Arc<AtomicUsize>,
     rotation: Arc<RwLock<Vec<(usize, String)>>>,
@@ -88,7 +88,7 @@ struct SpreadLoad {
 }
 
 impl SpreadLoad {
-    fn start(replicas: &[Gateway]) -> SpreadLoad {
+    pub(crate) fn start(replicas: &[Gateway]) -> SpreadLoad {
         let rotation: Vec<(usize, String)> = replicas
             .iter()
             .enumerate()
@@ -141,7 +141,7 @@ impl SpreadLoad {
     }
 
     /// Waits until `more` further requests were answered whole.
-    async fn wait_answered(&self, more: usize) {
+    pub(crate) async fn wait_answered(&self, more: usize) {
         let target = self.answered.load(Ordering::Relaxed) + more;
         support::wait::until(
             &format!("{target} requests answered over the replicas"),
@@ -159,7 +159,7 @@ impl SpreadLoad {
             .retain(|(index, _)| *index != replica);
     }
 
-    async fn finish(self) -> Vec<Routed> {
+    pub(crate) async fn finish(self) -> Vec<Routed> {
         self.stop.store(true, Ordering::Relaxed);
         let mut all = Vec::new();
         for worker in self.workers {

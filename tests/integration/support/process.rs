@@ -85,16 +85,22 @@ pub fn spawn(config: &str, s3_secret: &str) -> Result<Gateway, String> {
 pub fn spawn_in(workdir: &Path, config: &str, s3_secret: &str) -> Result<Gateway, String> {
     let path = workdir.join("gateway.toml");
     std::fs::write(&path, config).unwrap();
+    spawn_with(workdir, path.to_str().unwrap(), &[], s3_secret)
+}
+
+/// Starts the gateway in `workdir` with `--config <config>` (a file or an
+/// `s3://` URI) and the extra environment variables.
+pub fn spawn_with(
+    workdir: &Path,
+    config: &str,
+    env: &[(&str, &str)],
+    s3_secret: &str,
+) -> Result<Gateway, String> {
     let mut child = Command::new(BIN)
-        .args([
-            "--log-format",
-            "json",
-            "serve",
-            "--config",
-            path.to_str().unwrap(),
-        ])
+        .args(["--log-format", "json", "serve", "--config", config])
         .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
         .current_dir(workdir)
+        .envs(env.iter().copied())
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", s3_secret)
         .env("TEST_UNIT_SECRET", "unit-secret-for-tests")
@@ -144,6 +150,11 @@ impl Gateway {
 
     pub fn admin_url(&self, path: &str) -> String {
         format!("http://{}{}", self.admin_addr, path)
+    }
+
+    /// For signals other than the stop (SIGHUP).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Log lines written after start-up.

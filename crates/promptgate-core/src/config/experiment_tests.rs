@@ -18,6 +18,7 @@ fn parse_in(source: &str, base_dir: &Path) -> Result<Config, Vec<Problem>> {
             listen_override: None,
             admin_listen_override: None,
             read_env: &read_env,
+            read_prompt: &|name| super::read_local_prompt(base_dir, name),
         },
     )
 }

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 
 pub use model::*;
 pub use permissions::Permissions;
-pub use validate::FieldError;
+pub use validate::{FieldError, ReadPrompt};
 
 /// A config problem located in its file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,18 +93,47 @@ pub fn load_file(file: &Path, options: &LoadOptions) -> Result<Config, ConfigErr
         source,
     })?;
     let base_dir = file.parent().unwrap_or(Path::new("."));
+    load_text(
+        file,
+        &source,
+        base_dir,
+        &|name| read_local_prompt(base_dir, name),
+        options,
+    )
+}
+
+/// Reads a prompt file named in the config relative to the config's directory.
+pub fn read_local_prompt(base_dir: &Path, name: &str) -> Result<(PathBuf, String), String> {
+    let path = base_dir.join(name);
+    std::fs::read_to_string(&path)
+        .map(|text| (path.clone(), text))
+        .map_err(|err| format!("cannot read {}: {err}", path.display()))
+}
+
+/// Parses and validates config text that came from `origin` (a file or an
+/// `s3://` object; named in every problem). Prompt files are read through
+/// `read_prompt`, so a config kept elsewhere than on disk brings its own
+/// reader; secret files are read relative to `secrets_dir`.
+pub fn load_text(
+    origin: &Path,
+    source: &str,
+    secrets_dir: &Path,
+    read_prompt: &ReadPrompt<'_>,
+    options: &LoadOptions,
+) -> Result<Config, ConfigError> {
     let read_env = |name: &str| std::env::var(name).ok();
     parse(
-        &source,
+        source,
         &validate::Environment {
-            base_dir,
+            base_dir: secrets_dir,
             listen_override: options.listen_override,
             admin_listen_override: options.admin_listen_override,
             read_env: &read_env,
+            read_prompt,
         },
     )
     .map_err(|problems| ConfigError::Invalid {
-        file: file.to_owned(),
+        file: origin.to_owned(),
         problems,
     })
 }

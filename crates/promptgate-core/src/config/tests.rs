@@ -21,6 +21,7 @@ fn parse_with_env(
             listen_override: listen.map(|l| l.parse().unwrap()),
             admin_listen_override: None,
             read_env: &read_env,
+            read_prompt: &|name| super::read_local_prompt(Path::new("/nonexistent"), name),
         },
     )
 }

@@ -52,6 +52,10 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// Reads a prompt file by the name the config gives it: its identity (hashed
+/// into the config version, watched for reloads) and its text, or why not.
+pub type ReadPrompt<'a> = dyn Fn(&str) -> Result<(std::path::PathBuf, String), String> + 'a;
+
 /// What validation needs from outside the file.
 pub struct Environment<'a> {
     /// Directory that relative `api_key_file` paths are resolved against.
@@ -59,6 +63,8 @@ pub struct Environment<'a> {
     pub listen_override: Option<SocketAddr>,
     pub admin_listen_override: Option<SocketAddr>,
     pub read_env: &'a dyn Fn(&str) -> Option<String>,
+    /// Reads `system_file` / `user_file` templates.
+    pub read_prompt: &'a ReadPrompt<'a>,
 }
 
 /// Validates `raw`; `source` is the config text, hashed with every prompt file

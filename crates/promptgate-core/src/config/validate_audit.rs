@@ -244,6 +244,7 @@ mod tests {
             listen_override: None,
             admin_listen_override: None,
             read_env: &read_env,
+            read_prompt: &|name| crate::config::read_local_prompt(Path::new("/nonexistent"), name),
         };
         parse(&source, &env).map(|config| config.audit.expect("audit"))
     }

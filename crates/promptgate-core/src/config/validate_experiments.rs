@@ -399,22 +399,16 @@ fn load_template(
             return None;
         }
         (Some(text), None) => (text.clone(), format!("{path}.{field}")),
-        (None, Some(file)) => {
-            let file_path = ctx.env.base_dir.join(file);
-            match std::fs::read_to_string(&file_path) {
-                Ok(text) => {
-                    ctx.files.push((file_path, text.clone()));
-                    (text, format!("{path}.{field}_file"))
-                }
-                Err(err) => {
-                    errors.push(
-                        format!("{path}.{field}_file"),
-                        format!("cannot read {}: {err}", file_path.display()),
-                    );
-                    return None;
-                }
+        (None, Some(file)) => match (ctx.env.read_prompt)(file) {
+            Ok((identity, text)) => {
+                ctx.files.push((identity, text.clone()));
+                (text, format!("{path}.{field}_file"))
             }
-        }
+            Err(message) => {
+                errors.push(format!("{path}.{field}_file"), message);
+                return None;
+            }
+        },
         (None, None) => return Some(None),
     };
     match Template::parse(&text) {

@@ -1,18 +1,22 @@
-//! Hot reload: the config file and the prompt files it reads are checked for
-//! changes every `server.config_poll_ms`; SIGHUP and `POST /admin/reload`
+//! Hot reload: the config (a file or an S3 object, see `source`) and the
+//! prompt files it reads are checked for changes every `server.config_poll_ms`; SIGHUP and `POST /admin/reload`
 //! reload too. A reload parses, validates and builds a complete new snapshot —
 //! which may fail, leaving the running one untouched and the error logged with
 //! file:line and field — then swaps it in atomically.
 
-use std::path::PathBuf;
+mod s3;
+mod source;
+
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+pub use s3::{ENDPOINT_VAR, PATH_STYLE_VAR, REGION_VAR, S3UriError};
+pub use source::{ConfigSource, Watch};
+
 use crate::snapshot::{Snapshot, SnapshotHandle};
-use promptgate_core::config::{self, ConfigError, LoadOptions};
+use promptgate_core::config::{Config, ConfigError, LoadOptions};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReloadOutcome {
@@ -28,50 +32,83 @@ pub struct ReloadStatus {
     pub reloads_ok: u64,
     pub reloads_failed: u64,
     pub last_error: Option<String>,
+    pub source: SourceStatus,
+}
+
+/// Whether the config source (file or S3) could be read lately. A replica
+/// that cannot read it keeps serving the config it has.
+#[derive(Debug, Clone)]
+pub struct SourceStatus {
+    /// The file path or `s3://bucket/key`.
+    pub name: Arc<str>,
+    /// Reads (loads and polls) that failed since start-up.
+    pub errors: u64,
+    /// The last read that succeeded (start-up's, at first).
+    pub last_success: SystemTime,
+    /// Why the last read failed, while it is failing.
+    pub failing: Option<String>,
 }
 
 struct State {
     status: ReloadStatus,
-    watched: Vec<PathBuf>,
-    fingerprint: [u8; 32],
+    watch: Watch,
 }
 
 pub struct Reloader {
-    config_path: PathBuf,
+    source: ConfigSource,
     options: LoadOptions,
     /// The snapshot in force, which a reload replaces.
     snapshots: Arc<SnapshotHandle>,
     state: Mutex<State>,
+    /// Held through a whole reload, so reloads happen one after the other,
+    /// while `state` is locked only briefly: `/metrics` and `/readyz` read it
+    /// on the runtime's workers, which must never wait for a reload's S3
+    /// calls (those are driven by the same workers).
+    reloading: Mutex<()>,
 }
 
 impl Reloader {
-    /// `prompt_files` and `version` describe the snapshot the gateway started with.
+    /// `version` and `watch` describe the snapshot the gateway started with.
     pub fn new(
-        config_path: PathBuf,
+        source: ConfigSource,
         options: LoadOptions,
         snapshots: Arc<SnapshotHandle>,
-        prompt_files: Vec<PathBuf>,
+        watch: Watch,
         version: Arc<str>,
     ) -> Reloader {
-        let mut watched = vec![config_path.clone()];
-        watched.extend(prompt_files);
-        let fingerprint = fingerprint(&watched);
+        let now = SystemTime::now();
         Reloader {
-            config_path,
-            options,
-            snapshots,
             state: Mutex::new(State {
                 status: ReloadStatus {
                     version,
-                    loaded_at: SystemTime::now(),
+                    loaded_at: now,
                     reloads_ok: 0,
                     reloads_failed: 0,
                     last_error: None,
+                    source: SourceStatus {
+                        name: source.name().display().to_string().into(),
+                        errors: 0,
+                        last_success: now,
+                        failing: None,
+                    },
                 },
-                watched,
-                fingerprint,
+                watch,
             }),
+            source,
+            options,
+            snapshots,
+            reloading: Mutex::new(()),
         }
+    }
+
+    /// The first load, before anything serves (blocking). A source that
+    /// cannot be read or a config that is invalid ends start-up.
+    pub fn load_initial(
+        source: &ConfigSource,
+        options: &LoadOptions,
+    ) -> Result<(Config, Watch), ConfigError> {
+        let (config, watch) = source.load(options);
+        Ok((config?, watch))
     }
 
     pub fn status(&self) -> ReloadStatus {
@@ -84,23 +121,30 @@ impl Reloader {
 
     /// Reloads now. Blocking (file reads, parsing): call from a blocking context.
     pub fn reload(&self) -> Result<ReloadOutcome, ConfigError> {
-        // Held throughout, so concurrent reloads happen one after the other.
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let (loaded, watch) = self.source.load(&self.options);
         let mut state = self.lock();
-        let config = match config::load_file(&self.config_path, &self.options) {
+        // Later polls retry only when what was read changes again (or, when
+        // the source could not be read, as soon as it can).
+        state.watch = watch;
+        let config = match loaded {
             Ok(config) => config,
             Err(error) => {
+                if let ConfigError::Read { .. } = error {
+                    state.source_failed(error.to_string());
+                } else {
+                    state.source_read();
+                }
                 state.status.reloads_failed += 1;
                 state.status.last_error = Some(error.to_string());
-                // Later polls retry only when the files change again.
-                state.fingerprint = fingerprint(&state.watched);
                 tracing::error!(version = %state.status.version, "config reload failed; still serving the previous version:\n{error}");
                 return Err(error);
             }
         };
-        let mut watched = vec![self.config_path.clone()];
-        watched.extend(config.prompt_files.iter().cloned());
-        state.fingerprint = fingerprint(&watched);
-        state.watched = watched;
+        state.source_read();
         let version = config.version.clone();
         // The last reload failed and was logged as an error: say that the
         // files are good again, even when they are back to the running
@@ -135,9 +179,22 @@ impl Reloader {
         Ok(ReloadOutcome::Reloaded { version })
     }
 
-    fn changed_on_disk(&self) -> bool {
-        let state = self.lock();
-        fingerprint(&state.watched) != state.fingerprint
+    /// Whether the source changed since the last load; a source that cannot
+    /// be read counts as unchanged (and is recorded as failing).
+    fn changed_at_source(&self) -> bool {
+        let watch = self.lock().watch.clone();
+        let changed = self.source.changed(&watch);
+        let mut state = self.lock();
+        match changed {
+            Ok(changed) => {
+                state.source_read();
+                changed
+            }
+            Err(cause) => {
+                state.source_failed(cause);
+                false
+            }
+        }
     }
 
     /// Polls the watched files until `shutdown` turns true.
@@ -153,7 +210,7 @@ impl Reloader {
             }
             let reloader = self.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                if reloader.changed_on_disk() {
+                if reloader.changed_at_source() {
                     let _ = reloader.reload();
                 }
             })
@@ -186,15 +243,22 @@ impl Reloader {
     }
 }
 
-/// Content hash of the watched files (a missing file hashes as empty), so a
-/// change is seen whatever happened to timestamps, e.g. Kubernetes ConfigMap
-/// symlink swaps.
-fn fingerprint(files: &[PathBuf]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    for file in files {
-        let content = std::fs::read(file).unwrap_or_default();
-        hasher.update((content.len() as u64).to_le_bytes());
-        hasher.update(&content);
+impl State {
+    fn source_read(&mut self) {
+        let source = &mut self.status.source;
+        source.last_success = SystemTime::now();
+        if source.failing.take().is_some() {
+            tracing::info!(source = %source.name, "the config source can be read again");
+        }
     }
-    hasher.finalize().into()
+
+    /// Logged when it starts failing, not at every poll.
+    fn source_failed(&mut self, cause: String) {
+        let source = &mut self.status.source;
+        source.errors += 1;
+        if source.failing.is_none() {
+            tracing::error!(source = %source.name, version = %self.status.version, "the config source cannot be read; still serving the config in force: {cause}");
+        }
+        source.failing = Some(cause);
+    }
 }
