@@ -102,6 +102,9 @@ mod tests {
                 listen_override: None,
                 admin_listen_override: None,
                 read_env: &|_| None,
+                read_prompt: &|name| {
+                    crate::config::read_local_prompt(Path::new("/nonexistent"), name)
+                },
             },
         )
     }

@@ -300,6 +300,9 @@ mod tests {
             listen_override: None,
             admin_listen_override: None,
             read_env: &read_env,
+            read_prompt: &|name| {
+                crate::config::read_local_prompt(std::path::Path::new("/nonexistent"), name)
+            },
         };
         match super::super::parse(&source, &env) {
             Ok(_) => Vec::new(),
