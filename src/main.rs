@@ -168,10 +168,10 @@ enum EvalFormat {
 struct SourceArgs {
     #[command(flatten)]
     log: LogArgs,
-    /// First day (UTC, YYYY-MM-DD) of the `dt=` partitions to read.
+    /// First day (UTC, YYYY-MM-DD) or hour (YYYY-MM-DDTHH) of the partitions to read.
     #[arg(long, value_parser = promptgate_analyze::parse_date)]
     from: Option<String>,
-    /// Last day (inclusive).
+    /// Last day or hour (inclusive).
     #[arg(long, value_parser = promptgate_analyze::parse_date)]
     to: Option<String>,
     /// Report unreadable objects and go on instead of stopping.
@@ -319,19 +319,23 @@ struct DriftArgs {
     /// Only requests to this model name (a route).
     #[arg(long)]
     route: Option<String>,
+    /// The baseline window's first day (YYYY-MM-DD) or hour (YYYY-MM-DDTHH, UTC).
     #[arg(long, value_parser = promptgate_analyze::parse_date)]
     baseline_from: Option<String>,
+    /// Its last day or hour (inclusive).
     #[arg(long, value_parser = promptgate_analyze::parse_date)]
     baseline_to: Option<String>,
+    /// The current window's first day or hour.
     #[arg(long, value_parser = promptgate_analyze::parse_date)]
     current_from: Option<String>,
+    /// Its last day or hour (inclusive).
     #[arg(long, value_parser = promptgate_analyze::parse_date)]
     current_to: Option<String>,
     /// The last N days (ending --until) against the N days before.
     #[arg(long, conflicts_with_all = ["baseline_from", "baseline_to", "current_from", "current_to"])]
     last_days: Option<u16>,
     /// Last day of --last-days (default: today, UTC).
-    #[arg(long, value_parser = promptgate_analyze::parse_date)]
+    #[arg(long, value_parser = promptgate_analyze::parse_day)]
     until: Option<String>,
     /// Family-wise false-alarm rate over all signals.
     #[arg(long, default_value_t = 0.01)]

@@ -295,3 +295,51 @@ async fn a_a_window_pairs_alarm_no_more_than_alpha() {
         "{significant} of {PAIRS} A/A pairs had a significant signal"
     );
 }
+
+/// Hour bounds (`YYYY-MM-DDTHH`) select `hour=` partitions: the windows
+/// before and after a deployment within one day.
+#[tokio::test]
+async fn hour_bounds_select_hour_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    for (day, hour) in [
+        ("2026-11-02", "13"),
+        ("2026-11-02", "14"),
+        ("2026-11-03", "00"),
+    ] {
+        let folder = dir.path().join(format!("v1/dt={day}/hour={hour}"));
+        std::fs::create_dir_all(&folder).unwrap();
+        std::fs::write(folder.join("gw-1.jsonl.gz"), b"").unwrap();
+    }
+    let source = Source::open(dir.path().to_str().unwrap(), &S3Options::default())
+        .await
+        .unwrap();
+    let hours = |from: Option<&str>, to: Option<&str>| {
+        let range = DateRange {
+            from: from.map(str::to_owned),
+            to: to.map(str::to_owned),
+        };
+        let source = &source;
+        async move {
+            source
+                .list(promptgate_analyze::source::Table::Requests, &range)
+                .await
+                .unwrap()
+                .iter()
+                .map(|object| object.split("v1/").nth(1).unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    let object = |day: &str, hour: &str| format!("dt={day}/hour={hour}/gw-1.jsonl.gz");
+    assert_eq!(
+        hours(Some("2026-11-02"), Some("2026-11-02T13")).await,
+        [object("2026-11-02", "13")]
+    );
+    assert_eq!(
+        hours(Some("2026-11-02T14"), None).await,
+        [object("2026-11-02", "14"), object("2026-11-03", "00")]
+    );
+    assert_eq!(
+        hours(None, Some("2026-11-02")).await,
+        [object("2026-11-02", "13"), object("2026-11-02", "14")]
+    );
+}

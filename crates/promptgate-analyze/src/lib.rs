@@ -31,7 +31,7 @@ mod units;
 use indicatif::{ProgressBar, ProgressStyle};
 
 pub use report::{Report, Settings};
-pub use source::{DateRange, S3Options, Source, parse_date};
+pub use source::{DateRange, S3Options, Source, parse_date, parse_day};
 
 use collect::Collector;
 use records::{FeedbackRow, RequestRow};

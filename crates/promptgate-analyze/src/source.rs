@@ -32,7 +32,9 @@ impl Table {
     }
 }
 
-/// Inclusive `YYYY-MM-DD` bounds on the `dt=` partitions; `None`: open.
+/// Inclusive bounds on the `dt=`/`hour=` partitions; `None`: open. A bound
+/// is a day, `YYYY-MM-DD` (from its first hour, to its last), or an hour,
+/// `YYYY-MM-DDTHH` (a deployment at 14:05: `--current-from 2026-12-06T14`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DateRange {
     pub from: Option<String>,
@@ -40,18 +42,57 @@ pub struct DateRange {
 }
 
 impl DateRange {
-    /// ISO dates compare as strings, so partition names need no parsing.
-    fn contains(&self, date: &str) -> bool {
-        self.from.as_deref().is_none_or(|from| date >= from)
-            && self.to.as_deref().is_none_or(|to| date <= to)
+    /// Whether any hour of `day` is inside. ISO dates compare as strings,
+    /// so partition names need no parsing.
+    fn contains(&self, day: &str) -> bool {
+        self.from.as_deref().is_none_or(|from| day >= day_of(from))
+            && self.to.as_deref().is_none_or(|to| day <= day_of(to))
+    }
+
+    /// Whether the partition `dt=day/hour=hour` is inside.
+    fn contains_hour(&self, day: &str, hour: &str) -> bool {
+        let at = (day, hour);
+        self.from
+            .as_deref()
+            .is_none_or(|from| at >= (day_of(from), hour_of(from).unwrap_or("00")))
+            && self
+                .to
+                .as_deref()
+                .is_none_or(|to| at <= (day_of(to), hour_of(to).unwrap_or("23")))
     }
 }
 
-/// Checks a `--from`/`--to` value: `YYYY-MM-DD`, a date of the calendar.
-pub fn parse_date(text: &str) -> Result<String, String> {
+fn day_of(bound: &str) -> &str {
+    bound.get(..10).unwrap_or(bound)
+}
+
+/// `HH` of a `YYYY-MM-DDTHH` bound; `None` for a day.
+fn hour_of(bound: &str) -> Option<&str> {
+    bound.get(11..13)
+}
+
+/// Checks a day, `YYYY-MM-DD`, a date of the calendar.
+pub fn parse_day(text: &str) -> Result<String, String> {
     match promptgate_log::time::parse_date(text) {
         Some(_) => Ok(text.to_owned()),
         None => Err(format!("`{text}` is not a date in the form YYYY-MM-DD")),
+    }
+}
+
+/// Checks a `--from`/`--to` value: `YYYY-MM-DD`, a date of the calendar,
+/// optionally with an hour, `YYYY-MM-DDTHH` (UTC, as the partitions).
+pub fn parse_date(text: &str) -> Result<String, String> {
+    let (day, hour) = match text.split_once('T') {
+        Some((day, hour)) => (day, Some(hour)),
+        None => (text, None),
+    };
+    let hour_ok =
+        hour.is_none_or(|hour| hour.len() == 2 && hour.parse::<u8>().is_ok_and(|h| h < 24));
+    match parse_day(day) {
+        Ok(_) if hour_ok => Ok(text.to_owned()),
+        _ => Err(format!(
+            "`{text}` is not a date in the form YYYY-MM-DD, or a date and hour YYYY-MM-DDTHH"
+        )),
     }
 }
 
@@ -121,11 +162,13 @@ impl Source {
     pub async fn list(&self, table: Table, range: &DateRange) -> Result<Vec<String>, AnalyzeError> {
         let partitions = self.partitions(table).await?;
         let mut objects = Vec::new();
-        for (_, partition) in partitions.iter().filter(|(d, _)| range.contains(d)) {
+        for (day, partition) in partitions.iter().filter(|(d, _)| range.contains(d)) {
+            let in_range =
+                |path: &str| partition_hour(path).is_none_or(|h| range.contains_hour(day, h));
             match self {
                 Source::Directory(_) => {
                     let mut hours = read_dir_sorted(Path::new(partition))?;
-                    hours.retain(|p| p.is_dir());
+                    hours.retain(|p| p.is_dir() && in_range(&p.display().to_string()));
                     for hour in hours {
                         objects.extend(
                             read_dir_sorted(&hour)?
@@ -139,7 +182,7 @@ impl Source {
                     list_s3(client, bucket, partition, None)
                         .await?
                         .into_iter()
-                        .filter(|k| is_audit_object(k)),
+                        .filter(|k| is_audit_object(k) && in_range(k)),
                 ),
             }
         }
@@ -399,6 +442,12 @@ fn partition_date(path: &str) -> Option<&str> {
     path.get(start..start + 10)
 }
 
+/// `…/hour=04` or `…/hour=04/x.jsonl.gz` → `04`.
+fn partition_hour(path: &str) -> Option<&str> {
+    let start = path.rfind("hour=")? + 5;
+    path.get(start..start + 2)
+}
+
 /// `prefix/child` without doubled or leading slashes; `prefix/` when
 /// `child` is empty (an S3 prefix to list under).
 fn child_prefix(prefix: &str, child: &str) -> String {
@@ -482,6 +531,44 @@ mod tests {
         assert!(!range.contains("2026-11-01"));
         assert!(range.contains("2026-11-02") && range.contains("2026-11-03"));
         assert!(!range.contains("2026-11-04"));
+        assert!(range.contains_hour("2026-11-02", "00") && range.contains_hour("2026-11-03", "23"));
+        // Hour bounds: a deployment at 14:05 on the 2nd.
+        for ok in ["2026-11-02T14", "2026-12-31T00", "2026-11-02T23"] {
+            assert_eq!(parse_date(ok).as_deref(), Ok(ok));
+        }
+        for bad in [
+            "2026-11-02T24",
+            "2026-11-02T1",
+            "2026-11-02T",
+            "2026-11-02T14:05",
+        ] {
+            assert!(parse_date(bad).is_err(), "{bad}");
+        }
+        let current = DateRange {
+            from: Some("2026-11-02T14".into()),
+            to: None,
+        };
+        let baseline = DateRange {
+            from: Some("2026-11-01".into()),
+            to: Some("2026-11-02T13".into()),
+        };
+        assert!(current.contains("2026-11-02") && baseline.contains("2026-11-02"));
+        assert!(
+            !current.contains_hour("2026-11-02", "13") && current.contains_hour("2026-11-02", "14")
+        );
+        assert!(
+            baseline.contains_hour("2026-11-02", "13")
+                && !baseline.contains_hour("2026-11-02", "14")
+        );
+        assert!(
+            current.contains_hour("2026-11-03", "00")
+                && !baseline.contains_hour("2026-11-03", "00")
+        );
+        assert_eq!(
+            partition_hour("a/v1/dt=2026-11-26/hour=04/x.jsonl.gz"),
+            Some("04")
+        );
+        assert_eq!(partition_hour("/data/v1/dt=2026-11-26/hour=23"), Some("23"));
         assert_eq!(
             partition_date("a/v1/dt=2026-11-26/hour=04/x"),
             Some("2026-11-26")
