@@ -12,6 +12,7 @@ use std::collections::{HashMap, HashSet};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 use promptgate_analyze::records::FeedbackRow;
 use promptgate_analyze::source::{ObjectError, Table};
@@ -77,7 +78,26 @@ impl Item {
     }
 }
 
-/// What reading found besides the items.
+/// Which items a run takes, decided while the log is read so that only
+/// those are kept: memory follows `max_items`, not the size of the log.
+pub struct Selection<'a> {
+    /// Verdicts already in the log (`judged`): such items are skipped.
+    pub judged: &'a HashMap<String, f64>,
+    /// Share of the items drawn, by a hash of the served request id.
+    pub sample_rate: f64,
+    /// At most this many are taken, in log order; the rest are deferred.
+    pub max_items: Option<usize>,
+}
+
+/// What a `Selection` said about one item.
+enum Verdict {
+    Take,
+    AlreadyJudged,
+    SampledOut,
+    Deferred,
+}
+
+/// What reading found: the items taken, and what became of the others.
 #[derive(Debug, Default)]
 pub struct Read {
     pub items: Vec<Item>,
@@ -85,7 +105,59 @@ pub struct Read {
     /// Answers that could not be judged: no logged bodies, a failed call,
     /// a shadow whose served request was not read.
     pub unusable: u64,
+    pub already_judged: u64,
+    pub sampled_out: u64,
+    pub deferred: u64,
     pub corrupt_objects: Vec<ObjectError>,
+    /// Request ids of the items taken or counted: an item seen twice (a
+    /// caller reusing its ids, a record uploaded twice after a crash) is
+    /// taken once. Only taken items are remembered, so a repeated skipped
+    /// one is counted again.
+    taken: HashSet<Vec<String>>,
+}
+
+impl Read {
+    /// Whether an item of these request ids (served first) is taken,
+    /// counting it where it is not.
+    fn select(&mut self, ids: &[&str], selection: &Selection<'_>) -> bool {
+        let verdict = if ids.iter().all(|id| selection.judged.contains_key(*id)) {
+            Verdict::AlreadyJudged
+        } else if draw(ids[0]) >= selection.sample_rate {
+            Verdict::SampledOut
+        } else if self
+            .taken
+            .contains(&ids.iter().map(|id| (*id).to_owned()).collect::<Vec<_>>())
+        {
+            return false;
+        } else if selection
+            .max_items
+            .is_some_and(|max| self.taken.len() >= max)
+        {
+            Verdict::Deferred
+        } else {
+            Verdict::Take
+        };
+        match verdict {
+            Verdict::Take => {
+                self.taken
+                    .insert(ids.iter().map(|id| (*id).to_owned()).collect());
+                return true;
+            }
+            Verdict::AlreadyJudged => self.already_judged += 1,
+            Verdict::SampledOut => self.sampled_out += 1,
+            Verdict::Deferred => self.deferred += 1,
+        }
+        false
+    }
+}
+
+/// A uniform draw in [0, 1) from a request id: the same id is always in or
+/// out of a sample, across runs and machines.
+pub fn draw(key: &str) -> f64 {
+    let digest = Sha256::digest(key.as_bytes());
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&digest[..8]);
+    (u64::from_be_bytes(word) >> 11) as f64 / (1u64 << 53) as f64
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,22 +209,26 @@ impl JudgeRow {
     }
 }
 
-/// The experiment's items for `mode`, in the log's order.
+/// The experiment's items for `mode` that `selection` takes, in the log's
+/// order. Pointwise reads the log once. Pairwise reads it twice: first the
+/// shadow records (each names its served request in `shadow_of`), then the
+/// served records of the pairs taken, so that no served answer is held
+/// waiting for a shadow that may never come.
 pub async fn items(
     source: &Source,
     range: &DateRange,
     experiment: &str,
     mode: Mode,
     skip_corrupt: bool,
+    selection: &Selection<'_>,
 ) -> Result<Read, ReadError> {
     let listed = source.list(Table::Requests, range).await?;
     if listed.is_empty() {
         return Err(source.explain_empty(range).await?.into());
     }
     let mut read = Read::default();
-    // Served answers wait here for their shadows (pairwise only).
-    let mut served: HashMap<String, (String, Answer)> = HashMap::new();
-    let mut shadows: Vec<(String, Answer)> = Vec::new();
+    // Pairwise: the shadows taken, by the id of the served request they copy.
+    let mut shadows: HashMap<String, Vec<Answer>> = HashMap::new();
     for object in &listed {
         let rows: Vec<JudgeRow> =
             objects(source, object, skip_corrupt, &mut read.corrupt_objects).await?;
@@ -161,40 +237,73 @@ pub async fn items(
             if row.experiment.as_deref() != Some(experiment) {
                 continue;
             }
-            let Some(answer) = row.answer() else {
-                read.unusable += 1;
-                continue;
-            };
             match (row.role.as_str(), mode) {
-                ("served", Mode::Pointwise) => match row.request_text() {
-                    Some(request) => read.items.push(Item::Single { request, answer }),
-                    None => read.unusable += 1,
-                },
-                ("served", Mode::Pairwise) => match row.request_text() {
-                    Some(request) => {
-                        served.insert(row.request_id.clone(), (request, answer));
+                ("served", Mode::Pointwise) => {
+                    let (Some(answer), Some(request)) = (row.answer(), row.request_text()) else {
+                        read.unusable += 1;
+                        continue;
+                    };
+                    if read.select(&[&answer.request_id], selection) {
+                        read.items.push(Item::Single { request, answer });
                     }
-                    None => read.unusable += 1,
-                },
-                ("shadow", Mode::Pairwise) => match row.shadow_of {
-                    Some(of) => shadows.push((of, answer)),
-                    None => read.unusable += 1,
-                },
+                }
+                ("shadow", Mode::Pairwise) => {
+                    let (Some(answer), Some(of)) = (row.answer(), row.shadow_of) else {
+                        read.unusable += 1;
+                        continue;
+                    };
+                    if read.select(&[&of, &answer.request_id], selection) {
+                        shadows.entry(of).or_default().push(answer);
+                    }
+                }
                 _ => {}
             }
         }
     }
-    for (of, shadow) in shadows {
-        match served.get(&of) {
-            Some((request, answer)) => read.items.push(Item::Pair {
-                request: request.clone(),
-                served: answer.clone(),
-                shadow,
-            }),
-            None => read.unusable += 1,
-        }
+    if mode == Mode::Pairwise && !shadows.is_empty() {
+        pair_with_served(source, &listed, skip_corrupt, shadows, &mut read).await?;
     }
     Ok(read)
+}
+
+/// The second pass of pairwise reading: each taken shadow beside its served
+/// answer, in the log's order of the served records.
+async fn pair_with_served(
+    source: &Source,
+    listed: &[String],
+    skip_corrupt: bool,
+    mut shadows: HashMap<String, Vec<Answer>>,
+    read: &mut Read,
+) -> Result<(), ReadError> {
+    for object in listed {
+        let rows: Vec<JudgeRow> =
+            objects(source, object, skip_corrupt, &mut read.corrupt_objects).await?;
+        for row in rows {
+            if row.role != "served" {
+                continue;
+            }
+            let Some(waiting) = shadows.remove(&row.request_id) else {
+                continue;
+            };
+            let (Some(served), Some(request)) = (row.answer(), row.request_text()) else {
+                read.unusable += waiting.len() as u64;
+                continue;
+            };
+            for shadow in waiting {
+                read.items.push(Item::Pair {
+                    request: request.clone(),
+                    served: served.clone(),
+                    shadow,
+                });
+            }
+        }
+    }
+    // Shadows whose served request is not in the range that was read.
+    read.unusable += shadows
+        .values()
+        .map(|waiting| waiting.len() as u64)
+        .sum::<u64>();
+    Ok(())
 }
 
 /// The values of `metric` already in the feedback table, by request id (the
@@ -227,19 +336,4 @@ pub async fn judged(
         }
     }
     Ok(latest.into_iter().map(|(id, (_, v))| (id, v)).collect())
-}
-
-/// Whether every request id of `item` already has a verdict.
-pub fn already_judged(item: &Item, judged: &HashMap<String, f64>) -> bool {
-    item.request_ids().iter().all(|id| judged.contains_key(*id))
-}
-
-/// An item seen twice is judged once (a caller may reuse its own request
-/// ids, and a record may be uploaded twice after a crash).
-pub fn dedup(items: &mut Vec<Item>) {
-    let mut seen: HashSet<Vec<String>> = HashSet::new();
-    items.retain(|item| {
-        let ids = item.request_ids().into_iter().map(str::to_owned).collect();
-        seen.insert(ids)
-    });
 }

@@ -26,7 +26,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use futures_util::{StreamExt, stream};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::eval::call::RoutedModel;
 use crate::eval::judge::{self as questions, PairwiseTally};
@@ -131,14 +130,6 @@ pub struct JudgeReport {
     pub prompts: Vec<String>,
 }
 
-/// A stable draw in [0, 1) per item.
-fn draw(key: &str) -> f64 {
-    let digest = Sha256::digest(key.as_bytes());
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&digest[..8]);
-    (u64::from_be_bytes(word) >> 11) as f64 / (1u64 << 53) as f64
-}
-
 fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
@@ -234,23 +225,30 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
     };
     let metric = rubric.metric();
 
+    let mut corrupt_feedback = Vec::new();
+    let mut values = log::judged(
+        source,
+        &options.range,
+        &metric,
+        options.skip_corrupt,
+        &mut corrupt_feedback,
+    )
+    .await?;
+    let selection = log::Selection {
+        judged: &values,
+        sample_rate: options.sample_rate,
+        max_items: options.max_items,
+    };
     let mut read = log::items(
         source,
         &options.range,
         &options.experiment,
         rubric.mode,
         options.skip_corrupt,
+        &selection,
     )
     .await?;
-    log::dedup(&mut read.items);
-    let mut values = log::judged(
-        source,
-        &options.range,
-        &metric,
-        options.skip_corrupt,
-        &mut read.corrupt_objects,
-    )
-    .await?;
+    read.corrupt_objects.append(&mut corrupt_feedback);
 
     let mut warnings: Vec<String> = read
         .corrupt_objects
@@ -283,11 +281,11 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
         judge_model: model.model.clone(),
         experiment: options.experiment.clone(),
         records_read: read.records,
-        items: read.items.len() as u64,
+        items: read.items.len() as u64 + read.already_judged + read.sampled_out + read.deferred,
         unusable_answers: read.unusable,
-        already_judged: 0,
-        sampled_out: 0,
-        deferred: 0,
+        already_judged: read.already_judged,
+        sampled_out: read.sampled_out,
+        deferred: read.deferred,
         stopped_by_budget: false,
         judged: 0,
         errors: 0,
@@ -302,22 +300,7 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
         warnings,
         prompts: Vec::new(),
     };
-    let mut todo = Vec::new();
-    for item in &read.items {
-        if log::already_judged(item, &values) {
-            report.already_judged += 1;
-        } else if draw(item.key()) >= options.sample_rate {
-            report.sampled_out += 1;
-        } else {
-            todo.push(item);
-        }
-    }
-    if let Some(max) = options.max_items
-        && todo.len() > max
-    {
-        report.deferred += (todo.len() - max) as u64;
-        todo.truncate(max);
-    }
+    let todo: Vec<&Item> = read.items.iter().collect();
     let estimates: Vec<f64> = todo
         .iter()
         .map(|item| ask::estimate_usd(&rubric, price, item).unwrap_or(0.0))

@@ -1,7 +1,9 @@
 //! The demo provider as an LLM judge, so `promptgate judge` and `eval`'s
 //! judge run in the quickstart with no key. Not a judgement: a fixed,
 //! position-independent stand-in — the answer sharing more words with the
-//! request wins (a tie when equal), and a rubric score grows with that share.
+//! request wins; with equal shares the shorter one does ("without padding",
+//! so the quickstart's two variants, which both echo the request, get a
+//! verdict); a tie when both are equal. A rubric score grows with the share.
 
 use std::collections::HashSet;
 
@@ -37,14 +39,14 @@ pub fn reply(system: &str, prompt: &str) -> Option<String> {
     match system {
         judge::PAIRWISE_SYSTEM => {
             let (a, b) = judge::pairwise_answers(prompt)?;
-            let (a, b) = (overlap(&request, a), overlap(&request, b));
+            // Higher share first, then fewer characters.
+            let rank = |answer: &str| (overlap(&request, answer), -(answer.chars().count() as f64));
+            let (a, b) = (rank(a), rank(b));
             Some(
-                if a > b {
-                    "A"
-                } else if b > a {
-                    "B"
-                } else {
-                    "TIE"
+                match a.partial_cmp(&b) {
+                    Some(std::cmp::Ordering::Greater) => "A",
+                    Some(std::cmp::Ordering::Less) => "B",
+                    _ => "TIE",
                 }
                 .to_owned(),
             )
@@ -72,6 +74,20 @@ mod tests {
             judge::pairwise_prompt(None, "tell me about otters", "hello", "otters are great");
         assert_eq!(reply(judge::PAIRWISE_SYSTEM, &first).as_deref(), Some("A"));
         assert_eq!(reply(judge::PAIRWISE_SYSTEM, &second).as_deref(), Some("B"));
+        // The same share: the shorter answer wins, in either position; the
+        // same text is a tie.
+        let padded = "otters, truly and without any doubt, are great";
+        for (a, b, verdict) in [
+            ("otters are great", padded, "A"),
+            (padded, "otters are great", "B"),
+            ("otters are great", "otters are great", "TIE"),
+        ] {
+            let prompt = judge::pairwise_prompt(None, "tell me about otters", a, b);
+            assert_eq!(
+                reply(judge::PAIRWISE_SYSTEM, &prompt).as_deref(),
+                Some(verdict)
+            );
+        }
         let rubric = judge::Rubric {
             criteria: "on topic".into(),
             pass_score: 7,
