@@ -56,3 +56,32 @@ assert records == int(n), (records, n)
 print(f"| {int(n):,} | {objects} | {size} | {wall:.1f} s | {int(n) / wall:,.0f} | {int(peak) / 1024:.1f} MiB |")
 PY
 done
+
+# The same sizes as a five-day log tagged `doc_type` by day, the days after
+# the first 30 % slower (`synthetic_audit_log DIR UNITS 1 5`): analyze by tag
+# (a collector per slice) and drift (the last two days against the two
+# before), with their peak RSS.
+echo
+echo "| records | analyze --by tag:doc_type | peak RSS | drift --last-days 2 | peak RSS |"
+echo "|---|---|---|---|---|"
+for n in $SIZES; do
+  dir="$work/tagged-$n"
+  if [ ! -d "$dir" ]; then "$bin/examples/synthetic_audit_log" "$dir" $((n / 5)) 1 5 >&2; fi
+  start=$(date +%s.%N)
+  by_peak=$(run_measured "$work/by-$n.json" "$bin/promptgate" analyze --source "$dir" --experiment exp --by tag:doc_type --format json)
+  middle=$(date +%s.%N)
+  set +e
+  drift_peak=$(run_measured "$work/drift-$n.json" "$bin/promptgate" drift --source "$dir" --experiment exp --last-days 2 --until 2026-11-24 --format json)
+  set -e
+  end=$(date +%s.%N)
+  python3 - "$n" "$start" "$middle" "$end" "$by_peak" "$drift_peak" "$work/by-$n.json" "$work/drift-$n.json" <<'PY'
+import json, sys
+n, start, middle, end, by_peak, drift_peak, by, drift = sys.argv[1:]
+report = json.load(open(by))
+assert report["read"]["request_records"] == int(n), report["read"]
+assert len(report["slices"]["slices"]) == 4, report["slices"]
+drifted = [s["name"] for s in json.load(open(drift))["signals"] if s["verdict"] == "drift"]
+print(f"| {int(n):,} | {float(middle) - float(start):.1f} s | {int(by_peak) / 1024:.1f} MiB "
+      f"| {float(end) - float(middle):.1f} s (drift: {', '.join(drifted) or 'none'}) | {int(drift_peak) / 1024:.1f} MiB |")
+PY
+done
