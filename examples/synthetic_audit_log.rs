@@ -16,6 +16,10 @@ use promptgate_analyze::synthetic::{SyntheticLog, SyntheticVariant};
 const DOC_TYPES: [&str; 4] = ["invoice", "receipt", "memo", "contract"];
 /// The latency factor from the second day on.
 const SLOWDOWN: f64 = 1.3;
+/// Records per object of a multi-day log: a bigger log has more objects, not
+/// bigger ones, as the gateway's bounded spool segments make it (memory
+/// benchmarks then see the log's size, not the object's).
+const MULTI_DAY_RECORDS_PER_OBJECT: usize = 10_000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -45,7 +49,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             requests_per_unit,
             feedback_share: 1.0,
             date: (first_day + time::Duration::days(i64::from(day))).to_string(),
-            records_per_object: 50_000,
+            records_per_object: if days == 1 {
+                50_000
+            } else {
+                MULTI_DAY_RECORDS_PER_OBJECT
+            },
             seed: 1 + u64::from(day),
         };
         let root = std::path::Path::new(&dir);
