@@ -30,7 +30,7 @@ RUN mkdir -p src/bin examples benches \
            mkdir -p "crates/$crate/src" && touch "crates/$crate/src/lib.rs"; \
        done \
     && touch src/lib.rs \
-    && for target in src/main.rs src/bin/promptgate-sim.rs examples/stream_probe.rs examples/instant_upstream.rs benches/hot_path.rs benches/eval_harness.rs; do \
+    && for target in src/main.rs src/bin/promptgate-sim.rs examples/stream_probe.rs examples/instant_upstream.rs benches/hot_path.rs benches/eval_harness.rs benches/allocations.rs; do \
            echo 'fn main() {}' > "$target"; \
        done
 RUN cargo build --release --locked --bin promptgate
