@@ -18,6 +18,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
+use promptgate_core::tags::Tags;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
 
@@ -114,6 +115,7 @@ pub struct Metrics {
     fallbacks: Counter<u64>,
     variant_fallbacks: Counter<u64>,
     limit_refusals: Counter<u64>,
+    tagged_requests: Counter<u64>,
     tls_certificate_reloads: Counter<u64>,
     auth_failures: Counter<u64>,
     /// USD per million tokens by the model sent upstream (`[prices]`, at start-up).
@@ -187,6 +189,10 @@ impl Metrics {
                 "promptgate_limit_refusals_total",
                 "Requests refused by a client's [limits] on this replica, by client and limit.",
             ),
+            tagged_requests: counter(
+                "promptgate_tagged_requests_total",
+                "Served requests by the value of each x-promptgate-tags key declared `metric_label = true`, and outcome (`ok` or the error class).",
+            ),
             tls_certificate_reloads: counter(
                 "promptgate_tls_certificate_reloads_total",
                 "Changed TLS certificate files read, by listener (client, admin) and outcome (ok, failed: the previous certificate stays).",
@@ -229,6 +235,7 @@ impl Metrics {
         let outcome = exchange.error_class().unwrap_or("ok");
         let with_outcome = labels.with(KeyValue::new("outcome", outcome));
         self.requests.add(1, &with_outcome);
+        self.tagged(&exchange.start.tags, outcome);
         self.duration
             .record(exchange.duration.as_secs_f64(), &with_outcome);
         let base = labels.base();
@@ -267,6 +274,7 @@ impl Metrics {
         experiment: Option<&ExperimentTag>,
         class: &'static str,
         duration: Duration,
+        tags: &Tags,
     ) {
         let labels = [
             KeyValue::new("endpoint", endpoint.unwrap_or("unknown")),
@@ -284,6 +292,22 @@ impl Metrics {
         ];
         self.requests.add(1, &labels);
         self.duration.record(duration.as_secs_f64(), &labels);
+        self.tagged(tags, class);
+    }
+
+    /// One count per metric-label tag of a request (declared keys with a
+    /// closed, short list of values: bounded series). Nothing without tags.
+    fn tagged(&self, tags: &Tags, outcome: &'static str) {
+        for (key, value) in tags.metric_labels() {
+            self.tagged_requests.add(
+                1,
+                &[
+                    KeyValue::new("tag", key.to_owned()),
+                    KeyValue::new("value", value.to_owned()),
+                    KeyValue::new("outcome", outcome),
+                ],
+            );
+        }
     }
 
     /// A provider attempt that failed (`class`: unreachable, timeout,

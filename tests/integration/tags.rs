@@ -480,3 +480,61 @@ async fn drift_reports_a_shift_in_a_tags_mix() {
     assert_eq!(tag.verdict, Verdict::Drift);
     assert!(report.drift);
 }
+
+/// A key declared `metric_label = true` (with its closed `values`) counts
+/// served and refused requests by value and outcome; other keys never
+/// become labels.
+#[tokio::test]
+async fn a_metric_label_key_counts_requests_by_value_and_outcome_and_others_stay_out() {
+    let sim = Simulator::start(SimConfig::default()).await.unwrap();
+    let tags = TAGS.replace(
+        "values = [\"email\", \"web\"]\n",
+        "values = [\"email\", \"web\"]\nmetric_label = true\n",
+    );
+    let gw = TestGateway::start(&format!("{}{tags}", standard_config(&sim))).await;
+    for lines in [
+        "channel=email, doc_type=invoice",
+        "channel=email",
+        "channel=web, doc_type=memo",
+    ] {
+        let reply = send_tagged(&gw, "/v1/chat/completions", "gpt-4o-mini", &[lines]).await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.text());
+    }
+    // Refused after the tags were read: an ill-typed body.
+    let reply = send(
+        &client(),
+        Method::POST,
+        &gw.url("/v1/chat/completions"),
+        &[
+            ("content-type", "application/json"),
+            ("authorization", &format!("Bearer {CLIENT_KEY}")),
+            ("x-promptgate-tags", "channel=web"),
+        ],
+        r#"{"model": "gpt-4o-mini", "messages": "not a list"}"#.to_owned(),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{}", reply.text());
+    gw.sink.wait_for(3).await;
+
+    let metrics = metrics::Metrics::scrape(&gw.admin_url("/metrics")).await;
+    let count = |value: &str, outcome: &str| {
+        metrics.sum(
+            "promptgate_tagged_requests_total",
+            &[("tag", "channel"), ("value", value), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(count("email", "ok"), 2.0);
+    assert_eq!(count("web", "ok"), 1.0);
+    assert_eq!(
+        metrics.sum(
+            "promptgate_tagged_requests_total",
+            &[("tag", "channel"), ("value", "web")]
+        ),
+        2.0,
+        "the refused request counts under its error class"
+    );
+    assert_eq!(
+        metrics.sum("promptgate_tagged_requests_total", &[("tag", "doc_type")]),
+        0.0
+    );
+}

@@ -1,6 +1,8 @@
 //! Request tags: `x-promptgate-tags: doc_type=invoice, channel=email`, the
 //! keys declared in `[tags.keys]`. Parsed once per request into [`Tags`],
-//! which the audit record and shadow calls carry; never a metric label.
+//! which the audit record and shadow calls carry. A tag is a metric label
+//! only when its key is declared `metric_label = true`, which validation
+//! allows only with a short closed `values` list (bounded series).
 //!
 //! A bad header is refused (400 naming the key) rather than dropped: a tag
 //! exists to slice an analysis, and a silently dropped `doc_typ=invoice`
@@ -38,15 +40,22 @@ impl Default for TagsConfig {
 pub struct TagKey {
     /// `Some`: only these values are accepted.
     pub values: Option<Vec<String>>,
+    /// Counted in `promptgate_tagged_requests_total` (only with `values`).
+    pub metric_label: bool,
 }
+
+/// The most values a `metric_label` key may declare: its series are
+/// values × outcomes, and a label is meant for a handful of channels or
+/// tiers, not for ids.
+pub const MAX_METRIC_LABEL_VALUES: usize = 20;
 
 /// A request's tags, sorted by key. No tags (the common case) is `None`
 /// inside, so carrying or cloning them allocates nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Tags(Option<Arc<[Tag]>>);
 
-/// One `key=value` pair.
-type Tag = (Box<str>, Box<str>);
+/// One `key=value` pair, and whether its key is a metric label.
+type Tag = (Box<str>, Box<str>, bool);
 
 impl Tags {
     pub fn is_empty(&self) -> bool {
@@ -57,7 +66,16 @@ impl Tags {
         self.0
             .iter()
             .flat_map(|tags| tags.iter())
-            .map(|(key, value)| (&**key, &**value))
+            .map(|(key, value, _)| (&**key, &**value))
+    }
+
+    /// The tags whose keys are declared `metric_label = true`.
+    pub fn metric_labels(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0
+            .iter()
+            .flat_map(|tags| tags.iter())
+            .filter(|(_, _, labelled)| *labelled)
+            .map(|(key, value, _)| (&**key, &**value))
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
@@ -72,7 +90,7 @@ impl Serialize for Tags {
             None => serializer.serialize_none(),
             Some(tags) => {
                 let mut map = serializer.serialize_map(Some(tags.len()))?;
-                for (key, value) in tags.iter() {
+                for (key, value, _) in tags.iter() {
                     map.serialize_entry(&**key, &**value)?;
                 }
                 map.end()
@@ -122,10 +140,10 @@ pub fn parse(headers: &http::HeaderMap, config: &TagsConfig) -> Result<Tags, Tag
                 .get(key)
                 .ok_or_else(|| TagsError::Undeclared(key.to_owned()))?;
             check_value(key, value, declared, config.max_value_bytes)?;
-            if tags.iter().any(|(k, _)| &**k == key) {
+            if tags.iter().any(|(k, _, _)| &**k == key) {
                 return Err(TagsError::Duplicate(key.to_owned()));
             }
-            tags.push((key.into(), value.into()));
+            tags.push((key.into(), value.into(), declared.metric_label));
         }
     }
     if tags.is_empty() {
@@ -179,6 +197,7 @@ mod tests {
             "channel".to_owned(),
             TagKey {
                 values: Some(vec!["email".to_owned(), "web".to_owned()]),
+                metric_label: true,
             },
         );
         TagsConfig {
@@ -224,6 +243,8 @@ mod tests {
         let tags = parse_lines(&["doc_type=invoice", "channel=web"]).unwrap();
         assert_eq!(tags.get("channel"), Some("web"));
         assert_eq!(tags.get("doc_type"), Some("invoice"));
+        // Only `channel` is declared a metric label.
+        assert_eq!(tags.metric_labels().collect::<Vec<_>>(), [("channel", "web")]);
     }
 
     #[test]

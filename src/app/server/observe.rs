@@ -239,6 +239,7 @@ fn refused(
         notes.experiment.as_ref(),
         error.class().label(),
         context.started.elapsed(),
+        &notes.tags,
     );
     let refusal = Refusal {
         request_id: context.request_id.clone(),

@@ -94,6 +94,10 @@ pub struct RawTags {
 pub struct RawTagKey {
     /// The only values accepted; absent: any value.
     pub values: Option<Vec<String>>,
+    /// Also count requests by this key's value in
+    /// `promptgate_tagged_requests_total` (needs a short `values` list).
+    #[serde(default)]
+    pub metric_label: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

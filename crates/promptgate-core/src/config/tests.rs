@@ -527,7 +527,7 @@ fn tag_keys_and_values_are_declared_and_checked() {
         Some(&["email".to_owned(), "web".to_owned()][..])
     );
     let found = problems(&format!(
-        "{OPEN_DEMO}[tags]\nmax_value_bytes = 0\n[tags.keys.\"doc type\"]\n[tags.keys.channel]\nvalues = [\"e mail\"]\n[tags.keys.empty]\nvalues = []\n"
+        "{OPEN_DEMO}[tags]\nmax_value_bytes = 0\n[tags.keys.\"doc type\"]\n[tags.keys.channel]\nvalues = [\"e mail\"]\n[tags.keys.empty]\nvalues = []\n[tags.keys.open]\nmetric_label = true\n"
     ));
     let paths: Vec<&str> = found.iter().map(|(_, path, _)| path.as_str()).collect();
     assert_eq!(
@@ -536,7 +536,8 @@ fn tag_keys_and_values_are_declared_and_checked() {
             "tags.max_value_bytes",
             "tags.keys.doc type",
             "tags.keys.channel.values[0]",
-            "tags.keys.empty.values"
+            "tags.keys.empty.values",
+            "tags.keys.open.metric_label"
         ],
         "{found:?}"
     );

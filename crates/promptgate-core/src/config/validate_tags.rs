@@ -8,7 +8,8 @@ use super::feedback::{LABEL_RULE, is_label};
 use super::raw::RawTags;
 use super::validate::Errors;
 use crate::tags::{
-    DEFAULT_MAX_VALUE_BYTES, MAX_VALUE_BYTES_LIMIT, TagKey, TagsConfig, is_tag_value,
+    DEFAULT_MAX_VALUE_BYTES, MAX_METRIC_LABEL_VALUES, MAX_VALUE_BYTES_LIMIT, TagKey, TagsConfig,
+    is_tag_value,
 };
 
 pub(super) fn validate_tags(raw: &RawTags, errors: &mut Errors) -> TagsConfig {
@@ -41,10 +42,27 @@ pub(super) fn validate_tags(raw: &RawTags, errors: &mut Errors) -> TagsConfig {
                 "an empty list accepts nothing: list the values or leave `values` out",
             );
         }
+        if declared.metric_label {
+            match &declared.values {
+                None => errors.push(
+                    format!("{path}.metric_label"),
+                    "a metric label needs `values`: any value would make the metric's series unbounded",
+                ),
+                Some(values) if values.len() > MAX_METRIC_LABEL_VALUES => errors.push(
+                    format!("{path}.metric_label"),
+                    format!(
+                        "a metric label may declare at most {MAX_METRIC_LABEL_VALUES} values (this key has {}): each is a series per outcome",
+                        values.len()
+                    ),
+                ),
+                Some(_) => {}
+            }
+        }
         keys.insert(
             key.clone(),
             TagKey {
                 values: declared.values.clone(),
+                metric_label: declared.metric_label,
             },
         );
     }
