@@ -75,12 +75,17 @@ fn text(bytes: &[u8]) -> String {
 }
 
 async fn report_of(root: &Path) -> Report {
+    report_by(root, None).await
+}
+
+/// With `by`, each slice compared too (`--by`).
+async fn report_by(root: &Path, by: Option<&str>) -> Report {
     let source = Source::open(root.to_str().unwrap(), &S3Options::default())
         .await
         .unwrap();
-    analyze::analyze(&source, &support::analyze::options("exp"))
-        .await
-        .unwrap()
+    let mut options = support::analyze::options("exp");
+    options.by = by.map(|by| by.parse().unwrap());
+    analyze::analyze(&source, &options).await.unwrap()
 }
 
 #[test]
@@ -549,13 +554,35 @@ async fn the_html_report_lays_out_in_chromium_without_text_overflowing() {
     let mismatch = dir.path().join("mismatch");
     skewed(&mismatch);
 
-    for (name, root, day_count) in [
-        ("long-names", &long_names, 1),
-        ("one-day", &one_day, 1),
-        ("several-days", &several_days, days.len()),
-        ("mismatch", &mismatch, 1),
+    // Slices by a tag with long values: the slice table.
+    let sliced = dir.path().join("sliced");
+    let doc_types = [
+        "invoice",
+        "purchase-order-with-a-rather-long-name",
+        "memo",
+    ];
+    for (seed, doc_type) in doc_types.iter().enumerate() {
+        log(
+            30 + seed as u64,
+            days[seed],
+            vec![
+                variant("control", 0.3, 300.0),
+                variant("treatment", 0.3 + 0.05 * seed as f64, 280.0),
+            ],
+            600,
+        )
+        .write_tagged(&sliced, &serde_json::json!({ "doc_type": doc_type }))
+        .unwrap();
+    }
+
+    for (name, root, day_count, by) in [
+        ("long-names", &long_names, 1, None),
+        ("one-day", &one_day, 1, None),
+        ("several-days", &several_days, days.len(), None),
+        ("mismatch", &mismatch, 1, None),
+        ("sliced", &sliced, doc_types.len(), Some("tag:doc_type")),
     ] {
-        let report = report_of(root).await;
+        let report = report_by(root, by).await;
         let page = analyze::html::page(&report);
         let html = dir.path().join(format!("{name}.html"));
         std::fs::write(&html, &page).unwrap();
@@ -648,5 +675,20 @@ async fn the_html_report_lays_out_in_chromium_without_text_overflowing() {
             );
         }
         assert!(!page.contains("p_adj=0.0000"), "{name}");
+        // The slice table: a row per comparison of each slice (and one for a
+        // slice's too-small note), each slice named.
+        if let Some(slices) = &report.slices {
+            let table = &page[page.find(r#"<table class="slices">"#).expect("a slice table")..];
+            let table = &table[..table.find("</table>").unwrap()];
+            let rows: usize = slices
+                .slices
+                .iter()
+                .map(|s| s.comparisons.len() + usize::from(s.too_small.is_some()))
+                .sum();
+            assert_eq!(table.matches("<tr").count() - 1, rows, "{name}: {table}");
+            for doc_type in doc_types {
+                assert!(table.contains(doc_type), "{name}: {doc_type}");
+            }
+        }
     }
 }
