@@ -18,9 +18,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use opentelemetry::KeyValue;
-use promptgate_core::tags::Tags;
 use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+use promptgate_core::tags::Tags;
 
 use crate::audit::AuditLog;
 use crate::exchange::{ExperimentTag, FinishedExchange, SkipReason};
@@ -76,6 +76,18 @@ fn optional(value: &Option<Arc<str>>) -> opentelemetry::Value {
         Some(value) => value.clone().into(),
         None => "".into(),
     }
+}
+
+/// What a refused request is counted under.
+pub struct RefusedRequest<'a> {
+    pub endpoint: Option<&'static str>,
+    pub provider: Option<&'a str>,
+    pub model: Option<Arc<str>>,
+    pub experiment: Option<&'a ExperimentTag>,
+    /// The error class: the `outcome` label.
+    pub class: &'static str,
+    pub duration: Duration,
+    pub tags: &'a Tags,
 }
 
 /// The model label of a request on `route`: the model the route sends
@@ -265,21 +277,16 @@ impl Metrics {
         }
     }
 
-    /// A request the gateway answered with an error of `class`.
-    pub fn refused(
-        &self,
-        endpoint: Option<&'static str>,
-        provider: Option<&str>,
-        model: Option<Arc<str>>,
-        experiment: Option<&ExperimentTag>,
-        class: &'static str,
-        duration: Duration,
-        tags: &Tags,
-    ) {
+    /// A request the gateway answered with an error.
+    pub fn refused(&self, refused: RefusedRequest<'_>) {
+        let experiment = refused.experiment;
         let labels = [
-            KeyValue::new("endpoint", endpoint.unwrap_or("unknown")),
-            KeyValue::new("provider", provider.map(str::to_owned).unwrap_or_default()),
-            KeyValue::new("model", optional(&model)),
+            KeyValue::new("endpoint", refused.endpoint.unwrap_or("unknown")),
+            KeyValue::new(
+                "provider",
+                refused.provider.map(str::to_owned).unwrap_or_default(),
+            ),
+            KeyValue::new("model", optional(&refused.model)),
             KeyValue::new(
                 "experiment",
                 optional(&experiment.map(|t| t.experiment.clone())),
@@ -288,11 +295,12 @@ impl Metrics {
                 "variant",
                 optional(&experiment.map(|t| t.served_variant.clone())),
             ),
-            KeyValue::new("outcome", class),
+            KeyValue::new("outcome", refused.class),
         ];
         self.requests.add(1, &labels);
-        self.duration.record(duration.as_secs_f64(), &labels);
-        self.tagged(tags, class);
+        self.duration
+            .record(refused.duration.as_secs_f64(), &labels);
+        self.tagged(refused.tags, refused.class);
     }
 
     /// One count per metric-label tag of a request (declared keys with a

@@ -74,11 +74,7 @@ fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
 
-async fn report_of(root: &Path) -> Report {
-    report_by(root, None).await
-}
-
-/// With `by`, each slice compared too (`--by`).
+/// The report of `root`; with `by`, each slice compared too (`--by`).
 async fn report_by(root: &Path, by: Option<&str>) -> Report {
     let source = Source::open(root.to_str().unwrap(), &S3Options::default())
         .await
@@ -556,11 +552,7 @@ async fn the_html_report_lays_out_in_chromium_without_text_overflowing() {
 
     // Slices by a tag with long values: the slice table.
     let sliced = dir.path().join("sliced");
-    let doc_types = [
-        "invoice",
-        "purchase-order-with-a-rather-long-name",
-        "memo",
-    ];
+    let doc_types = ["invoice", "purchase-order-with-a-rather-long-name", "memo"];
     for (seed, doc_type) in doc_types.iter().enumerate() {
         log(
             30 + seed as u64,
@@ -678,7 +670,9 @@ async fn the_html_report_lays_out_in_chromium_without_text_overflowing() {
         // The slice table: a row per comparison of each slice (and one for a
         // slice's too-small note), each slice named.
         if let Some(slices) = &report.slices {
-            let table = &page[page.find(r#"<table class="slices">"#).expect("a slice table")..];
+            let table = &page[page
+                .find(r#"<table class="slices">"#)
+                .expect("a slice table")..];
             let table = &table[..table.find("</table>").unwrap()];
             let rows: usize = slices
                 .slices

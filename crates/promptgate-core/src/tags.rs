@@ -244,7 +244,10 @@ mod tests {
         assert_eq!(tags.get("channel"), Some("web"));
         assert_eq!(tags.get("doc_type"), Some("invoice"));
         // Only `channel` is declared a metric label.
-        assert_eq!(tags.metric_labels().collect::<Vec<_>>(), [("channel", "web")]);
+        assert_eq!(
+            tags.metric_labels().collect::<Vec<_>>(),
+            [("channel", "web")]
+        );
     }
 
     #[test]

@@ -24,6 +24,7 @@ use crate::exchange::{ExperimentTag, Refusal, RefusalKind};
 use crate::respond;
 use crate::snapshot::Snapshot;
 use crate::telemetry::access::Answered;
+use crate::telemetry::metrics::RefusedRequest;
 use crate::telemetry::{RequestTrace, Role};
 use promptgate_core::dialect::{Dialect, Endpoint, EndpointMismatch};
 use promptgate_core::error::GatewayError;
@@ -232,15 +233,15 @@ fn refused(
     let notes = context.notes.take();
     let endpoint = context.endpoint.ok();
     let model = refused_model_label(&context.snapshot, &notes);
-    gateway.telemetry.metrics().refused(
-        endpoint.map(Endpoint::label),
-        error.provider(),
-        model.clone(),
-        notes.experiment.as_ref(),
-        error.class().label(),
-        context.started.elapsed(),
-        &notes.tags,
-    );
+    gateway.telemetry.metrics().refused(RefusedRequest {
+        endpoint: endpoint.map(Endpoint::label),
+        provider: error.provider(),
+        model: model.clone(),
+        experiment: notes.experiment.as_ref(),
+        class: error.class().label(),
+        duration: context.started.elapsed(),
+        tags: &notes.tags,
+    });
     let refusal = Refusal {
         request_id: context.request_id.clone(),
         client_id: notes.client_id,
