@@ -405,9 +405,16 @@ mod tests {
         let events = &report["events_per_response"];
         assert_eq!(events["min"], events["max"], "{report:#}");
         assert!(events["min"].as_u64().unwrap() >= 5, "{report:#}");
-        // Gaps are the simulator's pacing, never a coalesced zero.
+        // Gaps are the simulator's 3 ms pacing, never a coalesced zero. One
+        // chunk read late shortens the gap after it (seen: 2.45 ms on a
+        // loaded machine), so the pacing is checked on the median and the
+        // floor only rules out coalescing.
         assert!(
-            report["gap_ms"]["min"].as_f64().unwrap() >= 2.5,
+            report["gap_ms"]["p50"].as_f64().unwrap() >= 2.5,
+            "{report:#}"
+        );
+        assert!(
+            report["gap_ms"]["min"].as_f64().unwrap() >= 1.0,
             "{report:#}"
         );
         assert_eq!(report["same_frame_gaps"], 0, "{report:#}");

@@ -32,6 +32,12 @@ pub const RESERVOIR_SIZE: usize = 20_000;
 /// assignment (a different hash), on which the sample-ratio test stays exact.
 pub const UNIT_SAMPLE_CAP: usize = 1 << 20;
 
+/// The distinct units a slice's collector remembers (`--by`): an eighth of
+/// the whole experiment's, so that up to `MAX_SLICES` slices cost at most a
+/// few times one analysis, whatever the log's size. A slice's units beyond
+/// it are sampled by hash as above.
+pub const SLICE_UNIT_SAMPLE_CAP: usize = UNIT_SAMPLE_CAP / 8;
+
 /// Served requests of one hour partition remembered for pairing with their
 /// shadows; remembered only once the log has shown a shadow of the experiment.
 pub const SERVED_PER_PARTITION: usize = 200_000;
@@ -213,6 +219,8 @@ pub struct Collector {
     pub shadows: BTreeMap<(String, String), ShadowPairs>,
     /// Units are kept when their hash is at most this (halved when the sets fill).
     unit_threshold: u64,
+    /// `UNIT_SAMPLE_CAP`, or `SLICE_UNIT_SAMPLE_CAP` for a slice.
+    unit_cap: usize,
     remembered_units: usize,
     /// How many times the threshold was halved: units are sampled at 2^-halvings.
     pub unit_halvings: u32,
@@ -256,6 +264,7 @@ impl Collector {
             spill_error: None,
             shadows: BTreeMap::new(),
             unit_threshold: u64::MAX,
+            unit_cap: UNIT_SAMPLE_CAP,
             remembered_units: 0,
             unit_halvings: 0,
             partition_served: HashMap::new(),
@@ -486,10 +495,17 @@ impl Collector {
         Ok((records, summary))
     }
 
-    /// Keeps the distinct-unit sets under `UNIT_SAMPLE_CAP` by halving the
+    /// A collector of one slice (`--by`): remembers at most
+    /// `SLICE_UNIT_SAMPLE_CAP` distinct units.
+    pub fn for_slice(mut self) -> Collector {
+        self.unit_cap = SLICE_UNIT_SAMPLE_CAP;
+        self
+    }
+
+    /// Keeps the distinct-unit sets under the collector's cap by halving the
     /// share of the hash space they sample.
     fn bound_units(&mut self) {
-        while self.remembered_units > UNIT_SAMPLE_CAP {
+        while self.remembered_units > self.unit_cap {
             self.unit_threshold >>= 1;
             self.unit_halvings += 1;
             let threshold = self.unit_threshold;

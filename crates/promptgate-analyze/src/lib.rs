@@ -101,7 +101,9 @@ pub async fn analyze(source: &Source, options: &Options) -> Result<Report, Analy
         slices::Slicer::new(
             by,
             Box::new(move || {
-                new_collector(&options).map_err(|e| std::io::Error::other(e.to_string()))
+                new_collector(&options)
+                    .map(Collector::for_slice)
+                    .map_err(|e| std::io::Error::other(e.to_string()))
             }),
         )
     });
