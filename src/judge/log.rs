@@ -89,14 +89,6 @@ pub struct Selection<'a> {
     pub max_items: Option<usize>,
 }
 
-/// What a `Selection` said about one item.
-enum Verdict {
-    Take,
-    AlreadyJudged,
-    SampledOut,
-    Deferred,
-}
-
 /// What reading found: the items taken, and what became of the others.
 #[derive(Debug, Default)]
 pub struct Read {
@@ -120,34 +112,26 @@ impl Read {
     /// Whether an item of these request ids (served first) is taken,
     /// counting it where it is not.
     fn select(&mut self, ids: &[&str], selection: &Selection<'_>) -> bool {
-        let verdict = if ids.iter().all(|id| selection.judged.contains_key(*id)) {
-            Verdict::AlreadyJudged
-        } else if draw(ids[0]) >= selection.sample_rate {
-            Verdict::SampledOut
-        } else if self
-            .taken
-            .contains(&ids.iter().map(|id| (*id).to_owned()).collect::<Vec<_>>())
-        {
+        if ids.iter().all(|id| selection.judged.contains_key(*id)) {
+            self.already_judged += 1;
             return false;
-        } else if selection
+        }
+        if draw(ids[0]) >= selection.sample_rate {
+            self.sampled_out += 1;
+            return false;
+        }
+        let key: Vec<String> = ids.iter().map(|id| (*id).to_owned()).collect();
+        if self.taken.contains(&key) {
+            return false;
+        }
+        if selection
             .max_items
             .is_some_and(|max| self.taken.len() >= max)
         {
-            Verdict::Deferred
-        } else {
-            Verdict::Take
-        };
-        match verdict {
-            Verdict::Take => {
-                self.taken
-                    .insert(ids.iter().map(|id| (*id).to_owned()).collect());
-                return true;
-            }
-            Verdict::AlreadyJudged => self.already_judged += 1,
-            Verdict::SampledOut => self.sampled_out += 1,
-            Verdict::Deferred => self.deferred += 1,
+            self.deferred += 1;
+            return false;
         }
-        false
+        self.taken.insert(key)
     }
 }
 

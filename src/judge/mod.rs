@@ -300,15 +300,15 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
         warnings,
         prompts: Vec::new(),
     };
-    let todo: Vec<&Item> = read.items.iter().collect();
-    let estimates: Vec<f64> = todo
+    let estimates: Vec<f64> = read
+        .items
         .iter()
         .map(|item| ask::estimate_usd(&rubric, price, item).unwrap_or(0.0))
         .collect();
     report.estimated_usd = price.map(|_| estimates.iter().sum());
 
     if options.dry_run {
-        for item in &todo {
+        for item in &read.items {
             for (system, user) in ask::prompts(&rubric, item) {
                 report
                     .prompts
@@ -328,7 +328,7 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
         write::FeedbackWriter::start(&audit, &options.spool_dir, snapshot.version.clone()).await?;
     let budget = ask::Budget::new(options.max_usd);
     let bar = if options.progress {
-        let bar = ProgressBar::new(todo.len() as u64);
+        let bar = ProgressBar::new(read.items.len() as u64);
         if let Ok(style) = ProgressStyle::with_template(
             "{spinner} {pos}/{len} items [{wide_bar}] {elapsed} (eta {eta})",
         ) {
@@ -339,8 +339,8 @@ pub async fn judge(source: &Source, options: &JudgeOptions) -> Result<JudgeRepor
         ProgressBar::hidden()
     };
     let stopped = AtomicBool::new(false);
-    let mut answered = stream::iter(todo.iter().zip(&estimates))
-        .map(|(&item, &estimate)| {
+    let mut answered = stream::iter(read.items.iter().zip(&estimates))
+        .map(|(item, &estimate)| {
             let (budget, rubric, model, bar, stopped) = (&budget, &rubric, &model, &bar, &stopped);
             async move {
                 if !budget.reserve(estimate) {
