@@ -141,6 +141,18 @@ async fn start(mutual: Option<bool>) -> TlsGateway {
     }
 }
 
+impl TlsGateway {
+    /// A modern-TLS connection to the client listener presenting `cert`.
+    async fn connect_as(&self, cert: &Issued) -> Connection {
+        connect(
+            self.gateway.addr,
+            client_config(&self.ca, MODERN, Some(cert)),
+        )
+        .await
+        .unwrap()
+    }
+}
+
 impl Drop for TlsGateway {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.files);
@@ -407,27 +419,12 @@ async fn a_mapped_client_certificate_is_that_client_without_a_key() {
     let by_cn = tls.ca.issue("svc-a.example", &[]);
     let unmapped = tls.ca.issue("stranger", &["stranger.example"]);
 
-    let mut svc_a = connect(
-        tls.gateway.addr,
-        client_config(&tls.ca, MODERN, Some(&by_dns)),
-    )
-    .await
-    .unwrap();
+    let mut svc_a = tls.connect_as(&by_dns).await;
     let (status, body) = chat(&mut svc_a, None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let mut by_cn = connect(
-        tls.gateway.addr,
-        client_config(&tls.ca, MODERN, Some(&by_cn)),
-    )
-    .await
-    .unwrap();
+    let mut by_cn = tls.connect_as(&by_cn).await;
     assert_eq!(chat(&mut by_cn, None).await.0, StatusCode::OK);
-    let mut test_app = connect(
-        tls.gateway.addr,
-        client_config(&tls.ca, MODERN, Some(&by_uri)),
-    )
-    .await
-    .unwrap();
+    let mut test_app = tls.connect_as(&by_uri).await;
     assert_eq!(chat(&mut test_app, None).await.0, StatusCode::OK);
     // Its own key agrees with the certificate; another client's does not.
     assert_eq!(
@@ -442,12 +439,7 @@ async fn a_mapped_client_certificate_is_that_client_without_a_key() {
     );
 
     // An unmapped certificate without a key is refused as a caller without a key is.
-    let mut stranger = connect(
-        tls.gateway.addr,
-        client_config(&tls.ca, MODERN, Some(&unmapped)),
-    )
-    .await
-    .unwrap();
+    let mut stranger = tls.connect_as(&unmapped).await;
     let (status, body) = chat(&mut stranger, None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(
@@ -455,12 +447,7 @@ async fn a_mapped_client_certificate_is_that_client_without_a_key() {
         "OpenAI error shape: {body}"
     );
     // …and with a valid key it is that key's client.
-    let mut stranger = connect(
-        tls.gateway.addr,
-        client_config(&tls.ca, MODERN, Some(&unmapped)),
-    )
-    .await
-    .unwrap();
+    let mut stranger = tls.connect_as(&unmapped).await;
     assert_eq!(
         chat(&mut stranger, Some(CLIENT_KEY)).await.0,
         StatusCode::OK
@@ -468,12 +455,7 @@ async fn a_mapped_client_certificate_is_that_client_without_a_key() {
 
     // A certificate's client has that client's allow-list.
     let by_svc_b = tls.ca.issue("svc-b.example", &[]);
-    let mut svc_b = connect(
-        tls.gateway.addr,
-        client_config(&tls.ca, MODERN, Some(&by_svc_b)),
-    )
-    .await
-    .unwrap();
+    let mut svc_b = tls.connect_as(&by_svc_b).await;
     let (status, body) = chat(&mut svc_b, None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["type"], "permission_error", "{body}");
