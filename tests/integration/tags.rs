@@ -429,6 +429,51 @@ fn analyze_by_writes_the_slices_in_json_table_and_html() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected tag:KEY"));
 }
 
+/// Every slice has its own collector, and each collector spills to a few
+/// hundred bucket files: were their descriptors held open while the log is
+/// read, 32 slices would need thousands (a common default limit is 1,024).
+#[test]
+fn analyze_by_a_tag_of_many_values_holds_few_file_descriptors() {
+    use promptgate_analyze::synthetic::SyntheticVariant;
+    let dir = tempfile::tempdir().unwrap();
+    let variants: Vec<SyntheticVariant> = ["control", "candidate"]
+        .into_iter()
+        .map(|name| SyntheticVariant {
+            name: name.into(),
+            weight: 1.0,
+            thumbs_up_rate: 0.5,
+            latency_median_ms: 200.0,
+            lost_share: 0.0,
+        })
+        .collect();
+    let values = promptgate_analyze::slices::MAX_SLICES;
+    for day in 0..values {
+        let date = format!("2026-10-{:02}", day + 1);
+        support::analyze::synthetic_log(day as u64, &date, variants.clone(), 20)
+            .write_tagged(dir.path(), &json!({"doc_type": format!("type{day}")}))
+            .unwrap();
+    }
+    let output = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"ulimit -n 128 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_promptgate"))
+        .args(["analyze", "--source", dir.path().to_str().unwrap()])
+        .args(["--experiment", "exp", "--by", "tag:doc_type", "--format", "json"])
+        .args(["--bootstrap-resamples", "200"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        json["slices"]["slices"].as_array().map(Vec::len),
+        Some(values)
+    );
+}
+
 #[tokio::test]
 async fn drift_reports_a_shift_in_a_tags_mix() {
     use promptgate_analyze::drift::{self, Options, Scope, Verdict};

@@ -9,13 +9,17 @@
 //! (8-byte id hash + variant + 8-byte unit hash) and every served/shadow pair
 //! goes to one of `BUCKETS` spill files chosen by the id hash; feedback
 //! records go to the same buckets. Then each bucket is joined on its own, so
-//! memory holds one bucket's feedback (1/64 of it) instead of all of it. Each
+//! memory holds one bucket's feedback (1/64 of it) instead of all of it; a
+//! bucket above a fixed budget is split into parts first, so memory does not
+//! grow with the log either. Pair halves meet again in a spill of their own,
+//! bucketed by pair number. Each
 //! joined value carries its request's unit, so that the caller can spill it
 //! again by unit (`units`) for the unit-level analysis.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
@@ -35,30 +39,119 @@ pub fn trusted_reporter(client_id: Option<&str>, trusted: &[String]) -> bool {
 
 pub(super) const BUCKETS: usize = 64;
 
-/// One spill file per bucket, written once and read once.
+/// One spill file per bucket, written once and read once. Every record starts
+/// with the 8-byte hash that chose its bucket.
 pub(super) struct Spill {
-    files: Vec<BufWriter<File>>,
-    paths: Vec<std::path::PathBuf>,
+    /// Records waiting to be appended to each bucket's file. A file is opened
+    /// only to append a full buffer, so a spill holds no descriptor between
+    /// writes (an analysis by slices has hundreds of spills at once), and a
+    /// bucket nothing was written to holds no memory.
+    pending: Vec<Vec<u8>>,
+    paths: Vec<PathBuf>,
+    dir: PathBuf,
+    name: String,
+    /// A record goes to bucket `(hash / stride) % buckets`: 1 at the top; a
+    /// bucket split again (`split`) uses the hash's next digits, the ones
+    /// that did not choose the bucket, so its parts are even too.
+    stride: u64,
 }
 
+/// A bucket's pending records are appended to its file beyond this size.
+const PENDING_BYTES: usize = 8 << 10;
+
 impl Spill {
-    pub(super) fn create(dir: &std::path::Path, name: &str) -> std::io::Result<Spill> {
-        let mut files = Vec::with_capacity(BUCKETS);
-        let mut paths = Vec::with_capacity(BUCKETS);
-        for bucket in 0..BUCKETS {
+    pub(super) fn create(dir: &Path, name: &str) -> std::io::Result<Spill> {
+        Spill::with_buckets(dir, name, BUCKETS, 1)
+    }
+
+    fn with_buckets(dir: &Path, name: &str, buckets: usize, stride: u64) -> std::io::Result<Spill> {
+        let mut paths = Vec::with_capacity(buckets);
+        for bucket in 0..buckets {
             let path = dir.join(format!("{name}-{bucket:02}"));
-            files.push(BufWriter::new(File::create(&path)?));
+            // Created empty now: a directory that cannot take them fails
+            // here, before the log is read, and every bucket can be read.
+            File::create(&path)?;
             paths.push(path);
         }
-        Ok(Spill { files, paths })
+        Ok(Spill {
+            pending: vec![Vec::new(); buckets],
+            paths,
+            dir: dir.to_path_buf(),
+            name: name.to_owned(),
+            stride,
+        })
     }
 
     pub(super) fn write(&mut self, hash: u64, record: &[u8]) -> std::io::Result<()> {
-        self.files[(hash % BUCKETS as u64) as usize].write_all(record)
+        let bucket = ((hash / self.stride) % self.paths.len() as u64) as usize;
+        let pending = &mut self.pending[bucket];
+        if pending.capacity() == 0 {
+            // Never more than one record beyond the threshold: no doubling.
+            pending.reserve_exact(PENDING_BYTES + record.len());
+        }
+        pending.extend_from_slice(record);
+        if pending.len() >= PENDING_BYTES {
+            append(&self.paths[bucket], pending)?;
+        }
+        Ok(())
     }
 
     pub(super) fn flush(&mut self) -> std::io::Result<()> {
-        self.files.iter_mut().try_for_each(BufWriter::flush)
+        for (pending, path) in self.pending.iter_mut().zip(&self.paths) {
+            if !pending.is_empty() {
+                append(path, pending)?;
+            }
+            // Spills are read after a flush: the buffers' memory goes (a
+            // later write would start a new one).
+            *pending = Vec::new();
+        }
+        Ok(())
+    }
+
+    /// How many `N`-byte records `bucket` holds (once flushed).
+    pub(super) fn records<const N: usize>(&self, bucket: usize) -> std::io::Result<u64> {
+        Ok(std::fs::metadata(&self.paths[bucket])?.len() / N as u64)
+    }
+
+    /// `bucket` spread over `parts` files of its own, for a bucket too big to
+    /// process in memory at once: the parts are what the top-level buckets
+    /// are, one level down. Spills split into the same number of parts agree
+    /// on where each hash goes, so a join stays a join part by part. The
+    /// files are removed when the split is dropped.
+    pub(super) fn split<const N: usize>(
+        &self,
+        bucket: usize,
+        parts: usize,
+    ) -> std::io::Result<Spill> {
+        let name = format!("{}-{bucket:02}-of", self.name);
+        let stride = self.stride * self.paths.len() as u64;
+        let mut split = Spill::with_buckets(&self.dir, &name, parts, stride)?;
+        let mut failed = Ok(());
+        self.stream::<N>(bucket, |record| {
+            if failed.is_ok() {
+                failed = split.write(u64_at(&record, 0), &record);
+            }
+        })?;
+        failed?;
+        split.flush()?;
+        Ok(split)
+    }
+
+    /// Calls `each` with every part of `bucket` in turn — the bucket itself,
+    /// or, when it holds more than `max_records` records, the parts of its
+    /// split — so that each holds at most about `max_records`.
+    pub(super) fn for_each_part<const N: usize>(
+        &self,
+        bucket: usize,
+        max_records: u64,
+        mut each: impl FnMut(&Spill, usize) -> std::io::Result<()>,
+    ) -> std::io::Result<()> {
+        let parts = parts_for(self.records::<N>(bucket)?, max_records);
+        if parts == 1 {
+            return each(self, bucket);
+        }
+        let split = self.split::<N>(bucket, parts)?;
+        (0..parts).try_for_each(|part| each(&split, part))
     }
 
     /// The fixed-size records of one bucket.
@@ -88,6 +181,32 @@ impl Spill {
             }
         }
     }
+}
+
+impl Drop for Spill {
+    fn drop(&mut self) {
+        // A top-level spill's directory goes with it anyway; a split's parts
+        // must not pile up beside it while the other buckets are processed.
+        for path in &self.paths {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Appends `pending` to the file at `path` and empties it.
+fn append(path: &Path, pending: &mut Vec<u8>) -> std::io::Result<()> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)?
+        .write_all(pending)?;
+    pending.clear();
+    Ok(())
+}
+
+/// Into how many parts to split a bucket of `records` so that each holds at
+/// most about `max_records`.
+pub(super) fn parts_for(records: u64, max_records: u64) -> usize {
+    usize::try_from(records.div_ceil(max_records.max(1)).max(1)).unwrap_or(usize::MAX)
 }
 
 pub(super) fn u64_at(bytes: &[u8], at: usize) -> u64 {
@@ -140,7 +259,7 @@ pub struct JoinSummary {
 }
 
 pub struct FeedbackJoin {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     requests: Spill,
     feedback: Spill,
     pairs: Spill,
@@ -180,7 +299,7 @@ impl FeedbackJoin {
             requests: Spill::create(dir.path(), "requests")?,
             feedback: Spill::create(dir.path(), "feedback")?,
             pairs: Spill::create(dir.path(), "pairs")?,
-            _dir: dir,
+            dir,
             metrics: Vec::new(),
             metric_ids: HashMap::new(),
             next_pair: 0,
@@ -257,6 +376,105 @@ impl FeedbackJoin {
         self.feedback.write(hash, &record)
     }
 
+    /// Joins bucket by bucket; returns what could not be joined.
+    pub fn join(self, on: impl FnMut(Joined<'_>)) -> std::io::Result<JoinSummary> {
+        self.join_within(MAX_FEEDBACK_PER_PART, MAX_HALVES_PER_PART, on)
+    }
+
+    /// `join`, holding at most about `max_feedback` feedback events and
+    /// `max_halves` pair halves in memory at once: a bucket with more is
+    /// split into parts first.
+    fn join_within(
+        mut self,
+        max_feedback: u64,
+        max_halves: u64,
+        mut on: impl FnMut(Joined<'_>),
+    ) -> std::io::Result<JoinSummary> {
+        self.requests.flush()?;
+        self.feedback.flush()?;
+        self.pairs.flush()?;
+        let mut summary = JoinSummary::default();
+        // One record per side and boolean metric of a pair: the two sides
+        // have different ids, hence different buckets, and meet again in a
+        // spill of their own, bucketed by pair number.
+        let mut halves = Spill::create(self.dir.path(), "halves")?;
+        for bucket in 0..BUCKETS {
+            let parts = parts_for(self.feedback.records::<35>(bucket)?, max_feedback);
+            if parts == 1 {
+                let whole = Tables {
+                    requests: &self.requests,
+                    feedback: &self.feedback,
+                    pairs: &self.pairs,
+                };
+                whole.join_bucket(bucket, &self.metrics, &mut halves, &mut summary, &mut on)?;
+                continue;
+            }
+            // Requests and pairs are split like the feedback, so that each
+            // part holds every record of its ids.
+            let (requests, feedback, pairs) = (
+                self.requests.split::<26>(bucket, parts)?,
+                self.feedback.split::<35>(bucket, parts)?,
+                self.pairs.split::<29>(bucket, parts)?,
+            );
+            let split = Tables {
+                requests: &requests,
+                feedback: &feedback,
+                pairs: &pairs,
+            };
+            for part in 0..parts {
+                split.join_bucket(part, &self.metrics, &mut halves, &mut summary, &mut on)?;
+            }
+        }
+        halves.flush()?;
+        // Only pairs whose sides both got boolean feedback complete.
+        for bucket in 0..BUCKETS {
+            halves.for_each_part::<16>(bucket, max_halves, |spill, part| {
+                let mut sides: HashMap<(u64, u16), PairHalves> = HashMap::new();
+                spill.stream::<16>(part, |half| {
+                    let key = u32::from_le_bytes(half[10..14].try_into().unwrap_or([0; 4]));
+                    let sides = sides
+                        .entry((u64_at(&half, 0), u16_at(&half, 8)))
+                        .or_insert((key, None, None));
+                    if half[14] == 0 {
+                        sides.1 = Some(half[15] == 1);
+                    } else {
+                        sides.2 = Some(half[15] == 1);
+                    }
+                })?;
+                for ((_, metric), (key, served, shadow)) in sides {
+                    if let (Some(served), Some(shadow)) = (served, shadow) {
+                        on(Joined::Pair {
+                            key,
+                            metric: &self.metrics[usize::from(metric)].0,
+                            served,
+                            shadow,
+                        });
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Ok(summary)
+    }
+}
+
+/// Feedback events joined in memory at once (the latest-value map holds
+/// about a hundred bytes per event): a bucket with more is split into parts.
+/// The bucket count is fixed before the log's size is known, so a big log
+/// splits its buckets rather than growing the memory they take.
+const MAX_FEEDBACK_PER_PART: u64 = 1 << 16;
+
+/// Pair halves gathered in memory at once when pairs are completed.
+const MAX_HALVES_PER_PART: u64 = 1 << 18;
+
+/// The three spills of one bucket's join, or of one part of it.
+struct Tables<'s> {
+    requests: &'s Spill,
+    feedback: &'s Spill,
+    pairs: &'s Spill,
+}
+
+impl Tables<'_> {
     /// The clients (scopes) that made a request of each id in `wanted`, from
     /// the requests and pairs of one bucket.
     fn owners(
@@ -280,102 +498,90 @@ impl FeedbackJoin {
         Ok(owners)
     }
 
-    /// Joins bucket by bucket; returns what could not be joined.
-    pub fn join(mut self, mut on: impl FnMut(Joined<'_>)) -> std::io::Result<JoinSummary> {
-        self.requests.flush()?;
-        self.feedback.flush()?;
-        self.pairs.flush()?;
-        let mut summary = JoinSummary::default();
-        // (pair number, metric) → (key, served value, shadow value): only pairs
-        // whose sides both got boolean feedback ever complete.
-        let mut halves: HashMap<(u64, u16), PairHalves> = HashMap::new();
-        for bucket in 0..BUCKETS {
-            let feedback = self.feedback.read::<35>(bucket)?;
-            let wanted: HashSet<u64> = feedback.iter().map(|r| u64_at(r, 0)).collect();
-            let owners = self.owners(bucket, &wanted)?;
-            // Latest value per (request id, client, metric).
-            let mut latest: HashMap<(u64, u64), Vec<LatestValue>> = HashMap::new();
-            for record in feedback {
-                let (hash, poster) = (u64_at(&record, 0), u64_at(&record, 8));
-                let scope = match owners.get(&hash).map(Vec::as_slice) {
-                    // No request of that id: unmatched, as before scoping.
-                    None => poster,
-                    Some(scopes) if scopes.contains(&poster) => poster,
-                    Some(&[only]) if record[34] == 1 => only,
-                    Some(_) if record[34] == 1 => {
-                        summary.excluded.ambiguous_request_id += 1;
-                        continue;
-                    }
-                    Some(_) => {
-                        summary.excluded.foreign_client += 1;
-                        continue;
-                    }
-                };
-                let metric = u16_at(&record, 16);
-                let value = f64::from_le_bytes(record[18..26].try_into().unwrap_or([0; 8]));
-                let ts = u64_at(&record, 26);
-                let values = latest.entry((hash, scope)).or_default();
-                match values.iter_mut().find(|v| v.0 == metric) {
-                    Some(kept) if kept.2 <= ts => *kept = (metric, value, ts),
-                    Some(_) => {}
-                    None => values.push((metric, value, ts)),
-                }
-            }
-            let mut claimed = HashSet::new();
-            let metrics = &self.metrics;
-            self.requests.stream::<26>(bucket, |record| {
-                let key = (u64_at(&record, 0), u64_at(&record, 8));
-                let (variant, unit) = (u16_at(&record, 16), u64_at(&record, 18));
-                if let Some(values) = latest.get(&key) {
-                    claimed.insert(key);
-                    for &(metric, value, _) in values {
-                        let (name, boolean) = &metrics[usize::from(metric)];
-                        on(Joined::Value {
-                            variant,
-                            unit,
-                            metric_id: metric,
-                            metric: name,
-                            boolean: *boolean,
-                            value,
-                        });
-                    }
-                }
-            })?;
-            for record in self.pairs.read::<29>(bucket)? {
-                let key = (u64_at(&record, 0), u64_at(&record, 8));
-                let number = u64_at(&record, 16);
-                let pair_key = u32::from_le_bytes(record[24..28].try_into().unwrap_or([0; 4]));
-                let Some(values) = latest.get(&key) else {
+    /// Joins one bucket: values go to `on`, pair halves to `halves`.
+    fn join_bucket(
+        &self,
+        bucket: usize,
+        metrics: &[(String, bool)],
+        halves: &mut Spill,
+        summary: &mut JoinSummary,
+        on: &mut impl FnMut(Joined<'_>),
+    ) -> std::io::Result<()> {
+        let feedback = self.feedback.read::<35>(bucket)?;
+        let wanted: HashSet<u64> = feedback.iter().map(|r| u64_at(r, 0)).collect();
+        let owners = self.owners(bucket, &wanted)?;
+        // Latest value per (request id, client, metric).
+        let mut latest: HashMap<(u64, u64), Vec<LatestValue>> = HashMap::new();
+        for record in feedback {
+            let (hash, poster) = (u64_at(&record, 0), u64_at(&record, 8));
+            let scope = match owners.get(&hash).map(Vec::as_slice) {
+                // No request of that id: unmatched, as before scoping.
+                None => poster,
+                Some(scopes) if scopes.contains(&poster) => poster,
+                Some(&[only]) if record[34] == 1 => only,
+                Some(_) if record[34] == 1 => {
+                    summary.excluded.ambiguous_request_id += 1;
                     continue;
-                };
+                }
+                Some(_) => {
+                    summary.excluded.foreign_client += 1;
+                    continue;
+                }
+            };
+            let metric = u16_at(&record, 16);
+            let value = f64::from_le_bytes(record[18..26].try_into().unwrap_or([0; 8]));
+            let ts = u64_at(&record, 26);
+            let values = latest.entry((hash, scope)).or_default();
+            match values.iter_mut().find(|v| v.0 == metric) {
+                Some(kept) if kept.2 <= ts => *kept = (metric, value, ts),
+                Some(_) => {}
+                None => values.push((metric, value, ts)),
+            }
+        }
+        let mut claimed = HashSet::new();
+        self.requests.stream::<26>(bucket, |record| {
+            let key = (u64_at(&record, 0), u64_at(&record, 8));
+            let (variant, unit) = (u16_at(&record, 16), u64_at(&record, 18));
+            if let Some(values) = latest.get(&key) {
                 claimed.insert(key);
                 for &(metric, value, _) in values {
-                    if !self.metrics[usize::from(metric)].1 {
-                        continue;
-                    }
-                    let half = halves
-                        .entry((number, metric))
-                        .or_insert((pair_key, None, None));
-                    if record[28] == 0 {
-                        half.1 = Some(value != 0.0);
-                    } else {
-                        half.2 = Some(value != 0.0);
-                    }
+                    let (name, boolean) = &metrics[usize::from(metric)];
+                    on(Joined::Value {
+                        variant,
+                        unit,
+                        metric_id: metric,
+                        metric: name,
+                        boolean: *boolean,
+                        value,
+                    });
                 }
             }
-            summary.unmatched += latest.keys().filter(|k| !claimed.contains(k)).count() as u64;
-        }
-        for ((_, metric), (key, served, shadow)) in halves {
-            if let (Some(served), Some(shadow)) = (served, shadow) {
-                on(Joined::Pair {
-                    key,
-                    metric: &self.metrics[usize::from(metric)].0,
-                    served,
-                    shadow,
-                });
+        })?;
+        let mut written = Ok(());
+        self.pairs.stream::<29>(bucket, |record| {
+            let key = (u64_at(&record, 0), u64_at(&record, 8));
+            let Some(values) = latest.get(&key) else {
+                return;
+            };
+            claimed.insert(key);
+            let number = u64_at(&record, 16);
+            for &(metric, value, _) in values {
+                if !metrics[usize::from(metric)].1 || written.is_err() {
+                    continue;
+                }
+                // (pair number, metric, pair key, side, value)
+                let mut half = [0u8; 16];
+                half[..8].copy_from_slice(&number.to_le_bytes());
+                half[8..10].copy_from_slice(&metric.to_le_bytes());
+                half[10..14].copy_from_slice(&record[24..28]);
+                half[14] = record[28];
+                half[15] = u8::from(value != 0.0);
+                written = halves.write(number, &half);
             }
-        }
-        Ok(summary)
+        })?;
+        written?;
+        summary.unmatched += latest.keys().filter(|k| !claimed.contains(k)).count() as u64;
+        Ok(())
     }
 }
 
@@ -488,5 +694,129 @@ mod tests {
             }
         );
         assert_eq!(summary.unmatched, 0);
+    }
+
+    /// Requests of three clients, served/shadow pairs and feedback of every
+    /// kind (own, foreign, trusted, on unknown ids, boolean and numeric).
+    fn mixed_join() -> FeedbackJoin {
+        let mut join = FeedbackJoin::new().unwrap();
+        let client = |i: u64| ["a", "b", "c"][(i % 3) as usize];
+        for i in 0..3_000u64 {
+            join.request(&format!("r{i}"), Some(client(i)), (i % 2) as u16, i / 7)
+                .unwrap();
+        }
+        for i in 0..400u64 {
+            join.pair(&format!("r{i}"), &format!("s{i}"), Some(client(i)), (i % 3) as u32)
+                .unwrap();
+        }
+        for i in 0..6_000u64 {
+            let target = match i % 5 {
+                0 | 1 => format!("r{}", (i * 7) % 3_000),
+                2 => format!("s{}", (i * 3) % 400),
+                3 => format!("r{}", i % 400),
+                _ => format!("ghost{i}"),
+            };
+            let poster = if i % 11 == 0 { "reporter" } else { client(i * 13 % 7) };
+            let (metric, kind) = if i % 2 == 0 { ("up", "boolean") } else { ("score", "number") };
+            let ts = format!("2026-11-26T10:{:02}:{:02}.000Z", i / 60 % 60, i % 60);
+            let row = FeedbackRow {
+                request_id: target,
+                client_id: Some(poster.into()),
+                ts_received: ts,
+                metric: metric.into(),
+                value_type: kind.into(),
+                value_number: Some((i % 4) as f64 / 3.0),
+            };
+            join.feedback(row, poster == "reporter").unwrap();
+        }
+        // Both sides of most pairs judged by their own client.
+        for i in (0..400u64).filter(|i| i % 7 != 0) {
+            for (side, value) in [("r", i % 2), ("s", i / 2 % 2)] {
+                let row = FeedbackRow {
+                    request_id: format!("{side}{i}"),
+                    client_id: Some(client(i).into()),
+                    ..row(side, "up", value as f64, "2026-11-26T11:00:00.000Z")
+                };
+                join.feedback(row, false).unwrap();
+            }
+        }
+        join
+    }
+
+    type Outcome = (Vec<(u16, u64, u16, u64)>, Vec<(u32, String, bool, bool)>, JoinSummary);
+
+    fn outcome(join: FeedbackJoin, budgets: Option<(u64, u64)>) -> Outcome {
+        let (mut values, mut pairs) = (Vec::new(), Vec::new());
+        let on = |event: Joined<'_>| match event {
+            Joined::Value {
+                variant,
+                unit,
+                metric_id,
+                value,
+                ..
+            } => values.push((variant, unit, metric_id, value.to_bits())),
+            Joined::Pair {
+                key,
+                metric,
+                served,
+                shadow,
+            } => pairs.push((key, metric.to_owned(), served, shadow)),
+        };
+        let summary = match budgets {
+            None => join.join(on),
+            Some((feedback, halves)) => join.join_within(feedback, halves, on),
+        }
+        .unwrap();
+        values.sort_unstable();
+        pairs.sort_unstable();
+        (values, pairs, summary)
+    }
+
+    #[test]
+    fn buckets_split_into_parts_join_exactly_as_whole_ones() {
+        let whole = outcome(mixed_join(), None);
+        assert!(
+            whole.0.len() > 1_000 && whole.1.len() > 20,
+            "the data exercises the join: {} values, {} pairs",
+            whole.0.len(),
+            whole.1.len()
+        );
+        assert!(whole.2.unmatched > 0 && whole.2.excluded.foreign_client > 0);
+        // About 100 feedback events and 20 halves per bucket: parts of at
+        // most 7 and 3 split every bucket, and some parts twice as deep.
+        let split = outcome(mixed_join(), Some((7, 3)));
+        assert_eq!(split, whole);
+    }
+
+    #[test]
+    fn a_split_puts_each_record_in_one_part_by_the_digits_above_the_bucket() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spill = Spill::create(dir.path(), "t").unwrap();
+        for n in 0..10_000u64 {
+            let hash = xxh3_64(&n.to_le_bytes());
+            let mut record = [0u8; 16];
+            record[..8].copy_from_slice(&hash.to_le_bytes());
+            record[8..].copy_from_slice(&n.to_le_bytes());
+            spill.write(hash, &record).unwrap();
+        }
+        spill.flush().unwrap();
+        let bucket = spill.read::<16>(5).unwrap();
+        let split = spill.split::<16>(5, 4).unwrap();
+        let mut parts: Vec<[u8; 16]> = Vec::new();
+        for part in 0..4 {
+            let records = split.read::<16>(part).unwrap();
+            assert!(records.len() > bucket.len() / 8, "parts are even: {}", records.len());
+            for record in &records {
+                assert_eq!(u64_at(record, 0) / BUCKETS as u64 % 4, part as u64);
+            }
+            parts.extend(records);
+        }
+        let mut whole = bucket.clone();
+        whole.sort_unstable();
+        parts.sort_unstable();
+        assert_eq!(parts, whole);
+        let paths = split.paths.clone();
+        drop(split);
+        assert!(paths.iter().all(|path| !path.exists()), "a split's files go with it");
     }
 }

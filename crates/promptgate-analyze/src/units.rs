@@ -6,7 +6,8 @@
 //! variant, metric, value: 20 bytes) is spilled to one of `BUCKETS` files
 //! chosen by the unit hash; a unit's observations all land in the same
 //! bucket, and each bucket is aggregated on its own (a map of 1/64 of the
-//! units), its unit means pushed into per-(variant, metric) moments.
+//! units, or of a part of them when the bucket is above a fixed budget), its
+//! unit means pushed into per-(variant, metric) moments.
 
 use std::collections::BTreeMap;
 use std::collections::HashMap;
@@ -49,6 +50,12 @@ pub struct UnitSummary {
 /// order on every run, and the floating-point sums of the report are
 /// reproducible bit for bit.
 type Fixed = BuildHasherDefault<DefaultHasher>;
+
+/// Observations aggregated in memory at once (a map of at most 2^18 slots of
+/// 33 bytes, under 10 MiB): the bucket count is fixed before the log's
+/// size is known, so a big log splits its buckets rather than growing the
+/// map a bucket takes.
+const MAX_OBSERVATIONS_PER_PART: u64 = 1 << 17;
 
 pub struct UnitSpill {
     _dir: tempfile::TempDir,
@@ -111,29 +118,43 @@ impl UnitSpill {
     /// of the unit means and the largest number of observations of a unit.
     /// A unit seen in two variants (its assignment changed) counts as one
     /// unit in each.
-    pub fn summarise(mut self) -> std::io::Result<BTreeMap<(u16, Metric), UnitSummary>> {
+    pub fn summarise(self) -> std::io::Result<BTreeMap<(u16, Metric), UnitSummary>> {
+        self.summarise_within(MAX_OBSERVATIONS_PER_PART)
+    }
+
+    /// `summarise`, aggregating at most about `max_observations` in memory at
+    /// once: a bucket with more is split into parts by unit first.
+    fn summarise_within(
+        mut self,
+        max_observations: u64,
+    ) -> std::io::Result<BTreeMap<(u16, Metric), UnitSummary>> {
         self.spill.flush()?;
         let mut by_id: BTreeMap<(u16, u16), UnitSummary> = BTreeMap::new();
         for bucket in 0..BUCKETS {
-            // (unit, variant << 16 | metric) → (sum, observations).
-            let mut units: HashMap<(u64, u32), (f64, u64), Fixed> = HashMap::default();
-            self.spill.stream::<20>(bucket, |record| {
-                let key = (u32::from(u16_at(&record, 8)) << 16) | u32::from(u16_at(&record, 10));
-                let mut value = [0u8; 8];
-                value.copy_from_slice(&record[12..20]);
-                let entry = units.entry((u64_at(&record, 0), key)).or_default();
-                entry.0 += f64::from_le_bytes(value);
-                entry.1 += 1;
-            })?;
-            for ((_, key), (sum, n)) in units {
-                let summary = by_id
-                    .entry(((key >> 16) as u16, (key & 0xffff) as u16))
-                    .or_default();
-                // Values were finite when spilled; a sum that overflows is
-                // left out rather than poisoning the moments.
-                let _ = summary.means.push(sum / n as f64);
-                summary.max_per_unit = summary.max_per_unit.max(n);
-            }
+            self.spill
+                .for_each_part::<20>(bucket, max_observations, |spill, part| {
+                    // (unit, variant << 16 | metric) → (sum, observations).
+                    let mut units: HashMap<(u64, u32), (f64, u64), Fixed> = HashMap::default();
+                    spill.stream::<20>(part, |record| {
+                        let key =
+                            (u32::from(u16_at(&record, 8)) << 16) | u32::from(u16_at(&record, 10));
+                        let mut value = [0u8; 8];
+                        value.copy_from_slice(&record[12..20]);
+                        let entry = units.entry((u64_at(&record, 0), key)).or_default();
+                        entry.0 += f64::from_le_bytes(value);
+                        entry.1 += 1;
+                    })?;
+                    for ((_, key), (sum, n)) in units {
+                        let summary = by_id
+                            .entry(((key >> 16) as u16, (key & 0xffff) as u16))
+                            .or_default();
+                        // Values were finite when spilled; a sum that overflows
+                        // is left out rather than poisoning the moments.
+                        let _ = summary.means.push(sum / n as f64);
+                        summary.max_per_unit = summary.max_per_unit.max(n);
+                    }
+                    Ok(())
+                })?;
         }
         Ok(by_id
             .into_iter()
@@ -175,5 +196,33 @@ mod tests {
         assert_eq!(errors.max_per_unit, 4);
         let thumbs = summary[&(1, Metric::Feedback("thumbs".into()))];
         assert_eq!((thumbs.means.count(), thumbs.max_per_unit), (1, 1));
+    }
+
+    #[test]
+    fn buckets_split_into_parts_summarise_as_whole_ones() {
+        let spill = || {
+            let mut spill = UnitSpill::new().unwrap();
+            for i in 0..20_000u64 {
+                let unit = i % 1_500;
+                spill
+                    .value(unit, (unit % 2) as u16, ERROR_RATE, (i % 3 == 0) as u8 as f64)
+                    .unwrap();
+                spill
+                    .value(unit, (unit % 2) as u16, COST_USD, (i % 17) as f64)
+                    .unwrap();
+            }
+            spill
+        };
+        let whole = spill().summarise().unwrap();
+        // About 600 observations per bucket: parts of at most 50.
+        let split = spill().summarise_within(50).unwrap();
+        assert_eq!(whole.len(), 4);
+        for (key, summary) in &whole {
+            let parted = &split[key];
+            assert_eq!(parted.means.count(), summary.means.count(), "{key:?}");
+            assert_eq!(parted.max_per_unit, summary.max_per_unit, "{key:?}");
+            let (a, b) = (parted.means.mean().unwrap(), summary.means.mean().unwrap());
+            assert!((a - b).abs() < 1e-12, "{key:?}: {a} vs {b}");
+        }
     }
 }
