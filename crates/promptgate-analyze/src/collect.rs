@@ -14,6 +14,7 @@ use serde_json::Value;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::join::{FeedbackJoin, JoinSummary, Joined};
+use super::pairs::{ShadowPairs, Side};
 use super::records::{FeedbackRow, RequestRow};
 use super::stats::means::Moments;
 use super::stats::proportions::Counts;
@@ -42,22 +43,32 @@ pub const SLICE_UNIT_SAMPLE_CAP: usize = UNIT_SAMPLE_CAP / 8;
 /// shadows; remembered only once the log has shown a shadow of the experiment.
 pub const SERVED_PER_PARTITION: usize = 200_000;
 
-/// A uniform sample of a stream, of at most `RESERVOIR_SIZE` values.
+/// A uniform sample of a stream, of at most `RESERVOIR_SIZE` values (numbers,
+/// or whole shadow pairs: `pairs::PairDifferences`).
 #[derive(Debug, Clone)]
-pub struct Reservoir {
+pub struct Reservoir<T = f64> {
     seen: u64,
-    pub values: Vec<f64>,
+    pub values: Vec<T>,
 }
 
-impl Reservoir {
-    pub(crate) fn new() -> Reservoir {
+impl<T> Default for Reservoir<T> {
+    fn default() -> Reservoir<T> {
         Reservoir {
             seen: 0,
             values: Vec::new(),
         }
     }
+}
 
-    pub(crate) fn push(&mut self, x: f64, rng: &mut StdRng) {
+impl<T> Reservoir<T> {
+    pub(crate) fn new() -> Reservoir<T> {
+        Reservoir::default()
+    }
+
+    /// Keeps `x` while fewer than `RESERVOIR_SIZE` were seen; beyond, in
+    /// place of a uniformly drawn kept value with probability size/seen
+    /// (the only use of `rng`, so a stream under the size draws nothing).
+    pub(crate) fn push(&mut self, x: T, rng: &mut StdRng) {
         self.seen += 1;
         if self.values.len() < RESERVOIR_SIZE {
             self.values.push(x);
@@ -72,6 +83,11 @@ impl Reservoir {
     /// Whether every value seen is in the sample (quantiles are then exact).
     pub fn complete(&self) -> bool {
         self.seen == self.values.len() as u64
+    }
+
+    /// Values offered, kept or not.
+    pub fn seen(&self) -> u64 {
+        self.seen
     }
 }
 
@@ -162,38 +178,6 @@ impl VariantData {
     pub fn units(&self) -> u64 {
         self.units.len() as u64
     }
-}
-
-/// One side of a served/shadow pair, reduced to what the comparison needs.
-#[derive(Debug, Clone)]
-struct Side {
-    variant: String,
-    succeeded: bool,
-    exact: Option<u64>,
-    normalized: Option<u64>,
-    json_fields: Option<Vec<(u64, u64)>>,
-    latency_ms: Option<f64>,
-    tokens: Option<f64>,
-    cost_usd: Option<f64>,
-    request_id: String,
-    client_id: Option<String>,
-}
-
-/// Paired served/shadow outcomes of one (served variant, shadow variant).
-#[derive(Debug, Clone, Default)]
-pub struct ShadowPairs {
-    pub pairs: u64,
-    pub shadow_failed: u64,
-    pub compared_texts: u64,
-    pub exact_agreements: u64,
-    pub normalized_agreements: u64,
-    pub json_pairs: u64,
-    pub json_field_agreement_sum: f64,
-    pub latency_differences: Vec<f64>,
-    pub token_differences: Vec<f64>,
-    pub cost_differences: Vec<f64>,
-    /// Per boolean feedback metric: (served true, shadow true) counts.
-    pub paired_feedback: BTreeMap<String, [[u64; 2]; 2]>,
 }
 
 /// Why served requests were left out of the intent-to-treat population.
@@ -289,7 +273,7 @@ impl Collector {
         }
         if row.role == "shadow" {
             if let Some(of) = row.shadow_of.take() {
-                let side = side_of(&row);
+                let side = Side::of(&row);
                 // A shadow record carries its served request's client.
                 let of = scoped_id(row.client_id.as_deref(), &of);
                 self.partition_shadows.push((of, side));
@@ -309,7 +293,7 @@ impl Collector {
             return;
         };
         if self.shadows_seen && self.partition_served.len() < SERVED_PER_PARTITION {
-            let side = side_of(&row);
+            let side = Side::of(&row);
             self.partition_served
                 .insert(scoped_id(row.client_id.as_deref(), &row.request_id), side);
         } else {
@@ -554,7 +538,7 @@ impl Collector {
             .into_iter()
             .partition(|(of, _)| *of == id);
         self.partition_shadows = rest;
-        let served = side_of(&row);
+        let served = Side::of(&row);
         for (_, shadow) in matching {
             self.pair(&served, &shadow);
         }
@@ -569,7 +553,10 @@ impl Collector {
                 self.pair_keys.len() - 1
             }
         };
-        tally(self.shadows.entry(key).or_default(), served, shadow);
+        self.shadows
+            .entry(key)
+            .or_default()
+            .tally(served, shadow, &mut self.rng);
         let spilled = self.join.pair(
             &served.request_id,
             &shadow.request_id,
@@ -601,97 +588,11 @@ impl Collector {
     }
 }
 
-fn tally(pairs: &mut ShadowPairs, served: &Side, shadow: &Side) {
-    pairs.pairs += 1;
-    if !shadow.succeeded {
-        pairs.shadow_failed += 1;
-    }
-    if served.succeeded && shadow.succeeded {
-        if let (Some(a), Some(b)) = (served.exact, shadow.exact) {
-            pairs.compared_texts += 1;
-            pairs.exact_agreements += u64::from(a == b);
-            pairs.normalized_agreements += u64::from(served.normalized == shadow.normalized);
-        }
-        if let (Some(a), Some(b)) = (&served.json_fields, &shadow.json_fields) {
-            pairs.json_pairs += 1;
-            pairs.json_field_agreement_sum += field_agreement(a, b);
-        }
-        for (list, a, b) in [
-            (
-                &mut pairs.latency_differences,
-                served.latency_ms,
-                shadow.latency_ms,
-            ),
-            (&mut pairs.token_differences, served.tokens, shadow.tokens),
-            (
-                &mut pairs.cost_differences,
-                served.cost_usd,
-                shadow.cost_usd,
-            ),
-        ] {
-            if let (Some(a), Some(b)) = (a, b)
-                && list.len() < RESERVOIR_SIZE
-            {
-                list.push(b - a);
-            }
-        }
-    }
-}
-
-/// Share of the union of top-level fields on which both objects agree.
-fn field_agreement(a: &[(u64, u64)], b: &[(u64, u64)]) -> f64 {
-    let keys: HashSet<u64> = a.iter().chain(b).map(|(k, _)| *k).collect();
-    if keys.is_empty() {
-        return 1.0;
-    }
-    let agree = a.iter().filter(|field| b.contains(field)).count();
-    agree as f64 / keys.len() as f64
-}
-
 fn is_json(text: &str) -> bool {
     let trimmed = text.trim();
     // A bare number or word is JSON too, but not what "answers in JSON" means.
     (trimmed.starts_with('{') || trimmed.starts_with('['))
         && serde_json::from_str::<serde::de::IgnoredAny>(trimmed).is_ok()
-}
-
-fn side_of(row: &RequestRow) -> Side {
-    let text = row.response_text.as_deref();
-    let normalized = text.map(|t| {
-        t.split_whitespace()
-            .map(str::to_lowercase)
-            .collect::<Vec<_>>()
-            .join(" ")
-    });
-    let json_fields = text
-        .and_then(|t| serde_json::from_str::<Value>(t.trim()).ok())
-        .and_then(|v| match v {
-            Value::Object(map) => Some(
-                map.iter()
-                    .map(|(k, v)| (xxh3_64(k.as_bytes()), xxh3_64(v.to_string().as_bytes())))
-                    .collect(),
-            ),
-            _ => None,
-        });
-    Side {
-        variant: row
-            .served_variant
-            .clone()
-            .or_else(|| row.assigned_variant.clone())
-            .unwrap_or_default(),
-        succeeded: row.failed() == Some(false),
-        exact: text.map(|t| xxh3_64(t.as_bytes())),
-        normalized: normalized.map(|t| xxh3_64(t.as_bytes())),
-        json_fields,
-        latency_ms: row.latency_ms,
-        tokens: match (row.input_tokens, row.output_tokens) {
-            (None, None) => None,
-            (i, o) => Some((i.unwrap_or(0) + o.unwrap_or(0)) as f64),
-        },
-        cost_usd: row.cost_usd,
-        request_id: row.request_id.clone(),
-        client_id: row.client_id.clone(),
-    }
 }
 
 /// A request id as unique as the log makes it: per client, since callers
@@ -781,7 +682,7 @@ mod tests {
         assert_eq!(pairs.pairs, 1);
         assert_eq!(pairs.exact_agreements, 0);
         assert!((pairs.json_field_agreement_sum - 0.5).abs() < 1e-12);
-        assert_eq!(pairs.latency_differences, vec![30.0]);
+        assert_eq!(pairs.latency_differences(), vec![30.0]);
         // A shadow is not a served request: no variant "cand" in the population.
         assert!(!collector.variants.contains_key("cand"));
     }
