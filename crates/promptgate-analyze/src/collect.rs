@@ -210,6 +210,9 @@ pub struct Collector {
     pub unit_halvings: u32,
     partition_served: HashMap<String, Side>,
     partition_shadows: Vec<(String, Side)>,
+    /// The second sweep's unpaired shadows, by the served request they name
+    /// (looked up once per served record, whatever their number).
+    waiting_shadows: HashMap<String, Vec<Side>>,
     shadows_seen: bool,
     /// A served request of this partition was not remembered (no shadow seen
     /// yet, or the cap): unpaired shadows then call for a second sweep.
@@ -253,6 +256,7 @@ impl Collector {
             unit_halvings: 0,
             partition_served: HashMap::new(),
             partition_shadows: Vec::new(),
+            waiting_shadows: HashMap::new(),
             shadows_seen: false,
             partition_missed: false,
             unpaired_shadows: 0,
@@ -521,7 +525,9 @@ impl Collector {
         let second_sweep = self.partition_missed && !unpaired.is_empty();
         self.partition_missed = false;
         if second_sweep {
-            self.partition_shadows = unpaired;
+            for (of, shadow) in unpaired {
+                self.waiting_shadows.entry(of).or_default().push(shadow);
+            }
         } else {
             self.unpaired_shadows += unpaired.len() as u64;
         }
@@ -534,12 +540,11 @@ impl Collector {
             return;
         }
         let id = scoped_id(row.client_id.as_deref(), &row.request_id);
-        let (matching, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.partition_shadows)
-            .into_iter()
-            .partition(|(of, _)| *of == id);
-        self.partition_shadows = rest;
+        let Some(waiting) = self.waiting_shadows.remove(&id) else {
+            return;
+        };
         let served = Side::of(&row);
-        for (_, shadow) in matching {
+        for shadow in waiting {
             self.pair(&served, &shadow);
         }
     }
@@ -567,8 +572,12 @@ impl Collector {
     }
 
     pub fn end_second_sweep(&mut self) {
-        self.unpaired_shadows += self.partition_shadows.len() as u64;
-        self.partition_shadows.clear();
+        self.unpaired_shadows += self
+            .waiting_shadows
+            .values()
+            .map(|w| w.len() as u64)
+            .sum::<u64>();
+        self.waiting_shadows.clear();
     }
 
     /// A request record of this experiment that stands for a request: an
