@@ -43,16 +43,16 @@ pub const SLICE_UNIT_SAMPLE_CAP: usize = UNIT_SAMPLE_CAP / 8;
 /// shadows; remembered only once the log has shown a shadow of the experiment.
 pub const SERVED_PER_PARTITION: usize = 200_000;
 
-/// A uniform sample of a stream, of at most `RESERVOIR_SIZE` values (numbers,
-/// or whole shadow pairs: `pairs::PairDifferences`).
+/// A uniform sample of a stream, of at most `N` values (numbers, or whole
+/// shadow pairs: `pairs::PairDifferences`).
 #[derive(Debug, Clone)]
-pub struct Reservoir<T = f64> {
+pub struct Reservoir<T = f64, const N: usize = RESERVOIR_SIZE> {
     seen: u64,
     pub values: Vec<T>,
 }
 
-impl<T> Default for Reservoir<T> {
-    fn default() -> Reservoir<T> {
+impl<T, const N: usize> Default for Reservoir<T, N> {
+    fn default() -> Reservoir<T, N> {
         Reservoir {
             seen: 0,
             values: Vec::new(),
@@ -61,16 +61,19 @@ impl<T> Default for Reservoir<T> {
 }
 
 impl<T> Reservoir<T> {
+    /// A sample of `RESERVOIR_SIZE` (other sizes: `Reservoir::default()`).
     pub(crate) fn new() -> Reservoir<T> {
         Reservoir::default()
     }
+}
 
-    /// Keeps `x` while fewer than `RESERVOIR_SIZE` were seen; beyond, in
+impl<T, const N: usize> Reservoir<T, N> {
+    /// Keeps `x` while fewer than `N` were seen; beyond, in
     /// place of a uniformly drawn kept value with probability size/seen
     /// (the only use of `rng`, so a stream under the size draws nothing).
     pub(crate) fn push(&mut self, x: T, rng: &mut StdRng) {
         self.seen += 1;
-        if self.values.len() < RESERVOIR_SIZE {
+        if self.values.len() < N {
             self.values.push(x);
         } else {
             let slot = rng.random_range(0..self.seen);

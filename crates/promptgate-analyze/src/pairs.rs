@@ -128,7 +128,7 @@ pub struct ShadowPairs {
     pub json_field_agreement_sum: f64,
     /// The pairs' differences: all of them up to `PAIR_SAMPLE_SIZE` pairs,
     /// then a uniform sample of pairs (one draw per pair).
-    pub differences: Reservoir<PairDifferences>,
+    pub differences: Reservoir<PairDifferences, PAIR_SAMPLE_SIZE>,
     /// Latency, tokens and cost (in this order) over every pair, sampled or not.
     pub totals: [DifferenceTotal; 3],
     /// Per boolean feedback metric: (served true, shadow true) counts.
