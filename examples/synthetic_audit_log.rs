@@ -10,6 +10,17 @@
 //! tagged `doc_type` (invoice, receipt, memo, contract in turn by day), and
 //! from the second day on both variants answer 30 % slower: a latency drift
 //! for `promptgate drift --last-days 1 --until 2026-11-21` to find.
+//!
+//! With `--shadows SHARE` (0–1, anywhere on the line), every record also
+//! logs its bodies (the request's messages, the response and its text: one
+//! of four support questions, `control` answering tersely and `treatment`
+//! warmly) and that share of served requests gets a shadow record beside it
+//! (`role = "shadow"`, `shadow_of` = the served id, the other variant, the
+//! same partition), for `promptgate analyze`'s shadow comparison and
+//! `promptgate judge`. The served records keep the latencies and feedback of
+//! the log without the option; without it the output is unchanged.
+//!
+//!     cargo run --release --example synthetic_audit_log -- --shadows 0.5 DIR 1000000
 
 use promptgate_analyze::synthetic::{SyntheticLog, SyntheticVariant};
 
@@ -22,8 +33,17 @@ const SLOWDOWN: f64 = 1.3;
 const MULTI_DAY_RECORDS_PER_OBJECT: usize = 10_000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
-    let usage = "usage: synthetic_audit_log DIR UNITS [REQUESTS_PER_UNIT] [DAYS]";
+    let usage = "usage: synthetic_audit_log [--shadows SHARE] DIR UNITS [REQUESTS_PER_UNIT] [DAYS]";
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let shadow_share: Option<f64> = match args.iter().position(|a| a == "--shadows") {
+        Some(at) => {
+            let share = args.get(at + 1).ok_or(usage)?.parse()?;
+            args.drain(at..at + 2);
+            Some(share)
+        }
+        None => None,
+    };
+    let mut args = args.into_iter();
     let dir = args.next().ok_or(usage)?;
     let units: u64 = args.next().ok_or(usage)?.parse()?;
     let requests_per_unit: u64 = args.next().map_or(Ok(1), |n| n.parse())?;
@@ -57,11 +77,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             seed: 1 + u64::from(day),
         };
         let root = std::path::Path::new(&dir);
-        records += if days == 1 {
-            log.write(root)?
+        let tags = if days == 1 {
+            serde_json::Value::Null
         } else {
             let doc_type = DOC_TYPES[usize::from(day) % DOC_TYPES.len()];
-            log.write_tagged(root, &serde_json::json!({ "doc_type": doc_type }))?
+            serde_json::json!({ "doc_type": doc_type })
+        };
+        records += match shadow_share {
+            Some(share) => log.write_with_shadows(root, &tags, share)?,
+            None if days == 1 => log.write(root)?,
+            None => log.write_tagged(root, &tags)?,
         };
     }
     println!("{records} request records under {dir}");

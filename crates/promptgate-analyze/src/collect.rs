@@ -14,6 +14,7 @@ use serde_json::Value;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::join::{FeedbackJoin, JoinSummary, Joined};
+use super::pairs::{ShadowPairs, Side};
 use super::records::{FeedbackRow, RequestRow};
 use super::stats::means::Moments;
 use super::stats::proportions::Counts;
@@ -42,24 +43,37 @@ pub const SLICE_UNIT_SAMPLE_CAP: usize = UNIT_SAMPLE_CAP / 8;
 /// shadows; remembered only once the log has shown a shadow of the experiment.
 pub const SERVED_PER_PARTITION: usize = 200_000;
 
-/// A uniform sample of a stream, of at most `RESERVOIR_SIZE` values.
+/// A uniform sample of a stream, of at most `N` values (numbers, or whole
+/// shadow pairs: `pairs::PairDifferences`).
 #[derive(Debug, Clone)]
-pub struct Reservoir {
+pub struct Reservoir<T = f64, const N: usize = RESERVOIR_SIZE> {
     seen: u64,
-    pub values: Vec<f64>,
+    pub values: Vec<T>,
 }
 
-impl Reservoir {
-    pub(crate) fn new() -> Reservoir {
+impl<T, const N: usize> Default for Reservoir<T, N> {
+    fn default() -> Reservoir<T, N> {
         Reservoir {
             seen: 0,
             values: Vec::new(),
         }
     }
+}
 
-    pub(crate) fn push(&mut self, x: f64, rng: &mut StdRng) {
+impl<T> Reservoir<T> {
+    /// A sample of `RESERVOIR_SIZE` (other sizes: `Reservoir::default()`).
+    pub(crate) fn new() -> Reservoir<T> {
+        Reservoir::default()
+    }
+}
+
+impl<T, const N: usize> Reservoir<T, N> {
+    /// Keeps `x` while fewer than `N` were seen; beyond, in
+    /// place of a uniformly drawn kept value with probability size/seen
+    /// (the only use of `rng`, so a stream under the size draws nothing).
+    pub(crate) fn push(&mut self, x: T, rng: &mut StdRng) {
         self.seen += 1;
-        if self.values.len() < RESERVOIR_SIZE {
+        if self.values.len() < N {
             self.values.push(x);
         } else {
             let slot = rng.random_range(0..self.seen);
@@ -72,6 +86,11 @@ impl Reservoir {
     /// Whether every value seen is in the sample (quantiles are then exact).
     pub fn complete(&self) -> bool {
         self.seen == self.values.len() as u64
+    }
+
+    /// Values offered, kept or not.
+    pub fn seen(&self) -> u64 {
+        self.seen
     }
 }
 
@@ -164,38 +183,6 @@ impl VariantData {
     }
 }
 
-/// One side of a served/shadow pair, reduced to what the comparison needs.
-#[derive(Debug, Clone)]
-struct Side {
-    variant: String,
-    succeeded: bool,
-    exact: Option<u64>,
-    normalized: Option<u64>,
-    json_fields: Option<Vec<(u64, u64)>>,
-    latency_ms: Option<f64>,
-    tokens: Option<f64>,
-    cost_usd: Option<f64>,
-    request_id: String,
-    client_id: Option<String>,
-}
-
-/// Paired served/shadow outcomes of one (served variant, shadow variant).
-#[derive(Debug, Clone, Default)]
-pub struct ShadowPairs {
-    pub pairs: u64,
-    pub shadow_failed: u64,
-    pub compared_texts: u64,
-    pub exact_agreements: u64,
-    pub normalized_agreements: u64,
-    pub json_pairs: u64,
-    pub json_field_agreement_sum: f64,
-    pub latency_differences: Vec<f64>,
-    pub token_differences: Vec<f64>,
-    pub cost_differences: Vec<f64>,
-    /// Per boolean feedback metric: (served true, shadow true) counts.
-    pub paired_feedback: BTreeMap<String, [[u64; 2]; 2]>,
-}
-
 /// Why served requests were left out of the intent-to-treat population.
 pub type Exclusions = BTreeMap<String, u64>;
 
@@ -226,6 +213,9 @@ pub struct Collector {
     pub unit_halvings: u32,
     partition_served: HashMap<String, Side>,
     partition_shadows: Vec<(String, Side)>,
+    /// The second sweep's unpaired shadows, by the served request they name
+    /// (looked up once per served record, whatever their number).
+    waiting_shadows: HashMap<String, Vec<Side>>,
     shadows_seen: bool,
     /// A served request of this partition was not remembered (no shadow seen
     /// yet, or the cap): unpaired shadows then call for a second sweep.
@@ -269,6 +259,7 @@ impl Collector {
             unit_halvings: 0,
             partition_served: HashMap::new(),
             partition_shadows: Vec::new(),
+            waiting_shadows: HashMap::new(),
             shadows_seen: false,
             partition_missed: false,
             unpaired_shadows: 0,
@@ -289,7 +280,7 @@ impl Collector {
         }
         if row.role == "shadow" {
             if let Some(of) = row.shadow_of.take() {
-                let side = side_of(&row);
+                let side = Side::of(&row);
                 // A shadow record carries its served request's client.
                 let of = scoped_id(row.client_id.as_deref(), &of);
                 self.partition_shadows.push((of, side));
@@ -309,7 +300,7 @@ impl Collector {
             return;
         };
         if self.shadows_seen && self.partition_served.len() < SERVED_PER_PARTITION {
-            let side = side_of(&row);
+            let side = Side::of(&row);
             self.partition_served
                 .insert(scoped_id(row.client_id.as_deref(), &row.request_id), side);
         } else {
@@ -537,7 +528,9 @@ impl Collector {
         let second_sweep = self.partition_missed && !unpaired.is_empty();
         self.partition_missed = false;
         if second_sweep {
-            self.partition_shadows = unpaired;
+            for (of, shadow) in unpaired {
+                self.waiting_shadows.entry(of).or_default().push(shadow);
+            }
         } else {
             self.unpaired_shadows += unpaired.len() as u64;
         }
@@ -550,12 +543,11 @@ impl Collector {
             return;
         }
         let id = scoped_id(row.client_id.as_deref(), &row.request_id);
-        let (matching, rest): (Vec<_>, Vec<_>) = std::mem::take(&mut self.partition_shadows)
-            .into_iter()
-            .partition(|(of, _)| *of == id);
-        self.partition_shadows = rest;
-        let served = side_of(&row);
-        for (_, shadow) in matching {
+        let Some(waiting) = self.waiting_shadows.remove(&id) else {
+            return;
+        };
+        let served = Side::of(&row);
+        for shadow in waiting {
             self.pair(&served, &shadow);
         }
     }
@@ -569,7 +561,10 @@ impl Collector {
                 self.pair_keys.len() - 1
             }
         };
-        tally(self.shadows.entry(key).or_default(), served, shadow);
+        self.shadows
+            .entry(key)
+            .or_default()
+            .tally(served, shadow, &mut self.rng);
         let spilled = self.join.pair(
             &served.request_id,
             &shadow.request_id,
@@ -580,8 +575,12 @@ impl Collector {
     }
 
     pub fn end_second_sweep(&mut self) {
-        self.unpaired_shadows += self.partition_shadows.len() as u64;
-        self.partition_shadows.clear();
+        self.unpaired_shadows += self
+            .waiting_shadows
+            .values()
+            .map(|w| w.len() as u64)
+            .sum::<u64>();
+        self.waiting_shadows.clear();
     }
 
     /// A request record of this experiment that stands for a request: an
@@ -601,97 +600,11 @@ impl Collector {
     }
 }
 
-fn tally(pairs: &mut ShadowPairs, served: &Side, shadow: &Side) {
-    pairs.pairs += 1;
-    if !shadow.succeeded {
-        pairs.shadow_failed += 1;
-    }
-    if served.succeeded && shadow.succeeded {
-        if let (Some(a), Some(b)) = (served.exact, shadow.exact) {
-            pairs.compared_texts += 1;
-            pairs.exact_agreements += u64::from(a == b);
-            pairs.normalized_agreements += u64::from(served.normalized == shadow.normalized);
-        }
-        if let (Some(a), Some(b)) = (&served.json_fields, &shadow.json_fields) {
-            pairs.json_pairs += 1;
-            pairs.json_field_agreement_sum += field_agreement(a, b);
-        }
-        for (list, a, b) in [
-            (
-                &mut pairs.latency_differences,
-                served.latency_ms,
-                shadow.latency_ms,
-            ),
-            (&mut pairs.token_differences, served.tokens, shadow.tokens),
-            (
-                &mut pairs.cost_differences,
-                served.cost_usd,
-                shadow.cost_usd,
-            ),
-        ] {
-            if let (Some(a), Some(b)) = (a, b)
-                && list.len() < RESERVOIR_SIZE
-            {
-                list.push(b - a);
-            }
-        }
-    }
-}
-
-/// Share of the union of top-level fields on which both objects agree.
-fn field_agreement(a: &[(u64, u64)], b: &[(u64, u64)]) -> f64 {
-    let keys: HashSet<u64> = a.iter().chain(b).map(|(k, _)| *k).collect();
-    if keys.is_empty() {
-        return 1.0;
-    }
-    let agree = a.iter().filter(|field| b.contains(field)).count();
-    agree as f64 / keys.len() as f64
-}
-
 fn is_json(text: &str) -> bool {
     let trimmed = text.trim();
     // A bare number or word is JSON too, but not what "answers in JSON" means.
     (trimmed.starts_with('{') || trimmed.starts_with('['))
         && serde_json::from_str::<serde::de::IgnoredAny>(trimmed).is_ok()
-}
-
-fn side_of(row: &RequestRow) -> Side {
-    let text = row.response_text.as_deref();
-    let normalized = text.map(|t| {
-        t.split_whitespace()
-            .map(str::to_lowercase)
-            .collect::<Vec<_>>()
-            .join(" ")
-    });
-    let json_fields = text
-        .and_then(|t| serde_json::from_str::<Value>(t.trim()).ok())
-        .and_then(|v| match v {
-            Value::Object(map) => Some(
-                map.iter()
-                    .map(|(k, v)| (xxh3_64(k.as_bytes()), xxh3_64(v.to_string().as_bytes())))
-                    .collect(),
-            ),
-            _ => None,
-        });
-    Side {
-        variant: row
-            .served_variant
-            .clone()
-            .or_else(|| row.assigned_variant.clone())
-            .unwrap_or_default(),
-        succeeded: row.failed() == Some(false),
-        exact: text.map(|t| xxh3_64(t.as_bytes())),
-        normalized: normalized.map(|t| xxh3_64(t.as_bytes())),
-        json_fields,
-        latency_ms: row.latency_ms,
-        tokens: match (row.input_tokens, row.output_tokens) {
-            (None, None) => None,
-            (i, o) => Some((i.unwrap_or(0) + o.unwrap_or(0)) as f64),
-        },
-        cost_usd: row.cost_usd,
-        request_id: row.request_id.clone(),
-        client_id: row.client_id.clone(),
-    }
 }
 
 /// A request id as unique as the log makes it: per client, since callers
@@ -781,7 +694,7 @@ mod tests {
         assert_eq!(pairs.pairs, 1);
         assert_eq!(pairs.exact_agreements, 0);
         assert!((pairs.json_field_agreement_sum - 0.5).abs() < 1e-12);
-        assert_eq!(pairs.latency_differences, vec![30.0]);
+        assert_eq!(pairs.latency_differences(), vec![30.0]);
         // A shadow is not a served request: no variant "cand" in the population.
         assert!(!collector.variants.contains_key("cand"));
     }

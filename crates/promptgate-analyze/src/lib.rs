@@ -18,6 +18,7 @@ pub(crate) mod collect;
 pub mod drift;
 pub mod html;
 pub mod join;
+pub(crate) mod pairs;
 pub mod records;
 pub mod render;
 pub mod report;

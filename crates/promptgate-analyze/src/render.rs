@@ -339,13 +339,17 @@ pub fn table(report: &Report) -> String {
             if let Some(d) = d {
                 let _ = writeln!(
                     out,
-                    "  {name} shadow − served: median {:+.4}, mean {:+.4} over {} pairs{}",
+                    "  {name} shadow − served: median {:+.4}, mean {:+.4} over {} pairs{}{}",
                     d.median,
                     d.mean,
-                    d.pairs,
+                    d.sampled_from.unwrap_or(d.pairs),
                     d.wilcoxon.as_ref().map_or_else(String::new, |w| format!(
                         ", Wilcoxon p = {}",
                         p_text(w.p_value)
+                    )),
+                    d.sampled_from.map_or_else(String::new, |all| format!(
+                        " (median and test on a uniform sample of {} of the {all} pairs)",
+                        d.pairs
                     ))
                 );
             }

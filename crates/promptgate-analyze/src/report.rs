@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::collect::{Collector, Continuous, ShadowPairs, VariantData};
+use super::collect::{Collector, Continuous, VariantData};
+use super::pairs::{DifferenceTotal, PairDifferences, ShadowPairs};
 use super::source::ObjectError;
 use super::stats::bootstrap::{QuantileDifference, bootstrap_quantile_difference, quantile};
 use super::stats::means::{Moments, mean_interval, welch};
@@ -207,10 +208,17 @@ pub const SUSPECT_SRM: &str = "sample ratio mismatch";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct PairedDifference {
+    /// Pairs the median and the test ran on: all of them, or a uniform
+    /// sample of them (`sampled_from`).
     pub pairs: u64,
     pub median: f64,
+    /// Over every pair, sampled or not.
     pub mean: f64,
     pub wilcoxon: Option<WilcoxonSignedRank>,
+    /// Only when the pairs were sampled (more than `PAIR_SAMPLE_SIZE`): how
+    /// many pairs had this difference, of which `pairs` were tested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampled_from: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -558,20 +566,34 @@ fn pick_baseline(variants: &BTreeMap<String, VariantData>, asked: Option<&str>) 
     }
 }
 
-fn paired(differences: &[f64]) -> Option<PairedDifference> {
+/// The paired statistics of one difference: on all pairs, or on the uniform
+/// sample of pairs kept (the mean then over all of them all the same).
+fn paired(
+    p: &ShadowPairs,
+    pick: fn(&PairDifferences) -> Option<f64>,
+    total: DifferenceTotal,
+) -> Option<PairedDifference> {
+    let differences = p.sampled(pick);
     if differences.is_empty() {
         return None;
     }
+    let complete = p.differences.complete();
     Some(PairedDifference {
         pairs: differences.len() as u64,
-        median: quantile(differences, 0.5).ok()?,
-        mean: differences.iter().sum::<f64>() / differences.len() as f64,
-        wilcoxon: wilcoxon_signed_rank(differences).ok(),
+        median: quantile(&differences, 0.5).ok()?,
+        mean: if complete {
+            differences.iter().sum::<f64>() / differences.len() as f64
+        } else {
+            total.sum / total.pairs as f64
+        },
+        wilcoxon: wilcoxon_signed_rank(&differences).ok(),
+        sampled_from: (!complete).then_some(total.pairs),
     })
 }
 
 fn shadow_report((served, shadow): &(String, String), p: &ShadowPairs) -> ShadowReport {
     let share = |count: u64, of: u64| (of > 0).then(|| count as f64 / of as f64);
+    let [latency_total, tokens_total, cost_total] = p.totals;
     ShadowReport {
         served_variant: served.clone(),
         shadow_variant: shadow.clone(),
@@ -583,9 +605,9 @@ fn shadow_report((served, shadow): &(String, String), p: &ShadowPairs) -> Shadow
         json_field_agreement: (p.json_pairs > 0)
             .then(|| p.json_field_agreement_sum / p.json_pairs as f64),
         json_pairs: p.json_pairs,
-        latency_ms: paired(&p.latency_differences),
-        tokens: paired(&p.token_differences),
-        cost_usd: paired(&p.cost_differences),
+        latency_ms: paired(p, PairDifferences::latency_ms, latency_total),
+        tokens: paired(p, PairDifferences::tokens, tokens_total),
+        cost_usd: paired(p, PairDifferences::cost_usd, cost_total),
         paired_feedback: p
             .paired_feedback
             .iter()
