@@ -706,8 +706,13 @@ mod tests {
                 .unwrap();
         }
         for i in 0..400u64 {
-            join.pair(&format!("r{i}"), &format!("s{i}"), Some(client(i)), (i % 3) as u32)
-                .unwrap();
+            join.pair(
+                &format!("r{i}"),
+                &format!("s{i}"),
+                Some(client(i)),
+                (i % 3) as u32,
+            )
+            .unwrap();
         }
         for i in 0..6_000u64 {
             let target = match i % 5 {
@@ -716,8 +721,16 @@ mod tests {
                 3 => format!("r{}", i % 400),
                 _ => format!("ghost{i}"),
             };
-            let poster = if i % 11 == 0 { "reporter" } else { client(i * 13 % 7) };
-            let (metric, kind) = if i % 2 == 0 { ("up", "boolean") } else { ("score", "number") };
+            let poster = if i % 11 == 0 {
+                "reporter"
+            } else {
+                client(i * 13 % 7)
+            };
+            let (metric, kind) = if i % 2 == 0 {
+                ("up", "boolean")
+            } else {
+                ("score", "number")
+            };
             let ts = format!("2026-11-26T10:{:02}:{:02}.000Z", i / 60 % 60, i % 60);
             let row = FeedbackRow {
                 request_id: target,
@@ -743,7 +756,11 @@ mod tests {
         join
     }
 
-    type Outcome = (Vec<(u16, u64, u16, u64)>, Vec<(u32, String, bool, bool)>, JoinSummary);
+    type Outcome = (
+        Vec<(u16, u64, u16, u64)>,
+        Vec<(u32, String, bool, bool)>,
+        JoinSummary,
+    );
 
     fn outcome(join: FeedbackJoin, budgets: Option<(u64, u64)>) -> Outcome {
         let (mut values, mut pairs) = (Vec::new(), Vec::new());
@@ -805,7 +822,11 @@ mod tests {
         let mut parts: Vec<[u8; 16]> = Vec::new();
         for part in 0..4 {
             let records = split.read::<16>(part).unwrap();
-            assert!(records.len() > bucket.len() / 8, "parts are even: {}", records.len());
+            assert!(
+                records.len() > bucket.len() / 8,
+                "parts are even: {}",
+                records.len()
+            );
             for record in &records {
                 assert_eq!(u64_at(record, 0) / BUCKETS as u64 % 4, part as u64);
             }
@@ -817,6 +838,9 @@ mod tests {
         assert_eq!(parts, whole);
         let paths = split.paths.clone();
         drop(split);
-        assert!(paths.iter().all(|path| !path.exists()), "a split's files go with it");
+        assert!(
+            paths.iter().all(|path| !path.exists()),
+            "a split's files go with it"
+        );
     }
 }

@@ -205,7 +205,12 @@ mod tests {
             for i in 0..20_000u64 {
                 let unit = i % 1_500;
                 spill
-                    .value(unit, (unit % 2) as u16, ERROR_RATE, (i % 3 == 0) as u8 as f64)
+                    .value(
+                        unit,
+                        (unit % 2) as u16,
+                        ERROR_RATE,
+                        (i % 3 == 0) as u8 as f64,
+                    )
                     .unwrap();
                 spill
                     .value(unit, (unit % 2) as u16, COST_USD, (i % 17) as f64)
