@@ -458,7 +458,14 @@ fn analyze_by_a_tag_of_many_values_holds_few_file_descriptors() {
         .arg(r#"ulimit -n 128 && exec "$0" "$@""#)
         .arg(env!("CARGO_BIN_EXE_promptgate"))
         .args(["analyze", "--source", dir.path().to_str().unwrap()])
-        .args(["--experiment", "exp", "--by", "tag:doc_type", "--format", "json"])
+        .args([
+            "--experiment",
+            "exp",
+            "--by",
+            "tag:doc_type",
+            "--format",
+            "json",
+        ])
         .args(["--bootstrap-resamples", "200"])
         .output()
         .unwrap();
