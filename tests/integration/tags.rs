@@ -296,30 +296,34 @@ flush_interval_ms = 100
     assert!(String::from_utf8_lossy(&bad.stderr).contains("expected KEY=VALUE"));
 }
 
-/// Two slices of `exp` by `doc_type`: on invoices `candidate` gets more
-/// thumbs up (0.5 → 0.65), on receipts both variants are alike; memos are
-/// too few to say anything.
-fn sliced_log(root: &std::path::Path) {
-    use promptgate_analyze::synthetic::SyntheticVariant;
-    let variants = |candidate_rate: f64| {
-        ["control", "candidate"]
-            .into_iter()
-            .zip([0.5, candidate_rate])
-            .map(|(name, rate)| SyntheticVariant {
+/// `control` at a thumbs-up rate of 0.5 and `candidate` at `candidate_rate`,
+/// evenly split.
+fn two_variants(candidate_rate: f64) -> Vec<promptgate_analyze::synthetic::SyntheticVariant> {
+    ["control", "candidate"]
+        .into_iter()
+        .zip([0.5, candidate_rate])
+        .map(
+            |(name, rate)| promptgate_analyze::synthetic::SyntheticVariant {
                 name: name.into(),
                 weight: 1.0,
                 thumbs_up_rate: rate,
                 latency_median_ms: 200.0,
                 lost_share: 0.0,
-            })
-            .collect::<Vec<_>>()
-    };
+            },
+        )
+        .collect()
+}
+
+/// Two slices of `exp` by `doc_type`: on invoices `candidate` gets more
+/// thumbs up (0.5 → 0.65), on receipts both variants are alike; memos are
+/// too few to say anything.
+fn sliced_log(root: &std::path::Path) {
     for (seed, date, doc_type, candidate_rate, units) in [
         (11, "2026-11-20", "invoice", 0.65, 800),
         (12, "2026-11-21", "receipt", 0.5, 800),
         (13, "2026-11-22", "memo", 0.65, 16),
     ] {
-        support::analyze::synthetic_log(seed, date, variants(candidate_rate), units)
+        support::analyze::synthetic_log(seed, date, two_variants(candidate_rate), units)
             .write_tagged(root, &json!({"doc_type": doc_type}))
             .unwrap();
     }
@@ -434,22 +438,11 @@ fn analyze_by_writes_the_slices_in_json_table_and_html() {
 /// read, 32 slices would need thousands (a common default limit is 1,024).
 #[test]
 fn analyze_by_a_tag_of_many_values_holds_few_file_descriptors() {
-    use promptgate_analyze::synthetic::SyntheticVariant;
     let dir = tempfile::tempdir().unwrap();
-    let variants: Vec<SyntheticVariant> = ["control", "candidate"]
-        .into_iter()
-        .map(|name| SyntheticVariant {
-            name: name.into(),
-            weight: 1.0,
-            thumbs_up_rate: 0.5,
-            latency_median_ms: 200.0,
-            lost_share: 0.0,
-        })
-        .collect();
     let values = promptgate_analyze::slices::MAX_SLICES;
     for day in 0..values {
         let date = format!("2026-10-{:02}", day + 1);
-        support::analyze::synthetic_log(day as u64, &date, variants.clone(), 20)
+        support::analyze::synthetic_log(day as u64, &date, two_variants(0.5), 20)
             .write_tagged(dir.path(), &json!({"doc_type": format!("type{day}")}))
             .unwrap();
     }
