@@ -519,16 +519,18 @@ fn request_metrics(
     }
     let metrics = request.telemetry.metrics();
     let tag = request.experiment.as_ref();
+    let labels = RequestLabels {
+        endpoint: request.endpoint.label(),
+        provider: provider.name.clone(),
+        model: model_label(route, request.model),
+        experiment: tag.map(|t| t.experiment.clone()),
+        variant: tag.map(|t| t.served_variant.clone()),
+    };
     Some(RequestMetrics {
         metrics: metrics.clone(),
         access: request.telemetry.access_log().clone(),
-        labels: RequestLabels {
-            endpoint: request.endpoint.label(),
-            provider: provider.name.clone(),
-            model: model_label(route, request.model),
-            experiment: tag.map(|t| t.experiment.clone()),
-            variant: tag.map(|t| t.served_variant.clone()),
-        },
+        series: metrics.series(&labels),
+        labels,
         price: metrics.price_of(request.upstream_model),
     })
 }

@@ -12,14 +12,24 @@
 //! ends (`ExchangeTelemetry`), a refused one in the handler. Counters kept as
 //! atomics elsewhere (audit pipeline, shadow calls, reloads) are read by
 //! observable instruments at scrape time.
+//!
+//! The five series every answered request adds to (requests, duration, time
+//! to first byte, tokens, cost) are `prometheus` vectors in the same registry
+//! rather than OpenTelemetry instruments: their children for one label set
+//! are resolved once and kept (`Series`), so an answer costs a few atomic
+//! adds. Through the OpenTelemetry API each add looked its attribute set up
+//! again, six times a request: the largest share of an exchange's end in the
+//! profile (`loadtest/RESULTS.md`, session 8).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use opentelemetry::KeyValue;
-use opentelemetry::metrics::{Counter, Histogram, Meter, MeterProvider as _};
+use opentelemetry::metrics::{Counter, Meter, MeterProvider as _};
 use opentelemetry_sdk::metrics::SdkMeterProvider;
+use prometheus::{CounterVec, HistogramOpts, HistogramVec, IntCounterVec, Opts};
 use promptgate_core::tags::Tags;
 
 use crate::audit::AuditLog;
@@ -43,7 +53,7 @@ const TTFB_BUCKETS: [f64; 14] = [
 pub struct MetricsError(String);
 
 /// Where a request went, as metric labels.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RequestLabels {
     pub endpoint: &'static str,
     pub provider: Arc<str>,
@@ -55,27 +65,43 @@ pub struct RequestLabels {
 }
 
 impl RequestLabels {
-    fn with(&self, extra: KeyValue) -> [KeyValue; 6] {
+    /// The label values in the order of `REQUEST_LABELS`, and `extra` last.
+    fn values<'a>(&'a self, extra: &'a str) -> [&'a str; 6] {
         let [endpoint, provider, model, experiment, variant] = self.base();
         [endpoint, provider, model, experiment, variant, extra]
     }
 
-    fn base(&self) -> [KeyValue; 5] {
+    fn base(&self) -> [&str; 5] {
         [
-            KeyValue::new("endpoint", self.endpoint),
-            KeyValue::new("provider", self.provider.clone()),
-            KeyValue::new("model", self.model.clone()),
-            KeyValue::new("experiment", optional(&self.experiment)),
-            KeyValue::new("variant", optional(&self.variant)),
+            self.endpoint,
+            &self.provider,
+            &self.model,
+            self.experiment.as_deref().unwrap_or_default(),
+            self.variant.as_deref().unwrap_or_default(),
         ]
     }
 }
 
-fn optional(value: &Option<Arc<str>>) -> opentelemetry::Value {
-    match value {
-        Some(value) => value.clone().into(),
-        None => "".into(),
-    }
+/// The labels every per-request series has; `request_labels_and` adds the
+/// sixth some of them have.
+const REQUEST_LABELS: [&str; 5] = ["endpoint", "provider", "model", "experiment", "variant"];
+
+fn request_labels_and(extra: &'static str) -> [&'static str; 6] {
+    let [endpoint, provider, model, experiment, variant] = REQUEST_LABELS;
+    [endpoint, provider, model, experiment, variant, extra]
+}
+
+/// The series a served request of one label set adds to, resolved once
+/// (`Metrics::series`): recording its answer is then atomic adds.
+pub struct Series {
+    requests_ok: prometheus::IntCounter,
+    duration_ok: prometheus::Histogram,
+    first_byte: prometheus::Histogram,
+    input_tokens: prometheus::IntCounter,
+    output_tokens: prometheus::IntCounter,
+    /// Resolved on the first priced answer: a model without a price shows
+    /// no cost series rather than a cost of 0.
+    cost: std::sync::OnceLock<prometheus::Counter>,
 }
 
 /// What a refused request is counted under.
@@ -117,11 +143,14 @@ pub struct Metrics {
     registry: prometheus::Registry,
     provider: SdkMeterProvider,
     meter: Meter,
-    requests: Counter<u64>,
-    duration: Histogram<f64>,
-    first_byte: Histogram<f64>,
-    tokens: Counter<u64>,
-    cost: Counter<f64>,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    first_byte: HistogramVec,
+    tokens: IntCounterVec,
+    cost: CounterVec,
+    /// `Series` by label set: read on every request, written once per new
+    /// label set (bounded by the config: see `model_label`).
+    series: ArcSwap<HashMap<RequestLabels, Arc<Series>>>,
     provider_errors: Counter<u64>,
     retries: Counter<u64>,
     fallbacks: Counter<u64>,
@@ -156,31 +185,64 @@ impl Metrics {
         let counter = |name: &'static str, help: &'static str| {
             meter.u64_counter(name).with_description(help).build()
         };
-        Ok(Metrics {
-            requests: counter(
+        let requests = IntCounterVec::new(
+            Opts::new(
                 "promptgate_requests_total",
                 "Requests by endpoint, provider, configured model, experiment, served variant and outcome (`ok` or the error class).",
             ),
-            duration: meter
-                .f64_histogram("promptgate_request_duration_seconds")
-                .with_description("Time from a request's arrival to the end of its response body.")
-                .with_boundaries(LATENCY_BUCKETS.to_vec())
-                .build(),
-            first_byte: meter
-                .f64_histogram("promptgate_request_ttfb_seconds")
-                .with_description(
-                    "Time from a request's arrival to the first byte of the provider's body.",
-                )
-                .with_boundaries(TTFB_BUCKETS.to_vec())
-                .build(),
-            tokens: counter(
+            &request_labels_and("outcome"),
+        );
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "promptgate_request_duration_seconds",
+                "Time from a request's arrival to the end of its response body.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &request_labels_and("outcome"),
+        );
+        let first_byte = HistogramVec::new(
+            HistogramOpts::new(
+                "promptgate_request_ttfb_seconds",
+                "Time from a request's arrival to the first byte of the provider's body.",
+            )
+            .buckets(TTFB_BUCKETS.to_vec()),
+            &REQUEST_LABELS,
+        );
+        let tokens = IntCounterVec::new(
+            Opts::new(
                 "promptgate_tokens_total",
                 "Tokens reported by providers for served requests, by direction (input, output).",
             ),
-            cost: meter
-                .f64_counter("promptgate_cost_usd_total")
-                .with_description("Priced cost of served requests ([prices]).")
-                .build(),
+            &request_labels_and("direction"),
+        );
+        let cost = CounterVec::new(
+            Opts::new(
+                "promptgate_cost_usd_total",
+                "Priced cost of served requests ([prices]).",
+            ),
+            &REQUEST_LABELS,
+        );
+        let (requests, duration, first_byte, tokens, cost) =
+            (|| Ok::<_, prometheus::Error>((requests?, duration?, first_byte?, tokens?, cost?)))()
+                .map_err(|e| MetricsError(e.to_string()))?;
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(duration.clone()),
+            Box::new(first_byte.clone()),
+            Box::new(tokens.clone()),
+            Box::new(cost.clone()),
+        ] {
+            registry
+                .register(collector)
+                .map_err(|e| MetricsError(e.to_string()))?;
+        }
+        Ok(Metrics {
+            requests,
+            duration,
+            first_byte,
+            tokens,
+            cost,
+            series: ArcSwap::default(),
             provider_errors: counter(
                 "promptgate_provider_errors_total",
                 "Failed provider attempts and answers broken mid-body, by provider, error class and role (served, shadow).",
@@ -237,37 +299,70 @@ impl Metrics {
         self.prices.get(upstream_model).copied()
     }
 
+    /// The series of requests labelled `labels`, resolved on their first
+    /// request and kept.
+    pub fn series(&self, labels: &RequestLabels) -> Arc<Series> {
+        if let Some(series) = self.series.load().get(labels) {
+            return series.clone();
+        }
+        let base = labels.base();
+        let series = Arc::new(Series {
+            requests_ok: self.requests.with_label_values(&labels.values("ok")),
+            duration_ok: self.duration.with_label_values(&labels.values("ok")),
+            first_byte: self.first_byte.with_label_values(&base),
+            input_tokens: self.tokens.with_label_values(&labels.values("input")),
+            output_tokens: self.tokens.with_label_values(&labels.values("output")),
+            cost: std::sync::OnceLock::new(),
+        });
+        self.series.rcu(|known| {
+            let mut known = HashMap::clone(known);
+            known.insert(labels.clone(), series.clone());
+            known
+        });
+        series
+    }
+
     /// A served request whose response body ended.
     pub fn answered(
         &self,
         labels: &RequestLabels,
+        series: &Series,
         price: Option<Price>,
         exchange: &FinishedExchange,
     ) {
-        let outcome = exchange.error_class().unwrap_or("ok");
-        let with_outcome = labels.with(KeyValue::new("outcome", outcome));
-        self.requests.add(1, &with_outcome);
-        self.tagged(&exchange.start.tags, outcome);
-        self.duration
-            .record(exchange.duration.as_secs_f64(), &with_outcome);
-        let base = labels.base();
+        let seconds = exchange.duration.as_secs_f64();
+        match exchange.error_class() {
+            None => {
+                series.requests_ok.inc();
+                series.duration_ok.observe(seconds);
+                self.tagged(&exchange.start.tags, "ok");
+            }
+            Some(outcome) => {
+                let with_outcome = labels.values(outcome);
+                self.requests.with_label_values(&with_outcome).inc();
+                self.duration
+                    .with_label_values(&with_outcome)
+                    .observe(seconds);
+                self.tagged(&exchange.start.tags, outcome);
+            }
+        }
         if let Some(first_byte) = exchange.first_byte_after {
-            self.first_byte.record(first_byte.as_secs_f64(), &base);
+            series.first_byte.observe(first_byte.as_secs_f64());
         }
         let usage = &exchange.captured.usage;
-        for (direction, tokens) in [
-            ("input", usage.input_tokens),
-            ("output", usage.output_tokens),
-        ] {
-            if let Some(tokens) = tokens {
-                self.tokens
-                    .add(tokens, &labels.with(KeyValue::new("direction", direction)));
-            }
+        if let Some(tokens) = usage.input_tokens {
+            series.input_tokens.inc_by(tokens);
+        }
+        if let Some(tokens) = usage.output_tokens {
+            series.output_tokens.inc_by(tokens);
         }
         if let Some(usd) =
             price.and_then(|price| price.cost_usd(usage.input_tokens, usage.output_tokens))
         {
-            self.cost.add(usd, &base);
+            series
+                .cost
+                .get_or_init(|| self.cost.with_label_values(&labels.base()))
+                .inc_by(usd);
         }
         // Failures before the answer were counted per attempt; these broke after it.
         if let Some(class @ ("upstream_broken" | "timeout" | "stream_error")) =
@@ -281,25 +376,17 @@ impl Metrics {
     pub fn refused(&self, refused: RefusedRequest<'_>) {
         let experiment = refused.experiment;
         let labels = [
-            KeyValue::new("endpoint", refused.endpoint.unwrap_or("unknown")),
-            KeyValue::new(
-                "provider",
-                refused.provider.map(str::to_owned).unwrap_or_default(),
-            ),
-            KeyValue::new("model", optional(&refused.model)),
-            KeyValue::new(
-                "experiment",
-                optional(&experiment.map(|t| t.experiment.clone())),
-            ),
-            KeyValue::new(
-                "variant",
-                optional(&experiment.map(|t| t.served_variant.clone())),
-            ),
-            KeyValue::new("outcome", refused.class),
+            refused.endpoint.unwrap_or("unknown"),
+            refused.provider.unwrap_or_default(),
+            refused.model.as_deref().unwrap_or_default(),
+            experiment.map_or("", |t| &t.experiment),
+            experiment.map_or("", |t| &t.served_variant),
+            refused.class,
         ];
-        self.requests.add(1, &labels);
+        self.requests.with_label_values(&labels).inc();
         self.duration
-            .record(refused.duration.as_secs_f64(), &labels);
+            .with_label_values(&labels)
+            .observe(refused.duration.as_secs_f64());
         self.tagged(refused.tags, refused.class);
     }
 

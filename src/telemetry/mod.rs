@@ -156,6 +156,8 @@ pub struct ExchangeTelemetry {
 pub struct RequestMetrics {
     pub metrics: Arc<Metrics>,
     pub labels: RequestLabels,
+    /// The series `labels` name, resolved when the request was sent.
+    pub series: Arc<metrics::Series>,
     /// The price of the model sent upstream, if `[prices]` has it.
     pub price: Option<Price>,
     /// Writes the request's line, labelled like its metrics.
@@ -170,7 +172,7 @@ impl ExchangeTelemetry {
         if let Some(request) = self.metrics {
             request
                 .metrics
-                .answered(&request.labels, request.price, exchange);
+                .answered(&request.labels, &request.series, request.price, exchange);
             request
                 .access
                 .exchange(exchange, Role::Served, Some(&request.labels.model));
