@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use http::HeaderValue;
 
 use crate::providers::Upstreams;
 use promptgate_core::config::feedback::FeedbackConfig;
@@ -17,6 +18,9 @@ use promptgate_core::routing::RouteTable;
 
 pub struct Snapshot {
     pub version: Arc<str>,
+    /// `version` as the `x-promptgate-config-version` header every answer
+    /// carries, made once per config rather than once per request.
+    pub version_header: Option<HeaderValue>,
     pub startup_only_digest: Arc<str>,
     pub server: ServerConfig,
     pub admin: AdminConfig,
@@ -46,6 +50,7 @@ impl Snapshot {
             ..
         } = config;
         Snapshot {
+            version_header: HeaderValue::from_str(&version).ok(),
             version,
             startup_only_digest,
             server,

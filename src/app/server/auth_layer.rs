@@ -1,6 +1,6 @@
 //! Authentication and endpoint authorization as a layer: the caller is
-//! established once, before the phases, and handed to them as a `Caller`
-//! request extension. A refusal is a `GatewayError` like any phase's, so the
+//! established once, before the phases, and handed to them as the request's
+//! `Caller`. A refusal is a `GatewayError` like any phase's, so the
 //! observation layer answers, counts, logs and records it exactly once; this
 //! layer only adds the `promptgate_auth_failures_total` count of its reason.
 //! Models and experiments are checked by the phases against the same
@@ -60,7 +60,7 @@ where
     fn call(&mut self, mut observed: ObservedRequest) -> Self::Future {
         match self.admit(&observed) {
             Ok(caller) => {
-                observed.request.extensions_mut().insert(caller);
+                observed.caller = Some(caller);
                 futures_util::future::Either::Left(self.inner.call(observed))
             }
             Err(error) => {
@@ -96,14 +96,4 @@ impl<S> Auth<S> {
         })?;
         Ok(caller)
     }
-}
-
-/// The caller the authentication layer put on the request. Without the
-/// layer there is none, and the request is refused rather than trusted.
-pub(super) fn caller_of<B>(request: &http::Request<B>) -> Result<Caller, GatewayError> {
-    request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .ok_or(GatewayError::MissingKey)
 }

@@ -48,7 +48,11 @@ where
     }
 
     fn call(&mut self, observed: ObservedRequest) -> Self::Future {
-        let ObservedRequest { context, request } = observed;
+        let ObservedRequest {
+            context,
+            request,
+            caller,
+        } = observed;
         let mut limit = context.snapshot.server.max_body_bytes;
         if matches!(context.endpoint, Ok(Endpoint::Feedback)) {
             limit = limit.min(feedback::MAX_BODY_BYTES);
@@ -63,7 +67,11 @@ where
             limit,
             announced,
         });
-        self.inner.call(ObservedRequest { context, request })
+        self.inner.call(ObservedRequest {
+            context,
+            request,
+            caller,
+        })
     }
 }
 

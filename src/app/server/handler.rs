@@ -16,7 +16,6 @@ use serde_json::{Value, json};
 
 use super::Gateway;
 use super::auth::Caller;
-use super::auth_layer::caller_of;
 use super::body_limit::LimitedBody;
 use super::observe::{ObservedRequest, RequestContext, RequestNotes};
 use super::variant;
@@ -40,14 +39,22 @@ pub(super) async fn handle(
     gateway: Arc<Gateway>,
     observed: ObservedRequest<LimitedBody>,
 ) -> Result<Response<GatewayBody>, GatewayError> {
-    let ObservedRequest { context, request } = observed;
-    serve(&gateway, &context, request).await
+    let ObservedRequest {
+        context,
+        request,
+        caller,
+    } = observed;
+    // Without the authentication layer there is no caller, and the request
+    // is refused rather than trusted.
+    let caller = caller.ok_or(GatewayError::MissingKey)?;
+    serve(&gateway, &context, request, caller).await
 }
 
 async fn serve(
     gateway: &Gateway,
     context: &RequestContext,
     request: Request<LimitedBody>,
+    caller: Caller,
 ) -> Result<Response<GatewayBody>, GatewayError> {
     let endpoint = context.endpoint.map_err(|mismatch| match mismatch {
         EndpointMismatch::NotFound => GatewayError::NotFound {
@@ -60,7 +67,6 @@ async fn serve(
         },
     })?;
     let snapshot = &context.snapshot;
-    let caller = caller_of(&request)?;
     let client_id = caller.client_id.clone();
     if gateway
         .audit

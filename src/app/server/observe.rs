@@ -19,6 +19,7 @@ use hyper::body::Incoming;
 use tower::{BoxError, Layer, Service};
 
 use super::Gateway;
+use super::auth::Caller;
 use crate::body::GatewayBody;
 use crate::exchange::{ExperimentTag, Refusal, RefusalKind};
 use crate::respond;
@@ -55,6 +56,10 @@ pub(super) struct RequestContext {
 pub(super) struct ObservedRequest<B = Incoming> {
     pub context: Arc<RequestContext>,
     pub request: Request<B>,
+    /// Who is calling, once the authentication layer established it. A
+    /// field rather than a request extension: the extension map is a heap
+    /// allocation per request that nothing else on this path needs.
+    pub caller: Option<Caller>,
 }
 
 /// What the phases learned about a request so far (its client, model,
@@ -142,6 +147,7 @@ where
             inner: self.inner.call(ObservedRequest {
                 context: context.clone(),
                 request,
+                caller: None,
             }),
             context,
             gateway: self.gateway.clone(),
@@ -177,8 +183,8 @@ where
         if context.dialect == Dialect::Anthropic {
             headers.insert(ANTHROPIC_REQUEST_ID, context.request_id_header.clone());
         }
-        if let Ok(version) = HeaderValue::from_str(&context.snapshot.version) {
-            headers.insert(CONFIG_VERSION, version);
+        if let Some(version) = &context.snapshot.version_header {
+            headers.insert(CONFIG_VERSION, version.clone());
         }
         Poll::Ready(Ok(response))
     }
@@ -326,7 +332,9 @@ fn request_id(headers: &http::HeaderMap) -> (Arc<str>, HeaderValue) {
             return (Arc::from(text), value.clone());
         }
     }
-    let id = uuid::Uuid::now_v7().to_string();
-    let header = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    (Arc::from(id), header)
+    // Formatted on the stack: the id's two owned forms are its only allocations.
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
+    let header = HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
+    (Arc::from(&*id), header)
 }
