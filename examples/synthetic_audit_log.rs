@@ -35,7 +35,7 @@ const SLOWDOWN: f64 = 1.3;
 /// segments make it (memory benchmarks then see the log's size, not the
 /// object's). A segment is sealed after 5 minutes (`flush_interval_ms`), so
 /// at a few million requests a day an object holds about this many records:
-/// with bodies, about 13 MB of JSON (1.5 MB of gzip), where 50,000 would be
+/// with bodies, about 13 MB of JSON (under 1 MB of gzip), where 50,000 would be
 /// 64 MB, the most a segment holds (`flush_bytes`) and more than it reaches
 /// in 5 minutes below about 15 million records a day.
 const RECORDS_PER_OBJECT: usize = 10_000;
