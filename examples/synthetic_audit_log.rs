@@ -21,28 +21,41 @@
 //! the log without the option; without it the output is unchanged.
 //!
 //!     cargo run --release --example synthetic_audit_log -- --shadows 0.5 DIR 1000000
+//!
+//! Objects hold 50,000 records, or 10,000 in a multi-day log or one with
+//! bodies; `--records-per-object N` sets another number.
 
 use promptgate_analyze::synthetic::{SyntheticLog, SyntheticVariant};
 
 const DOC_TYPES: [&str; 4] = ["invoice", "receipt", "memo", "contract"];
 /// The latency factor from the second day on.
 const SLOWDOWN: f64 = 1.3;
-/// Records per object of a multi-day log: a bigger log has more objects, not
-/// bigger ones, as the gateway's bounded spool segments make it (memory
-/// benchmarks then see the log's size, not the object's).
-const MULTI_DAY_RECORDS_PER_OBJECT: usize = 10_000;
+/// Records per object of a multi-day log or one with bodies: a bigger log
+/// has more objects, not bigger ones, as the gateway's bounded spool
+/// segments make it (memory benchmarks then see the log's size, not the
+/// object's). A segment is sealed after 5 minutes (`flush_interval_ms`), so
+/// at a few million requests a day an object holds about this many records:
+/// with bodies, about 13 MB of JSON (under 1 MB of gzip), where 50,000 would be
+/// 64 MB, the most a segment holds (`flush_bytes`) and more than it reaches
+/// in 5 minutes below about 15 million records a day.
+const RECORDS_PER_OBJECT: usize = 10_000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let usage = "usage: synthetic_audit_log [--shadows SHARE] DIR UNITS [REQUESTS_PER_UNIT] [DAYS]";
+    let usage = "usage: synthetic_audit_log [--shadows SHARE] [--records-per-object N] DIR UNITS [REQUESTS_PER_UNIT] [DAYS]";
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let shadow_share: Option<f64> = match args.iter().position(|a| a == "--shadows") {
+    // An option and its value, anywhere on the line.
+    let mut option = |name: &str| match args.iter().position(|a| a == name) {
         Some(at) => {
-            let share = args.get(at + 1).ok_or(usage)?.parse()?;
-            args.drain(at..at + 2);
-            Some(share)
+            let value = args.get(at + 1).cloned().ok_or(usage);
+            args.drain(at..(at + 2).min(args.len()));
+            value.map(Some)
         }
-        None => None,
+        None => Ok(None),
     };
+    let shadow_share: Option<f64> = option("--shadows")?.map(|s| s.parse()).transpose()?;
+    let per_object: Option<usize> = option("--records-per-object")?
+        .map(|n| n.parse())
+        .transpose()?;
     let mut args = args.into_iter();
     let dir = args.next().ok_or(usage)?;
     let units: u64 = args.next().ok_or(usage)?.parse()?;
@@ -69,10 +82,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             requests_per_unit,
             feedback_share: 1.0,
             date: (first_day + time::Duration::days(i64::from(day))).to_string(),
-            records_per_object: if days == 1 {
-                50_000
-            } else {
-                MULTI_DAY_RECORDS_PER_OBJECT
+            records_per_object: match per_object {
+                Some(n) => n.max(1),
+                None if days == 1 && shadow_share.is_none() => 50_000,
+                None => RECORDS_PER_OBJECT,
             },
             seed: 1 + u64::from(day),
         };

@@ -1,12 +1,11 @@
 //! One pass over the audit log, summarised in constant memory per variant:
 //! counts and streaming moments for every metric, a seeded reservoir sample
 //! (bounded) for the rank tests and quantiles, distinct units as 64-bit
-//! hashes, and shadow pairs matched within each hour partition (a shadow's
-//! record is always in its served request's partition). Every observation of
-//! a mean/proportion metric is also spilled by unit (`units`), for the
-//! unit-level analysis.
+//! hashes, and shadow pairs, matched through a spill once the log is read
+//! (`pairing`). Every observation of a mean/proportion metric is also spilled
+//! by unit (`units`), for the unit-level analysis.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -14,6 +13,7 @@ use serde_json::Value;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::join::{FeedbackJoin, JoinSummary, Joined};
+use super::pairing::ShadowSpill;
 use super::pairs::{ShadowPairs, Side};
 use super::records::{FeedbackRow, RequestRow};
 use super::stats::means::Moments;
@@ -38,10 +38,6 @@ pub const UNIT_SAMPLE_CAP: usize = 1 << 20;
 /// few times one analysis, whatever the log's size. A slice's units beyond
 /// it are sampled by hash as above.
 pub const SLICE_UNIT_SAMPLE_CAP: usize = UNIT_SAMPLE_CAP / 8;
-
-/// Served requests of one hour partition remembered for pairing with their
-/// shadows; remembered only once the log has shown a shadow of the experiment.
-pub const SERVED_PER_PARTITION: usize = 200_000;
 
 /// A uniform sample of a stream, of at most `N` values (numbers, or whole
 /// shadow pairs: `pairs::PairDifferences`).
@@ -211,17 +207,11 @@ pub struct Collector {
     remembered_units: usize,
     /// How many times the threshold was halved: units are sampled at 2^-halvings.
     pub unit_halvings: u32,
-    partition_served: HashMap<String, Side>,
-    partition_shadows: Vec<(String, Side)>,
-    /// The second sweep's unpaired shadows, by the served request they name
-    /// (looked up once per served record, whatever their number).
-    waiting_shadows: HashMap<String, Vec<Side>>,
-    shadows_seen: bool,
-    /// A served request of this partition was not remembered (no shadow seen
-    /// yet, or the cap): unpaired shadows then call for a second sweep.
-    partition_missed: bool,
+    /// Served requests of the population and shadow records, spilled to be
+    /// paired by `finish` (taken then).
+    pairing: Option<ShadowSpill>,
     /// Shadow records whose served request could not be paired: outside the
-    /// population, before the first shadow was seen, or past the partition cap.
+    /// population, or not in the log read (counted by `finish`).
     pub unpaired_shadows: u64,
     /// Analysed requests whose record has no `unit_key_hash` (logs not
     /// written by the gateway): units of their own, left out of the unit
@@ -257,11 +247,7 @@ impl Collector {
             unit_cap: UNIT_SAMPLE_CAP,
             remembered_units: 0,
             unit_halvings: 0,
-            partition_served: HashMap::new(),
-            partition_shadows: Vec::new(),
-            waiting_shadows: HashMap::new(),
-            shadows_seen: false,
-            partition_missed: false,
+            pairing: Some(ShadowSpill::new()?),
             unpaired_shadows: 0,
             requests_without_unit_key: 0,
         })
@@ -279,12 +265,9 @@ impl Collector {
             return;
         }
         if row.role == "shadow" {
-            if let Some(of) = row.shadow_of.take() {
-                let side = Side::of(&row);
-                // A shadow record carries its served request's client.
-                let of = scoped_id(row.client_id.as_deref(), &of);
-                self.partition_shadows.push((of, side));
-                self.shadows_seen = true;
+            if let (Some(of), Some(pairing)) = (row.shadow_of.take(), &mut self.pairing) {
+                let spilled = pairing.shadow(&row, &of);
+                self.spilled(spilled);
             }
             return;
         }
@@ -299,12 +282,9 @@ impl Collector {
         let Some(variant) = row.assigned_variant.clone() else {
             return;
         };
-        if self.shadows_seen && self.partition_served.len() < SERVED_PER_PARTITION {
-            let side = Side::of(&row);
-            self.partition_served
-                .insert(scoped_id(row.client_id.as_deref(), &row.request_id), side);
-        } else {
-            self.partition_missed = true;
+        if let Some(pairing) = &mut self.pairing {
+            let spilled = pairing.served(&row);
+            self.spilled(spilled);
         }
         if !self.variants.contains_key(&variant) {
             self.variant_names.push(variant.clone());
@@ -410,12 +390,19 @@ impl Collector {
         self.spilled(spilled);
     }
 
-    /// Joins the feedback to the analysed requests and pairs; returns how
-    /// many feedback records were read and how many requests with feedback
-    /// were not analysed.
+    /// Pairs shadows with their served requests, then joins the feedback to
+    /// the analysed requests and pairs; returns how many feedback records
+    /// were read and how many requests with feedback were not analysed.
     pub fn finish(&mut self) -> std::io::Result<(u64, JoinSummary)> {
         if let Some(error) = self.spill_error.take() {
             return Err(error);
+        }
+        if let Some(pairing) = self.pairing.take() {
+            // Before the join: it joins feedback to the pairs found here.
+            self.unpaired_shadows += pairing.pair(|served, shadow| self.pair(served, shadow))?;
+            if let Some(error) = self.spill_error.take() {
+                return Err(error);
+            }
         }
         let join = std::mem::replace(&mut self.join, FeedbackJoin::new()?);
         let mut units = std::mem::replace(&mut self.units, UnitSpill::new()?);
@@ -508,50 +495,6 @@ impl Collector {
         }
     }
 
-    /// Pairs the shadows of the partition just read with their served
-    /// requests. Returns true when some shadows are still unpaired and their
-    /// served request may not have been remembered: the caller then reads the
-    /// partition again through `rematch` and calls `end_second_sweep`.
-    pub fn end_partition(&mut self) -> bool {
-        let mut unpaired = Vec::new();
-        for (of, shadow) in std::mem::take(&mut self.partition_shadows) {
-            match self.partition_served.remove(&of) {
-                Some(served) => {
-                    self.pair(&served, &shadow);
-                    // Several shadows may copy one served request.
-                    self.partition_served.insert(of, served);
-                }
-                None => unpaired.push((of, shadow)),
-            }
-        }
-        self.partition_served.clear();
-        let second_sweep = self.partition_missed && !unpaired.is_empty();
-        self.partition_missed = false;
-        if second_sweep {
-            for (of, shadow) in unpaired {
-                self.waiting_shadows.entry(of).or_default().push(shadow);
-            }
-        } else {
-            self.unpaired_shadows += unpaired.len() as u64;
-        }
-        second_sweep
-    }
-
-    /// The second sweep: served requests that unpaired shadows point to.
-    pub fn rematch(&mut self, row: RequestRow) {
-        if row.role != "served" || !self.counts(&row) || !self.in_population(&row) {
-            return;
-        }
-        let id = scoped_id(row.client_id.as_deref(), &row.request_id);
-        let Some(waiting) = self.waiting_shadows.remove(&id) else {
-            return;
-        };
-        let served = Side::of(&row);
-        for shadow in waiting {
-            self.pair(&served, &shadow);
-        }
-    }
-
     fn pair(&mut self, served: &Side, shadow: &Side) {
         let key = (served.variant.clone(), shadow.variant.clone());
         let index = match self.pair_keys.iter().position(|k| *k == key) {
@@ -565,22 +508,10 @@ impl Collector {
             .entry(key)
             .or_default()
             .tally(served, shadow, &mut self.rng);
-        let spilled = self.join.pair(
-            &served.request_id,
-            &shadow.request_id,
-            served.client_id.as_deref(),
-            index as u32,
-        );
+        let spilled = self
+            .join
+            .pair(served.id, shadow.id, served.scope, index as u32);
         self.spilled(spilled);
-    }
-
-    pub fn end_second_sweep(&mut self) {
-        self.unpaired_shadows += self
-            .waiting_shadows
-            .values()
-            .map(|w| w.len() as u64)
-            .sum::<u64>();
-        self.waiting_shadows.clear();
     }
 
     /// A request record of this experiment that stands for a request: an
@@ -605,12 +536,6 @@ fn is_json(text: &str) -> bool {
     // A bare number or word is JSON too, but not what "answers in JSON" means.
     (trimmed.starts_with('{') || trimmed.starts_with('['))
         && serde_json::from_str::<serde::de::IgnoredAny>(trimmed).is_ok()
-}
-
-/// A request id as unique as the log makes it: per client, since callers
-/// choose their own `x-request-id` (docs/audit-schema.md).
-fn scoped_id(client_id: Option<&str>, request_id: &str) -> String {
-    format!("{}\0{request_id}", client_id.unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -679,17 +604,22 @@ mod tests {
         assert_eq!((thumbs.counts.successes, thumbs.counts.trials), (1, 1));
     }
 
-    #[test]
-    fn shadows_pair_with_their_served_request_within_a_partition() {
-        let mut collector = Collector::new("e", vec!["hash".into()], 1).unwrap();
-        let mut shadow = row("s1", "cand", "hash");
+    fn shadow(id: &str, of: &str, variant: &str) -> RequestRow {
+        let mut shadow = row(id, variant, "hash");
         shadow.role = "shadow".into();
-        shadow.shadow_of = Some("1".into());
+        shadow.shadow_of = Some(of.into());
+        shadow
+    }
+
+    #[test]
+    fn shadows_pair_with_their_served_request() {
+        let mut collector = Collector::new("e", vec!["hash".into()], 1).unwrap();
+        let mut shadow = shadow("s1", "1", "cand");
         shadow.latency_ms = Some(130.0);
         shadow.response_text = Some("{\"b\": 2, \"a\": 9}".into());
         collector.add(shadow);
         collector.add(row("1", "a", "hash"));
-        collector.end_partition();
+        collector.finish().unwrap();
         let pairs = &collector.shadows[&("a".to_owned(), "cand".to_owned())];
         assert_eq!(pairs.pairs, 1);
         assert_eq!(pairs.exact_agreements, 0);
@@ -697,6 +627,34 @@ mod tests {
         assert_eq!(pairs.latency_differences(), vec![30.0]);
         // A shadow is not a served request: no variant "cand" in the population.
         assert!(!collector.variants.contains_key("cand"));
+    }
+
+    #[test]
+    fn a_shadow_pairs_with_its_served_request_in_another_hour_and_is_counted_once() {
+        let mut collector = Collector::new("e", vec!["hash".into()], 1).unwrap();
+        let mut served = row("1", "a", "hash");
+        served.ts_start = "2026-11-26T10:59:59.900Z".into();
+        collector.add(served);
+        // Many partitions later (the next day), beside other requests.
+        for i in 2..1_000 {
+            let mut other = row(&i.to_string(), "a", "hash");
+            other.ts_start = "2026-11-27T00:00:00.000Z".into();
+            collector.add(other);
+        }
+        let mut late = shadow("s1", "1", "cand");
+        late.ts_start = "2026-11-26T11:00:00.100Z".into();
+        collector.add(late);
+        collector.add(shadow("s2", "1", "cand"));
+        // Outside the population, or another client's id: not paired.
+        collector.add(row("x", "a", "override"));
+        collector.add(shadow("s3", "x", "cand"));
+        let mut foreign = shadow("s4", "1", "cand");
+        foreign.client_id = Some("other".into());
+        collector.add(foreign);
+        collector.finish().unwrap();
+        let pairs = &collector.shadows[&("a".to_owned(), "cand".to_owned())];
+        assert_eq!(pairs.pairs, 2);
+        assert_eq!(collector.unpaired_shadows, 2);
     }
 
     #[test]

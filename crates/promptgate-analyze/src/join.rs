@@ -17,14 +17,12 @@
 //! again by unit (`units`) for the unit-level analysis.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::File;
-use std::io::{BufReader, Read, Write};
-use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use xxhash_rust::xxh3::{xxh3_64, xxh3_64_with_seed};
 
 use super::records::FeedbackRow;
+use super::spill::{BUCKETS, Spill, parts_for, u16_at, u64_at};
 
 /// Whether feedback from `client_id` is an outcome reporter's, joined to the
 /// request of its id whoever made it: a client listed in `trusted`
@@ -35,188 +33,6 @@ pub fn trusted_reporter(client_id: Option<&str>, trusted: &[String]) -> bool {
         id == promptgate_core::config::feedback::JUDGE_CLIENT_ID
             || trusted.iter().any(|listed| listed == id)
     })
-}
-
-pub(super) const BUCKETS: usize = 64;
-
-/// One spill file per bucket, written once and read once. Every record starts
-/// with the 8-byte hash that chose its bucket.
-pub(super) struct Spill {
-    /// Records waiting to be appended to each bucket's file. A file is opened
-    /// only to append a full buffer, so a spill holds no descriptor between
-    /// writes (an analysis by slices has hundreds of spills at once), and a
-    /// bucket nothing was written to holds no memory.
-    pending: Vec<Vec<u8>>,
-    paths: Vec<PathBuf>,
-    dir: PathBuf,
-    name: String,
-    /// A record goes to bucket `(hash / stride) % buckets`: 1 at the top; a
-    /// bucket split again (`split`) uses the hash's next digits, the ones
-    /// that did not choose the bucket, so its parts are even too.
-    stride: u64,
-}
-
-/// A bucket's pending records are appended to its file beyond this size.
-const PENDING_BYTES: usize = 8 << 10;
-
-impl Spill {
-    pub(super) fn create(dir: &Path, name: &str) -> std::io::Result<Spill> {
-        Spill::with_buckets(dir, name, BUCKETS, 1)
-    }
-
-    fn with_buckets(dir: &Path, name: &str, buckets: usize, stride: u64) -> std::io::Result<Spill> {
-        let mut paths = Vec::with_capacity(buckets);
-        for bucket in 0..buckets {
-            let path = dir.join(format!("{name}-{bucket:02}"));
-            // Created empty now: a directory that cannot take them fails
-            // here, before the log is read, and every bucket can be read.
-            File::create(&path)?;
-            paths.push(path);
-        }
-        Ok(Spill {
-            pending: vec![Vec::new(); buckets],
-            paths,
-            dir: dir.to_path_buf(),
-            name: name.to_owned(),
-            stride,
-        })
-    }
-
-    pub(super) fn write(&mut self, hash: u64, record: &[u8]) -> std::io::Result<()> {
-        let bucket = ((hash / self.stride) % self.paths.len() as u64) as usize;
-        let pending = &mut self.pending[bucket];
-        if pending.capacity() == 0 {
-            // Never more than one record beyond the threshold: no doubling.
-            pending.reserve_exact(PENDING_BYTES + record.len());
-        }
-        pending.extend_from_slice(record);
-        if pending.len() >= PENDING_BYTES {
-            append(&self.paths[bucket], pending)?;
-        }
-        Ok(())
-    }
-
-    pub(super) fn flush(&mut self) -> std::io::Result<()> {
-        for (pending, path) in self.pending.iter_mut().zip(&self.paths) {
-            if !pending.is_empty() {
-                append(path, pending)?;
-            }
-            // Spills are read after a flush: the buffers' memory goes (a
-            // later write would start a new one).
-            *pending = Vec::new();
-        }
-        Ok(())
-    }
-
-    /// How many `N`-byte records `bucket` holds (once flushed).
-    pub(super) fn records<const N: usize>(&self, bucket: usize) -> std::io::Result<u64> {
-        Ok(std::fs::metadata(&self.paths[bucket])?.len() / N as u64)
-    }
-
-    /// `bucket` spread over `parts` files of its own, for a bucket too big to
-    /// process in memory at once: the parts are what the top-level buckets
-    /// are, one level down. Spills split into the same number of parts agree
-    /// on where each hash goes, so a join stays a join part by part. The
-    /// files are removed when the split is dropped.
-    pub(super) fn split<const N: usize>(
-        &self,
-        bucket: usize,
-        parts: usize,
-    ) -> std::io::Result<Spill> {
-        let name = format!("{}-{bucket:02}-of", self.name);
-        let stride = self.stride * self.paths.len() as u64;
-        let mut split = Spill::with_buckets(&self.dir, &name, parts, stride)?;
-        let mut failed = Ok(());
-        self.stream::<N>(bucket, |record| {
-            if failed.is_ok() {
-                failed = split.write(u64_at(&record, 0), &record);
-            }
-        })?;
-        failed?;
-        split.flush()?;
-        Ok(split)
-    }
-
-    /// Calls `each` with every part of `bucket` in turn — the bucket itself,
-    /// or, when it holds more than `max_records` records, the parts of its
-    /// split — so that each holds at most about `max_records`.
-    pub(super) fn for_each_part<const N: usize>(
-        &self,
-        bucket: usize,
-        max_records: u64,
-        mut each: impl FnMut(&Spill, usize) -> std::io::Result<()>,
-    ) -> std::io::Result<()> {
-        let parts = parts_for(self.records::<N>(bucket)?, max_records);
-        if parts == 1 {
-            return each(self, bucket);
-        }
-        let split = self.split::<N>(bucket, parts)?;
-        (0..parts).try_for_each(|part| each(&split, part))
-    }
-
-    /// The fixed-size records of one bucket.
-    pub(super) fn read<const N: usize>(&self, bucket: usize) -> std::io::Result<Vec<[u8; N]>> {
-        let mut bytes = Vec::new();
-        BufReader::new(File::open(&self.paths[bucket])?).read_to_end(&mut bytes)?;
-        Ok(bytes
-            .chunks_exact(N)
-            .filter_map(|chunk| chunk.try_into().ok())
-            .collect())
-    }
-
-    /// The fixed-size records of one bucket, one at a time: memory holds the
-    /// reader's buffer, not the bucket.
-    pub(super) fn stream<const N: usize>(
-        &self,
-        bucket: usize,
-        mut on: impl FnMut([u8; N]),
-    ) -> std::io::Result<()> {
-        let mut reader = BufReader::with_capacity(1 << 16, File::open(&self.paths[bucket])?);
-        let mut record = [0u8; N];
-        loop {
-            match reader.read_exact(&mut record) {
-                Ok(()) => on(record),
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(e) => return Err(e),
-            }
-        }
-    }
-}
-
-impl Drop for Spill {
-    fn drop(&mut self) {
-        // A top-level spill's directory goes with it anyway; a split's parts
-        // must not pile up beside it while the other buckets are processed.
-        for path in &self.paths {
-            let _ = std::fs::remove_file(path);
-        }
-    }
-}
-
-/// Appends `pending` to the file at `path` and empties it.
-fn append(path: &Path, pending: &mut Vec<u8>) -> std::io::Result<()> {
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(path)?
-        .write_all(pending)?;
-    pending.clear();
-    Ok(())
-}
-
-/// Into how many parts to split a bucket of `records` so that each holds at
-/// most about `max_records`.
-pub(super) fn parts_for(records: u64, max_records: u64) -> usize {
-    usize::try_from(records.div_ceil(max_records.max(1)).max(1)).unwrap_or(usize::MAX)
-}
-
-pub(super) fn u64_at(bytes: &[u8], at: usize) -> u64 {
-    let mut word = [0u8; 8];
-    word.copy_from_slice(&bytes[at..at + 8]);
-    u64::from_le_bytes(word)
-}
-
-pub(super) fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([bytes[at], bytes[at + 1]])
 }
 
 /// `2026-11-26T10:00:02.123Z` → 20261126100002123, ordered like the time.
@@ -235,7 +51,7 @@ type LatestValue = (u16, f64, u64);
 
 /// Which client a request or feedback event came from, as a hash (0: none,
 /// in open mode).
-fn scope_of(client_id: Option<&str>) -> u64 {
+pub(crate) fn scope_of(client_id: Option<&str>) -> u64 {
     client_id.map_or(0, |id| xxh3_64_with_seed(id.as_bytes(), 2) | 1)
 }
 
@@ -325,22 +141,22 @@ impl FeedbackJoin {
         self.requests.write(hash, &record)
     }
 
-    /// A served/shadow pair of `client_id` (both sides are the served
-    /// request's client), `key` naming its (served, shadow) variants.
-    pub fn pair(
+    /// A served/shadow pair, each side by its request id's hash, `scope`
+    /// its served request's client (`scope_of`; both sides have it), `key`
+    /// naming its (served, shadow) variants.
+    pub(crate) fn pair(
         &mut self,
-        served_id: &str,
-        shadow_id: &str,
-        client_id: Option<&str>,
+        served_id: u64,
+        shadow_id: u64,
+        scope: u64,
         key: u32,
     ) -> std::io::Result<()> {
         let number = self.next_pair;
         self.next_pair += 1;
-        for (side, id) in [(0u8, served_id), (1u8, shadow_id)] {
-            let hash = xxh3_64(id.as_bytes());
+        for (side, hash) in [(0u8, served_id), (1u8, shadow_id)] {
             let mut record = [0u8; 29];
             record[..8].copy_from_slice(&hash.to_le_bytes());
-            record[8..16].copy_from_slice(&scope_of(client_id).to_le_bytes());
+            record[8..16].copy_from_slice(&scope.to_le_bytes());
             record[16..24].copy_from_slice(&number.to_le_bytes());
             record[24..28].copy_from_slice(&key.to_le_bytes());
             record[28] = side;
@@ -589,6 +405,19 @@ impl Tables<'_> {
 mod tests {
     use super::*;
 
+    /// `FeedbackJoin::pair` of the requests with these ids, of `client_id`.
+    fn pair(
+        join: &mut FeedbackJoin,
+        served: &str,
+        shadow: &str,
+        client_id: Option<&str>,
+        key: u32,
+    ) {
+        let id = |id: &str| xxh3_64(id.as_bytes());
+        join.pair(id(served), id(shadow), scope_of(client_id), key)
+            .unwrap();
+    }
+
     fn row(id: &str, metric: &str, value: f64, ts: &str) -> FeedbackRow {
         FeedbackRow {
             request_id: id.into(),
@@ -607,7 +436,7 @@ mod tests {
             join.request(&format!("r{i}"), None, (i % 2) as u16, i / 10)
                 .unwrap();
         }
-        join.pair("r1", "s1", None, 7).unwrap();
+        pair(&mut join, "r1", "s1", None, 7);
         join.feedback(row("r0", "up", 0.0, "2026-11-26T10:00:01.000Z"), false)
             .unwrap();
         join.feedback(row("r0", "up", 1.0, "2026-11-26T10:00:02.000Z"), false)
@@ -706,13 +535,13 @@ mod tests {
                 .unwrap();
         }
         for i in 0..400u64 {
-            join.pair(
+            pair(
+                &mut join,
                 &format!("r{i}"),
                 &format!("s{i}"),
                 Some(client(i)),
                 (i % 3) as u32,
-            )
-            .unwrap();
+            );
         }
         for i in 0..6_000u64 {
             let target = match i % 5 {
@@ -803,44 +632,5 @@ mod tests {
         // most 7 and 3 split every bucket, and some parts twice as deep.
         let split = outcome(mixed_join(), Some((7, 3)));
         assert_eq!(split, whole);
-    }
-
-    #[test]
-    fn a_split_puts_each_record_in_one_part_by_the_digits_above_the_bucket() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut spill = Spill::create(dir.path(), "t").unwrap();
-        for n in 0..10_000u64 {
-            let hash = xxh3_64(&n.to_le_bytes());
-            let mut record = [0u8; 16];
-            record[..8].copy_from_slice(&hash.to_le_bytes());
-            record[8..].copy_from_slice(&n.to_le_bytes());
-            spill.write(hash, &record).unwrap();
-        }
-        spill.flush().unwrap();
-        let bucket = spill.read::<16>(5).unwrap();
-        let split = spill.split::<16>(5, 4).unwrap();
-        let mut parts: Vec<[u8; 16]> = Vec::new();
-        for part in 0..4 {
-            let records = split.read::<16>(part).unwrap();
-            assert!(
-                records.len() > bucket.len() / 8,
-                "parts are even: {}",
-                records.len()
-            );
-            for record in &records {
-                assert_eq!(u64_at(record, 0) / BUCKETS as u64 % 4, part as u64);
-            }
-            parts.extend(records);
-        }
-        let mut whole = bucket.clone();
-        whole.sort_unstable();
-        parts.sort_unstable();
-        assert_eq!(parts, whole);
-        let paths = split.paths.clone();
-        drop(split);
-        assert!(
-            paths.iter().all(|path| !path.exists()),
-            "a split's files go with it"
-        );
     }
 }

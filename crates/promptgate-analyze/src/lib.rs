@@ -6,18 +6,21 @@
 //! (`render`, `html`).
 //!
 //! Memory: bounded per variant (moments, a 20,000-value sample per skewed
-//! metric, distinct units sampled by hash beyond 2^20), plus the served
-//! requests of the hour partition being read (for pairing shadows, once a
-//! shadow was seen, at most 200,000). Feedback is joined to requests by a
-//! grace hash join through 64 spill files (`join`), so it never has to fit
-//! in memory at once; every observation of a mean/proportion metric goes
-//! through 64 more, by unit (`units`), so that variants are compared on unit
-//! means (randomisation is per unit) without a map of every unit.
+//! metric, distinct units sampled by hash beyond 2^20), plus the records of
+//! the object being read. Feedback is joined to requests by a grace hash
+//! join through 64 spill files (`join`), so it never has to fit in memory at
+//! once; every observation of a mean/proportion metric goes through 64 more,
+//! by unit (`units`), so that variants are compared on unit means
+//! (randomisation is per unit) without a map of every unit; served requests
+//! and shadows meet through 64 more, by the served request's id (`pairing`).
+//! Each of these spills is processed bucket by bucket, a bucket above a fixed
+//! budget in parts (`spill`).
 
 pub(crate) mod collect;
 pub mod drift;
 pub mod html;
 pub mod join;
+mod pairing;
 pub(crate) mod pairs;
 pub mod records;
 pub mod render;
@@ -25,6 +28,7 @@ pub mod report;
 mod sample_ratio;
 pub mod slices;
 pub mod source;
+mod spill;
 pub mod stats;
 pub mod synthetic;
 mod units;
@@ -108,44 +112,18 @@ pub async fn analyze(source: &Source, options: &Options) -> Result<Report, Analy
             }),
         )
     });
-    // Objects come in partition order; a partition ends where the folder changes.
-    let partitions = request_objects.chunk_by(|a, b| parent(a) == parent(b));
-    for objects in partitions {
-        for object in objects {
-            if let Some(rows) =
-                read_object::<RequestRow>(source, object, options, &mut read).await?
-            {
-                read.request_records += rows.len() as u64;
-                if let Some(slicer) = &mut slicer {
-                    for row in &rows {
-                        slicer.add(row).map_err(spill)?;
-                    }
-                }
-                rows.into_iter().for_each(|row| collector.add(row));
-            }
-            progress.inc(1);
-            progress.set_message(format!("{} records", read.request_records));
-        }
-        let whole_again = collector.end_partition();
-        let slices_again = slicer.as_mut().is_some_and(|s| s.end_partition());
-        if whole_again || slices_again {
-            for object in objects {
-                if let Ok(rows) = source.read::<RequestRow>(object).await {
-                    if let (true, Some(slicer)) = (slices_again, &mut slicer) {
-                        for row in &rows {
-                            slicer.rematch(row).map_err(spill)?;
-                        }
-                    }
-                    if whole_again {
-                        rows.into_iter().for_each(|row| collector.rematch(row));
-                    }
-                }
-            }
-            collector.end_second_sweep();
+    for object in &request_objects {
+        if let Some(rows) = read_object::<RequestRow>(source, object, options, &mut read).await? {
+            read.request_records += rows.len() as u64;
             if let Some(slicer) = &mut slicer {
-                slicer.end_second_sweep();
+                for row in &rows {
+                    slicer.add(row).map_err(spill)?;
+                }
             }
+            rows.into_iter().for_each(|row| collector.add(row));
         }
+        progress.inc(1);
+        progress.set_message(format!("{} records", read.request_records));
     }
     for object in &feedback_objects {
         if let Some(rows) = read_object::<FeedbackRow>(source, object, options, &mut read).await? {
@@ -209,10 +187,6 @@ fn new_collector(options: &Options) -> Result<Collector, AnalyzeError> {
         );
     }
     Ok(collector)
-}
-
-fn parent(object: &str) -> &str {
-    object.rsplit_once('/').map_or("", |(dir, _)| dir)
 }
 
 async fn read_object<T: serde::de::DeserializeOwned>(

@@ -10,6 +10,7 @@ use serde_json::Value;
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::collect::{RESERVOIR_SIZE, Reservoir};
+use super::join::scope_of;
 use super::records::RequestRow;
 
 /// Pairs whose differences are kept per (served variant, shadow variant):
@@ -22,7 +23,7 @@ use super::records::RequestRow;
 pub const PAIR_SAMPLE_SIZE: usize = RESERVOIR_SIZE;
 
 /// One side of a served/shadow pair, reduced to what the comparison needs.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Side {
     pub variant: String,
     pub succeeded: bool,
@@ -32,8 +33,10 @@ pub(crate) struct Side {
     latency_ms: Option<f64>,
     tokens: Option<f64>,
     cost_usd: Option<f64>,
-    pub request_id: String,
-    pub client_id: Option<String>,
+    /// Its request id's hash and its client's (`join::scope_of`): what the
+    /// feedback join knows a request by.
+    pub id: u64,
+    pub scope: u64,
 }
 
 impl Side {
@@ -71,9 +74,100 @@ impl Side {
                 (i, o) => Some((i.unwrap_or(0) + o.unwrap_or(0)) as f64),
             },
             cost_usd: row.cost_usd,
-            request_id: row.request_id.clone(),
-            client_id: row.client_id.clone(),
+            id: xxh3_64(row.request_id.as_bytes()),
+            scope: scope_of(row.client_id.as_deref()),
         }
+    }
+
+    /// The side as bytes for the pairing spill (`pairing`), its variant as
+    /// `variant`, an index the spill keeps the names by. Absent values take
+    /// no room: a flag says which are there.
+    pub(crate) fn encode(&self, variant: u16, out: &mut Vec<u8>) {
+        let flags = u8::from(self.succeeded)
+            | u8::from(self.exact.is_some()) << 1
+            | u8::from(self.normalized.is_some()) << 2
+            | u8::from(self.latency_ms.is_some()) << 3
+            | u8::from(self.tokens.is_some()) << 4
+            | u8::from(self.cost_usd.is_some()) << 5
+            | u8::from(self.json_fields.is_some()) << 6;
+        out.extend_from_slice(&self.id.to_le_bytes());
+        out.extend_from_slice(&self.scope.to_le_bytes());
+        out.extend_from_slice(&variant.to_le_bytes());
+        out.push(flags);
+        for word in [self.exact, self.normalized].into_iter().flatten() {
+            out.extend_from_slice(&word.to_le_bytes());
+        }
+        for value in [self.latency_ms, self.tokens, self.cost_usd]
+            .into_iter()
+            .flatten()
+        {
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+        if let Some(fields) = &self.json_fields {
+            // More top-level fields than a u32 counts cannot fit in one
+            // logged response (cut at 4 MiB).
+            out.extend_from_slice(&(fields.len() as u32).to_le_bytes());
+            for (key, value) in fields {
+                out.extend_from_slice(&key.to_le_bytes());
+                out.extend_from_slice(&value.to_le_bytes());
+            }
+        }
+    }
+
+    /// A side from `encode`'s bytes, its variant named by `variants`; `None`
+    /// when the bytes are cut short.
+    pub(crate) fn decode(bytes: &[u8], variants: &[String]) -> Option<Side> {
+        let mut at = 0;
+        let mut take = |n: usize| {
+            let taken = bytes.get(at..at + n);
+            at += n;
+            taken
+        };
+        let word = |b: &[u8]| {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(b);
+            u64::from_le_bytes(word)
+        };
+        let id = word(take(8)?);
+        let scope = word(take(8)?);
+        let variant = take(2)?;
+        let variant = variants
+            .get(usize::from(u16::from_le_bytes([variant[0], variant[1]])))?
+            .clone();
+        let flags = take(1)?[0];
+        let has = |bit: u8| flags & (1 << bit) != 0;
+        let mut next_word = |present: bool| -> Option<Option<u64>> {
+            Some(if present { Some(word(take(8)?)) } else { None })
+        };
+        let exact = next_word(has(1))?;
+        let normalized = next_word(has(2))?;
+        let latency_ms = next_word(has(3))?.map(f64::from_bits);
+        let tokens = next_word(has(4))?.map(f64::from_bits);
+        let cost_usd = next_word(has(5))?.map(f64::from_bits);
+        let json_fields = if has(6) {
+            let count = take(4)?;
+            let count = u32::from_le_bytes([count[0], count[1], count[2], count[3]]);
+            let mut fields = Vec::with_capacity(count.min(1 << 16) as usize);
+            for _ in 0..count {
+                let field = take(16)?;
+                fields.push((word(&field[..8]), word(&field[8..])));
+            }
+            Some(fields)
+        } else {
+            None
+        };
+        Some(Side {
+            variant,
+            succeeded: has(0),
+            exact,
+            normalized,
+            json_fields,
+            latency_ms,
+            tokens,
+            cost_usd,
+            id,
+            scope,
+        })
     }
 }
 

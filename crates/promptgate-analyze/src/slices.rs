@@ -103,28 +103,6 @@ impl Slicer {
         Ok(())
     }
 
-    /// As `Collector::end_partition`, for every slice: true when any needs
-    /// the partition again.
-    pub fn end_partition(&mut self) -> bool {
-        // Every slice must end its partition, whatever the others say.
-        let mut again = false;
-        for collector in self.collectors.values_mut() {
-            again |= collector.end_partition();
-        }
-        again
-    }
-
-    pub fn rematch(&mut self, row: &RequestRow) -> std::io::Result<()> {
-        self.slice_of(row)?.rematch(row.clone());
-        Ok(())
-    }
-
-    pub fn end_second_sweep(&mut self) {
-        self.collectors
-            .values_mut()
-            .for_each(Collector::end_second_sweep);
-    }
-
     /// Feedback joins by request id, so every slice sees every event and
     /// keeps those of its own requests.
     pub fn add_feedback(&mut self, row: &FeedbackRow, trusted: bool) {

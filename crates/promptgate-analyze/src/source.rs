@@ -5,7 +5,7 @@
 //! that cannot be read is an error naming it — or, when asked, skipped and
 //! counted.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -406,34 +406,37 @@ fn is_audit_object(name: &str) -> bool {
     name.ends_with(".jsonl.gz") || name.ends_with(".jsonl.zst")
 }
 
+/// The records of a compressed object, decompressed and parsed line by line:
+/// memory holds one line of text at a time besides the records, not the
+/// object's whole text (several times its compressed size).
 fn decode<T: DeserializeOwned>(object: &str, compressed: &[u8]) -> Result<Vec<T>, ObjectError> {
-    let mut text = String::with_capacity(compressed.len() * 8);
-    let (read, format) = if object.ends_with(".zst") {
-        (
-            zstd::Decoder::with_buffer(compressed)
-                .and_then(|mut zstd| zstd.read_to_string(&mut text)),
-            "zstd",
-        )
-    } else {
-        (
-            flate2::read::GzDecoder::new(compressed).read_to_string(&mut text),
-            "gzip",
-        )
-    };
-    read.map_err(|e| ObjectError {
+    let error = |reason: String| ObjectError {
         object: object.to_owned(),
-        reason: format!("not {format} JSON Lines: {e}"),
-    })?;
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(index, line)| {
-            serde_json::from_str(line).map_err(|e| ObjectError {
-                object: object.to_owned(),
-                reason: format!("line {}: {e}", index + 1),
-            })
-        })
-        .collect()
+        reason,
+    };
+    let (decompressed, format): (Box<dyn Read + '_>, _) = if object.ends_with(".zst") {
+        let zstd = zstd::Decoder::with_buffer(compressed)
+            .map_err(|e| error(format!("not zstd JSON Lines: {e}")))?;
+        (Box::new(zstd), "zstd")
+    } else {
+        (Box::new(flate2::read::GzDecoder::new(compressed)), "gzip")
+    };
+    let mut reader = BufReader::with_capacity(1 << 16, decompressed);
+    let mut line = String::new();
+    let mut rows = Vec::new();
+    for number in 1u64.. {
+        line.clear();
+        match reader.read_line(&mut line) {
+            Ok(0) => break,
+            Ok(_) if line.trim().is_empty() => {}
+            Ok(_) => rows.push(
+                serde_json::from_str(&line).map_err(|e| error(format!("line {number}: {e}")))?,
+            ),
+            // A stream cut short or not UTF-8, wherever it happens.
+            Err(e) => return Err(error(format!("not {format} JSON Lines: {e}"))),
+        }
+    }
+    Ok(rows)
 }
 
 /// `…/dt=2026-11-26/` or `…/dt=2026-11-26/hour=04/x.jsonl.gz` → `2026-11-26`.

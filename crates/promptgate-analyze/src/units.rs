@@ -14,7 +14,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::BuildHasherDefault;
 
-use super::join::{BUCKETS, Spill, u16_at, u64_at};
+use super::spill::{BUCKETS, Spill, u16_at, u64_at};
 use super::stats::means::Moments;
 
 /// A metric analysed per unit.
