@@ -30,6 +30,7 @@ use support::load::{
 };
 use support::process::{Gateway, audit_config, spawn, spawn_in};
 use support::s3::{S3Server, SECRET_KEY};
+use support::wait::within;
 
 const BUCKET: &str = "audit";
 const PREFIX: &str = "tenant/audit/";
@@ -83,18 +84,20 @@ async fn an_s3_outage_under_load_loses_and_duplicates_nothing() {
     let restarted = Instant::now();
     // The backlog goes out by itself, retried with back-off (informative: the
     // back-off may reach 30 s; the SIGTERM below uploads what is left anyway).
+    // Reported, not asserted: a long outage (a loaded machine) backs off further.
     let written = metric(&gw, "promptgate_audit_records_written_total").await;
-    let uploaded = wait_metric(
-        &gw,
-        "promptgate_audit_records_uploaded_total",
-        Duration::from_secs(8),
-        |v| v >= written,
-    )
+    let caught_up = within(Duration::from_secs(8), async || {
+        let uploaded = metric(&gw, "promptgate_audit_records_uploaded_total").await;
+        (uploaded >= written).then_some(uploaded)
+    })
     .await;
-    let catch_up = format!(
-        "{uploaded} of {written} uploaded {:?} after S3 stored again",
-        restarted.elapsed()
-    );
+    let catch_up = match caught_up {
+        Some(uploaded) => format!(
+            "{uploaded} of {written} uploaded {:?} after S3 stored again",
+            restarted.elapsed()
+        ),
+        None => format!("the backlog of {written} not all uploaded 8 s after S3 stored again"),
+    };
     let final_metrics = metrics(&gw).await;
     assert!(final_metrics["promptgate_audit_upload_failures_total"] >= failures);
     let workdir = gw.workdir.clone();

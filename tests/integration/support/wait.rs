@@ -12,17 +12,27 @@ const POLL: Duration = Duration::from_millis(20);
 pub async fn eventually<T>(
     what: &str,
     timeout: Duration,
-    mut condition: impl AsyncFnMut() -> Option<T>,
+    condition: impl AsyncFnMut() -> Option<T>,
 ) -> T {
+    within(timeout, condition)
+        .await
+        .unwrap_or_else(|| panic!("timed out after {timeout:?} waiting for {what}"))
+}
+
+/// Polls `condition` until it returns `Some` or `timeout` has passed: for
+/// what a test reports but does not assert.
+pub async fn within<T>(
+    timeout: Duration,
+    mut condition: impl AsyncFnMut() -> Option<T>,
+) -> Option<T> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = condition().await {
-            return value;
+            return Some(value);
         }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
+        if Instant::now() >= deadline {
+            return None;
+        }
         tokio::time::sleep(POLL).await;
     }
 }
