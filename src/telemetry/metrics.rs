@@ -185,13 +185,15 @@ impl Metrics {
         let counter = |name: &'static str, help: &'static str| {
             meter.u64_counter(name).with_description(help).build()
         };
+        let failed = |e: prometheus::Error| MetricsError(e.to_string());
         let requests = IntCounterVec::new(
             Opts::new(
                 "promptgate_requests_total",
                 "Requests by endpoint, provider, configured model, experiment, served variant and outcome (`ok` or the error class).",
             ),
             &request_labels_and("outcome"),
-        );
+        )
+        .map_err(failed)?;
         let duration = HistogramVec::new(
             HistogramOpts::new(
                 "promptgate_request_duration_seconds",
@@ -199,7 +201,8 @@ impl Metrics {
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
             &request_labels_and("outcome"),
-        );
+        )
+        .map_err(failed)?;
         let first_byte = HistogramVec::new(
             HistogramOpts::new(
                 "promptgate_request_ttfb_seconds",
@@ -207,24 +210,24 @@ impl Metrics {
             )
             .buckets(TTFB_BUCKETS.to_vec()),
             &REQUEST_LABELS,
-        );
+        )
+        .map_err(failed)?;
         let tokens = IntCounterVec::new(
             Opts::new(
                 "promptgate_tokens_total",
                 "Tokens reported by providers for served requests, by direction (input, output).",
             ),
             &request_labels_and("direction"),
-        );
+        )
+        .map_err(failed)?;
         let cost = CounterVec::new(
             Opts::new(
                 "promptgate_cost_usd_total",
                 "Priced cost of served requests ([prices]).",
             ),
             &REQUEST_LABELS,
-        );
-        let (requests, duration, first_byte, tokens, cost) =
-            (|| Ok::<_, prometheus::Error>((requests?, duration?, first_byte?, tokens?, cost?)))()
-                .map_err(|e| MetricsError(e.to_string()))?;
+        )
+        .map_err(failed)?;
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(duration.clone()),
@@ -232,9 +235,7 @@ impl Metrics {
             Box::new(tokens.clone()),
             Box::new(cost.clone()),
         ] {
-            registry
-                .register(collector)
-                .map_err(|e| MetricsError(e.to_string()))?;
+            registry.register(collector).map_err(failed)?;
         }
         Ok(Metrics {
             requests,
@@ -331,19 +332,20 @@ impl Metrics {
         exchange: &FinishedExchange,
     ) {
         let seconds = exchange.duration.as_secs_f64();
-        match exchange.error_class() {
+        let outcome = exchange.error_class();
+        self.tagged(&exchange.start.tags, outcome.unwrap_or("ok"));
+        match outcome {
             None => {
                 series.requests_ok.inc();
                 series.duration_ok.observe(seconds);
-                self.tagged(&exchange.start.tags, "ok");
             }
+            // Errors are rare: their series are looked up when they happen.
             Some(outcome) => {
                 let with_outcome = labels.values(outcome);
                 self.requests.with_label_values(&with_outcome).inc();
                 self.duration
                     .with_label_values(&with_outcome)
                     .observe(seconds);
-                self.tagged(&exchange.start.tags, outcome);
             }
         }
         if let Some(first_byte) = exchange.first_byte_after {
