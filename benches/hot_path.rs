@@ -13,6 +13,7 @@ use promptgate::capture::ResponseCapture;
 use promptgate_core::config::{self, LoadOptions};
 use promptgate_core::dialect::{Endpoint, parse_head};
 use promptgate_core::experiments::assign;
+use promptgate_core::experiments::body::BodyFields;
 use promptgate_core::experiments::decide::{self, RequestFacts};
 use promptgate_core::experiments::render::{self, Variables};
 use promptgate_core::experiments::template::Template;
@@ -196,31 +197,29 @@ user = "Be precise."
     headers.insert("x-user-id", HeaderValue::from_static("user-12345"));
     c.bench_function("experiment/parse_decide_render_serialise", |b| {
         b.iter(|| {
-            let value: Value = serde_json::from_slice(black_box(CHAT)).unwrap();
+            let fields = BodyFields::parse(black_box(CHAT)).unwrap();
             let assignment = decide::decide(
                 experiment,
                 &RequestFacts {
                     headers: &headers,
                     client_id: None,
                     model: "greeting",
-                    body: &value,
+                    body: &fields,
                     request_id: "r",
                 },
             )
             .unwrap();
-            let Value::Object(mut body) = value else {
-                unreachable!()
-            };
-            let variables = Variables::take_from(&mut body, Endpoint::ChatCompletions).unwrap();
+            let variables = Variables::of(&fields, Endpoint::ChatCompletions).unwrap();
             render::apply(
                 experiment,
                 &experiment.variants[assignment.variant],
                 Endpoint::ChatCompletions,
-                &mut body,
+                &fields,
                 &variables,
             )
-            .unwrap();
-            serde_json::to_vec(&body).unwrap()
+            .unwrap()
+            .to_vec()
+            .unwrap()
         })
     });
     c.bench_function("experiment/baseline_parse_serialise", |b| {

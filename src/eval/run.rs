@@ -4,11 +4,13 @@
 //! route and providers, at most `concurrency` at a time; answers come from
 //! the cache when the rendered request is unchanged.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::cache::{self, AnswerCache};
 use super::call::{self, Answer};
@@ -17,8 +19,9 @@ use super::suite::Suite;
 use crate::snapshot::Snapshot;
 use crate::telemetry::Telemetry;
 use promptgate_core::dialect::Endpoint;
+use promptgate_core::experiments::body::{BodyFields, GATEWAY_FIELD, Piece};
 use promptgate_core::experiments::model::{Experiment, Variant};
-use promptgate_core::experiments::render::{self, GATEWAY_FIELD, Variables};
+use promptgate_core::experiments::render::{self, Variables};
 
 /// A case that cannot be rendered for a variant (a missing template
 /// variable): found before any provider is called.
@@ -106,23 +109,27 @@ fn render_case(
     endpoint: Endpoint,
     case: &GoldenCase,
 ) -> Result<Bytes, String> {
-    let mut body = Map::new();
-    body.insert("model".into(), Value::String(experiment.id.to_string()));
-    body.insert("messages".into(), Value::Array(case.messages.clone()));
-    body.insert(
-        GATEWAY_FIELD.into(),
-        json!({ "variables": Value::Object(case.variables.clone()) }),
-    );
-    let variables = Variables::take_from(&mut body, endpoint).map_err(|e| e.to_string())?;
-    render::apply(experiment, variant, endpoint, &mut body, &variables)
+    let caller = serde_json::to_vec(&json!({
+        "model": &*experiment.id,
+        "messages": &case.messages,
+        GATEWAY_FIELD: { "variables": &case.variables },
+    }))
+    .map_err(|e| e.to_string())?;
+    let fields = BodyFields::parse(&caller).map_err(|e| e.to_string())?;
+    let variables = Variables::of(&fields, endpoint).map_err(|e| e.to_string())?;
+    let mut body = render::apply(experiment, variant, endpoint, &fields, &variables)
         .map_err(|e| e.to_string())?;
-    body.insert("temperature".into(), json!(suite.temperature));
-    if endpoint == Endpoint::Messages && !body.contains_key("max_tokens") {
-        body.insert("max_tokens".into(), json!(suite.max_tokens));
+    body.set(
+        "temperature",
+        Piece::Json(Cow::Owned(json!(suite.temperature))),
+    );
+    if endpoint == Endpoint::Messages && !body.contains("max_tokens") {
+        body.set(
+            "max_tokens",
+            Piece::Json(Cow::Owned(json!(suite.max_tokens))),
+        );
     }
-    serde_json::to_vec(&body)
-        .map(Bytes::from)
-        .map_err(|e| e.to_string())
+    body.to_vec().map(Bytes::from).map_err(|e| e.to_string())
 }
 
 /// How the answers are obtained.

@@ -1,5 +1,6 @@
 //! One shadow call on its task: forward, consume the whole answer, record it.
 
+use std::borrow::Cow;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -22,6 +23,7 @@ use crate::telemetry::trace::{self as telemetry, ShadowParent};
 use crate::telemetry::{AccessLog, Metrics, RequestTrace, Role, Telemetry};
 use promptgate_core::dialect::Endpoint;
 use promptgate_core::error::{ErrorClass, GatewayError};
+use promptgate_core::experiments::body::{BodyFields, Piece};
 use promptgate_core::experiments::model::Experiment;
 use promptgate_core::experiments::render::{self, Variables};
 
@@ -42,7 +44,7 @@ pub(super) struct ShadowCall {
     pub started: Instant,
     pub started_at: SystemTime,
     /// The caller's body before any variant was rendered into it.
-    pub source: Map<String, Value>,
+    pub source: Bytes,
     pub variables: Variables,
     pub tag: ExperimentTag,
     pub timeout: Duration,
@@ -75,7 +77,7 @@ impl ShadowCall {
     }
 
     async fn run_traced(
-        mut self,
+        self,
         parent: Option<ShadowParent>,
         place: InFlight,
         sink: Arc<dyn ExchangeSink>,
@@ -105,8 +107,7 @@ impl ShadowCall {
             .providers
             .first()
             .map(|&id| self.snapshot.upstreams.provider_name(id).to_owned());
-        let source = std::mem::take(&mut self.source);
-        let body = match self.render(experiment, source) {
+        let body = match self.render(experiment) {
             Ok(body) => body,
             Err(error) => {
                 metrics.failed.fetch_add(1, Ordering::Relaxed);
@@ -237,16 +238,14 @@ impl ShadowCall {
     /// The shadow variant rendered into the caller's body. OpenAI streams also
     /// ask for usage, which changes nothing for the caller (nobody reads this
     /// stream) and gives the shadow's record its tokens and cost.
-    fn render(
-        &self,
-        experiment: &Experiment,
-        mut body: Map<String, Value>,
-    ) -> Result<Bytes, GatewayError> {
-        render::apply(
+    fn render(&self, experiment: &Experiment) -> Result<Bytes, GatewayError> {
+        let fields = BodyFields::parse(&self.source)
+            .map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+        let mut body = render::apply(
             experiment,
             &experiment.variants[self.variant],
             self.endpoint,
-            &mut body,
+            &fields,
             &self.variables,
         )?;
         if self.stream
@@ -255,14 +254,21 @@ impl ShadowCall {
                 Endpoint::ChatCompletions | Endpoint::Completions
             )
         {
-            let options = body
-                .entry("stream_options")
-                .or_insert_with(|| Value::Object(Map::new()));
-            if let Value::Object(options) = options {
+            let options = match body.caller_value("stream_options") {
+                None => Some(Map::new()),
+                Some(raw) => serde_json::from_str::<Map<String, Value>>(raw.get()).ok(),
+            };
+            // A caller's `stream_options` that is not an object is the
+            // provider's to refuse, as it would be without the shadow.
+            if let Some(mut options) = options {
                 options.insert("include_usage".into(), Value::Bool(true));
+                body.set(
+                    "stream_options",
+                    Piece::Json(Cow::Owned(Value::Object(options))),
+                );
             }
         }
-        serde_json::to_vec(&body)
+        body.to_vec()
             .map(Bytes::from)
             .map_err(|e| GatewayError::InvalidJson(e.to_string()))
     }

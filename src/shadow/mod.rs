@@ -17,8 +17,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
 use http::HeaderMap;
-use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -64,7 +64,7 @@ pub struct ServedRequest<'a> {
     pub started: Instant,
     pub started_at: SystemTime,
     /// The caller's body before any variant was rendered into it.
-    pub body: &'a Map<String, Value>,
+    pub body: &'a Bytes,
     pub variables: &'a Variables,
 }
 

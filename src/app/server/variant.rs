@@ -5,7 +5,6 @@
 use bytes::Bytes;
 use http::Response;
 use http::header::{HeaderName, HeaderValue};
-use serde_json::Value;
 
 use super::handler::{EXPERIMENT_HEADER, ParsedRequest};
 use crate::body::GatewayBody;
@@ -14,6 +13,7 @@ use crate::providers::WhenExhausted;
 use crate::shadow::ServedRequest;
 use crate::telemetry::trace as telemetry;
 use promptgate_core::error::{ErrorClass, GatewayError};
+use promptgate_core::experiments::body::BodyFields;
 use promptgate_core::experiments::decide::{self, RequestFacts};
 use promptgate_core::experiments::model::Experiment;
 use promptgate_core::experiments::render::{self, Variables};
@@ -26,25 +26,18 @@ pub(super) async fn serve(
     experiment: &Experiment,
     body: Bytes,
 ) -> Result<Response<GatewayBody>, GatewayError> {
-    let value: Value =
-        serde_json::from_slice(&body).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+    let fields = BodyFields::parse(&body).map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
     let assignment = decide::decide(
         experiment,
         &RequestFacts {
             headers: exchange.headers,
             client_id: exchange.client_id.as_deref(),
             model: exchange.model,
-            body: &value,
+            body: &fields,
             request_id: exchange.request_id,
         },
     )?;
-    // `parse_head` already proved the body is a JSON object.
-    let Value::Object(mut body) = value else {
-        return Err(GatewayError::InvalidJson(
-            "the request body must be a JSON object".into(),
-        ));
-    };
-    let variables = Variables::take_from(&mut body, exchange.endpoint)?;
+    let variables = Variables::of(&fields, exchange.endpoint)?;
     let fallback = experiment
         .fallback_variant
         .filter(|&fallback| fallback != assignment.variant);
@@ -64,18 +57,17 @@ pub(super) async fn serve(
             shadow_of: None,
         }
     };
-    let render_for = |index: usize, mut body: serde_json::Map<String, Value>| {
-        let variant = &experiment.variants[index];
+    let render_for = |index: usize| {
         render::apply(
             experiment,
-            variant,
+            &experiment.variants[index],
             exchange.endpoint,
-            &mut body,
+            &fields,
             &variables,
-        )?;
-        serde_json::to_vec(&body)
-            .map(Bytes::from)
-            .map_err(|e| GatewayError::InvalidJson(e.to_string()))
+        )?
+        .to_vec()
+        .map(Bytes::from)
+        .map_err(|e| GatewayError::InvalidJson(e.to_string()))
     };
 
     let assigned_tag = tag(assignment.variant);
@@ -86,14 +78,7 @@ pub(super) async fn serve(
         trace.note_experiment(&assigned_tag);
     }
     let assigned = &experiment.variants[assignment.variant];
-    // The caller's body is kept (not rendered in place) only when a fallback
-    // or a shadow will need it.
-    let keep_source = fallback.is_some() || experiment.shadow.is_some();
-    let first_body = if keep_source {
-        render_for(assignment.variant, body.clone())?
-    } else {
-        render_for(assignment.variant, std::mem::take(&mut body))?
-    };
+    let first_body = render_for(assignment.variant)?;
     // Once the served body rendered (a refused request gets no shadow), and
     // before the served call, so the shadow runs beside it rather than after.
     // Each shadow call links its span to this request's, picked up as it is created.
@@ -116,7 +101,6 @@ pub(super) async fn serve(
             variables: &variables,
         })
     });
-    let fallback_source = fallback.map(|_| body);
     let when_exhausted = if fallback.is_some() {
         WhenExhausted::Fail
     } else {
@@ -131,8 +115,8 @@ pub(super) async fn serve(
             when_exhausted,
         )
         .await;
-    let (response, served) = match (first, fallback, fallback_source) {
-        (Err(error), Some(fallback), Some(source))
+    let (response, served) = match (first, fallback) {
+        (Err(error), Some(fallback))
             if matches!(error.class(), ErrorClass::Upstream | ErrorClass::Timeout) =>
         {
             // A failure's detail at DEBUG; the request's one line at INFO and
@@ -157,14 +141,14 @@ pub(super) async fn serve(
                 .forward(
                     &variant.route,
                     variant.model(),
-                    render_for(fallback, source)?,
+                    render_for(fallback)?,
                     Some(tag(fallback)),
                     WhenExhausted::PassThrough,
                 )
                 .await?;
             (response, fallback)
         }
-        (result, _, _) => (result?, assignment.variant),
+        (result, _) => (result?, assignment.variant),
     };
     let mut response = response;
     let headers = response.headers_mut();

@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use super::ExperimentError;
 use super::assign;
+use super::body::BodyFields;
 use super::model::{Attribute, Experiment, UnitKeySource};
 
 pub const VARIANT_OVERRIDE: HeaderName = HeaderName::from_static("x-promptgate-variant");
@@ -57,7 +58,7 @@ pub struct RequestFacts<'a> {
     pub headers: &'a HeaderMap,
     pub client_id: Option<&'a str>,
     pub model: &'a str,
-    pub body: &'a Value,
+    pub body: &'a BodyFields<'a>,
     pub request_id: &'a str,
 }
 
@@ -136,9 +137,7 @@ pub fn for_unit(experiment: &Experiment, unit_key: String, sticky: bool) -> Assi
 fn unit_key(source: &UnitKeySource, facts: &RequestFacts<'_>) -> Option<String> {
     let key = match source {
         UnitKeySource::Header(name) => facts.headers.get(name)?.to_str().ok()?.trim().to_owned(),
-        UnitKeySource::BodyField(path) => {
-            scalar_text(path.iter().try_fold(facts.body, |v, k| v.get(k))?)?
-        }
+        UnitKeySource::BodyField(path) => scalar_text(&facts.body.lookup(path)?)?,
         UnitKeySource::ClientId => facts.client_id?.to_owned(),
     };
     (!key.is_empty()).then_some(key)
@@ -149,7 +148,7 @@ fn attribute(attribute: &Attribute, facts: &RequestFacts<'_>) -> Option<String> 
         Attribute::Header(name) => facts.headers.get(name)?.to_str().ok().map(str::to_owned),
         Attribute::ClientId => facts.client_id.map(str::to_owned),
         Attribute::Model => Some(facts.model.to_owned()),
-        Attribute::Metadata(field) => scalar_text(facts.body.get("metadata")?.get(field)?),
+        Attribute::Metadata(field) => scalar_text(&facts.body.lookup(&["metadata", field])?),
     }
 }
 

@@ -3,7 +3,7 @@
 //! disabled → kill switch → override → flag rules → enrolment → hash.
 
 use http::{HeaderMap, HeaderValue};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::*;
 use crate::config::{LoadOptions, load_file};
@@ -51,7 +51,7 @@ providers = ["demo"]
 struct Request {
     headers: HeaderMap,
     client_id: Option<&'static str>,
-    body: Value,
+    body: Vec<u8>,
 }
 
 impl Request {
@@ -59,7 +59,7 @@ impl Request {
         Request {
             headers: HeaderMap::new(),
             client_id: Some("app"),
-            body: json!({"model": "x"}),
+            body: br#"{"model": "x"}"#.to_vec(),
         }
     }
 
@@ -76,7 +76,7 @@ impl Request {
                 headers: &self.headers,
                 client_id: self.client_id,
                 model: "x",
-                body: &self.body,
+                body: &BodyFields::parse(&self.body).unwrap(),
                 request_id: "req-1",
             },
         )
@@ -135,7 +135,9 @@ fn a_disabled_experiment_serves_its_default_to_everyone_even_an_override() {
     let mut request = Request::new()
         .header("x-user-id", "alice")
         .header("x-promptgate-variant", "a");
-    request.body = json!({"model": "x", "metadata": {"tier": "enterprise"}});
+    request.body = json!({"model": "x", "metadata": {"tier": "enterprise"}})
+        .to_string()
+        .into_bytes();
     let assignment = request.decide(&x).unwrap();
     assert_eq!(assignment.reason, Reason::Disabled);
     assert_eq!(name(&x, &assignment), "b");
@@ -147,7 +149,9 @@ fn the_kill_switch_beats_overrides_rules_and_hashing() {
     let mut request = Request::new()
         .header("x-user-id", "bob")
         .header("x-promptgate-variant", "b");
-    request.body = json!({"model": "x", "metadata": {"tier": "enterprise"}});
+    request.body = json!({"model": "x", "metadata": {"tier": "enterprise"}})
+        .to_string()
+        .into_bytes();
     let assignment = request.decide(&x).unwrap();
     assert_eq!(assignment.reason, Reason::Killswitch);
     assert_eq!(name(&x, &assignment), "a");
@@ -157,7 +161,9 @@ fn the_kill_switch_beats_overrides_rules_and_hashing() {
 fn an_override_beats_flag_rules_when_the_client_may_override() {
     let x = experiment("override_clients = [\"app\"]", TIER_RULE);
     let mut request = Request::new().header("x-promptgate-variant", " b ");
-    request.body = json!({"model": "x", "metadata": {"tier": "enterprise"}});
+    request.body = json!({"model": "x", "metadata": {"tier": "enterprise"}})
+        .to_string()
+        .into_bytes();
     let assignment = request.decide(&x).unwrap();
     assert_eq!(assignment.reason, Reason::Override);
     assert_eq!(name(&x, &assignment), "b");
@@ -199,7 +205,9 @@ in = [\"yes\", \"1\"]
     let mut both = Request::new()
         .header("x-user-id", "carol")
         .header("x-beta", "1");
-    both.body = json!({"model": "x", "metadata": {"tier": "enterprise"}});
+    both.body = json!({"model": "x", "metadata": {"tier": "enterprise"}})
+        .to_string()
+        .into_bytes();
     let assignment = both.decide(&x).unwrap();
     assert_eq!(assignment.reason, Reason::Flag("enterprise".into()));
     assert_eq!(
@@ -217,7 +225,9 @@ in = [\"yes\", \"1\"]
 
     // A metadata value that is not a string, number or boolean never matches.
     let mut listed = Request::new().header("x-user-id", "carol");
-    listed.body = json!({"model": "x", "metadata": {"tier": ["enterprise"]}});
+    listed.body = json!({"model": "x", "metadata": {"tier": ["enterprise"]}})
+        .to_string()
+        .into_bytes();
     assert_eq!(listed.decide(&x).unwrap().reason, Reason::Hash);
 }
 

@@ -1,34 +1,36 @@
 //! Applies a variant to a request body: its model, its parameters, its system
 //! prompt, and its user template (before or instead of the caller's
-//! messages), in the shape of the endpoint's dialect.
+//! messages), in the shape of the endpoint's dialect. The caller's other
+//! fields, and each of its messages, go through as they arrived (`body.rs`).
 //!
 //! Template variables come from the body's `promptgate.variables` object, plus
 //! `input`: the text of the caller's last user message. The `promptgate`
 //! field itself never reaches the provider.
 
-use serde_json::{Map, Value, json};
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::ExperimentError;
+use super::body::{BodyFields, GATEWAY_FIELD, Piece, RewrittenBody};
 use super::decide::scalar_text;
 use super::model::{Experiment, MessagesMode, Variant};
 use crate::dialect::Endpoint;
 
-/// The body field that carries gateway-only inputs.
-pub const GATEWAY_FIELD: &str = "promptgate";
-
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Variables {
     values: Vec<(String, String)>,
 }
 
 impl Variables {
-    /// Takes `promptgate.variables` out of the body (removing `promptgate`).
-    pub fn take_from(
-        body: &mut Map<String, Value>,
-        endpoint: Endpoint,
-    ) -> Result<Variables, ExperimentError> {
+    /// `promptgate.variables` of the body, and `input` unless it names one.
+    pub fn of(body: &BodyFields<'_>, endpoint: Endpoint) -> Result<Variables, ExperimentError> {
         let mut values = Vec::new();
-        if let Some(gateway) = body.remove(GATEWAY_FIELD) {
+        if let Some(gateway) = body.raw(GATEWAY_FIELD) {
+            let gateway: Value = serde_json::from_str(gateway.get())
+                .map_err(|_| invalid(GATEWAY_FIELD, "must be valid JSON"))?;
             let variables = match gateway.get("variables") {
                 None => None,
                 Some(Value::Object(map)) => Some(map),
@@ -72,6 +74,47 @@ fn invalid(field: &str, message: &str) -> ExperimentError {
     }
 }
 
+/// A message of the caller's: its role read, the rest left as it arrived.
+struct Message<'a> {
+    role: Option<Cow<'a, str>>,
+    raw: &'a RawValue,
+}
+
+impl Message<'_> {
+    fn has_role(&self, roles: &[&str]) -> bool {
+        self.role
+            .as_deref()
+            .is_some_and(|role| roles.contains(&role))
+    }
+}
+
+#[derive(Deserialize)]
+struct RoleOf<'a> {
+    #[serde(borrow)]
+    role: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct ContentOf {
+    content: Option<Value>,
+}
+
+/// The items of a JSON array, each with its role when it is an object with one.
+fn messages(array: &RawValue) -> Option<Vec<Message<'_>>> {
+    let items: Vec<&RawValue> = serde_json::from_str(array.get()).ok()?;
+    Some(
+        items
+            .into_iter()
+            .map(|raw| Message {
+                role: serde_json::from_str::<RoleOf<'_>>(raw.get())
+                    .ok()
+                    .and_then(|m| m.role),
+                raw,
+            })
+            .collect(),
+    )
+}
+
 fn content_text(content: &Value) -> Option<String> {
     match content {
         Value::String(s) => Some(s.clone()),
@@ -86,30 +129,32 @@ fn content_text(content: &Value) -> Option<String> {
     }
 }
 
-fn last_user_text(body: &Map<String, Value>, endpoint: Endpoint) -> Option<String> {
+fn last_user_text(body: &BodyFields<'_>, endpoint: Endpoint) -> Option<String> {
     let messages = match endpoint {
-        Endpoint::Responses => match body.get("input")? {
-            Value::String(s) => return Some(s.clone()),
-            other => other.as_array()?,
-        },
-        _ => body.get("messages")?.as_array()?,
+        Endpoint::Responses => {
+            let input = body.raw("input")?;
+            if let Ok(text) = serde_json::from_str::<String>(input.get()) {
+                return Some(text);
+            }
+            messages(input)?
+        }
+        _ => messages(body.raw("messages")?)?,
     };
-    messages
-        .iter()
-        .rev()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
-        .and_then(|m| m.get("content"))
-        .and_then(content_text)
+    let last = messages.iter().rev().find(|m| m.has_role(&["user"]))?;
+    let content = serde_json::from_str::<ContentOf>(last.raw.get())
+        .ok()?
+        .content?;
+    content_text(&content)
 }
 
-/// Rewrites `body` for `variant`.
-pub fn apply(
+/// `body` rewritten for `variant`.
+pub fn apply<'a>(
     experiment: &Experiment,
-    variant: &Variant,
+    variant: &'a Variant,
     endpoint: Endpoint,
-    body: &mut Map<String, Value>,
+    body: &'a BodyFields<'a>,
     variables: &Variables,
-) -> Result<(), ExperimentError> {
+) -> Result<RewrittenBody<'a>, ExperimentError> {
     if !matches!(
         endpoint,
         Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Responses
@@ -130,82 +175,101 @@ pub fn apply(
     };
     let system = variant.system.as_ref().map(render).transpose()?;
     let user = variant.user.as_ref().map(render).transpose()?;
-    body.insert("model".into(), Value::String(variant.model().to_owned()));
+    let mut out = RewrittenBody::new(body);
+    out.set("model", Piece::Text(Cow::Borrowed(variant.model())));
     for (key, value) in &variant.params {
-        body.insert(key.clone(), value.clone());
+        out.set(key.as_str(), Piece::Json(Cow::Borrowed(value)));
     }
     match endpoint {
         Endpoint::ChatCompletions => {
-            let messages = take_messages(body)?;
-            let (caller_system, conversation): (Vec<Value>, Vec<Value>) =
-                messages.into_iter().partition(|m| {
-                    matches!(
-                        m.get("role").and_then(Value::as_str),
-                        Some("system" | "developer")
-                    )
-                });
-            let mut out = match system {
-                Some(system) => vec![json!({"role": "system", "content": system})],
-                None => caller_system,
+            let messages = caller_messages(body)?;
+            let (caller_system, conversation): (Vec<_>, Vec<_>) = messages
+                .into_iter()
+                .partition(|m| m.has_role(&["system", "developer"]));
+            let mut items = match system {
+                Some(system) => vec![Piece::Message {
+                    role: "system",
+                    content: system,
+                }],
+                None => as_sent(caller_system),
             };
-            out.extend(combine(variant.messages, user, conversation));
-            body.insert("messages".into(), Value::Array(out));
+            items.extend(combine(variant.messages, user, as_sent(conversation)));
+            out.set("messages", Piece::List(items));
         }
         Endpoint::Messages => {
             if let Some(system) = system {
-                body.insert("system".into(), Value::String(system));
+                out.set("system", Piece::Text(Cow::Owned(system)));
             }
-            let conversation = take_messages(body)?;
-            body.insert(
-                "messages".into(),
-                Value::Array(combine(variant.messages, user, conversation)),
+            let conversation = caller_messages(body)?;
+            out.set(
+                "messages",
+                Piece::List(combine(variant.messages, user, as_sent(conversation))),
             );
         }
         Endpoint::Responses => {
             if let Some(system) = system {
-                body.insert("instructions".into(), Value::String(system));
+                out.set("instructions", Piece::Text(Cow::Owned(system)));
             }
             if let Some(user) = user {
-                let input = match body.remove("input") {
-                    Some(Value::String(text)) => vec![json!({"role": "user", "content": text})],
-                    Some(Value::Array(items)) => items,
-                    None | Some(Value::Null) => Vec::new(),
-                    Some(_) => {
-                        return Err(invalid(
-                            "input",
-                            "expected a string or an array of input items",
-                        ));
-                    }
+                let input = match body.raw("input") {
+                    None => Vec::new(),
+                    Some(raw) => match raw.get().as_bytes().first() {
+                        Some(b'"') => vec![Piece::Message {
+                            role: "user",
+                            content: serde_json::from_str(raw.get())
+                                .map_err(|_| invalid("input", "expected a string"))?,
+                        }],
+                        Some(b'n') => Vec::new(),
+                        _ => as_sent(messages(raw).ok_or_else(|| {
+                            invalid("input", "expected a string or an array of input items")
+                        })?),
+                    },
                 };
                 let items = combine(variant.messages, Some(user), input);
-                body.insert("input".into(), Value::Array(items));
+                out.set("input", Piece::List(items));
             }
         }
         // Refused at the top of this function.
         _ => {}
     }
-    Ok(())
+    Ok(out)
 }
 
 /// The caller's messages. `api::parse_head` refuses a body without them
 /// before a variant is rendered; this refuses again rather than render a
 /// prompt without the caller's content.
-fn take_messages(body: &mut Map<String, Value>) -> Result<Vec<Value>, ExperimentError> {
-    match body.remove("messages") {
-        Some(Value::Array(items)) => Ok(items),
-        _ => Err(invalid("messages", "expected an array of message objects")),
-    }
+fn caller_messages<'a>(body: &BodyFields<'a>) -> Result<Vec<Message<'a>>, ExperimentError> {
+    body.raw("messages")
+        .and_then(messages)
+        .ok_or_else(|| invalid("messages", "expected an array of message objects"))
 }
 
-fn combine(mode: MessagesMode, user: Option<String>, conversation: Vec<Value>) -> Vec<Value> {
+/// The caller's messages as pieces of the rewritten body.
+fn as_sent(messages: Vec<Message<'_>>) -> Vec<Piece<'_>> {
+    messages.into_iter().map(|m| Piece::Raw(m.raw)).collect()
+}
+
+fn combine(
+    mode: MessagesMode,
+    user: Option<String>,
+    conversation: Vec<Piece<'_>>,
+) -> Vec<Piece<'_>> {
+    let user_message = |content| Piece::Message {
+        role: "user",
+        content,
+    };
     match (mode, user) {
         (MessagesMode::Prepend, Some(user)) => {
             let mut out = Vec::with_capacity(conversation.len() + 1);
-            out.push(json!({"role": "user", "content": user}));
+            out.push(user_message(user));
             out.extend(conversation);
             out
         }
-        (MessagesMode::Replace, Some(user)) => vec![json!({"role": "user", "content": user})],
+        (MessagesMode::Replace, Some(user)) => vec![user_message(user)],
         _ => conversation,
     }
 }
+
+#[cfg(test)]
+#[path = "render_tests.rs"]
+mod tests;
