@@ -6,6 +6,7 @@ use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use promptgate_core::dialect::Endpoint;
 use promptgate_core::sse::{DEFAULT_MAX_EVENT_BYTES, EventTooLarge, SseDecoder, SseEvent};
@@ -41,6 +42,9 @@ pub struct ResponseCapture {
     /// The stream's last event (`[DONE]`, `message_stop`, a responses
     /// API's final `response.*`) has been seen.
     final_event_seen: bool,
+    /// The answer's text and body are kept (for the audit log); without,
+    /// only what metrics, limits and spans read: usage, model, stream errors.
+    keeps_content: bool,
 }
 
 impl ResponseCapture {
@@ -71,7 +75,17 @@ impl ResponseCapture {
             captured: Captured::default(),
             text_bytes: 0,
             final_event_seen: false,
+            keeps_content: true,
         }
+    }
+
+    /// Reads only the usage, the model and a stream's error, for a sink
+    /// that records nothing: the answer's text is not assembled and its body
+    /// is not kept, and the parts of each event that carry text are skipped
+    /// unparsed.
+    pub fn usage_only(mut self) -> ResponseCapture {
+        self.keeps_content = false;
+        self
     }
 
     /// Takes the next piece of the body. Returns how many of its bytes can
@@ -83,11 +97,11 @@ impl ResponseCapture {
             Some(decoder) => {
                 let endpoint = self.endpoint;
                 let captured = &mut self.captured;
-                let text_bytes = &mut self.text_bytes;
+                let mut text = self.keeps_content.then_some(&mut self.text_bytes);
                 let final_event_seen = &mut self.final_event_seen;
                 decoder.feed(chunk, &mut |event| {
                     *final_event_seen |= is_final_event(&event);
-                    apply_event(endpoint, event, captured, text_bytes)
+                    apply_event(endpoint, event, captured, text.as_deref_mut())
                 })
             }
             None => {
@@ -108,8 +122,25 @@ impl ResponseCapture {
             Some(mut decoder) => {
                 let endpoint = self.endpoint;
                 let captured = &mut self.captured;
-                let text_bytes = &mut self.text_bytes;
-                decoder.finish(&mut |event| apply_event(endpoint, event, captured, text_bytes));
+                let mut text = self.keeps_content.then_some(&mut self.text_bytes);
+                decoder.finish(&mut |event| {
+                    apply_event(endpoint, event, captured, text.as_deref_mut())
+                });
+            }
+            None if !self.keeps_content => {
+                let body = std::mem::take(&mut self.captured.body);
+                if let Ok(fields) = serde_json::from_slice::<UsageOnly<'_>>(&body) {
+                    let model = fields
+                        .model
+                        .and_then(|model| serde_json::from_str::<Text<'_>>(model.get()).ok());
+                    note_model(&mut self.captured, model.as_ref().map(|m| &*m.0));
+                    if let Some(usage) = fields
+                        .usage
+                        .and_then(|usage| serde_json::from_str::<TokenUsage>(usage.get()).ok())
+                    {
+                        usage.merge_into(&mut self.captured.usage);
+                    }
+                }
             }
             None if !self.captured.truncated => {
                 let body = std::mem::take(&mut self.captured.body);
@@ -132,6 +163,20 @@ impl ResponseCapture {
     }
 }
 
+/// The model and usage of a non-streamed body; the rest is skipped
+/// unparsed. Each is read on its own, so that one of an unusual type does
+/// not hide the other (as with the general reader).
+#[derive(Deserialize)]
+struct UsageOnly<'a> {
+    #[serde(borrow)]
+    model: Option<&'a RawValue>,
+    #[serde(borrow)]
+    usage: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
 fn push_text(captured: &mut Captured, text_bytes: &mut usize, text: &str) {
     if *text_bytes + text.len() > MAX_CAPTURED_BYTES {
         captured.truncated = true;
@@ -143,8 +188,9 @@ fn push_text(captured: &mut Captured, text_bytes: &mut usize, text: &str) {
 
 #[derive(Deserialize)]
 struct OpenAiChunk<'a> {
-    #[serde(default, borrow)]
-    choices: Vec<OpenAiChoice<'a>>,
+    /// Parsed (`OpenAiChoice`) only when the text is kept.
+    #[serde(borrow)]
+    choices: Option<&'a RawValue>,
     #[serde(borrow)]
     model: Option<Cow<'a, str>>,
     usage: Option<TokenUsage>,
@@ -192,8 +238,9 @@ struct TypedEvent<'a> {
     kind: Cow<'a, str>,
     message: Option<UsageHolder>,
     response: Option<UsageHolder>,
+    /// Parsed (`EventDelta`) only when the text is kept.
     #[serde(borrow)]
-    delta: Option<EventDelta<'a>>,
+    delta: Option<&'a RawValue>,
     usage: Option<TokenUsage>,
     error: Option<Value>,
 }
@@ -225,11 +272,12 @@ fn is_final_event(event: &SseEvent<'_>) -> bool {
         )
 }
 
+/// `text_bytes`: the text assembled so far, when the text is kept.
 fn apply_event(
     endpoint: Endpoint,
     event: SseEvent<'_>,
     captured: &mut Captured,
-    text_bytes: &mut usize,
+    text_bytes: Option<&mut usize>,
 ) {
     let data = event.data;
     if data == "[DONE]" {
@@ -244,7 +292,10 @@ fn apply_event(
                 captured.stream_error = Some(error.to_string());
             }
             note_model(captured, chunk.model.as_deref());
-            if let Some(choice) = chunk.choices.first() {
+            if let (Some(text_bytes), Some(choices)) = (text_bytes, chunk.choices)
+                && let Ok(choices) = serde_json::from_str::<Vec<OpenAiChoice<'_>>>(choices.get())
+                && let Some(choice) = choices.first()
+            {
                 if let Some(text) = choice.delta.as_ref().and_then(|d| d.content.as_deref()) {
                     push_text(captured, text_bytes, text);
                 }
@@ -270,13 +321,21 @@ fn apply_event(
                         }
                     }
                 }
-                "content_block_delta" | "response.output_text.delta" => match typed.delta {
-                    Some(EventDelta::Text(text))
-                    | Some(EventDelta::Object { text: Some(text) }) => {
-                        push_text(captured, text_bytes, &text)
+                "content_block_delta" | "response.output_text.delta" => {
+                    let delta = typed.delta.zip(text_bytes).and_then(|(delta, text_bytes)| {
+                        Some((
+                            serde_json::from_str::<EventDelta<'_>>(delta.get()).ok()?,
+                            text_bytes,
+                        ))
+                    });
+                    if let Some((
+                        EventDelta::Text(text) | EventDelta::Object { text: Some(text) },
+                        text_bytes,
+                    )) = delta
+                    {
+                        push_text(captured, text_bytes, &text);
                     }
-                    _ => {}
-                },
+                }
                 // Anthropic's `output_tokens` here is cumulative: the last one wins.
                 "message_delta" => {
                     if let Some(usage) = typed.usage {
@@ -456,12 +515,24 @@ fn read_json_body(endpoint: Endpoint, body: &Value, captured: &mut Captured) {
 mod tests {
     use super::*;
 
+    /// The full capture of `body` fed in pieces of `piece` bytes, after
+    /// checking that a usage-only capture of it reads the same usage, model
+    /// and stream error, and keeps no text or body.
     fn capture(endpoint: Endpoint, sse: bool, body: &str, piece: usize) -> Captured {
-        let mut capture = ResponseCapture::new(endpoint, sse);
-        for chunk in body.as_bytes().chunks(piece) {
-            capture.observe(chunk).expect("the test events are small");
-        }
-        capture.finish()
+        let run = |capture: ResponseCapture| {
+            let mut capture = capture;
+            for chunk in body.as_bytes().chunks(piece) {
+                capture.observe(chunk).expect("the test events are small");
+            }
+            capture.finish()
+        };
+        let full = run(ResponseCapture::new(endpoint, sse));
+        let usage_only = run(ResponseCapture::new(endpoint, sse).usage_only());
+        assert_eq!(usage_only.usage, full.usage, "{body}");
+        assert_eq!(usage_only.model, full.model, "{body}");
+        assert_eq!(usage_only.stream_error, full.stream_error, "{body}");
+        assert!(usage_only.text.is_empty() && usage_only.body.is_empty());
+        full
     }
 
     #[test]

@@ -492,17 +492,16 @@ fn deliver(
             (attempt_started + provider.timeouts.total).into(),
         ))),
     };
-    let body = ObservedBody::new(
-        body,
-        start,
-        ResponseCapture::with_event_limit(
-            request.endpoint,
-            event_stream,
-            provider.max_sse_event_bytes,
-        ),
-        deadline,
-        sink.clone(),
+    let capture = ResponseCapture::with_event_limit(
+        request.endpoint,
+        event_stream,
+        provider.max_sse_event_bytes,
     );
+    let capture = match sink.records_nothing() {
+        true => capture.usage_only(),
+        false => capture,
+    };
+    let body = ObservedBody::new(body, start, capture, deadline, sink.clone());
     parts.headers = headers::to_caller(&parts.headers);
     Response::from_parts(parts, body)
 }
