@@ -35,18 +35,15 @@ fn is_withheld_from_provider(name: &HeaderName) -> bool {
 
 /// Provider headers that must not reach the caller: ids that the gateway
 /// replaces with its own, and what would reveal the gateway's provider account.
-fn is_withheld_from_caller(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "x-request-id"
-            | "request-id"
-            | "set-cookie"
-            | "openai-organization"
-            | "openai-project"
-            | "anthropic-organization-id"
-            | "upgrade"
-    )
-}
+const WITHHELD_FROM_CALLER: [&str; 7] = [
+    "x-request-id",
+    "request-id",
+    "set-cookie",
+    "openai-organization",
+    "openai-project",
+    "anthropic-organization-id",
+    "upgrade",
+];
 
 fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
     headers
@@ -72,24 +69,26 @@ pub fn to_provider(caller: &HeaderMap, request_id: &HeaderValue) -> HeaderMap {
     out
 }
 
-/// Headers for the caller: the provider's minus what is withheld, with the
-/// provider's own request id kept under `x-upstream-request-id` for support cases.
-pub fn to_caller(provider: &HeaderMap) -> HeaderMap {
-    let listed = connection_listed(provider);
-    let mut out = HeaderMap::with_capacity(provider.len() + 4);
-    for (name, value) in provider {
-        if HOP_BY_HOP.contains(name) || listed.contains(name) || is_withheld_from_caller(name) {
-            continue;
-        }
-        out.append(name.clone(), value.clone());
-    }
-    if let Some(id) = provider
+/// Makes the provider's headers the caller's, in place (no second map is
+/// built): what is withheld is removed, and the provider's own request id is
+/// kept under `x-upstream-request-id` for support cases.
+pub fn to_caller(headers: &mut HeaderMap) {
+    let upstream_id = headers
         .get("request-id")
-        .or_else(|| provider.get("x-request-id"))
-    {
-        out.insert(HeaderName::from_static("x-upstream-request-id"), id.clone());
+        .or_else(|| headers.get("x-request-id"))
+        .cloned();
+    for name in connection_listed(headers) {
+        headers.remove(name);
     }
-    out
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    for name in WITHHELD_FROM_CALLER {
+        headers.remove(name);
+    }
+    if let Some(id) = upstream_id {
+        headers.insert(HeaderName::from_static("x-upstream-request-id"), id);
+    }
 }
 
 #[cfg(test)]
@@ -135,11 +134,20 @@ mod tests {
             "content-type",
             HeaderValue::from_static("text/event-stream"),
         );
-        let out = to_caller(&provider);
+        provider.insert("connection", HeaderValue::from_static("x-hop"));
+        provider.insert("x-hop", HeaderValue::from_static("1"));
+        provider.append("set-cookie", HeaderValue::from_static("a=1"));
+        provider.append("set-cookie", HeaderValue::from_static("b=2"));
+        to_caller(&mut provider);
+        let out = provider;
         assert!(out.get("request-id").is_none());
         assert!(out.get("openai-organization").is_none());
         assert!(out.get("transfer-encoding").is_none());
         assert_eq!(out["x-upstream-request-id"], "req_1");
         assert_eq!(out["content-type"], "text/event-stream");
+        for withheld in ["connection", "x-hop", "set-cookie", "x-request-id"] {
+            assert!(out.get(withheld).is_none(), "{withheld}");
+        }
+        assert_eq!(out.len(), 2, "{out:?}");
     }
 }

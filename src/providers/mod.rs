@@ -502,7 +502,7 @@ fn deliver(
         false => capture,
     };
     let body = ObservedBody::new(body, start, capture, deadline, sink.clone());
-    parts.headers = headers::to_caller(&parts.headers);
+    headers::to_caller(&mut parts.headers);
     Response::from_parts(parts, body)
 }
 
