@@ -45,7 +45,6 @@ pub(super) struct ShadowCall {
     pub started_at: SystemTime,
     /// The caller's body before any variant was rendered into it.
     pub source: Bytes,
-    pub variables: Variables,
     pub tag: ExperimentTag,
     pub timeout: Duration,
     pub price: Option<promptgate_core::config::audit::Price>,
@@ -241,12 +240,14 @@ impl ShadowCall {
     fn render(&self, experiment: &Experiment) -> Result<Bytes, GatewayError> {
         let fields = BodyFields::parse(&self.source)
             .map_err(|e| GatewayError::InvalidJson(e.to_string()))?;
+        // The served request's variables, read again from the same body.
+        let variables = Variables::of(&fields, self.endpoint)?;
         let mut body = render::apply(
             experiment,
             &experiment.variants[self.variant],
             self.endpoint,
             &fields,
-            &self.variables,
+            &variables,
         )?;
         if self.stream
             && matches!(

@@ -31,7 +31,6 @@ use promptgate_core::dialect::Endpoint;
 use promptgate_core::experiments::assign;
 use promptgate_core::experiments::decide::Reason;
 use promptgate_core::experiments::model::{Experiment, ShadowPolicy};
-use promptgate_core::experiments::render::Variables;
 
 /// Owns every shadow call in flight, and the limits that outlive reloads.
 pub struct ShadowRunner {
@@ -65,7 +64,6 @@ pub struct ServedRequest<'a> {
     pub started_at: SystemTime,
     /// The caller's body before any variant was rendered into it.
     pub body: &'a Bytes,
-    pub variables: &'a Variables,
 }
 
 impl ShadowRunner {
@@ -141,7 +139,6 @@ impl ShadowRunner {
             started: served.started,
             started_at: served.started_at,
             source: served.body.clone(),
-            variables: served.variables.clone(),
             tag: ExperimentTag {
                 assigned_variant: shadow.name.clone(),
                 served_variant: shadow.name.clone(),

@@ -98,7 +98,6 @@ pub(super) async fn serve(
             started: exchange.started,
             started_at: exchange.started_at,
             body: &body,
-            variables: &variables,
         })
     });
     let when_exhausted = if fallback.is_some() {

@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::OnceLock;
 
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, SerializeSeq, Serializer};
@@ -23,7 +24,51 @@ pub const GATEWAY_FIELD: &str = "promptgate";
 #[derive(Debug)]
 pub struct BodyFields<'a> {
     fields: BTreeMap<FieldName<'a>, &'a RawValue>,
+    /// `messages`, read once for the variables and the variant both.
+    messages: OnceLock<Option<Vec<Message<'a>>>>,
 }
+
+/// An item of a messages array: its role read, the rest left as it arrived.
+#[derive(Debug)]
+pub struct Message<'a> {
+    pub role: Option<Cow<'a, str>>,
+    pub raw: &'a RawValue,
+}
+
+impl Message<'_> {
+    pub fn has_role(&self, roles: &[&str]) -> bool {
+        self.role
+            .as_deref()
+            .is_some_and(|role| roles.contains(&role))
+    }
+}
+
+#[derive(Deserialize)]
+struct RoleOf<'a> {
+    #[serde(borrow)]
+    role: Option<Cow<'a, str>>,
+}
+
+/// The items of a JSON array, each with its role when it is an object with
+/// one; `None` when `array` is not an array.
+pub fn messages(array: &RawValue) -> Option<Vec<Message<'_>>> {
+    let items: Vec<&RawValue> = serde_json::from_str(array.get()).ok()?;
+    Some(
+        items
+            .into_iter()
+            .map(|raw| Message {
+                role: serde_json::from_str::<RoleOf<'_>>(raw.get())
+                    .ok()
+                    .and_then(|m| m.role),
+                raw,
+            })
+            .collect(),
+    )
+}
+
+/// A JSON string's text, borrowed from the body unless it had escapes.
+#[derive(Deserialize)]
+pub struct Text<'a>(#[serde(borrow)] pub Cow<'a, str>);
 
 impl<'a> BodyFields<'a> {
     /// Checks that `body` is a JSON object (all of it valid JSON) and indexes
@@ -39,6 +84,18 @@ impl<'a> BodyFields<'a> {
 
     pub fn contains(&self, name: &str) -> bool {
         self.fields.contains_key(name)
+    }
+
+    /// The fields by name, in name order.
+    pub fn into_fields(self) -> impl Iterator<Item = (Cow<'a, str>, &'a RawValue)> {
+        self.fields.into_iter().map(|(name, value)| (name.0, value))
+    }
+
+    /// The `messages` array; `None` when absent or not an array.
+    pub fn messages(&self) -> Option<&[Message<'a>]> {
+        self.messages
+            .get_or_init(|| self.raw("messages").and_then(messages))
+            .as_deref()
     }
 
     /// The value at `path`, one object key per step, parsed: only the
@@ -73,7 +130,10 @@ impl<'de> Deserialize<'de> for BodyFields<'de> {
                 while let Some((name, value)) = map.next_entry::<FieldName<'de>, &'de RawValue>()? {
                     fields.insert(name, value);
                 }
-                Ok(BodyFields { fields })
+                Ok(BodyFields {
+                    fields,
+                    messages: OnceLock::new(),
+                })
             }
         }
         deserializer.deserialize_map(Fields)

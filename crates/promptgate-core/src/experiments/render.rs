@@ -10,51 +10,55 @@
 use std::borrow::Cow;
 
 use serde::Deserialize;
-use serde_json::Value;
 use serde_json::value::RawValue;
 
 use super::ExperimentError;
-use super::body::{BodyFields, GATEWAY_FIELD, Piece, RewrittenBody};
-use super::decide::scalar_text;
+use super::body::{BodyFields, GATEWAY_FIELD, Message, Piece, RewrittenBody, Text, messages};
 use super::model::{Experiment, MessagesMode, Variant};
 use crate::dialect::Endpoint;
 
-#[derive(Clone, Debug)]
-pub struct Variables {
-    values: Vec<(String, String)>,
+/// The values a variant's templates can name, borrowed from the body where
+/// they can be.
+#[derive(Debug)]
+pub struct Variables<'a> {
+    values: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
 
-impl Variables {
+#[derive(Deserialize)]
+struct GatewayInputs<'a> {
+    #[serde(borrow)]
+    variables: Option<&'a RawValue>,
+}
+
+impl<'a> Variables<'a> {
     /// `promptgate.variables` of the body, and `input` unless it names one.
-    pub fn of(body: &BodyFields<'_>, endpoint: Endpoint) -> Result<Variables, ExperimentError> {
+    pub fn of(body: &BodyFields<'a>, endpoint: Endpoint) -> Result<Variables<'a>, ExperimentError> {
         let mut values = Vec::new();
-        if let Some(gateway) = body.raw(GATEWAY_FIELD) {
-            let gateway: Value = serde_json::from_str(gateway.get())
-                .map_err(|_| invalid(GATEWAY_FIELD, "must be valid JSON"))?;
-            let variables = match gateway.get("variables") {
-                None => None,
-                Some(Value::Object(map)) => Some(map),
-                Some(_) => {
-                    return Err(invalid(
-                        "promptgate.variables",
-                        "must be an object of strings or numbers",
-                    ));
-                }
-            };
-            for (name, value) in variables.into_iter().flatten() {
+        // A `promptgate` that is not an object carries no variables.
+        let variables = body
+            .parsed::<GatewayInputs<'a>>(GATEWAY_FIELD)
+            .and_then(|inputs| inputs.variables);
+        if let Some(variables) = variables {
+            let variables = BodyFields::parse(variables.get().as_bytes()).map_err(|_| {
+                invalid(
+                    "promptgate.variables",
+                    "must be an object of strings or numbers",
+                )
+            })?;
+            for (name, value) in variables.into_fields() {
                 let text = scalar_text(value).ok_or_else(|| {
                     invalid(
                         &format!("promptgate.variables.{name}"),
                         "must be a string, number or boolean",
                     )
                 })?;
-                values.push((name.clone(), text));
+                values.push((name, text));
             }
         }
         if !values.iter().any(|(name, _)| name == "input")
             && let Some(input) = last_user_text(body, endpoint)
         {
-            values.push(("input".to_owned(), input));
+            values.push((Cow::Borrowed("input"), input));
         }
         Ok(Variables { values })
     }
@@ -63,7 +67,25 @@ impl Variables {
         self.values
             .iter()
             .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| &**v)
+    }
+}
+
+/// A string as it is; a number or boolean in its JSON spelling (a number as
+/// `serde_json` prints it, so `1.50` is `1.5`, as when this read a `Value`).
+fn scalar_text(value: &RawValue) -> Option<Cow<'_, str>> {
+    let text = value.get();
+    match text.as_bytes().first()? {
+        b'"' => serde_json::from_str::<Text<'_>>(text).ok().map(|t| t.0),
+        b't' | b'f' => Some(Cow::Borrowed(text)),
+        // An integer that fits in 64 bits prints as it is spelled.
+        b'1'..=b'9' if text.len() <= 18 && text.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(Cow::Borrowed(text))
+        }
+        b'-' | b'0'..=b'9' => serde_json::from_str::<serde_json::Number>(text)
+            .ok()
+            .map(|n| Cow::Owned(n.to_string())),
+        _ => None,
     }
 }
 
@@ -74,77 +96,54 @@ fn invalid(field: &str, message: &str) -> ExperimentError {
     }
 }
 
-/// A message of the caller's: its role read, the rest left as it arrived.
-struct Message<'a> {
-    role: Option<Cow<'a, str>>,
-    raw: &'a RawValue,
-}
-
-impl Message<'_> {
-    fn has_role(&self, roles: &[&str]) -> bool {
-        self.role
-            .as_deref()
-            .is_some_and(|role| roles.contains(&role))
-    }
-}
-
 #[derive(Deserialize)]
-struct RoleOf<'a> {
+struct ContentOf<'a> {
     #[serde(borrow)]
-    role: Option<Cow<'a, str>>,
+    content: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
-struct ContentOf {
-    content: Option<Value>,
+struct TextPart<'a> {
+    #[serde(borrow)]
+    text: Option<Text<'a>>,
 }
 
-/// The items of a JSON array, each with its role when it is an object with one.
-fn messages(array: &RawValue) -> Option<Vec<Message<'_>>> {
-    let items: Vec<&RawValue> = serde_json::from_str(array.get()).ok()?;
-    Some(
-        items
-            .into_iter()
-            .map(|raw| Message {
-                role: serde_json::from_str::<RoleOf<'_>>(raw.get())
-                    .ok()
-                    .and_then(|m| m.role),
-                raw,
-            })
-            .collect(),
-    )
-}
-
-fn content_text(content: &Value) -> Option<String> {
-    match content {
-        Value::String(s) => Some(s.clone()),
-        Value::Array(parts) => Some(
-            parts
-                .iter()
-                .filter_map(|p| p.get("text").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join("\n"),
-        ),
-        _ => None,
+/// A message's text: its content when a string, else the `text` of each of
+/// its parts, a line each.
+fn content_text(content: &RawValue) -> Option<Cow<'_, str>> {
+    if let Ok(text) = serde_json::from_str::<Text<'_>>(content.get()) {
+        return Some(text.0);
     }
+    // Parts of other shapes (an image, a number) count for no text, as
+    // before any of them had a `text`.
+    let parts: Vec<&RawValue> = serde_json::from_str(content.get()).ok()?;
+    let texts: Vec<Cow<'_, str>> = parts
+        .into_iter()
+        .filter_map(|part| serde_json::from_str::<TextPart<'_>>(part.get()).ok()?.text)
+        .map(|text| text.0)
+        .collect();
+    Some(Cow::Owned(texts.join("\n")))
 }
 
-fn last_user_text(body: &BodyFields<'_>, endpoint: Endpoint) -> Option<String> {
-    let messages = match endpoint {
+fn last_user_text<'a>(body: &BodyFields<'a>, endpoint: Endpoint) -> Option<Cow<'a, str>> {
+    let last_user = |messages: &[Message<'a>]| {
+        let last = messages.iter().rev().find(|m| m.has_role(&["user"]))?;
+        content_text(
+            serde_json::from_str::<ContentOf<'a>>(last.raw.get())
+                .ok()?
+                .content?,
+        )
+    };
+    match endpoint {
         Endpoint::Responses => {
             let input = body.raw("input")?;
-            if let Ok(text) = serde_json::from_str::<String>(input.get()) {
-                return Some(text);
+            if let Ok(text) = serde_json::from_str::<Text<'a>>(input.get()) {
+                return Some(text.0);
             }
-            messages(input)?
+            last_user(&messages(input)?)
         }
-        _ => messages(body.raw("messages")?)?,
-    };
-    let last = messages.iter().rev().find(|m| m.has_role(&["user"]))?;
-    let content = serde_json::from_str::<ContentOf>(last.raw.get())
-        .ok()?
-        .content?;
-    content_text(&content)
+        _ => last_user(body.messages()?),
+    }
 }
 
 /// `body` rewritten for `variant`.
@@ -153,7 +152,7 @@ pub fn apply<'a>(
     variant: &'a Variant,
     endpoint: Endpoint,
     body: &'a BodyFields<'a>,
-    variables: &Variables,
+    variables: &Variables<'_>,
 ) -> Result<RewrittenBody<'a>, ExperimentError> {
     if !matches!(
         endpoint,
@@ -182,28 +181,27 @@ pub fn apply<'a>(
     }
     match endpoint {
         Endpoint::ChatCompletions => {
+            let is_system = |m: &&Message<'_>| m.has_role(&["system", "developer"]);
             let messages = caller_messages(body)?;
-            let (caller_system, conversation): (Vec<_>, Vec<_>) = messages
-                .into_iter()
-                .partition(|m| m.has_role(&["system", "developer"]));
             let mut items = match system {
                 Some(system) => vec![Piece::Message {
                     role: "system",
                     content: system,
                 }],
-                None => as_sent(caller_system),
+                None => as_sent(messages.iter().filter(is_system)),
             };
-            items.extend(combine(variant.messages, user, as_sent(conversation)));
+            let conversation = as_sent(messages.iter().filter(|m| !is_system(m)));
+            items.extend(combine(variant.messages, user, conversation));
             out.set("messages", Piece::List(items));
         }
         Endpoint::Messages => {
             if let Some(system) = system {
                 out.set("system", Piece::Text(Cow::Owned(system)));
             }
-            let conversation = caller_messages(body)?;
+            let conversation = as_sent(caller_messages(body)?.iter());
             out.set(
                 "messages",
-                Piece::List(combine(variant.messages, user, as_sent(conversation))),
+                Piece::List(combine(variant.messages, user, conversation)),
             );
         }
         Endpoint::Responses => {
@@ -220,9 +218,13 @@ pub fn apply<'a>(
                                 .map_err(|_| invalid("input", "expected a string"))?,
                         }],
                         Some(b'n') => Vec::new(),
-                        _ => as_sent(messages(raw).ok_or_else(|| {
-                            invalid("input", "expected a string or an array of input items")
-                        })?),
+                        _ => as_sent(
+                            messages(raw)
+                                .ok_or_else(|| {
+                                    invalid("input", "expected a string or an array of input items")
+                                })?
+                                .iter(),
+                        ),
                     },
                 };
                 let items = combine(variant.messages, Some(user), input);
@@ -238,15 +240,14 @@ pub fn apply<'a>(
 /// The caller's messages. `api::parse_head` refuses a body without them
 /// before a variant is rendered; this refuses again rather than render a
 /// prompt without the caller's content.
-fn caller_messages<'a>(body: &BodyFields<'a>) -> Result<Vec<Message<'a>>, ExperimentError> {
-    body.raw("messages")
-        .and_then(messages)
+fn caller_messages<'b, 'a>(body: &'b BodyFields<'a>) -> Result<&'b [Message<'a>], ExperimentError> {
+    body.messages()
         .ok_or_else(|| invalid("messages", "expected an array of message objects"))
 }
 
 /// The caller's messages as pieces of the rewritten body.
-fn as_sent(messages: Vec<Message<'_>>) -> Vec<Piece<'_>> {
-    messages.into_iter().map(|m| Piece::Raw(m.raw)).collect()
+fn as_sent<'b, 'a: 'b>(messages: impl Iterator<Item = &'b Message<'a>>) -> Vec<Piece<'a>> {
+    messages.map(|m| Piece::Raw(m.raw)).collect()
 }
 
 fn combine(

@@ -2,6 +2,7 @@
 //! through the real config loader; each rendered body is compared as JSON
 //! with the body the variant must produce.
 
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::*;
@@ -251,4 +252,33 @@ fn bodies_without_messages_and_other_endpoints_are_refused() {
         ),
         "{embeddings:?}"
     );
+}
+
+#[test]
+fn variable_values_read_as_a_json_tree_would_print_them() {
+    for (raw, text) in [
+        (r#""plain""#, Some("plain")),
+        (r#""esc\"aped \u00e9""#, Some("esc\"aped é")),
+        ("3", Some("3")),
+        ("-3", Some("-3")),
+        ("0", Some("0")),
+        ("1.50", Some("1.5")),
+        ("1e2", Some("100.0")),
+        ("123456789012345678901234", Some("1.2345678901234567e+23")),
+        ("true", Some("true")),
+        ("false", Some("false")),
+        ("null", None),
+        ("[1]", None),
+        (r#"{"a":1}"#, None),
+    ] {
+        let value: Box<RawValue> = serde_json::from_str(raw).unwrap();
+        assert_eq!(scalar_text(&value).as_deref(), text, "{raw}");
+        // What reading a `Value` tree gave before (`decide::scalar_text`).
+        let tree: Value = serde_json::from_str(raw).unwrap();
+        assert_eq!(
+            super::super::decide::scalar_text(&tree).as_deref(),
+            text,
+            "{raw}"
+        );
+    }
 }
