@@ -364,7 +364,7 @@ fn audit_encoding(c: &mut Criterion) {
             )
             .into();
             if let Some(tag) = e.start.experiment.as_mut() {
-                tag.unit_key = format!("user-{}", i * 7919 % 100_000);
+                tag.unit_key = format!("user-{}", i * 7919 % 100_000).into();
             }
             e.start.started_at += Duration::from_micros(u64::from(i) * 1733);
             e.duration = Duration::from_micros(300_000 + u64::from(i * 7717 % 90_000));

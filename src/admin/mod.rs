@@ -203,13 +203,13 @@ async fn handle(admin: &Admin, request: Request<Incoming>) -> Response<GatewayBo
             let Some(unit) = unit.filter(|u| !u.is_empty()) else {
                 return error(StatusCode::BAD_REQUEST, "give the unit key as ?unit=<key>");
             };
-            let assignment = decide::for_unit(experiment, unit, true);
+            let assignment = decide::for_unit(experiment, unit.into(), true);
             let variant = &experiment.variants[assignment.variant];
             json_response(
                 StatusCode::OK,
                 json!({
                     "experiment": &*experiment.id,
-                    "unit": assignment.unit_key,
+                    "unit": &*assignment.unit_key,
                     "variant": &*variant.name,
                     "variant_version": &*variant.version,
                     "reason": assignment.reason.to_string(),

@@ -56,7 +56,7 @@ pub struct ExperimentTag {
     pub variant_version: Arc<str>,
     pub reason: promptgate_core::experiments::decide::Reason,
     /// Raw; pseudonymise before writing anywhere.
-    pub unit_key: String,
+    pub unit_key: Arc<str>,
     pub sticky: bool,
     /// false: the audit record carries metadata only.
     pub log_bodies: bool,

@@ -215,7 +215,7 @@ fn is_sampled(
     request_id: &str,
 ) -> bool {
     let key = if policy.sticky {
-        tag.unit_key.as_str()
+        &*tag.unit_key
     } else {
         request_id
     };

@@ -601,7 +601,7 @@ async fn hash_assignment_is_sticky_split_and_sends_the_variants_request() {
                 assigned_share: Some(0.5),
                 variant_version: tag.variant_version.clone(),
                 reason: Reason::Hash,
-                unit_key: user.clone(),
+                unit_key: user.as_str().into(),
                 sticky: true,
                 log_bodies: true,
                 shadow_of: None,
@@ -626,7 +626,7 @@ async fn hash_assignment_is_sticky_split_and_sends_the_variants_request() {
         .start
         .experiment
         .unwrap();
-    assert_eq!(tag.unit_key, "req-anonymous");
+    assert_eq!(&*tag.unit_key, "req-anonymous");
     assert!(!tag.sticky);
     assert_eq!(tag.reason, Reason::Hash);
 }
@@ -951,7 +951,7 @@ async fn override_is_allowed_only_for_listed_clients() {
         .experiment
         .unwrap();
     assert_eq!(tag.reason, Reason::Override);
-    assert_eq!(tag.unit_key, user);
+    assert_eq!(*tag.unit_key, *user);
 
     let before = sim.received().len();
     // Another client: 403 in the caller's dialect.

@@ -410,7 +410,7 @@ async fn sampling_follows_the_hash_and_is_sticky_per_unit() {
             .into_iter()
             .filter_map(|e| e.start.experiment)
             .filter(|tag| tag.shadow_of.is_some())
-            .map(|tag| tag.unit_key)
+            .map(|tag| tag.unit_key.to_string())
             .collect()
     };
     support::wait::until(

@@ -151,12 +151,19 @@ pub(super) async fn serve(
     };
     let mut response = response;
     let headers = response.headers_mut();
+    let reason = match assignment.reason.fixed_label() {
+        Some(label) => Some(HeaderValue::from_static(label)),
+        None => HeaderValue::from_str(&assignment.reason.to_string()).ok(),
+    };
     for (name, value) in [
-        (EXPERIMENT_HEADER, experiment.id.as_ref()),
-        (VARIANT_HEADER, experiment.variants[served].name.as_ref()),
-        (REASON_HEADER, &assignment.reason.to_string()),
+        (EXPERIMENT_HEADER, experiment.id_header.clone()),
+        (
+            VARIANT_HEADER,
+            experiment.variants[served].name_header.clone(),
+        ),
+        (REASON_HEADER, reason),
     ] {
-        if let Ok(value) = HeaderValue::from_str(value) {
+        if let Some(value) = value {
             headers.insert(name, value);
         }
     }

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -211,6 +211,7 @@ fn validate_experiment(
     );
     Some(Experiment {
         id: id.into(),
+        id_header: HeaderValue::from_str(id).ok(),
         enabled: raw.enabled,
         salt: raw.salt.as_deref().unwrap_or(id).into(),
         unit_key: unit_key?,
@@ -365,6 +366,7 @@ fn validate_variant(
         .unwrap_or_else(|| definition_hash(raw, &system, &user));
     Some(Variant {
         name: raw.name.as_str().into(),
+        name_header: HeaderValue::from_str(&raw.name).ok(),
         weight: raw.weight,
         version: version.into(),
         route: RouteConfig {

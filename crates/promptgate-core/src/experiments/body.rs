@@ -24,6 +24,8 @@ pub const GATEWAY_FIELD: &str = "promptgate";
 #[derive(Debug)]
 pub struct BodyFields<'a> {
     fields: BTreeMap<FieldName<'a>, &'a RawValue>,
+    /// The body's length: what a rewrite of it reserves.
+    len: usize,
     /// `messages`, read once for the variables and the variant both.
     messages: OnceLock<Option<Vec<Message<'a>>>>,
 }
@@ -74,7 +76,10 @@ impl<'a> BodyFields<'a> {
     /// Checks that `body` is a JSON object (all of it valid JSON) and indexes
     /// its fields.
     pub fn parse(body: &'a [u8]) -> Result<BodyFields<'a>, serde_json::Error> {
-        serde_json::from_slice(body)
+        serde_json::from_slice(body).map(|fields| BodyFields {
+            len: body.len(),
+            ..fields
+        })
     }
 
     /// A field's value as it arrived.
@@ -132,6 +137,7 @@ impl<'de> Deserialize<'de> for BodyFields<'de> {
                 }
                 Ok(BodyFields {
                     fields,
+                    len: 0,
                     messages: OnceLock::new(),
                 })
             }
@@ -214,6 +220,10 @@ impl Serialize for Piece<'_> {
     }
 }
 
+/// Room reserved beyond the caller's body for what a variant adds (model,
+/// parameters, a system prompt); a larger addition grows the buffer once.
+const REWRITE_HEADROOM: usize = 1024;
+
 /// The caller's body with some fields set anew. The gateway field is left
 /// out; every other field of the caller's not set here goes through as it
 /// arrived.
@@ -254,8 +264,12 @@ impl<'a> RewrittenBody<'a> {
         self.caller.raw(name)
     }
 
+    /// The body as JSON, written into one buffer sized for the caller's
+    /// body and a variant's additions (not grown from empty).
     pub fn to_vec(&self) -> Result<Vec<u8>, serde_json::Error> {
-        serde_json::to_vec(self)
+        let mut out = Vec::with_capacity(self.caller.len + REWRITE_HEADROOM);
+        serde_json::to_writer(&mut out, self)?;
+        Ok(out)
     }
 }
 

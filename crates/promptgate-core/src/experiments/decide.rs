@@ -29,15 +29,25 @@ pub enum Reason {
     Disabled,
 }
 
+impl Reason {
+    /// The label of every reason but a flag rule's (`flag:<rule>`).
+    pub fn fixed_label(&self) -> Option<&'static str> {
+        match self {
+            Reason::Hash => Some("hash"),
+            Reason::Flag(_) => None,
+            Reason::Override => Some("override"),
+            Reason::NotEnrolled => Some("not_enrolled"),
+            Reason::Killswitch => Some("killswitch"),
+            Reason::Disabled => Some("disabled"),
+        }
+    }
+}
+
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Reason::Hash => f.write_str("hash"),
-            Reason::Flag(rule) => write!(f, "flag:{rule}"),
-            Reason::Override => f.write_str("override"),
-            Reason::NotEnrolled => f.write_str("not_enrolled"),
-            Reason::Killswitch => f.write_str("killswitch"),
-            Reason::Disabled => f.write_str("disabled"),
+        match (self, self.fixed_label()) {
+            (Reason::Flag(rule), _) => write!(f, "flag:{rule}"),
+            (_, label) => f.write_str(label.unwrap_or_default()),
         }
     }
 }
@@ -48,7 +58,7 @@ pub struct Assignment {
     pub variant: usize,
     pub reason: Reason,
     /// The unit key used (raw: the audit log pseudonymises it before writing).
-    pub unit_key: String,
+    pub unit_key: Arc<str>,
     /// False when the configured unit key was absent and the request id stood in.
     pub sticky: bool,
 }
@@ -68,7 +78,7 @@ pub fn decide(
 ) -> Result<Assignment, ExperimentError> {
     let (unit_key, sticky) = match unit_key(&experiment.unit_key, facts) {
         Some(key) => (key, true),
-        None => (facts.request_id.to_owned(), false),
+        None => (Arc::from(facts.request_id), false),
     };
     if experiment.enabled && experiment.killswitch.is_none() {
         if let Some(requested) = facts.headers.get(&VARIANT_OVERRIDE) {
@@ -109,7 +119,7 @@ pub fn decide(
 /// The variant a unit gets from the experiment's own settings (switch, kill
 /// switch, enrolment, hash), before anything a particular request carries
 /// (override header, flag rules). Answers "which variant does user X see?".
-pub fn for_unit(experiment: &Experiment, unit_key: String, sticky: bool) -> Assignment {
+pub fn for_unit(experiment: &Experiment, unit_key: Arc<str>, sticky: bool) -> Assignment {
     let (variant, reason) = if !experiment.enabled {
         (experiment.default_variant, Reason::Disabled)
     } else if let Some(variant) = experiment.killswitch {
@@ -134,11 +144,11 @@ pub fn for_unit(experiment: &Experiment, unit_key: String, sticky: bool) -> Assi
     }
 }
 
-fn unit_key(source: &UnitKeySource, facts: &RequestFacts<'_>) -> Option<String> {
-    let key = match source {
-        UnitKeySource::Header(name) => facts.headers.get(name)?.to_str().ok()?.trim().to_owned(),
-        UnitKeySource::BodyField(path) => scalar_text(&facts.body.lookup(path)?)?,
-        UnitKeySource::ClientId => facts.client_id?.to_owned(),
+fn unit_key(source: &UnitKeySource, facts: &RequestFacts<'_>) -> Option<Arc<str>> {
+    let key: Arc<str> = match source {
+        UnitKeySource::Header(name) => facts.headers.get(name)?.to_str().ok()?.trim().into(),
+        UnitKeySource::BodyField(path) => scalar_text(&facts.body.lookup(path)?)?.into(),
+        UnitKeySource::ClientId => facts.client_id?.into(),
     };
     (!key.is_empty()).then_some(key)
 }

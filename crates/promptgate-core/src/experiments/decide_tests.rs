@@ -104,7 +104,7 @@ fn a_unit_is_hashed_to_a_weighted_variant_and_stays_there() {
         .unwrap();
     assert_eq!(first.reason, Reason::Hash);
     assert!(first.sticky);
-    assert_eq!(first.unit_key, "alice");
+    assert_eq!(&*first.unit_key, "alice");
     assert_ne!(name(&x, &first), "c", "a zero weight is never drawn");
     for _ in 0..5 {
         let again = Request::new()
@@ -119,11 +119,11 @@ fn a_unit_is_hashed_to_a_weighted_variant_and_stays_there() {
 fn without_its_unit_key_a_request_is_assigned_by_its_request_id_and_not_sticky() {
     let x = experiment("", "");
     let assignment = Request::new().decide(&x).unwrap();
-    assert_eq!(assignment.unit_key, "req-1");
+    assert_eq!(&*assignment.unit_key, "req-1");
     assert!(!assignment.sticky);
     // A blank header counts as absent.
     let blank = Request::new().header("x-user-id", "  ").decide(&x).unwrap();
-    assert_eq!(blank.unit_key, "req-1");
+    assert_eq!(&*blank.unit_key, "req-1");
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use serde_json::{Map, Value};
 
 use super::template::Template;
@@ -12,6 +12,8 @@ use crate::routing::RouteConfig;
 #[derive(Debug)]
 pub struct Experiment {
     pub id: Arc<str>,
+    /// `id` as a response header's value, made once (`None`: it cannot be one).
+    pub id_header: Option<HeaderValue>,
     pub enabled: bool,
     pub salt: Arc<str>,
     pub unit_key: UnitKeySource,
@@ -109,6 +111,8 @@ pub enum MessagesMode {
 #[derive(Debug)]
 pub struct Variant {
     pub name: Arc<str>,
+    /// `name` as a response header's value, made once (`None`: it cannot be one).
+    pub name_header: Option<HeaderValue>,
     pub weight: f64,
     pub version: Arc<str>,
     /// The variant's model (as `upstream_model`) and providers in fallback order.
