@@ -50,6 +50,13 @@ pub trait ExchangeSink: Send + Sync + 'static {
     fn records_nothing(&self) -> bool {
         false
     }
+
+    /// Whether anything behind this sink reads an answer's text or body
+    /// (the audit log does; a sink that charges usage does not): without,
+    /// the capture reads only usage, model and stream errors.
+    fn reads_answers(&self) -> bool {
+        !self.records_nothing()
+    }
 }
 
 /// Hands every report to several sinks (the audit log and, say, a test recorder).
@@ -107,6 +114,10 @@ impl ExchangeSink for Fanout {
 
     fn promises_durability(&self) -> bool {
         self.0.iter().any(|sink| sink.promises_durability())
+    }
+
+    fn reads_answers(&self) -> bool {
+        self.0.iter().any(|sink| sink.reads_answers())
     }
 
     fn record_refusal(&self, refusal: Refusal) {
@@ -188,6 +199,17 @@ mod tests {
         let sink = Fanout::of(vec![audit.clone(), Arc::new(NoSink)]);
         assert!(std::ptr::addr_eq(Arc::as_ptr(&sink), Arc::as_ptr(&audit)));
         assert!(Fanout::of(vec![Arc::new(NoSink)]).records_nothing());
+    }
+
+    #[test]
+    fn answers_are_read_when_any_sink_records() {
+        assert!(!NoSink.reads_answers());
+        assert!(Counting::default().reads_answers());
+        let both: Arc<dyn ExchangeSink> = Arc::new(Fanout(vec![
+            Arc::new(NoSink),
+            Arc::new(Counting::default()),
+        ]));
+        assert!(both.reads_answers());
     }
 
     #[test]

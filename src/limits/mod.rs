@@ -115,11 +115,42 @@ impl ExchangeSink for ChargingSink {
         self.inner.promises_durability()
     }
 
+    fn reads_answers(&self) -> bool {
+        self.inner.reads_answers()
+    }
+
     fn record_feedback(&self, feedback: crate::feedback::Feedback) {
         self.inner.record_feedback(feedback);
     }
 
     fn record_refusal(&self, refusal: Refusal) {
         self.inner.record_refusal(refusal);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::exchange::NoSink;
+    use crate::telemetry::Telemetry;
+    use promptgate_core::config::TelemetryConfig;
+
+    struct Keeps;
+
+    impl ExchangeSink for Keeps {
+        fn record(&self, _exchange: FinishedExchange) {}
+    }
+
+    #[test]
+    fn charging_reads_no_answer_unless_a_sink_behind_it_does() {
+        let telemetry = Telemetry::start(&TelemetryConfig::default(), HashMap::new()).unwrap();
+        let limits = Limits::new(
+            Arc::new(LocalStore::default()),
+            HashMap::new(),
+            telemetry.metrics().clone(),
+        );
+        // The binary's sink without an audit log: usage is all it needs.
+        assert!(!limits.charging(Arc::new(NoSink)).reads_answers());
+        assert!(limits.charging(Arc::new(Keeps)).reads_answers());
     }
 }

@@ -497,9 +497,9 @@ fn deliver(
         event_stream,
         provider.max_sse_event_bytes,
     );
-    let capture = match sink.records_nothing() {
-        true => capture.usage_only(),
-        false => capture,
+    let capture = match sink.reads_answers() {
+        true => capture,
+        false => capture.usage_only(),
     };
     let body = ObservedBody::new(body, start, capture, deadline, sink.clone());
     headers::to_caller(&mut parts.headers);
