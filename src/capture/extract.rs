@@ -79,10 +79,10 @@ impl ResponseCapture {
         }
     }
 
-    /// Reads only the usage, the model and a stream's error, for a sink
-    /// that records nothing: the answer's text is not assembled and its body
-    /// is not kept, and the parts of each event that carry text are skipped
-    /// unparsed.
+    /// Reads only the usage, the model and a stream's error, for sinks that
+    /// read no answers (`ExchangeSink::reads_answers`): the answer's text is
+    /// not assembled, its body is not kept, and the parts of each event that
+    /// carry text are skipped unparsed.
     pub fn usage_only(mut self) -> ResponseCapture {
         self.keeps_content = false;
         self
