@@ -264,7 +264,9 @@ fn variable_values_read_as_a_json_tree_would_print_them() {
         ("0", Some("0")),
         ("1.50", Some("1.5")),
         ("1e2", Some("100.0")),
-        ("123456789012345678901234", Some("1.2345678901234567e+23")),
+        // Beyond 64 bits: a float, spelled as `serde_json` prints it (its
+        // digits depend on the build's features), checked against the tree.
+        ("123456789012345678901234", None),
         ("true", Some("true")),
         ("false", Some("false")),
         ("null", None),
@@ -272,13 +274,18 @@ fn variable_values_read_as_a_json_tree_would_print_them() {
         (r#"{"a":1}"#, None),
     ] {
         let value: Box<RawValue> = serde_json::from_str(raw).unwrap();
-        assert_eq!(scalar_text(&value).as_deref(), text, "{raw}");
         // What reading a `Value` tree gave before (`decide::scalar_text`).
         let tree: Value = serde_json::from_str(raw).unwrap();
+        let from_tree = super::super::decide::scalar_text(&tree);
         assert_eq!(
-            super::super::decide::scalar_text(&tree).as_deref(),
-            text,
+            scalar_text(&value).as_deref(),
+            from_tree.as_deref(),
             "{raw}"
         );
+        if tree.is_f64() && raw.len() > 18 {
+            assert!(from_tree.is_some(), "{raw}");
+        } else {
+            assert_eq!(from_tree.as_deref(), text, "{raw}");
+        }
     }
 }
