@@ -23,7 +23,7 @@ pub const GATEWAY_FIELD: &str = "promptgate";
 /// its last value, as a parsed JSON object would.
 #[derive(Debug)]
 pub struct BodyFields<'a> {
-    fields: BTreeMap<FieldName<'a>, &'a RawValue>,
+    fields: FieldMap<'a>,
     /// The body's length: what a rewrite of it reserves.
     len: usize,
     /// `messages`, read once for the variables and the variant both.
@@ -76,24 +76,28 @@ impl<'a> BodyFields<'a> {
     /// Checks that `body` is a JSON object (all of it valid JSON) and indexes
     /// its fields.
     pub fn parse(body: &'a [u8]) -> Result<BodyFields<'a>, serde_json::Error> {
-        serde_json::from_slice(body).map(|fields| BodyFields {
+        Ok(BodyFields {
+            fields: serde_json::from_slice(body)?,
             len: body.len(),
-            ..fields
+            messages: OnceLock::new(),
         })
     }
 
     /// A field's value as it arrived.
     pub fn raw(&self, name: &str) -> Option<&'a RawValue> {
-        self.fields.get(name).copied()
+        self.fields.0.get(name).copied()
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.fields.contains_key(name)
+        self.fields.0.contains_key(name)
     }
 
     /// The fields by name, in name order.
     pub fn into_fields(self) -> impl Iterator<Item = (Cow<'a, str>, &'a RawValue)> {
-        self.fields.into_iter().map(|(name, value)| (name.0, value))
+        self.fields
+            .0
+            .into_iter()
+            .map(|(name, value)| (name.0, value))
     }
 
     /// The `messages` array; `None` when absent or not an array.
@@ -120,11 +124,15 @@ impl<'a> BodyFields<'a> {
     }
 }
 
-impl<'de> Deserialize<'de> for BodyFields<'de> {
+/// The fields by name; a repeated name keeps its last value.
+#[derive(Debug)]
+struct FieldMap<'a>(BTreeMap<FieldName<'a>, &'a RawValue>);
+
+impl<'de> Deserialize<'de> for FieldMap<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Fields;
         impl<'de> Visitor<'de> for Fields {
-            type Value = BodyFields<'de>;
+            type Value = FieldMap<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.write_str("a JSON object")
@@ -135,11 +143,7 @@ impl<'de> Deserialize<'de> for BodyFields<'de> {
                 while let Some((name, value)) = map.next_entry::<FieldName<'de>, &'de RawValue>()? {
                     fields.insert(name, value);
                 }
-                Ok(BodyFields {
-                    fields,
-                    len: 0,
-                    messages: OnceLock::new(),
-                })
+                Ok(FieldMap(fields))
             }
         }
         deserializer.deserialize_map(Fields)
@@ -276,7 +280,7 @@ impl<'a> RewrittenBody<'a> {
 impl Serialize for RewrittenBody<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(None)?;
-        for (name, value) in &self.caller.fields {
+        for (name, value) in &self.caller.fields.0 {
             let name: &str = &name.0;
             if name != GATEWAY_FIELD && !self.set.iter().any(|(set, _)| set == name) {
                 map.serialize_entry(name, value)?;
