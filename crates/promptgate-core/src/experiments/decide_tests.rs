@@ -6,14 +6,12 @@ use http::{HeaderMap, HeaderValue};
 use serde_json::json;
 
 use super::*;
-use crate::config::{LoadOptions, load_file};
+use crate::experiments::test_config::first_experiment;
 
 /// An experiment `x` (variants `a`, `b`, `c`; unit key `x-user-id`) with
 /// `extra` lines in its table and `rules` after its variants.
 fn experiment(extra: &str, rules: &str) -> Experiment {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("gateway.toml");
-    let text = format!(
+    first_experiment(&format!(
         r#"[auth]
 open = true
 
@@ -42,10 +40,7 @@ weight = 0
 model = "m-c"
 providers = ["demo"]
 {rules}"#
-    );
-    std::fs::write(&file, text).unwrap();
-    let mut config = load_file(&file, &LoadOptions::default()).unwrap();
-    config.experiments.remove(0)
+    ))
 }
 
 struct Request {

@@ -6,13 +6,11 @@ use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::config::{LoadOptions, load_file};
+use crate::experiments::test_config::first_experiment;
 
 /// Experiment `x` with one variant `v` whose table has `variant` lines.
 fn experiment(variant: &str) -> Experiment {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("gateway.toml");
-    let text = format!(
+    first_experiment(&format!(
         r#"[auth]
 open = true
 
@@ -29,10 +27,7 @@ model = "m-v"
 providers = ["demo"]
 {variant}
 "#
-    );
-    std::fs::write(&file, text).unwrap();
-    let mut config = load_file(&file, &LoadOptions::default()).unwrap();
-    config.experiments.remove(0)
+    ))
 }
 
 fn render(variant: &str, endpoint: Endpoint, body: Value) -> Result<Value, ExperimentError> {
