@@ -45,9 +45,9 @@ impl Reason {
 
 impl fmt::Display for Reason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self, self.fixed_label()) {
-            (Reason::Flag(rule), _) => write!(f, "flag:{rule}"),
-            (_, label) => f.write_str(label.unwrap_or_default()),
+        match self {
+            Reason::Flag(rule) => write!(f, "flag:{rule}"),
+            fixed => f.write_str(fixed.fixed_label().unwrap_or_default()),
         }
     }
 }

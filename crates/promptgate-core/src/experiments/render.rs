@@ -114,8 +114,7 @@ fn content_text(content: &RawValue) -> Option<Cow<'_, str>> {
     if let Ok(text) = serde_json::from_str::<Text<'_>>(content.get()) {
         return Some(text.0);
     }
-    // Parts of other shapes (an image, a number) count for no text, as
-    // before any of them had a `text`.
+    // A part without a string `text` (an image, a number) adds none.
     let parts: Vec<&RawValue> = serde_json::from_str(content.get()).ok()?;
     let texts: Vec<Cow<'_, str>> = parts
         .into_iter()
