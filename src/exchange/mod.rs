@@ -3,11 +3,13 @@
 //! capture produces these reports, the audit log, telemetry and shadow calls
 //! consume them, and none of those is imported from here.
 
+mod id;
 mod sink;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+pub use id::{RequestIdText, fresh_request_id};
 pub use sink::{ExchangeSink, Fanout, NoSink, RecordAck};
 
 use promptgate_core::dialect::Endpoint;

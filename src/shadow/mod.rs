@@ -133,7 +133,7 @@ impl ShadowRunner {
             model: served.model.to_owned(),
             stream: served.stream,
             headers: served.headers.clone(),
-            request_id: uuid::Uuid::now_v7().to_string().into(),
+            request_id: crate::exchange::fresh_request_id().as_str().into(),
             client_id: served.client_id.cloned(),
             tags: served.tags.clone(),
             started: served.started,

@@ -333,8 +333,8 @@ fn request_id(headers: &http::HeaderMap) -> (Arc<str>, HeaderValue) {
         }
     }
     // Formatted on the stack: the id's two owned forms are its only allocations.
-    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let id = uuid::Uuid::now_v7().hyphenated().encode_lower(&mut text);
+    let text = crate::exchange::fresh_request_id();
+    let id = text.as_str();
     let header = HeaderValue::from_str(id).unwrap_or_else(|_| HeaderValue::from_static("invalid"));
-    (Arc::from(&*id), header)
+    (Arc::from(id), header)
 }
