@@ -4,8 +4,6 @@
 //! route and providers, at most `concurrency` at a time; answers come from
 //! the cache when the rendered request is unchanged.
 
-use std::borrow::Cow;
-
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream;
@@ -119,15 +117,9 @@ fn render_case(
     let variables = Variables::of(&fields, endpoint).map_err(|e| e.to_string())?;
     let mut body = render::apply(experiment, variant, endpoint, &fields, &variables)
         .map_err(|e| e.to_string())?;
-    body.set(
-        "temperature",
-        Piece::Json(Cow::Owned(json!(suite.temperature))),
-    );
+    body.set("temperature", Piece::owned(json!(suite.temperature)));
     if endpoint == Endpoint::Messages && !body.contains("max_tokens") {
-        body.set(
-            "max_tokens",
-            Piece::Json(Cow::Owned(json!(suite.max_tokens))),
-        );
+        body.set("max_tokens", Piece::owned(json!(suite.max_tokens)));
     }
     body.to_vec().map(Bytes::from).map_err(|e| e.to_string())
 }

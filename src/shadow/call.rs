@@ -1,6 +1,5 @@
 //! One shadow call on its task: forward, consume the whole answer, record it.
 
-use std::borrow::Cow;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -263,10 +262,7 @@ impl ShadowCall {
             // provider's to refuse, as it would be without the shadow.
             if let Some(mut options) = options {
                 options.insert("include_usage".into(), Value::Bool(true));
-                body.set(
-                    "stream_options",
-                    Piece::Json(Cow::Owned(Value::Object(options))),
-                );
+                body.set("stream_options", Piece::owned(Value::Object(options)));
             }
         }
         body.to_vec()

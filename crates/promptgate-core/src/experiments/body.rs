@@ -201,6 +201,13 @@ pub enum Piece<'a> {
     List(Vec<Piece<'a>>),
 }
 
+impl Piece<'_> {
+    /// A value the gateway made (not borrowed from the caller's body).
+    pub fn owned(value: Value) -> Self {
+        Piece::Json(Cow::Owned(value))
+    }
+}
+
 impl Serialize for Piece<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -310,8 +317,8 @@ mod tests {
         let fields = BodyFields::parse(text).unwrap();
         let mut body = RewrittenBody::new(&fields);
         body.set("model", Piece::Text("m-b".into()));
-        body.set("temperature", Piece::Json(Cow::Owned(json!(0))));
-        body.set("temperature", Piece::Json(Cow::Owned(json!(1))));
+        body.set("temperature", Piece::owned(json!(0)));
+        body.set("temperature", Piece::owned(json!(1)));
         assert!(body.contains("stream_options"));
         assert!(!body.contains(GATEWAY_FIELD));
         assert!(body.caller_value("model").is_none());
